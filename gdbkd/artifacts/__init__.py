@@ -1,0 +1,1 @@
+"""Kernel artifacts: Debian arm64 packages, initramfs, lab/test modules."""

@@ -1,0 +1,192 @@
+"""Fetch and unpack a profile's kernel: Image, vmlinux (+.gdb_index), modules, headers.
+
+Debian profiles resolve the newest ABI of the profile's series for which the
+unsigned image, the -dbg vmlinux, both header packages and the amd64 kbuild all
+download; the unpacked result is keyed by the packages' SHA256 sums. When the
+archive cannot be reached, the last kernel resolved for the profile is used.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+from ..cache import cache_root, key_of, progress, atomic_dir, atomic_write
+from ..errors import GdbkdError
+from .apt import Apt
+
+__all__ = ["Kernel", "ensure_kernel", "add_gdb_index"]
+
+
+@dataclass
+class Kernel:
+    release: str
+    image: str
+    vmlinux: str
+    modules_dir: str = ""
+    kdir: str = ""
+    config: str = ""
+    make_vars: dict = field(default_factory=dict)
+    make_prefix: list = field(default_factory=list)
+
+    def to_json(self):
+        return asdict(self)
+
+
+def _vkey(s):
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", s)]
+
+
+def _run(cmd, what, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        err = (r.stderr.strip().splitlines() or ["failed"])[-1]
+        raise GdbkdError(f"{what}: {err[:200]}")
+    return r
+
+
+def add_gdb_index(vmlinux: Path):
+    """Add a .gdb_index section (as gdb-add-index does): symbol loads go from ~20 s to <1 s."""
+    r = subprocess.run(["aarch64-linux-gnu-objdump", "-h", str(vmlinux)], capture_output=True, text=True)
+    if ".gdb_index" in r.stdout or ".debug_names" in r.stdout:
+        return
+    progress(f"indexing {vmlinux.name} for gdb (one time, ~30 s)")
+    d = vmlinux.parent
+    _run(["gdb-multiarch", "-batch", "-nx", "-iex", "set auto-load no",
+          "-ex", f"save gdb-index {d}", str(vmlinux)], "gdb index")
+    idx = d / (vmlinux.name + ".gdb-index")
+    tmp = d / (vmlinux.name + ".indexed")
+    _run(["aarch64-linux-gnu-objcopy", "--add-section", f".gdb_index={idx}",
+          "--set-section-flags", ".gdb_index=readonly", str(vmlinux), str(tmp)], "objcopy")
+    os.replace(tmp, vmlinux)
+    idx.unlink()
+
+
+def _extract(deb: Path, dest: Path, *members):
+    """Extract selected members (tar patterns) of a .deb's data into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    r = subprocess.run(["tar", "-x", "-C", str(dest), "--wildcards", *members],
+                       stdin=p1.stdout, capture_output=True, text=True)
+    p1.stdout.close()
+    p1.wait()
+    if r.returncode != 0:
+        raise GdbkdError(f"cannot unpack {deb.name}: {r.stderr.strip()[:200]}")
+
+
+def _debian_candidates(apt: Apt, kcfg):
+    flavour = kcfg.get("flavour", "cloud-arm64")
+    rx = re.compile(rf"^linux-image-({kcfg['abi_regex']})-{re.escape(flavour)}-dbg$")
+    abis = sorted({m.group(1) for n in apt.pkgnames("linux-image-") if (m := rx.match(n))},
+                  key=_vkey, reverse=True)
+    for abi in abis:
+        rel = f"{abi}-{flavour}"
+        img = apt.show(f"linux-image-{rel}-unsigned:arm64")
+        dbg = apt.show(f"linux-image-{rel}-dbg:arm64")
+        hdr = apt.show(f"linux-headers-{rel}:arm64")
+        if not (img and dbg and hdr):
+            continue
+        deps = [d.strip().split()[0] for d in hdr.get("Depends", "").split(",")]
+        common = next((d for d in deps if d.startswith("linux-headers-") and d.endswith("-common")), None)
+        kbuild = next((d for d in deps if d.startswith("linux-kbuild-")), None)
+        com = apt.show(f"{common}:all") if common else None
+        kb = apt.show(f"{kbuild}:amd64") if kbuild else None
+        if not (com and kb) or kb["Version"] != hdr["Version"]:
+            continue
+        pkgs = [(f"linux-image-{rel}-unsigned", "arm64", img), (f"linux-image-{rel}-dbg", "arm64", dbg),
+                (f"linux-headers-{rel}", "arm64", hdr), (common, "all", com), (kbuild, "amd64", kb)]
+        yield rel, pkgs
+
+
+def _build_kernel_dir(rel, debs, kcfg, out: Path):
+    img_deb, dbg_deb, hdr_deb, com_deb, kb_deb = debs
+    progress(f"unpacking kernel {rel}")
+    _extract(img_deb, out / "pkg", "./boot/*", "./lib/modules/*")
+    progress(f"unpacking vmlinux of {rel} (~15 s)")
+    _extract(dbg_deb, out / "pkg", f"./usr/lib/debug/boot/vmlinux-{rel}", f"./usr/lib/debug/boot/System.map-{rel}")
+    hdr = out / "hdr"
+    for d in (hdr_deb, com_deb, kb_deb):
+        _run(["dpkg-deb", "-x", str(d), str(hdr)], f"unpack {d.name}")
+    kdir = hdr / "usr/src" / f"linux-headers-{rel}"
+    # The flavour headers include the common ones by absolute /usr/src path.
+    for mk in [kdir / "Makefile"]:
+        if mk.exists():
+            txt = mk.read_text()
+            mk.write_text(txt.replace("/usr/src/", f"{hdr}/usr/src/"))
+    # Kernel packages of 6.12 ship .ko.xz; busybox insmod wants plain .ko.
+    for xz in (out / "pkg/lib/modules").rglob("*.ko.xz"):
+        _run(["xz", "-d", str(xz)], f"xz -d {xz.name}")
+    for zs in (out / "pkg/lib/modules").rglob("*.ko.zst"):
+        _run(["zstd", "-q", "-d", "--rm", str(zs)], f"zstd -d {zs.name}")
+    vmlinux = out / f"vmlinux-{rel}"
+    os.replace(out / "pkg/usr/lib/debug/boot" / f"vmlinux-{rel}", vmlinux)
+    os.replace(out / "pkg/usr/lib/debug/boot" / f"System.map-{rel}", out / "System.map")
+    os.replace(out / "pkg/boot" / f"vmlinuz-{rel}", out / "Image")
+    os.replace(out / "pkg/boot" / f"config-{rel}", out / "config")
+    add_gdb_index(vmlinux)
+
+
+def _kernel_from_dir(rel, d: Path, kcfg):
+    final_hdr = d / "hdr"
+    return Kernel(release=rel, image=str(d / "Image"), vmlinux=str(d / f"vmlinux-{rel}"),
+                  modules_dir=str(d / "pkg/lib/modules" / rel),
+                  kdir=str(final_hdr / "usr/src" / f"linux-headers-{rel}"),
+                  config=str(d / "config"), make_vars=dict(kcfg.get("make_vars", {})))
+
+
+def _fix_paths_after_rename(tmp: Path, final: Path):
+    mk = next((final / "hdr/usr/src").glob("linux-headers-*[!n]/Makefile"), None)
+    for mk in (final / "hdr/usr/src").glob("*/Makefile"):
+        txt = mk.read_text()
+        if str(tmp) in txt:
+            mk.write_text(txt.replace(str(tmp), str(final)))
+
+
+def ensure_kernel(profile, offline_ok=True) -> Kernel:
+    """Return the profile's kernel artifacts, fetching and unpacking them if needed."""
+    kcfg = profile.kernel
+    if kcfg.get("source") == "local":
+        k = Kernel(release=kcfg.get("release", profile.series),
+                   image=profile.expand(kcfg["image"], "kernel.image"),
+                   vmlinux=profile.expand(kcfg["vmlinux"], "kernel.vmlinux"),
+                   kdir=profile.expand(kcfg["kdir"], "kernel.kdir") if "kdir" in kcfg else "",
+                   make_vars=dict(kcfg.get("make_vars", {})))
+        for what in ("image", "vmlinux"):
+            if not Path(getattr(k, what)).is_file():
+                raise GdbkdError(f"profile {profile.name}: {what} {getattr(k, what)} does not exist")
+        return k
+    pointer = cache_root() / "kernels" / f"{profile.name}.json"
+    apt = Apt(kcfg["suites"])
+    try:
+        apt.update()
+    except GdbkdError as e:
+        if pointer.exists():
+            k = Kernel(**json.loads(pointer.read_text()))
+            if Path(k.vmlinux).exists() and Path(k.image).exists():
+                progress(f"{e}; using the cached kernel {k.release}")
+                return k
+        raise GdbkdError(f"kernel for profile {profile.name} is not cached and {e}", 3)
+    last_err = None
+    for rel, pkgs in _debian_candidates(apt, kcfg):
+        key = key_of(*(p[2].get("SHA256", p[2]["Version"]) for p in pkgs))
+        d = cache_root() / "kernels" / f"{rel}-{key}"
+        if not (d / ".complete").exists():
+            try:
+                debs = [apt.download(n, a, f["Version"], cache_root() / "debs") for n, a, f in pkgs]
+            except GdbkdError as e:
+                last_err = e
+                progress(f"{e}; trying an older ABI")
+                continue
+            with atomic_dir(d) as tmp:
+                _build_kernel_dir(rel, debs, kcfg, tmp)
+                (tmp / ".complete").write_text(rel + "\n")
+            _fix_paths_after_rename(tmp, d)
+        k = _kernel_from_dir(rel, d, kcfg)
+        with atomic_write(pointer, "w") as f:
+            json.dump(k.to_json(), f, indent=1)
+        return k
+    raise GdbkdError(f"no complete kernel package set for profile {profile.name} in "
+                     f"{', '.join(kcfg['suites'])}" + (f" ({last_err})" if last_err else ""), 3)

@@ -1,0 +1,15 @@
+"""One exception type for everything a user can get wrong or the host can lack.
+
+Frontends catch :class:`GdbkdError` and print ``gdbkd: <message>`` on one line;
+anything else is a bug and keeps its traceback.
+"""
+
+__all__ = ["GdbkdError"]
+
+
+class GdbkdError(Exception):
+    """A failure the user can act on; ``str()`` is the one line shown."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code

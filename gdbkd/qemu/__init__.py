@@ -1,0 +1,1 @@
+"""QEMU guests: profiles, machine lifecycle, serial console, QMP."""
