@@ -159,6 +159,13 @@ def ensure_kernel(profile, offline_ok=True) -> Kernel:
                 raise GdbkdError(f"profile {profile.name}: {what} {getattr(k, what)} does not exist")
         return k
     pointer = cache_root() / "kernels" / f"{profile.name}.json"
+    if pointer.exists() and os.environ.get("GDBKD_REFRESH") != "1":
+        # Resolved recently: do not ask the archive again on every run (speed, offline use).
+        import time
+        k = Kernel(**json.loads(pointer.read_text()))
+        fresh = time.time() - pointer.stat().st_mtime < 7 * 86400
+        if fresh and Path(k.vmlinux).exists() and Path(k.image).exists():
+            return k
     apt = Apt(kcfg["suites"])
     try:
         apt.update()
