@@ -161,6 +161,8 @@ def write_overlay(base: Path, files: dict, out: Path, rc: str = ""):
     if rc:
         c.file("etc/gdbkd.rc", rc.encode(), 0o755)
     with atomic_write(out) as f:
-        f.write(base.read_bytes())
+        data = base.read_bytes()
+        # the kernel looks for the next archive's header at a 4-byte aligned offset
+        f.write(data + b"\0" * ((512 - len(data) % 512) % 512))
         f.write(c.finish())
     return out

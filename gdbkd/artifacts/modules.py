@@ -52,6 +52,8 @@ def build_module_dir(src, kernel) -> list:
             cmd = [*kernel.make_prefix, "make", "-s", "-C", kernel.kdir, "ARCH=arm64",
                    "CROSS_COMPILE=aarch64-linux-gnu-", f"M={tmp}", "modules"]
             cmd += [f"{k}={v}" for k, v in kernel.make_vars.items()]
+            # debug info names the user's source, not the private build copy
+            cmd.append(f"KCFLAGS=-fdebug-prefix-map={tmp}={src}")
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 lines = [l for l in (r.stderr + r.stdout).splitlines() if "error" in l.lower()]

@@ -1,0 +1,149 @@
+"""gdbkd command line: thin click frontends over live/, artifacts/, postmortem/, labs/."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import click
+
+from .errors import GdbkdError
+
+__all__ = ["main"]
+
+
+def _opts(**kw):
+    from .live import LiveOptions
+    return LiveOptions(**{k: v for k, v in kw.items() if v is not None})
+
+
+_common = [
+    click.option("--batch", is_flag=True, help="no prompt: run, report, tear down, exit"),
+    click.option("--json", "as_json", is_flag=True, help="print the report as JSON"),
+    click.option("-ex", "--ex", "ex", multiple=True, help="gdb/kd command to run at the stop (repeatable)"),
+    click.option("--timeout", type=float, default=120.0, show_default=True,
+                 help="batch: seconds to wait for the crash"),
+    click.option("--modules-dir", multiple=True, type=click.Path(), help="where to look for .ko files"),
+]
+
+
+def common(f):
+    for o in reversed(_common):
+        f = o(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """gdbkd — a kernel crash debugger for arm64 Linux built on GDB."""
+
+
+@cli.command()
+@click.argument("profile", default="debian-6.1")
+@click.option("--module", "modules", multiple=True, type=click.Path(), help="module source dir or .ko to put in the guest")
+@click.option("--exec", "execs", multiple=True, help="guest shell command (repeatable)")
+@click.option("--dump-on-crash", type=click.Path(), help="save a QMP dump-guest-memory vmcore here")
+@click.option("--dump-format", type=click.Choice(["elf", "kdump-zlib"]), default="elf", show_default=True)
+@click.option("--nokaslr", is_flag=True, help="boot with nokaslr")
+@click.option("--gdb-port", type=int, default=0, help="gdbstub port on 127.0.0.1 (default: a free one)")
+@click.option("--append", default="", help="extra kernel command line")
+@click.option("--cpu", default="", help="QEMU -cpu (default from the profile)")
+@click.option("--memory", default="", help="QEMU -m (default from the profile)")
+@click.option("--stop-on", default="", help="interrupt the guest when the console matches this regex")
+@common
+def run(profile, modules, execs, dump_on_crash, dump_format, nokaslr, gdb_port, append, cpu, memory,
+        stop_on, batch, as_json, ex, timeout, modules_dir):
+    """Boot PROFILE (qemu_profiles/PROFILE.toml) under gdb; catch and report the crash."""
+    from .live import run_session
+    sys.exit(run_session(_opts(profile=profile, modules=list(modules), execs=list(execs),
+                               dump_on_crash=dump_on_crash or "", dump_format=dump_format,
+                               nokaslr=nokaslr, gdb_port=gdb_port, append=append, cpu=cpu,
+                               memory=memory, stop_on=stop_on, batch=batch, json=as_json,
+                               ex=list(ex), timeout=timeout, modules_dir=list(modules_dir))))
+
+
+@cli.command()
+@click.argument("target", default="127.0.0.1:1234")
+@click.option("--vmlinux", required=True, type=click.Path(), help="the running kernel's vmlinux")
+@common
+def attach(target, vmlinux, batch, as_json, ex, timeout, modules_dir):
+    """Attach to a running guest's gdbstub at TARGET (HOST:PORT); catch and report the crash."""
+    from .live import attach_session
+    if not shutil.os.path.isfile(vmlinux):
+        raise GdbkdError(f"vmlinux {vmlinux} does not exist")
+    sys.exit(attach_session(target, vmlinux, _opts(batch=batch, json=as_json, ex=list(ex), timeout=timeout,
+                                                   modules_dir=list(modules_dir))))
+
+
+@cli.command()
+@click.argument("profile", default="debian-6.1")
+@click.option("--json", "as_json", is_flag=True)
+def fetch(profile, as_json):
+    """Download/build PROFILE's artifacts and print their paths."""
+    from .qemu.profiles import load_profile
+    from .artifacts.kernel import ensure_kernel
+    from .artifacts.initramfs import ensure_base_initramfs
+    p = load_profile(profile)
+    k = ensure_kernel(p)
+    d = {"profile": p.name, "release": k.release, "image": k.image, "vmlinux": k.vmlinux,
+         "headers": k.kdir, "modules": k.modules_dir}
+    if p.guest.get("initramfs", True):
+        d["initramfs"] = str(ensure_base_initramfs(k, p.guest.get("boot_modules", [])))
+    if as_json:
+        click.echo(json.dumps(d))
+    else:
+        for key, v in d.items():
+            click.echo(f"{key:10} {v}")
+
+
+@cli.command()
+def profiles():
+    """List the guest profiles."""
+    from .qemu.profiles import list_profiles, load_profile
+    for name in list_profiles():
+        click.echo(f"{name:14} {load_profile(name).description}")
+
+
+@cli.command()
+def doctor():
+    """Say what is missing on this host and how to get it."""
+    from .doctor import check
+    problems = check(print_fn=click.echo)
+    sys.exit(1 if problems else 0)
+
+
+@cli.command()
+@click.option("--batch", is_flag=True)
+def demo(batch):
+    """Boot the default guest, crash it (sysrq-c), show the crash caught in gdb."""
+    from .live import run_session
+    click.echo("gdbkd demo: booting debian-6.1, then `echo c > /proc/sysrq-trigger` in the guest", err=True)
+    sys.exit(run_session(_opts(execs=["echo c > /proc/sysrq-trigger"], batch=batch or not sys.stdin.isatty())))
+
+
+def _register_optional():
+    for modname in ("postmortem.cli", "labs.cli"):
+        try:
+            mod = __import__(f"gdbkd.{modname}", fromlist=["register"])
+        except ImportError:
+            continue
+        mod.register(cli)
+
+
+def main(argv=None):
+    _register_optional()
+    try:
+        cli.main(args=argv, prog_name="gdbkd", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("gdbkd: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except GdbkdError as e:
+        msg = str(e)
+        click.echo(f"gdbkd: {msg}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("gdbkd: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,37 @@
+"""Helpers shared by the kd command modules (not a command itself)."""
+
+import gdb
+
+from . import KdError
+from ..kernel.tasks import task_from_arg, thread_task, STATE_CODES
+
+__all__ = ["resolve_task", "current_task", "is_state", "hexaddr", "kd_error"]
+
+
+def kd_error(msg):
+    raise KdError(msg)
+
+
+def resolve_task(arg):
+    """Task named by a pid / task address / comm argument, or the current task."""
+    if arg is None:
+        return current_task()[0]
+    return task_from_arg(arg, kd_error)
+
+
+def current_task():
+    """(Task, regs) of the selected gdb thread (see kernel.tasks.thread_task)."""
+    if gdb.selected_thread() is None:
+        raise KdError("no thread selected: connect to a target first")
+    try:
+        return thread_task()
+    except gdb.GdbError as e:
+        raise KdError(str(e))
+
+
+def is_state(tok: str) -> bool:
+    return tok.upper() in STATE_CODES and tok.isupper()
+
+
+def hexaddr(v) -> str:
+    return f"{v:016x}" if v is not None else "-"

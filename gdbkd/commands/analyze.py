@@ -1,0 +1,81 @@
+"""kd analyze: the crash triage report (which trap, message, registers, backtrace)."""
+
+import gdb
+
+from . import KdCommand, KdError, command
+from ..kernel import crash
+from ..textutil import escape
+
+
+@command
+class Analyze(KdCommand):
+    """Triage report of the crash the selected thread is stopped in.
+
+Usage: kd analyze [--log N]
+Shows which trap was hit (die = oops, panic, crash_kexec), the oops or panic
+message, the faulting function and registers (from the exception's pt_regs),
+the backtrace through the el1 exception entry with file:line, and the last N
+kernel log lines (default 12). Same output live and on dumps."""
+
+    name = "analyze"
+
+    def add_arguments(self, p):
+        p.add_argument("--log", type=int, default=12)
+
+    def run(self, args):
+        trap = crash.find_trap()
+        try:
+            task = int(gdb.parse_and_eval("$SP_EL0")) & 0xFFFFFFFFFFFFFFFF
+        except gdb.error:
+            task = None
+        data = {"trap": trap, "backtrace": crash.frames()}
+        if task:
+            try:
+                t = gdb.Value(task).cast(gdb.lookup_type("struct task_struct").pointer())
+                data["task"] = {"address": task, "pid": int(t["pid"]),
+                                "comm": escape(t["comm"].string(length=16).split("\0")[0])}
+            except (gdb.error, gdb.MemoryError, UnicodeDecodeError):
+                pass
+        if args.log:
+            try:
+                from ..kernel import printk
+                recs = printk.log_records() if hasattr(printk, "log_records") else []
+                data["log"] = [escape(r["text"] if isinstance(r, dict) else str(r)) for r in recs[-args.log:]]
+            except Exception:
+                pass
+        return data
+
+    def render(self, d, args):
+        L = []
+        t = d["trap"]
+        if t is None:
+            L.append("TRAP: none (the selected thread is not in die/panic/crash_kexec)")
+        else:
+            kind = {"die": "oops (die)", "panic": "panic", "vpanic": "panic"}.get(t["trap"], t["trap"])
+            L.append(f"TRAP: {kind}")
+            if t.get("message"):
+                L.append(f"MESSAGE: {t['message']}")
+            if t.get("fault_function"):
+                L.append(f"FAULT PC: {t['fault_pc']:#x} {t['fault_function']}")
+            if t.get("far") is not None and t["trap"] == "die":
+                L.append(f"FAR_EL1: {t['far']:#018x}")
+            if t.get("esr") is not None:
+                L.append(f"ESR: {t['esr']:#010x}")
+        if d.get("task"):
+            tk = d["task"]
+            L.append(f"TASK: {tk['address']:#x}  PID: {tk['pid']}  COMM: \"{tk['comm']}\"")
+        if t and t.get("registers"):
+            r = t["registers"]
+            L.append("REGISTERS (pt_regs at %#x):" % t["pt_regs"])
+            names = [n for n in crash.PT_REG_NAMES]
+            for i in range(0, len(names), 3):
+                L.append("    " + "  ".join(f"{n:>6}: {r[n]:016x}" for n in names[i:i + 3]))
+        L.append("BACKTRACE:")
+        for f in d["backtrace"]:
+            loc = f" at {f['file']}:{f['line']}" if f.get("file") else ""
+            mark = "  [exception]" if f.get("exception") else ""
+            L.append(f" #{f['level']:<2} {f['pc']:#018x} {f['function']}{loc}{mark}")
+        if d.get("log"):
+            L.append("LOG (last lines):")
+            L += ["    " + x for x in d["log"]]
+        return "\n".join(L)

@@ -1,0 +1,241 @@
+"""kd bt: kernel backtrace of any task (crash's bt)."""
+
+import gdb
+
+from . import KdCommand, KdError, command
+from ._util import resolve_task, current_task
+from ..kernel import stack as kstack
+from ..kernel.tasks import all_tasks, thread_regs, thread_size
+from ..kernel.percpu import threads_by_cpu, online_cpus
+from ..kernel.symbolize import lookup, describe
+from ..kernel.types import read_bytes
+
+__all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task"]
+
+
+def add_bt_flags(p):
+    p.add_argument("-f", dest="frames_raw", action="store_true")
+    p.add_argument("-l", dest="lines", action="store_true")
+    p.add_argument("-e", dest="exceptions", action="store_true")
+    p.add_argument("-t", dest="text", action="store_true")
+    p.add_argument("--fp", dest="fp_only", action="store_true")
+
+
+def regs_for_task(task, cur=None):
+    """(thread, regs) when the task runs on a gdb thread (live vCPU or dump CPU), else (None, None)."""
+    if cur is not None and cur[0].addr == task.addr:
+        return gdb.selected_thread(), cur[1]
+    if task.active_cpu is None:
+        return None, None
+    th = threads_by_cpu().get(task.active_cpu)
+    if th is not None:
+        return th, thread_regs(th)
+    # a dump stub with one thread per task: the thread whose sp is on this task's stack
+    size = thread_size()
+    for th in gdb.selected_inferior().threads():
+        try:
+            r = thread_regs(th)
+        except gdb.error:
+            continue
+        if task.stack <= r.get("sp", 0) < task.stack + size:
+            return th, r
+    return None, None
+
+
+def _regs_json(r: dict) -> dict:
+    return {k: (v if k == "syscallno" else f"{v:#x}") for k, v in r.items() if k != "stackframe"}
+
+
+def _frame_json(f, want_line):
+    s = f.sym(want_line)
+    d = {"level": f.level, "pc": f"{f.pc:#x}", "fp": f"{f.fp:#x}" if f.fp else None,
+         "sp": f"{f.sp:#x}" if f.sp else None, "kind": f.kind, "stack": f.stack,
+         "function": f.name or s.name, "offset": s.offset if not f.name else None,
+         "module": s.module, "inlined": False, "file": s.file, "line": s.line}
+    if f.regs is not None:
+        d["exception"] = _regs_json(f.regs)
+    out = []
+    if not f.name:          # frame-record unwinding: show inline chain from DWARF blocks
+        for fn in s.inlined:
+            e = dict(d)
+            e.update(function=fn, inlined=True, offset=None)
+            e.pop("exception", None)
+            out.append(e)
+    else:
+        d["inlined"] = bool(f.inline_of)
+    out.append(d)
+    return out
+
+
+def bt_data(task, regs=None, thread=None, opts=None) -> dict:
+    want_line = True
+    u = None
+    if thread is not None and regs is not None and not getattr(opts, "fp_only", False):
+        u = kstack.gdb_frames(thread, task)
+        if u is not None and u.stop.startswith("gdb"):
+            # gdb stops where it has no unwind info (asm entry code): if frame records
+            # get at least as far, they tell the whole story
+            fp_u = kstack.unwind_task(task, regs)
+            if len(fp_u.frames) >= len([f for f in u.frames if not f.inline_of]):
+                u = fp_u
+    if u is None:
+        u = kstack.unwind_task(task, regs)
+    frames = []
+    for f in u.frames:
+        frames.extend(_frame_json(f, want_line))
+    for i, fr in enumerate(frames):
+        fr["level"] = i
+    d = {"task": task.brief(), "source": u.start.get("source"), "frames": frames, "stop": u.stop,
+         "stacks": [{"name": n, "lo": f"{lo:#x}", "hi": f"{hi:#x}"} for n, lo, hi in u.ranges
+                    if n == "task" or any(fr["stack"] == n for fr in frames)]}
+    if getattr(opts, "frames_raw", False):
+        d["raw"] = _raw_words(u)
+    if getattr(opts, "exceptions", False):
+        d["exception_frames"] = [_regs_json(r) for r in kstack.scan_exception_frames(task)]
+    if getattr(opts, "text", False):
+        start = u.start.get("sp") or (task.cpu_context or {}).get("sp")
+        d["text_words"] = [{"addr": f"{a:#x}", "value": f"{v:#x}",
+                            "symbol": describe(kstack.strip_pac(v))}
+                           for a, v in kstack.text_words(task, start)]
+    return d
+
+
+def _raw_words(u) -> dict:
+    """{level: [[addr, word]...]}: the stack between a frame's record and its caller's."""
+    out = {}
+    fs = u.frames
+    for i, f in enumerate(fs):
+        if not f.fp or i + 1 >= len(fs):
+            continue
+        nxt = fs[i + 1].fp
+        if not nxt or nxt <= f.fp or nxt - f.fp > 2048 or fs[i + 1].stack != f.stack:
+            continue
+        try:
+            raw = read_bytes(f.fp, nxt - f.fp)
+        except gdb.MemoryError:
+            continue
+        out[i] = [[f"{f.fp + j:#x}", f"{int.from_bytes(raw[j:j + 8], 'little'):#x}"]
+                  for j in range(0, len(raw), 8)]
+    return out
+
+
+def _regs_block(r: dict, indent="    ") -> list:
+    def sym(v):
+        return f"  [{describe(kstack.strip_pac(v))}]" if v >> 48 == 0xFFFF else ""
+    ps = int(r["pstate"], 16)
+    mode = kstack.PSTATE_MODES.get(ps & 0x1F, "AArch32" if ps & 0x10 else f"mode {ps & 0x1f:#x}")
+    pc, lr, sp = int(r["pc"], 16), int(r["x30"], 16), int(r["sp"], 16)
+    lines = [f"{indent} PC: {pc:016x}{sym(pc)}",
+             f"{indent} LR: {lr:016x}{sym(lr)}",
+             f"{indent} SP: {sp:016x}  PSTATE: {ps:08x} ({mode})"]
+    row = []
+    for i in range(29, -1, -1):
+        row.append(f"X{i}: {int(r[f'x{i}'], 16):016x}".rjust(21))
+        if len(row) == 3 or i == 0:
+            lines.append(indent + " ".join(row))
+            row = []
+    lines.append(f"{indent}ORIG_X0: {int(r['orig_x0'], 16):016x}  SYSCALLNO: {r['syscallno']}"
+                 f"  (pt_regs at {int(r['addr'], 16):016x})")
+    return lines
+
+
+def bt_render(d: dict, opts=None) -> str:
+    t = d["task"]
+    lines = [f'PID: {t["pid"]:<7} TASK: {int(t["task"], 16):016x}  CPU: {t["cpu"]:<3} '
+             f'COMMAND: "{t["comm"]}"']
+    if d.get("source") == "thread.cpu_context" and t.get("active"):
+        lines.append("    (running task without a gdb thread: shown from its last saved context)")
+    prev_stack = None
+    raw = d.get("raw", {})
+    for f in d["frames"]:
+        st = f["stack"]
+        if prev_stack and st and st != prev_stack and prev_stack != "task":
+            lines.append(f"--- <{prev_stack.split(':')[0]} stack> ---")
+        if st:
+            prev_stack = st
+        name = f["function"] or "??"
+        if f["inlined"]:
+            name += " (inlined)"
+        if f["module"]:
+            name += f" [{f['module']}]"
+        addr = f["fp"] or f["sp"] or "0x0"
+        lines.append(f" #{f['level']:<2} [{int(addr, 16):016x}] {name} at {int(f['pc'], 16):016x}")
+        if opts is not None and getattr(opts, "lines", False) and f["file"]:
+            lines.append(f"     {f['file']}: {f['line']}")
+        if "exception" in f:
+            lines.extend(_regs_block(f["exception"]))
+        if str(f["level"]) in raw or f["level"] in raw:
+            words = raw.get(f["level"], raw.get(str(f["level"]), []))
+            for i in range(0, len(words), 2):
+                pair = words[i:i + 2]
+                lines.append(f"    {int(pair[0][0], 16):016x}: " +
+                             " ".join(f"{int(w[1], 16):016x}" for w in pair))
+    if d["stop"] and not d["stop"].startswith("end of stack") and "user space" not in d["stop"]:
+        lines.append(f"    (unwinding stopped: {d['stop']})")
+    if "exception_frames" in d:
+        lines.append("  EXCEPTION FRAMES ON THE STACK:" if d["exception_frames"]
+                     else "  (no exception frames on the stack)")
+        for r in d["exception_frames"]:
+            lines.append(f"  pt_regs at {int(r['addr'], 16):016x}:")
+            lines.extend(_regs_block(r))
+    if "text_words" in d:
+        lines.append("  TEXT ADDRESSES ON THE STACK:")
+        for w in d["text_words"]:
+            lines.append(f"  [{int(w['addr'], 16):016x}] {w['symbol']} at {int(w['value'], 16):016x}")
+    return "\n".join(lines)
+
+
+@command
+class Bt(KdCommand):
+    """Kernel backtrace of a task (crash's bt).
+
+Usage: kd bt [-a] [-f] [-l] [-e] [-t] [--fp] [PID|TASK|COMM ...]
+
+Without a task: the task running on the selected gdb thread (live: the vCPU's
+current task; postmortem: the selected thread). Sleeping tasks are unwound
+from task->thread.cpu_context through arm64 frame records, across exception
+entries (struct pt_regs, printed as a register block), IRQ and overflow stacks.
+  -a    the active task on every CPU
+  -f    also print the raw stack words of each frame
+  -l    show file:line of each frame
+  -e    search the whole stack for exception frames (pt_regs) and print them
+  -t    list every kernel-text address found on the stack
+  --fp  for a task on a gdb thread, use frame records instead of gdb's unwinder
+Frame lines read: #N [frame record address] function at pc."""
+
+    name = "bt"
+
+    def add_arguments(self, p):
+        p.add_argument("-a", dest="all_cpus", action="store_true")
+        add_bt_flags(p)
+        p.add_argument("tasks", nargs="*")
+
+    def run(self, args):
+        out = []
+        try:
+            cur = current_task() if gdb.selected_thread() is not None else None
+        except KdError:
+            cur = None
+        if args.all_cpus:
+            by_addr = {t.addr: t for t in all_tasks()}
+            from ..kernel.tasks import active_tasks
+            for cpu, addr in sorted(active_tasks().items()):
+                t = by_addr.get(addr)
+                if t is None:
+                    continue
+                th, regs = regs_for_task(t, cur)
+                out.append(bt_data(t, regs, th, args))
+        elif args.tasks:
+            for a in args.tasks:
+                t = resolve_task(a)
+                th, regs = regs_for_task(t, cur)
+                out.append(bt_data(t, regs, th, args))
+        else:
+            if cur is None:
+                raise KdError("no current task: give a PID or task address")
+            t, regs = cur
+            out.append(bt_data(t, regs, gdb.selected_thread(), args))
+        return out
+
+    def render(self, data, args):
+        return "\n\n".join(bt_render(d, args) for d in data)

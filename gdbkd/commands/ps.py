@@ -1,0 +1,99 @@
+"""kd ps: the task list, like crash's ps."""
+
+from . import KdCommand, KdError, command
+from ._util import is_state
+from ..kernel.tasks import all_tasks, parse_task_spec, STATE_CODES
+from ..kernel.mm import mm_counters, task_rss_delta
+from ..kernel.sysinfo import totalram_pages, page_size
+
+__all__ = ["Ps"]
+
+
+@command
+class Ps(KdCommand):
+    """Show tasks: PID, PPID, CPU, TASK, ST, %MEM, VSZ, RSS, COMM (crash's ps).
+
+Usage: kd ps [-S] [-k|-u] [-A] [STATE...] [PID|TASK|COMM...]
+
+Active tasks (running on a CPU) are marked with '>'. Kernel threads are shown
+in [brackets]. States: RU running/runnable, IN interruptible, UN
+uninterruptible (D), ID idle kthread (TASK_IDLE), ST stopped, TR traced,
+ZO zombie, DE dead, PA parked, WA waking, NE new.
+  STATE...   only tasks in these states (e.g. `kd ps UN`)
+  PID|TASK|COMM  only these tasks (decimal pid, hex task address, or name)
+  -S         count tasks per state instead of listing them
+  -k / -u    kernel threads only / user tasks only
+  -A         active tasks only (one per CPU)
+VSZ and RSS are in KiB; %MEM is RSS against total RAM."""
+
+    name = "ps"
+
+    def add_arguments(self, p):
+        p.add_argument("-S", dest="summary", action="store_true")
+        p.add_argument("-k", dest="kernel", action="store_true")
+        p.add_argument("-u", dest="user", action="store_true")
+        p.add_argument("-A", dest="active", action="store_true")
+        p.add_argument("filters", nargs="*")
+
+    def run(self, args):
+        states = {f for f in args.filters if is_state(f)}
+        specs = [parse_task_spec(f) for f in args.filters if not is_state(f)]
+        tasks = all_tasks()
+        if not tasks:
+            raise KdError("no tasks found (is init_task readable?)")
+        total = totalram_pages() or 0
+        kib_per_page = page_size() // 1024
+        mm_cache = {}
+        deltas = {}
+        for t in tasks:
+            if t.mm and not t.is_kthread:
+                deltas[t.mm] = deltas.get(t.mm, 0) + task_rss_delta(t)
+        rows = []
+        for t in tasks:
+            if states and t.st not in states:
+                continue
+            if args.kernel and not t.is_kthread or args.user and t.is_kthread:
+                continue
+            if args.active and t.active_cpu is None:
+                continue
+            if specs and not any(
+                    (k == "pid" and t.pid == v) or (k == "task" and t.addr == v)
+                    or (k == "comm" and (t.comm_bytes == v.encode() or t.comm == v))
+                    for k, v in specs):
+                continue
+            vsz = rss = 0
+            if t.mm and not t.is_kthread:
+                c = mm_cache.get(t.mm)
+                if c is None:
+                    c = mm_counters(t.mm) or (0, 0)
+                    c = mm_cache[t.mm] = (c[0], max(c[1] + deltas.get(t.mm, 0), 0))
+                vsz, rss = c
+            rows.append({
+                "pid": t.pid, "ppid": t.ppid, "cpu": t.active_cpu if t.active_cpu is not None else t.cpu,
+                "task": f"{t.addr:#x}", "state": t.st, "state_raw": t.state,
+                "exit_state": t.exit_state, "active": t.active_cpu is not None,
+                "kthread": t.is_kthread, "comm": t.comm, "tgid": t.tgid,
+                "mem_pct": round(100.0 * rss / total, 1) if total else None,
+                "vsz_kib": vsz * kib_per_page, "rss_kib": rss * kib_per_page,
+            })
+        if args.summary:
+            counts = {}
+            for r in rows:
+                counts[r["state"]] = counts.get(r["state"], 0) + 1
+            return {"summary": counts, "total": len(rows)}
+        if (states or specs) and not rows:
+            raise KdError("no matching tasks")
+        return {"tasks": rows}
+
+    def render(self, data, args):
+        if "summary" in data:
+            order = list(STATE_CODES) + sorted(set(data["summary"]) - set(STATE_CODES))
+            return "  ".join(f"{s}: {data['summary'][s]}" for s in order if s in data["summary"])
+        lines = ["   PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"]
+        for r in data["tasks"]:
+            mark = ">" if r["active"] else " "
+            comm = f"[{r['comm']}]" if r["kthread"] else r["comm"]
+            pct = f"{r['mem_pct']:4.1f}" if r["mem_pct"] is not None else "   -"
+            lines.append(f"{mark}{r['pid']:>6} {r['ppid']:>7} {r['cpu']:>4}  {int(r['task'], 16):016x}"
+                         f"  {r['state']}  {pct} {r['vsz_kib']:>8} {r['rss_kib']:>8}  {comm}")
+        return "\n".join(lines)

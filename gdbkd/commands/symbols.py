@@ -1,0 +1,63 @@
+"""kd symbols: relocate vmlinux for KASLR, check it matches, load module symbols."""
+
+import gdb
+
+from . import KdCommand, KdError, command
+from ..kernel import symbols, modules
+from ..textutil import escape
+
+
+@command
+class Symbols(KdCommand):
+    """Make symbols right: KASLR offset, vmlinux check, module symbols.
+
+Usage: kd symbols [--offset OFF] [--modules-dir DIR]... [--watch] [--no-check]
+Live, the KASLR offset is found from $VBAR - &vectors; on dumps pass --offset
+(VMCOREINFO KERNELOFFSET). The vmlinux is checked against linux_banner in
+memory. Every loaded module whose .ko is found under the --modules-dir
+directories (or $GDBKD_MODULES_PATH) gets its symbols; --watch also loads the
+symbols of modules inserted later (breakpoint on do_init_module, live only)."""
+
+    name = "symbols"
+
+    def add_arguments(self, p):
+        p.add_argument("--offset", type=lambda s: int(s, 0))
+        p.add_argument("--modules-dir", action="append", default=[])
+        p.add_argument("--watch", action="store_true")
+        p.add_argument("--no-check", action="store_true")
+        p.add_argument("--no-modules", action="store_true")
+
+    def run(self, args):
+        for d in args.modules_dir:
+            if d not in modules.search_dirs:
+                modules.search_dirs.append(d)
+        if args.offset is not None:
+            off = args.offset
+        else:
+            delta = symbols.live_vbar_offset()
+            if delta is None:
+                raise KdError("cannot find the KASLR offset ($VBAR unreadable): pass --offset")
+            off = symbols.current_offset() + delta
+        relocated = symbols.relocate(off)
+        out = {"kaslr_offset": off, "relocated": relocated}
+        if not args.no_check:
+            ok, mem, fb = symbols.check_banner()
+            out["banner"] = escape(mem.strip())
+            if not ok:
+                raise KdError(f"vmlinux does not match the running kernel: memory has "
+                              f"'{escape(mem.strip()[:100])}', vmlinux has '{escape((fb or b'').strip()[:100])}'")
+        if not args.no_modules:
+            out["modules"] = modules.load_all_module_symbols()
+        if args.watch:
+            modules.watch_module_loads()
+            out["watching"] = True
+        return out
+
+    def render(self, d, args):
+        lines = [f"KASLR offset: {d['kaslr_offset']:#x}" + (" (symbols relocated)" if d["relocated"] else "")]
+        if "banner" in d:
+            lines.append(f"kernel: {d['banner']}")
+        lines += [f"module {m}" for m in d.get("modules", [])]
+        if d.get("watching"):
+            lines.append("watching module loads (do_init_module)")
+        return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""gdb-multiarch driven over GDB/MI (records parsed by pygdbmi)."""

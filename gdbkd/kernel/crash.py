@@ -1,0 +1,180 @@
+"""Where and why the kernel stopped: the crash context used by ``kd analyze``.
+
+Recognised stop points (arm64, 5.10–6.12): ``die(const char *str, struct
+pt_regs *regs, long err)`` (oops; the faulting registers are ``regs``),
+``panic(const char *fmt, ...)`` / ``vpanic`` (6.12 routes panic through
+vpanic), ``crash_kexec(struct pt_regs *regs)`` / ``__crash_kexec``. The
+frames of the selected thread are searched for the newest of these.
+"""
+
+import re
+
+import gdb
+
+from .types import read_bytes, read_cstring
+from .unwind import entry_text_range
+from ..textutil import escape
+
+__all__ = ["find_trap", "read_pt_regs", "frames", "format_panic", "PT_REG_NAMES"]
+
+TRAPS = ("die", "panic", "vpanic", "crash_kexec", "__crash_kexec", "nmi_panic")
+PT_REG_NAMES = [f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"]
+
+
+def read_pt_regs(addr: int) -> dict:
+    raw = read_bytes(addr, 34 * 8)
+    return {n: int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i, n in enumerate(PT_REG_NAMES)}
+
+
+def symbolize(pc: int) -> str:
+    try:
+        b = gdb.block_for_pc(pc)
+        while b is not None and b.function is None:
+            b = b.superblock
+        if b is not None and b.function is not None:
+            return f"{b.function.name}+{pc - b.start:#x}"
+    except RuntimeError:
+        pass
+    try:
+        out = gdb.execute(f"info symbol {pc:#x}", to_string=True).strip()
+        if "No symbol" not in out:
+            m = re.match(r"(\S+)(?: \+ (\d+))?", out)
+            return f"{m.group(1)}+{int(m.group(2) or 0):#x}" if m else out
+    except gdb.error:
+        pass
+    return f"{pc:#x}"
+
+
+def frames(limit=64):
+    out = []
+    try:
+        f = gdb.newest_frame()
+    except gdb.error:
+        return out
+    rng = entry_text_range()
+    while f is not None and len(out) < limit:
+        try:
+            pc = f.pc()
+        except gdb.error:
+            break
+        sal = f.find_sal()
+        name = f.name() or symbolize(pc).split("+")[0]
+        out.append({"level": f.level(), "pc": pc, "function": escape(name),
+                    "file": sal.symtab.filename if sal.symtab else None,
+                    "line": sal.line or None,
+                    "exception": bool(rng and rng[0] <= pc < rng[1])})
+        try:
+            f = f.older()
+        except gdb.error:
+            break
+    return out
+
+
+def _int_arg(frame, name, reg):
+    M = 0xFFFFFFFFFFFFFFFF
+    try:
+        v = frame.read_var(name)
+        if not v.is_optimized_out:
+            return int(v) & M
+    except (ValueError, gdb.error, RuntimeError):
+        pass
+    try:
+        return int(frame.read_register(reg)) & M
+    except (ValueError, gdb.error):
+        return None
+
+
+def format_panic(fmt: bytes, args) -> str:
+    """Render a printk-style format with the register arguments (%s, %d, %x, %p…)."""
+    out, ai = [], 0
+    for m in re.finditer(rb"%([-+ #0]*\d*(?:\.\d+)?)(hh|h|ll|l|z|t)?([sdiuxXpc%])|[^%]+|%", fmt):
+        tok = m.group(0)
+        if not tok.startswith(b"%") or m.group(3) is None:
+            out.append(tok.decode("utf-8", "replace"))
+            continue
+        conv = m.group(3)
+        if conv == b"%":
+            out.append("%")
+            continue
+        v = args[ai] if ai < len(args) else None
+        ai += 1
+        if v is None:
+            out.append("?")
+        elif conv == b"s":
+            try:
+                out.append(read_cstring(v, 200).decode("utf-8", "replace"))
+            except gdb.MemoryError:
+                out.append(f"<{v:#x}>")
+        elif conv in (b"d", b"i"):
+            out.append(str(v - (1 << 64) if v >> 63 else v))
+        elif conv == b"u":
+            out.append(str(v))
+        elif conv in (b"x", b"X"):
+            out.append(f"{v:x}")
+        elif conv == b"p":
+            out.append(f"{v:016x}")
+        elif conv == b"c":
+            out.append(chr(v & 0xff))
+    return "".join(out)
+
+
+def find_trap():
+    """Return a dict describing the trap the selected thread is stopped in, or None."""
+    try:
+        f = gdb.newest_frame()
+    except gdb.error:
+        return None
+    depth = 0
+    while f is not None and depth < 12:
+        name = f.name() or symbolize(f.pc()).split("+")[0]
+        if name in TRAPS:
+            break
+        try:
+            f = f.older()
+        except gdb.error:
+            f = None
+        depth += 1
+    else:
+        f = None
+    if f is None:
+        return None
+    t = {"trap": name, "frame": f.level()}
+    if name == "die":
+        s = _int_arg(f, "str", "x0")
+        regs = _int_arg(f, "regs", "x1")
+        err = _int_arg(f, "err", "x2")
+        t["message"] = read_cstring(s, 120).decode("utf-8", "replace") if s else ""
+        if err is not None:
+            t["esr"] = err & 0xFFFFFFFF
+        if regs:
+            r = read_pt_regs(regs)
+            t["pt_regs"] = regs
+            t["registers"] = r
+            t["fault_pc"] = r["pc"]
+            t["fault_function"] = symbolize(r["pc"])
+    elif name in ("panic", "vpanic", "nmi_panic"):
+        regname = "x1" if name == "nmi_panic" else "x0"
+        fmt = _int_arg(f, "fmt", regname)
+        args = []
+        if name == "panic" and f.level() == 0:
+            args = [int(f.read_register(f"x{i}")) & 0xFFFFFFFFFFFFFFFF for i in range(1, 8)]
+        try:
+            raw = read_cstring(fmt, 200) if fmt else b""
+        except gdb.MemoryError:
+            raw = b""
+        t["message"] = format_panic(raw, args).strip() if args else raw.decode("utf-8", "replace").strip()
+    else:
+        regs = _int_arg(f, "regs", "x0")
+        if regs:
+            r = read_pt_regs(regs)
+            t["pt_regs"] = regs
+            t["registers"] = r
+            t["fault_pc"] = r["pc"]
+            t["fault_function"] = symbolize(r["pc"])
+    for reg, key in (("$FAR_EL1", "far"), ("$ESR_EL1", "esr_el1")):
+        try:
+            t[key] = int(gdb.parse_and_eval(reg)) & 0xFFFFFFFFFFFFFFFF
+        except gdb.error:
+            pass
+    t["message"] = escape(t.get("message", ""))
+    return t

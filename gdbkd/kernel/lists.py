@@ -1,0 +1,81 @@
+"""Walking ``struct list_head`` lists with the checks a debugger needs.
+
+A list in a crashed kernel is often the bug itself, so the walk stops with a
+reason instead of wandering off: a NULL pointer, ``LIST_POISON1`` /
+``LIST_POISON2`` (``0x100`` / ``0x122`` + ``POISON_POINTER_DELTA``, which is
+``CONFIG_ILLEGAL_POINTER_VALUE`` = ``0xdead000000000000`` on arm64 and x86-64,
+include/linux/poison.h — the values ``list_del()`` leaves in a removed entry),
+an unreadable entry, or a cycle that never returns to the head.
+"""
+
+import gdb
+
+from .types import read_bytes
+
+__all__ = ["ListWalk", "walk_list", "poison_name", "LIST_POISON1", "LIST_POISON2"]
+
+POISON_POINTER_DELTA = 0xdead000000000000
+LIST_POISON1 = 0x100 + POISON_POINTER_DELTA
+LIST_POISON2 = 0x122 + POISON_POINTER_DELTA
+
+
+def poison_name(v: int):
+    if v in (LIST_POISON1, 0x100):
+        return "LIST_POISON1"
+    if v in (LIST_POISON2, 0x122):
+        return "LIST_POISON2"
+    return None
+
+
+class ListWalk:
+    """Result of a walk: ``nodes`` (list_head addresses, head excluded) and ``stop``
+    (None when the walk came back to the head; else a one-line reason)."""
+
+    def __init__(self):
+        self.nodes = []
+        self.stop = None
+        self.bad_value = None
+
+
+def walk_list(head: int, include_head=False, limit=1000000, direction="next") -> ListWalk:
+    """Follow ``->next`` (or ``->prev``) from the list_head at ``head`` until it returns.
+
+    ``include_head``: ``head`` is itself an entry (crash's ``list ADDR`` without -H)."""
+    off = 0 if direction == "next" else 8
+    w = ListWalk()
+    seen = {head: -1}
+    if include_head:
+        w.nodes.append(head)
+        seen[head] = 0
+    cur = head
+    while True:
+        try:
+            nxt = int.from_bytes(read_bytes(cur + off, 8), "little")
+        except gdb.MemoryError:
+            w.stop = f"cannot read the list_head at {cur:#x}"
+            break
+        ptr = f"{cur:#x}->{direction}"
+        pname = poison_name(nxt)
+        if pname:
+            w.stop = (f"{ptr} is {pname} ({nxt:#x}): entry {cur:#x} was removed with "
+                      f"list_del() but is still reachable")
+            w.bad_value = nxt
+            break
+        if nxt == 0:
+            w.stop = f"{ptr} is NULL"
+            w.bad_value = 0
+            break
+        if nxt == head:
+            break
+        if nxt in seen:
+            w.stop = (f"cycle: {ptr} = {nxt:#x}, entry #{seen[nxt] + 1} again, without "
+                      f"returning to the head {head:#x}")
+            w.bad_value = nxt
+            break
+        if len(w.nodes) >= limit:
+            w.stop = f"stopped after {limit} entries"
+            break
+        seen[nxt] = len(w.nodes)
+        w.nodes.append(nxt)
+        cur = nxt
+    return w

@@ -1,0 +1,176 @@
+"""Loaded kernel modules and their symbols inside gdb.
+
+Module list: the global ``modules`` list_head, entries linked by
+``struct module.list``. Section addresses come from ``mod->sect_attrs``:
+since v5.8 (commit ed66f991bb19, "module: Refactor section attr into bin
+attribute") each ``struct module_sect_attr`` is ``{struct bin_attribute battr;
+unsigned long address;}`` with the name in ``battr.attr.name``; before that
+``{struct module_attribute mattr; char *name; unsigned long address;}``.
+Base/size: ``core_layout.base/size`` up to 6.3, ``mem[MOD_TEXT]`` from 6.4
+(commit ac3b43283923, "module: replace module_layout with module_memory").
+
+Symbols are loaded the way that works with gdb 13 (``add-symbol-file -s``
+mis-relocates a module's DWARF there): an objcopy copy of the .ko with every
+section address changed to where the kernel put it, then ``add-symbol-file``
+of that copy. Modules inserted later are caught by a silent breakpoint on
+``do_init_module`` (as scripts/gdb's lx-symbols does).
+"""
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import gdb
+
+from .types import lookup_type, has_field, container_of, read_cstring
+from ..textutil import escape
+
+__all__ = ["for_each_module", "module_name", "module_base_size", "module_sections",
+           "find_ko", "load_module_symbols", "load_all_module_symbols", "search_dirs",
+           "watch_module_loads", "register_events", "loaded"]
+
+search_dirs = [d for d in os.environ.get("GDBKD_MODULES_PATH", "").split(os.pathsep) if d]
+loaded = {}          # module name -> (base, objfile path)
+_watch = None
+
+
+def for_each_module():
+    head = gdb.parse_and_eval("&modules")
+    node = head["next"]
+    n = 0
+    while int(node) != int(head) and n < 10000:
+        yield container_of(node, "struct module", "list")
+        node = node["next"]
+        n += 1
+
+
+def module_name(mod) -> str:
+    return read_cstring(int(mod["name"].address), 56).decode("utf-8", "replace")
+
+
+def module_base_size(mod):
+    if has_field(mod.type.target(), "core_layout"):
+        cl = mod["core_layout"]
+        return int(cl["base"]), int(cl["size"])
+    mem = mod["mem"][0]      # MOD_TEXT
+    return int(mem["base"]), int(mem["size"])
+
+
+def module_sections(mod) -> dict:
+    sa = mod["sect_attrs"]
+    if int(sa) == 0:
+        return {}
+    n = int(sa["nsections"])
+    attrs = sa["attrs"]
+    out = {}
+    for i in range(n):
+        a = attrs[i]
+        if has_field(a.type, "battr"):
+            name_p = a["battr"]["attr"]["name"]
+        else:
+            name_p = a["name"]
+        name = read_cstring(int(name_p), 64).decode("utf-8", "replace")
+        out[name] = int(a["address"])
+    return out
+
+
+def find_ko(name: str, extra_dirs=()):
+    cands = {f"{name}.ko", f"{name.replace('_', '-')}.ko"}
+    for d in list(extra_dirs) + search_dirs:
+        d = Path(d)
+        if d.is_file() and d.name in cands:
+            return d
+        if d.is_dir():
+            for c in cands:
+                for p in d.rglob(c):
+                    return p
+    return None
+
+
+def _relocated_copy(ko: Path, sections: dict) -> Path:
+    key = hashlib.sha256(ko.read_bytes() + repr(sorted(sections.items())).encode()).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / f"gdbkd-ko-{os.getuid()}" / f"{ko.stem}-{key}.ko"
+    if out.exists():
+        return out
+    out.parent.mkdir(mode=0o700, exist_ok=True)
+    r = subprocess.run(["aarch64-linux-gnu-objdump", "-h", str(ko)], capture_output=True, text=True)
+    present = set()
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[0].isdigit():
+            present.add(parts[1])
+    args = []
+    for s, addr in sections.items():
+        if s in present:
+            args += ["--change-section-address", f"{s}={addr:#x}"]
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    r = subprocess.run(["aarch64-linux-gnu-objcopy", *args, str(ko), str(tmp)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise gdb.GdbError(f"objcopy failed on {ko}: {r.stderr.strip()[:200]}")
+    os.replace(tmp, out)
+    return out
+
+
+def load_module_symbols(mod, ko=None, quiet=True) -> str:
+    """Load the symbols of one ``struct module *``; returns a one-line status."""
+    name = module_name(mod)
+    base, _ = module_base_size(mod)
+    if name in loaded and loaded[name][0] == base:
+        return f"{escape(name)}: symbols already loaded"
+    ko = Path(ko) if ko else find_ko(name)
+    if ko is None:
+        return f"{escape(name)}: no .ko found (give --modules-dir)"
+    secs = module_sections(mod)
+    if not secs:
+        return f"{escape(name)}: no section addresses (sect_attrs empty)"
+    copy = _relocated_copy(ko, secs)
+    if name in loaded:
+        try:
+            gdb.execute(f"remove-symbol-file {loaded[name][1]}", to_string=True)
+        except gdb.error:
+            pass
+    gdb.execute(f"add-symbol-file {copy}", to_string=quiet)
+    loaded[name] = (base, str(copy))
+    return f"{escape(name)}: symbols loaded from {ko} at {base:#x}"
+
+
+def load_all_module_symbols(extra_dirs=()):
+    out = []
+    for mod in for_each_module():
+        name = module_name(mod)
+        ko = find_ko(name, extra_dirs)
+        out.append(load_module_symbols(mod, ko))
+    return out
+
+
+class _ModuleLoadBreakpoint(gdb.Breakpoint):
+    """Silent breakpoint on do_init_module: load the new module's symbols, continue."""
+
+    def __init__(self):
+        super().__init__("do_init_module", type=gdb.BP_BREAKPOINT, internal=True)
+        self.silent = True
+
+    def stop(self):
+        try:
+            try:
+                mod = gdb.parse_and_eval("mod")
+            except gdb.error:
+                mod = gdb.parse_and_eval("$x0").cast(lookup_type("struct module").pointer())
+            msg = load_module_symbols(mod)
+            gdb.write(f"kd: module {msg}\n")
+        except Exception as e:  # never stop the guest because of symbol loading
+            gdb.write(f"kd: module load hook: {e}\n")
+        return False
+
+
+def watch_module_loads():
+    global _watch
+    if _watch is None or not _watch.is_valid():
+        _watch = _ModuleLoadBreakpoint()
+    return _watch
+
+
+def register_events():
+    pass

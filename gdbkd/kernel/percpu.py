@@ -1,0 +1,151 @@
+"""CPUs and per-CPU variables.
+
+``per_cpu(sym, cpu)`` = ``&sym + __per_cpu_offset[cpu]`` (generic SMP per-CPU
+layout, unchanged from 2.6 through 6.12). gdb itself cannot print a per-CPU
+variable (it reads the unrelocated ``.data..percpu`` address), so commands go
+through here.
+
+The CPU a gdb thread runs on: arm64 keeps the CPU's per-CPU offset in
+``TPIDR_EL1`` (``TPIDR_EL2`` when the kernel runs at EL2 with VHE, since
+4.16); QEMU's gdbstub exposes both.
+When neither matches (dump stubs without system registers) the thread's number
+minus one is used, QEMU's numbering of vCPUs (only when there are no more
+threads than CPUs: a dump stub that shows every task as a thread gets None).
+"""
+
+import gdb
+
+from .types import lookup_type, read_bytes, symbol_address, try_symbol_address
+from .snapshot import memo
+
+__all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "per_cpu", "online_cpus",
+           "possible_cpus", "cpu_of_thread", "threads_by_cpu", "on_thread"]
+
+
+def on_thread(thread, fn):
+    """Run ``fn(newest_frame)`` with ``thread`` selected; restore thread and frame."""
+    sel = gdb.selected_thread()
+    try:
+        sel_frame = gdb.selected_frame() if sel is not None else None
+    except gdb.error:
+        sel_frame = None
+    switched = sel is None or thread != sel
+    try:
+        if switched:
+            thread.switch()
+        return fn(gdb.newest_frame())
+    finally:
+        if switched and sel is not None and sel.is_valid():
+            sel.switch()
+        if sel_frame is not None:
+            try:
+                sel_frame.select()
+            except gdb.error:
+                pass
+
+
+def nr_cpu_ids() -> int:
+    def f():
+        try:
+            return int(gdb.parse_and_eval("nr_cpu_ids"))
+        except gdb.error:
+            return 1
+    return memo("nr_cpu_ids", f)
+
+
+def cpu_offsets() -> list:
+    """__per_cpu_offset[0 .. nr_cpu_ids) (empty list on !SMP kernels)."""
+    def f():
+        addr = try_symbol_address("__per_cpu_offset")
+        if addr is None:
+            return [0]
+        n = nr_cpu_ids()
+        raw = read_bytes(addr, 8 * n)
+        return [int.from_bytes(raw[i * 8:i * 8 + 8], "little") for i in range(n)]
+    return memo("cpu_offsets", f)
+
+
+def per_cpu_addr(addr: int, cpu: int) -> int:
+    """Address of CPU ``cpu``'s copy of the per-CPU object at link address ``addr``."""
+    offs = cpu_offsets()
+    if not 0 <= cpu < len(offs):
+        raise IndexError(f"no CPU {cpu} (nr_cpu_ids = {len(offs)})")
+    return (addr + offs[cpu]) & 0xFFFFFFFFFFFFFFFF
+
+
+def per_cpu(name: str, cpu: int, typename: str = None) -> gdb.Value:
+    """CPU ``cpu``'s instance of per-CPU variable ``name`` as a gdb lvalue."""
+    addr = per_cpu_addr(symbol_address(name), cpu)
+    t = lookup_type(typename) if typename else gdb.parse_and_eval(name).type
+    return gdb.Value(addr).cast(t.pointer()).dereference()
+
+
+def _mask(name):
+    addr = try_symbol_address(name)
+    if addr is None:
+        return list(range(nr_cpu_ids()))
+    n = nr_cpu_ids()
+    raw = read_bytes(addr, ((n + 63) // 64) * 8)
+    bits = int.from_bytes(raw, "little")
+    return [c for c in range(n) if bits >> c & 1]
+
+
+def online_cpus() -> list:
+    """CPUs in ``__cpu_online_mask`` (named ``cpu_online_mask`` before 4.5)."""
+    def f():
+        for name in ("__cpu_online_mask", "cpu_online_bits"):
+            if try_symbol_address(name) is not None:
+                return _mask(name)
+        return list(range(nr_cpu_ids()))
+    return memo("online_cpus", f)
+
+
+def possible_cpus() -> list:
+    def f():
+        for name in ("__cpu_possible_mask", "cpu_possible_bits"):
+            if try_symbol_address(name) is not None:
+                return _mask(name)
+        return list(range(nr_cpu_ids()))
+    return memo("possible_cpus", f)
+
+
+def _reg(frame, name):
+    try:
+        return int(frame.read_register(name)) & 0xFFFFFFFFFFFFFFFF
+    except (gdb.error, ValueError):
+        return None
+
+
+def cpu_of_thread(thread) -> int:
+    """The CPU number a gdb thread stands for (see module docstring), or None."""
+    offs = cpu_offsets()
+
+    def probe(fr):
+        for reg in ("TPIDR_EL1", "TPIDR_EL2"):
+            v = _reg(fr, reg)
+            if v is not None and v in offs and (len(offs) == 1 or offs.count(v) == 1):
+                return offs.index(v)
+        return None
+    try:
+        c = on_thread(thread, probe)
+        if c is not None:
+            return c
+    except gdb.error:
+        pass
+    if len(gdb.selected_inferior().threads()) > len(offs):
+        return None           # threads are tasks (dump stub), not vCPUs
+    n = thread.num - 1
+    return n if 0 <= n < len(offs) else None
+
+
+def threads_by_cpu() -> dict:
+    """{cpu: gdb.InferiorThread} for the live target's vCPU threads."""
+    def f():
+        out = {}
+        inf = gdb.selected_inferior()
+        for t in inf.threads():
+            c = cpu_of_thread(t)
+            if c is not None and c not in out:
+                out[c] = t
+        return out
+    return memo("threads_by_cpu", f)

@@ -1,0 +1,406 @@
+"""arm64 kernel stack unwinding from guest memory (frame records + pt_regs).
+
+Pure memory reading through gdb, so it works for any task, live or from a
+dump, whether or not gdb has a thread for it:
+
+* A sleeping task starts from ``task->thread.cpu_context`` (``x19..x28, fp,
+  sp, pc`` saved by ``cpu_switch_to``; layout unchanged 3.7 – 6.12): frame 0 is
+  ``pc`` (a return address in ``__switch_to``), its frame record is at ``fp``.
+* A task running on a gdb thread starts from that thread's ``pc/sp/x29/x30``.
+* Frame records (AAPCS64, kernels built with CONFIG_FRAME_POINTER, mandatory on
+  arm64): ``[fp] = caller's fp``, ``[fp + 8] = return address``. Return
+  addresses may carry pointer-authentication bits (ARM64_PTR_AUTH_KERNEL, 5.7+):
+  bits above the kernel VA width are forced back to ones.
+* Exception entries: every el1/el0 vector saves a ``struct pt_regs`` at its SP
+  and points x29 at ``pt_regs.stackframe`` before calling the C handler. Since
+  4.14 (commit 732674980139, "arm64: unwind: reference pt_regs via embedded
+  stack frame") that record is ``{x29, elr}`` of the interrupted context; since
+  6.13 it is a metadata record ``{0, 0, type}`` (``FRAME_META_TYPE_FINAL`` = 1
+  for entries from EL0, ``FRAME_META_TYPE_PT_REGS`` = 2 from EL1). Either way a
+  frame whose pc lies in ``.entry.text`` has its pt_regs at
+  ``fp - offsetof(struct pt_regs, stackframe)``; the walk continues from
+  ``regs->pc`` / ``regs->regs[29]`` and, when the interrupted function had not
+  yet set up its frame record (exception in a prologue or a leaf), from
+  ``regs->regs[30]`` (lr) — decided by decoding the function's prologue.
+* IRQ, overflow and SDEI stacks: ``call_on_irq_stack`` leaves a frame record on
+  the task stack, so following fp crosses stacks by itself; each frame is
+  tagged with the stack it lies on (per-CPU ``irq_stack_ptr``,
+  ``overflow_stack``, ``sdei_stack_*_ptr``). Within one stack fp must grow.
+"""
+
+import gdb
+
+from .types import read_bytes, try_symbol_address, field_offset, lookup_type
+from .snapshot import memo
+from .percpu import per_cpu_addr, possible_cpus
+from .symbolize import lookup, is_text
+from .disasm import frame_record_ready
+from .tasks import thread_size
+
+__all__ = ["Frame", "Unwind", "unwind", "unwind_task", "strip_pac", "va_bits", "stack_ranges",
+           "stack_of", "read_pt_regs", "pt_regs_valid", "scan_exception_frames", "text_words",
+           "entry_text", "gdb_frames", "PSTATE_MODES"]
+
+MASK64 = 0xFFFFFFFFFFFFFFFF
+PSTATE_MODES = {0x0: "EL0t", 0x4: "EL1t", 0x5: "EL1h", 0x8: "EL2t", 0x9: "EL2h"}
+FRAME_META_TYPE_FINAL = 1
+FRAME_META_TYPE_PT_REGS = 2
+
+
+def va_bits() -> int:
+    """Kernel VA width: ``vabits_actual`` (5.4–6.x with 52-bit VA), else 64 - TCR_EL1.T1SZ,
+    else 48."""
+    def f():
+        a = try_symbol_address("vabits_actual")
+        if a is not None:
+            try:
+                v = int.from_bytes(read_bytes(a, 8), "little")
+                if 36 <= v <= 52:
+                    return v
+            except gdb.MemoryError:
+                pass
+        try:
+            tcr = int(gdb.parse_and_eval("$TCR_EL1")) & MASK64
+            t1sz = (tcr >> 16) & 0x3F
+            if 12 <= t1sz <= 28:
+                return 64 - t1sz
+        except (gdb.error, ValueError):
+            pass
+        return 48
+    return memo("va_bits", f)
+
+
+def strip_pac(v: int) -> int:
+    """Remove pointer-authentication bits: bit 55 selects the half of the address space."""
+    mask = (1 << va_bits()) - 1
+    if (v >> 55) & 1:
+        return (v | ~mask) & MASK64
+    return v & mask
+
+
+def entry_text():
+    def f():
+        a = try_symbol_address("__entry_text_start")
+        b = try_symbol_address("__entry_text_end")
+        return (a, b) if a is not None and b is not None else (0, 0)
+    return memo("entry_text", f)
+
+
+def in_entry_text(pc: int) -> bool:
+    a, b = entry_text()
+    return a <= pc < b
+
+
+def _percpu_ptr_stacks(name, size, label):
+    out = []
+    a = try_symbol_address(name)
+    if a is None:
+        return out
+    for cpu in possible_cpus():
+        try:
+            base = int.from_bytes(read_bytes(per_cpu_addr(a, cpu), 8), "little")
+        except (gdb.MemoryError, IndexError):
+            continue
+        if base:
+            out.append((f"{label}:{cpu}", base, base + size))
+    return out
+
+
+def _global_stacks():
+    def f():
+        size = thread_size()
+        out = _percpu_ptr_stacks("irq_stack_ptr", size, "IRQ")
+        a = try_symbol_address("overflow_stack")
+        if a is not None:
+            try:
+                osz = int(gdb.parse_and_eval("sizeof(overflow_stack)"))
+            except gdb.error:
+                osz = 4096
+            for cpu in possible_cpus():
+                b = per_cpu_addr(a, cpu)
+                out.append((f"overflow:{cpu}", b, b + osz))
+        out += _percpu_ptr_stacks("sdei_stack_normal_ptr", size, "SDEI")
+        out += _percpu_ptr_stacks("sdei_stack_critical_ptr", size, "SDEI-critical")
+        return out
+    return memo("global_stacks", f)
+
+
+def stack_ranges(task=None) -> list:
+    """[(name, lo, hi)]: the task's stack, then every CPU's IRQ/overflow/SDEI stacks."""
+    out = []
+    if task is not None and task.stack:
+        out.append(("task", task.stack, task.stack + thread_size()))
+    return out + _global_stacks()
+
+
+def stack_of(addr: int, ranges) -> str:
+    for name, lo, hi in ranges:
+        if lo <= addr < hi:
+            return name
+    return None
+
+
+def _pt_regs_layout():
+    def f():
+        return {"size": lookup_type("struct pt_regs").sizeof,
+                "stackframe": field_offset("struct pt_regs", "stackframe"),
+                "orig_x0": field_offset("struct pt_regs", "orig_x0"),
+                "syscallno": field_offset("struct pt_regs", "syscallno")}
+    try:
+        return memo("pt_regs_layout", f)
+    except gdb.error:
+        return {"size": 8 * 42, "stackframe": 8 * 38, "orig_x0": 8 * 34, "syscallno": 8 * 35}
+
+
+def read_pt_regs(addr: int) -> dict:
+    """struct pt_regs at ``addr``: x0..x30, sp, pc, pstate (regs[31]/sp/pc/pstate prefix
+    unchanged since 3.7), orig_x0, syscallno, and the embedded stackframe words."""
+    lay = _pt_regs_layout()
+    raw = read_bytes(addr, lay["stackframe"] + 24)
+    w = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+    regs = {f"x{i}": w[i] for i in range(31)}
+    regs.update(sp=w[31], pc=w[32], pstate=w[33], addr=addr)
+    regs["orig_x0"] = int.from_bytes(raw[lay["orig_x0"]:lay["orig_x0"] + 8], "little")
+    regs["syscallno"] = int.from_bytes(raw[lay["syscallno"]:lay["syscallno"] + 4], "little", signed=True)
+    sf = lay["stackframe"]
+    regs["stackframe"] = [int.from_bytes(raw[sf + i:sf + i + 8], "little") for i in (0, 8, 16)]
+    return regs
+
+
+def pt_regs_valid(regs: dict, strict=False) -> bool:
+    """Plausible saved context: a known PSTATE mode; EL1 contexts have a kernel-text pc;
+    ``strict`` also wants the embedded stackframe to match (4.14–6.12 ``{x29, pc}``,
+    6.13+ metadata ``{0, 0, 1|2}``)."""
+    ps = regs["pstate"]
+    if ps >> 36:
+        return False
+    mode = ps & 0x1F
+    if mode & 0x10:                      # AArch32 EL0 (compat task)
+        ok = True
+        el1 = False
+    else:
+        if mode not in (0x0, 0x4, 0x5):
+            return False
+        el1 = mode != 0
+        ok = (not el1) or is_text(strip_pac(regs["pc"]))
+        if not el1 and regs["pc"] >> 55 & 1:
+            ok = False
+    if not ok or not strict:
+        return ok
+    sf = regs["stackframe"]
+    if el1 and sf[0] == regs["x29"] and sf[1] == regs["pc"]:
+        return True
+    if sf[0] == 0 and sf[1] == 0:
+        return sf[2] in (FRAME_META_TYPE_FINAL, FRAME_META_TYPE_PT_REGS) or not el1
+    return False
+
+
+class Frame:
+    """One unwound frame.
+
+    ``kind``: "exact" (pc where the CPU is/was: a gdb thread's pc or an exception's
+    ``regs->pc``), "return" (a return address read from a frame record or
+    cpu_context), "lr" (taken from the link register of an interrupted leaf/prologue).
+    ``regs``: the pt_regs dict when this frame is an exception entry."""
+
+    __slots__ = ("level", "pc", "fp", "sp", "kind", "stack", "regs", "lr", "inline_of", "name")
+
+    def __init__(self, pc, fp, sp=None, kind="return", lr=None):
+        self.level = 0
+        self.pc = pc
+        self.fp = fp
+        self.sp = sp
+        self.kind = kind
+        self.stack = None
+        self.regs = None
+        self.lr = lr
+        self.inline_of = None
+        self.name = None
+
+    def lookup_pc(self) -> int:
+        """Address to symbolize: the call instruction for return addresses."""
+        return self.pc - 4 if self.kind in ("return", "lr") else self.pc
+
+    def sym(self, want_line=True):
+        return lookup(self.lookup_pc(), want_line)
+
+
+class Unwind:
+    def __init__(self, frames, stop, ranges, start):
+        self.frames = frames
+        self.stop = stop          # why the walk ended
+        self.ranges = ranges
+        self.start = start        # {"pc","fp","sp","lr","source"}
+
+
+def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -> Unwind:
+    ranges = stack_ranges(task)
+    frames = []
+    cur = Frame(strip_pac(pc), fp, sp, kind, lr)
+    seen = set()
+    stop = "too many frames"
+    while len(frames) < max_frames:
+        cur.level = len(frames)
+        cur.stack = stack_of(cur.fp, ranges) if cur.fp else (stack_of(cur.sp, ranges) if cur.sp else None)
+        frames.append(cur)
+        # exception entry: pt_regs below the embedded frame record
+        if in_entry_text(cur.pc) and cur.fp:
+            try:
+                regs = read_pt_regs(cur.fp - _pt_regs_layout()["stackframe"])
+            except gdb.MemoryError:
+                regs = None
+            if regs is not None and pt_regs_valid(regs):
+                cur.regs = regs
+                mode = regs["pstate"] & 0x1F
+                if mode == 0 or mode & 0x10:
+                    stop = "exception from user space (end of kernel stack)"
+                    break
+                cur = Frame(strip_pac(regs["pc"]), regs["x29"], regs["sp"], "exact", regs["x30"])
+                continue
+        # interrupted prologue or leaf: its caller is only in lr
+        if cur.kind == "exact" and cur.lr is not None:
+            s = lookup(cur.pc, want_line=False)
+            ready = frame_record_ready(s.start, cur.pc) if s.start is not None else True
+            lr = strip_pac(cur.lr)
+            if ready is not True and is_text(lr) and lr != cur.pc:
+                cur = Frame(lr, cur.fp, None, "lr")
+                continue
+        if not cur.fp:
+            stop = "end of stack"
+            break
+        if cur.fp & 7:
+            stop = f"misaligned frame pointer {cur.fp:#x}"
+            break
+        if cur.fp in seen:
+            stop = f"frame pointer loop at {cur.fp:#x}"
+            break
+        seen.add(cur.fp)
+        try:
+            raw = read_bytes(cur.fp, 16)
+        except gdb.MemoryError:
+            stop = f"cannot read frame record at {cur.fp:#x}"
+            break
+        prev_fp = int.from_bytes(raw[:8], "little")
+        ret = int.from_bytes(raw[8:], "little")
+        if prev_fp == 0 and ret == 0:
+            stop = "end of stack (final frame record)"
+            break
+        ret = strip_pac(ret)
+        if not is_text(ret):
+            stop = f"return address {ret:#x} at {cur.fp + 8:#x} is not kernel text"
+            break
+        if prev_fp:
+            here, there = stack_of(cur.fp, ranges), stack_of(prev_fp, ranges)
+            if here is not None and here == there and prev_fp <= cur.fp:
+                stop = f"frame pointer goes backwards ({prev_fp:#x} <= {cur.fp:#x})"
+                break
+        cur = Frame(ret, prev_fp, cur.fp + 16, "return")
+    return Unwind(frames, stop, ranges, {"pc": pc, "fp": fp, "sp": sp, "lr": lr})
+
+
+def unwind_task(task, regs=None, max_frames=256) -> Unwind:
+    """Unwind ``task`` from ``regs`` (a gdb thread's registers: pc, sp, fp, lr) if given,
+    else from its saved ``cpu_context``."""
+    if regs is not None:
+        u = unwind(regs["pc"], regs.get("fp", 0), regs.get("sp"), regs.get("lr"), "exact",
+                   task, max_frames)
+        u.start["source"] = "cpu registers"
+        return u
+    cc = task.cpu_context
+    if not cc:
+        raise gdb.GdbError("task_struct has no thread.cpu_context (not an arm64 kernel?)")
+    u = unwind(cc["pc"], cc["fp"], cc["sp"], None, "return", task, max_frames)
+    u.start["source"] = "thread.cpu_context"
+    return u
+
+
+def gdb_frames(thread, task, max_frames=256):
+    """Frames of gdb's own unwinder (DWARF CFI, inline frames, the exception-frame
+    unwinder) for the task running on ``thread``; returns an Unwind or None."""
+    from .percpu import on_thread
+
+    def walk(fr):
+        out = []
+        stop = "end of stack"
+        while fr is not None and len(out) < max_frames:
+            try:
+                pc = int(fr.pc()) & MASK64
+                fp = int(fr.read_register("x29")) & MASK64
+                sp = int(fr.read_register("sp")) & MASK64
+            except (gdb.error, ValueError):
+                stop = "gdb cannot read this frame's registers"
+                break
+            f = Frame(pc, fp, sp, "exact" if not out else "return")
+            if fr.type() == gdb.INLINE_FRAME:
+                f.inline_of = True
+            f.name = fr.name()
+            f.level = len(out)
+            out.append(f)
+            try:
+                nxt = fr.older()
+            except gdb.error as e:
+                stop = f"gdb: {e}"
+                break
+            if nxt is None:
+                r = fr.unwind_stop_reason()
+                if r not in (gdb.FRAME_UNWIND_NO_REASON, gdb.FRAME_UNWIND_OUTERMOST):
+                    stop = f"gdb: {gdb.frame_stop_reason_string(r)}"
+                break
+            fr = nxt
+        return out, stop
+    frames, stop = on_thread(thread, walk)
+    if not frames:
+        return None
+    ranges = stack_ranges(task)
+    for f in frames:
+        f.stack = stack_of(f.sp, ranges)
+    return Unwind(frames, stop, ranges, {"pc": frames[0].pc, "fp": frames[0].fp,
+                                         "sp": frames[0].sp, "source": "gdb frames"})
+
+
+def scan_exception_frames(task) -> list:
+    """Every plausible pt_regs on the task's stack (crash's ``bt -e``): blocks whose
+    embedded stackframe matches (see :func:`pt_regs_valid`), plus the user-mode
+    registers at the top of the stack (``task_pt_regs``)."""
+    if not task.stack:
+        return []
+    size = thread_size()
+    lay = _pt_regs_layout()
+    data = read_bytes(task.stack, size)
+    out = []
+    sf = lay["stackframe"]
+    for off in range(0, size - lay["size"] + 1, 8):
+        pstate = int.from_bytes(data[off + 33 * 8: off + 34 * 8], "little")
+        if pstate >> 36 or (pstate & 0x1F) not in (0x0, 0x4, 0x5) and not pstate & 0x10:
+            continue
+        x29 = int.from_bytes(data[off + 29 * 8: off + 30 * 8], "little")
+        pc = int.from_bytes(data[off + 32 * 8: off + 33 * 8], "little")
+        s0 = int.from_bytes(data[off + sf: off + sf + 8], "little")
+        s1 = int.from_bytes(data[off + sf + 8: off + sf + 16], "little")
+        top = off == size - lay["size"]
+        if not ((s0 == x29 and s1 == pc and pc) or (s0 == 0 and s1 == 0 and top)):
+            continue
+        regs = read_pt_regs(task.stack + off)
+        if pt_regs_valid(regs, strict=not top) or (top and pt_regs_valid(regs)):
+            out.append(regs)
+    return out
+
+
+def text_words(task, start: int = None) -> list:
+    """[(stack address, value)] of every word on the task stack (from ``start``, default
+    the saved sp) that points into kernel or module text (crash's ``bt -t``)."""
+    if not task.stack:
+        return []
+    size = thread_size()
+    lo = task.stack
+    if start is not None and lo <= start < lo + size:
+        lo = start & ~7
+    data = read_bytes(lo, task.stack + size - lo)
+    out = []
+    for i in range(0, len(data) - 7, 8):
+        v = int.from_bytes(data[i:i + 8], "little")
+        if v >> 48 == 0xFFFF or (v >> 55) & 1:
+            sv = strip_pac(v)
+            if is_text(sv):
+                out.append((lo + i, v))
+    return out

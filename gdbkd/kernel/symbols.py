@@ -1,0 +1,76 @@
+"""KASLR relocation of the vmlinux symbols and the vmlinux/kernel match check.
+
+Live arm64 kernels (5.x–6.12): ``VBAR_EL1`` holds the runtime address of
+``vectors``, so the KASLR offset is ``$VBAR - &vectors`` (QEMU names the
+register ``VBAR``). Dumps carry it as VMCOREINFO ``KERNELOFFSET``.
+The match check compares ``linux_banner`` in memory with the vmlinux file.
+"""
+
+import gdb
+
+from .types import read_bytes
+
+__all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vmlinux_path"]
+
+_offset = 0
+
+
+def current_offset() -> int:
+    return _offset
+
+
+def vmlinux_path() -> str:
+    objs = [o for o in gdb.objfiles() if o.filename and not o.filename.endswith(".ko")]
+    if not objs:
+        raise gdb.GdbError("no vmlinux loaded (gdb-multiarch VMLINUX, or `file VMLINUX`)")
+    return objs[0].filename
+
+
+def live_vbar_offset():
+    """KASLR offset relative to the currently loaded symbols, from $VBAR; None if unknown."""
+    try:
+        vbar = int(gdb.parse_and_eval("$VBAR")) & 0xFFFFFFFFFFFFFFFF
+    except gdb.error:
+        return None
+    if vbar == 0:
+        return None
+    vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
+    return vbar - vectors
+
+
+def relocate(offset: int):
+    """Reload the vmlinux symbols at ``offset`` from the link address (absolute)."""
+    global _offset
+    if offset == _offset:
+        return False
+    path = vmlinux_path()
+    gdb.execute(f"symbol-file -o {offset:#x} {path}", to_string=True)
+    _offset = offset
+    return True
+
+
+def _file_banner(path: str):
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        symtab = elf.get_section_by_name(".symtab")
+        syms = symtab.get_symbol_by_name("linux_banner") if symtab else None
+        if not syms:
+            return None
+        addr = syms[0]["st_value"]
+        for sec in elf.iter_sections():
+            if sec["sh_type"] != "SHT_NOBITS" and sec["sh_addr"] <= addr < sec["sh_addr"] + sec["sh_size"]:
+                f.seek(sec["sh_offset"] + addr - sec["sh_addr"])
+                return f.read(256).split(b"\0", 1)[0]
+    return None
+
+
+def check_banner():
+    """Return (ok, memory_banner, file_banner)."""
+    addr = int(gdb.parse_and_eval("(unsigned long)&linux_banner"))
+    try:
+        mem = read_bytes(addr, 256).split(b"\0", 1)[0]
+    except gdb.MemoryError:
+        mem = b""
+    fb = _file_banner(vmlinux_path())
+    return (fb is None or mem == fb), mem, fb

@@ -1,0 +1,136 @@
+"""System summary for ``kd sys``: release, uptime, load, memory, panic message.
+
+* utsname: ``init_uts_ns.name`` (2.6.19+).
+* Uptime: ``tk_core.timekeeper`` (3.17+): ``tkr_mono.base + offs_boot`` is
+  ``ktime_get_boottime()`` as of the last timer tick; fallback
+  ``(jiffies - INITIAL_JIFFIES) / HZ`` is not used because HZ is not in the
+  debug info.
+* Load: ``avenrun[3]``, fixed point with FSHIFT = 11 (unchanged since 2.x).
+* Memory: ``memblock.memory.total_size`` (arm64 keeps memblock after boot,
+  ARCH_KEEP_MEMBLOCK), else ``_totalram_pages`` (5.0+; ``totalram_pages`` before,
+  commit ca79b0c211af "mm: convert totalram_pages and totalhigh_pages variables
+  to atomic") pages.
+* Panic: the last "Kernel panic - not syncing" line of the log, else the
+  last Oops header ("Internal error:", "Unable to handle kernel").
+"""
+
+import re
+
+import gdb
+
+from .types import read_bytes, try_symbol_address, read_cstring
+from .percpu import online_cpus, nr_cpu_ids
+from ..textutil import escape
+
+__all__ = ["utsname", "uptime_seconds", "load_average", "memory_bytes", "page_size",
+           "panic_message", "tainted"]
+
+
+def utsname() -> dict:
+    out = {}
+    try:
+        name = gdb.parse_and_eval("init_uts_ns.name")
+    except gdb.error:
+        return out
+    for f in ("sysname", "nodename", "release", "version", "machine", "domainname"):
+        try:
+            out[f] = escape(read_cstring(int(name[f].address), 65))
+        except (gdb.error, gdb.MemoryError):
+            pass
+    return out
+
+
+def uptime_seconds():
+    for expr in ("tk_core.timekeeper", "timekeeper"):
+        try:
+            tk = gdb.parse_and_eval(expr)
+            base = int(tk["tkr_mono"]["base"])
+            boot = int(tk["offs_boot"])
+            return (base + boot) / 1e9
+        except gdb.error:
+            continue
+    return None
+
+
+def load_average():
+    try:
+        av = gdb.parse_and_eval("avenrun")
+        vals = [int(av[i]) for i in range(3)]
+    except gdb.error:
+        return None
+    return [round((v >> 11) + ((v & 2047) * 100 >> 11) / 100, 2) for v in vals]
+
+
+def page_size() -> int:
+    for expr in ("(unsigned long)1 << PAGE_SHIFT",):
+        try:
+            return int(gdb.parse_and_eval(expr))
+        except gdb.error:
+            pass
+    return 4096
+
+
+def memory_bytes():
+    try:
+        v = int(gdb.parse_and_eval("memblock.memory.total_size"))
+        if v:
+            return v
+    except gdb.error:
+        pass
+    for expr in ("_totalram_pages.counter", "totalram_pages"):
+        try:
+            return int(gdb.parse_and_eval(expr)) * page_size()
+        except gdb.error:
+            continue
+    return None
+
+
+def totalram_pages():
+    for expr in ("_totalram_pages.counter", "totalram_pages"):
+        try:
+            return int(gdb.parse_and_eval(expr))
+        except gdb.error:
+            continue
+    return None
+
+
+_PANIC_RE = re.compile(rb"Kernel panic - not syncing: ?(.*)")
+_OOPS_RE = re.compile(rb"(Internal error: .*|Unable to handle kernel .*|kernel BUG at .*)")
+
+
+def panic_message(records):
+    """(kind, text) from the log records: the last panic line, else the first Oops line."""
+    oops = None
+    panic = None
+    for r in records:
+        for line in r.text.split(b"\n"):
+            m = _PANIC_RE.search(line)
+            if m:
+                panic = line[m.start():]
+            elif oops is None:
+                m = _OOPS_RE.search(line)
+                if m:
+                    oops = m.group(1)
+    if panic is not None:
+        return ("panic", escape(panic))
+    if oops is not None:
+        return ("oops", escape(oops))
+    return None
+
+
+def tainted():
+    """(mask, letters) of the kernel taint, letters from the kernel's ``taint_flags``."""
+    try:
+        mask = int(gdb.parse_and_eval("tainted_mask"))
+    except gdb.error:
+        return None
+    letters = ""
+    try:
+        tf = gdb.parse_and_eval("taint_flags")
+        n = tf.type.range()[1] + 1
+        for i in range(n):
+            if mask >> i & 1:
+                letters += chr(int(tf[i]["c_true"]))
+    except gdb.error:
+        pass
+    return mask, letters

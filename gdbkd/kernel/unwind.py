@@ -1,0 +1,102 @@
+"""A gdb frame unwinder for arm64 kernel exception entries.
+
+gdb's own unwinders stop at the el1 exception vectors' C-less entry code
+(``el1h_64_sync``: "previous frame identical to this frame"). Every el1
+exception entry saves a ``struct pt_regs`` at the stack pointer before calling
+its C handler, so for a frame whose pc lies in ``.entry.text``
+(``__entry_text_start`` … ``__entry_text_end``, the section holding all of
+arch/arm64/kernel/entry.S's vector handlers) the caller's registers are read
+from the pt_regs at that frame's SP. That continues the backtrace into the
+interrupted (faulting) function.
+
+Layout assumption: ``struct pt_regs`` starts with ``regs[31], sp, pc, pstate``
+(u64 each) — true for every arm64 kernel from 3.7 through 6.12 (the union
+with ``user_pt_regs``). An exception taken from EL0 (pstate.M[3:2] == 0)
+ends the trace, as there is no kernel caller.
+"""
+
+import gdb
+from gdb.unwinder import Unwinder, register_unwinder
+
+__all__ = ["register", "entry_text_range", "PT_REGS_WORDS"]
+
+PT_REGS_WORDS = 34  # x0..x30, sp, pc, pstate
+_M = 0xFFFFFFFFFFFFFFFF
+
+_range = None
+
+
+def _reset(_event=None):
+    global _range
+    _range = None
+
+
+def entry_text_range():
+    """(start, end) of .entry.text, relocated; None if the symbols are unknown."""
+    global _range
+    if _range is None:
+        try:
+            s = int(gdb.parse_and_eval("(unsigned long)&__entry_text_start"))
+            e = int(gdb.parse_and_eval("(unsigned long)&__entry_text_end"))
+            _range = (s, e)
+        except gdb.error:
+            _range = (0, 0)
+    return _range if _range[1] else None
+
+
+class _FrameId:
+    # gdb 13 has no gdb.unwinder.FrameId: any object whose .sp and .pc are
+    # gdb.Value (plain ints are rejected) works.
+    def __init__(self, sp, pc):
+        self.sp = sp
+        self.pc = pc
+
+
+class ExceptionFrameUnwinder(Unwinder):
+    def __init__(self):
+        super().__init__("gdbkd-arm64-el1-exception")
+
+    def __call__(self, pending_frame):
+        try:
+            if pending_frame.level() == 0:
+                return None
+            rng = entry_text_range()
+            if not rng:
+                return None
+            pc = int(pending_frame.read_register("pc")) & _M
+            if not rng[0] <= pc < rng[1]:
+                return None
+            sp = int(pending_frame.read_register("sp")) & _M
+            raw = gdb.selected_inferior().read_memory(sp, PT_REGS_WORDS * 8).tobytes()
+        except (gdb.error, gdb.MemoryError, ValueError, OverflowError):
+            return None
+        words = [int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i in range(PT_REGS_WORDS)]
+        pstate = words[33]
+        if (pstate >> 2) & 3 != 1:       # not taken from EL1: stop here
+            return None
+        u64 = gdb.lookup_type("unsigned long")
+        if words[32] == 0:
+            return None
+        info = pending_frame.create_unwind_info(
+            _FrameId(pending_frame.read_register("sp"), pending_frame.read_register("pc")))
+        for i in range(31):
+            info.add_saved_register(f"x{i}", gdb.Value(words[i]).cast(u64))
+        info.add_saved_register("sp", gdb.Value(words[31]).cast(u64))
+        info.add_saved_register("pc", gdb.Value(words[32]).cast(u64))
+        return info
+
+
+_registered = False
+
+
+def register():
+    global _registered
+    if _registered:
+        return
+    gdb.events.new_objfile.connect(_reset)
+    try:
+        gdb.events.clear_objfiles.connect(_reset)
+    except AttributeError:
+        pass
+    register_unwinder(None, ExceptionFrameUnwinder(), replace=True)
+    _registered = True

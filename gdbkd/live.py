@@ -1,0 +1,330 @@
+"""The live path: boot (or attach to) a guest, catch the crash in gdb, report.
+
+``run_session`` is shared by ``gdbkd run``, ``gdbkd attach`` and ``gdbkd lab run``:
+it owns every process it starts (QEMU, gdb-multiarch) and stops them on every
+exit path (normal end, timeout, Ctrl-C/SIGTERM, gdb or QEMU dying).
+"""
+
+import json
+import os
+import re
+import select
+import signal
+import sys
+import termios
+import time
+import tty
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .artifacts.initramfs import ensure_base_initramfs, write_overlay, READY_MARKER
+from .artifacts.kernel import ensure_kernel
+from .artifacts.modules import build_module_dir
+from .cache import progress
+from .errors import GdbkdError
+from .gdbmi.session import GdbSession, GdbDied
+from .qemu.machine import Machine
+from .qemu.profiles import load_profile
+from .qemu.qmp import Qmp
+
+__all__ = ["LiveOptions", "run_session", "attach_session", "TRAP_BREAKPOINTS"]
+
+TRAP_BREAKPOINTS = ("panic", "die", "crash_kexec")
+DETACH_KEY = b"\x1d"    # Ctrl-]
+
+
+@dataclass
+class LiveOptions:
+    profile: str = "debian-6.1"
+    modules: list = field(default_factory=list)      # dirs or .ko to build/put into the guest
+    execs: list = field(default_factory=list)        # guest shell commands
+    rc: str = ""                                     # shell run by /init before the shell
+    extra_files: dict = field(default_factory=dict)  # guest path -> host path
+    batch: bool = False
+    json: bool = False
+    ex: list = field(default_factory=list)           # gdb commands after the stop
+    dump_on_crash: str = ""
+    dump_format: str = "elf"
+    timeout: float = 120.0
+    nokaslr: bool = False
+    gdb_port: int = 0
+    modules_dir: list = field(default_factory=list)
+    append: str = ""
+    cpu: str = ""
+    memory: str = ""
+    stop_on: str = ""            # console regex: interrupt the guest when it appears (hangs)
+    boot_timeout: float = 90.0
+    keep: bool = False
+
+
+class _Term:
+    """Raw terminal while the guest console is the user's terminal."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled and sys.stdin.isatty()
+        self.saved = None
+
+    def __enter__(self):
+        if self.enabled:
+            self.saved = termios.tcgetattr(0)
+            tty.setraw(0)
+        return self
+
+    def restore(self):
+        if self.saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+            self.saved = None
+
+    def __exit__(self, *a):
+        self.restore()
+
+
+def _out(s=""):
+    sys.stdout.write(s + ("\n" if not s.endswith("\n") else ""))
+    sys.stdout.flush()
+
+
+def _console_tail(m, n=8):
+    if not m or not m.console:
+        return ""
+    lines = [l for l in m.console.text().splitlines() if l.strip()]
+    return "\n".join("    " + l for l in lines[-n:])
+
+
+class _Stopper:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so teardown runs."""
+
+    def __enter__(self):
+        self.old = {}
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            self.old[s] = signal.signal(s, self._h)
+        return self
+
+    def _h(self, signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    def __exit__(self, *a):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True):
+    env = {"GDBKD_MODULES_PATH": os.pathsep.join(str(d) for d in modules_dirs)}
+    g = GdbSession(vmlinux, env=env, log_path=log_path)
+    try:
+        g.connect(target)
+        g.source_kd()
+        out = g.cli("kd symbols" + (" --watch" if watch else ""), timeout=300)
+        for b in TRAP_BREAKPOINTS:
+            g.mi(f"-break-insert {b}")
+    except BaseException:
+        g.close()
+        raise
+    return g, out
+
+
+def _report(g, opts, stop_reason):
+    """Print the report (+ -ex outputs); return the JSON-able result."""
+    res = {"stopped": stop_reason}
+    if opts.json:
+        res["report"] = json.loads(g.cli("kd analyze --json"))
+    else:
+        _out("")
+        _out("=" * 72)
+        _out(f"gdbkd: guest stopped ({stop_reason})")
+        _out("=" * 72)
+        _out(g.cli("kd analyze"))
+    outs = []
+    for cmd in opts.ex:
+        try:
+            o = g.cli(cmd, timeout=300)
+        except GdbkdError as e:
+            o = f"error: {e}\n"
+        outs.append({"command": cmd, "output": o})
+        if not opts.json:
+            _out(f"(gdb) {cmd}")
+            _out(o.rstrip("\n"))
+    if outs:
+        res["ex"] = outs
+    return res
+
+
+def _handover(g, term):
+    """Give the user gdb's own CLI (readline history, completion) on this terminal."""
+    term.restore()
+    ttyname = os.ttyname(0)
+    _out("gdbkd: you are in gdb on the stopped guest (kd commands loaded; `help kd`). `quit` ends the session.")
+    g.cli(f"new-ui console {ttyname}")
+    while g.alive():
+        try:
+            ev = g.wait_event(0.5)
+            if ev and ev.get("type") == "gdb-exited":
+                break
+        except KeyboardInterrupt:
+            try:
+                g.interrupt()
+            except GdbkdError:
+                pass
+
+
+def _wait_for_stop(g, m, opts, term, interactive):
+    """Wait for a trap breakpoint (or --stop-on / Ctrl-]); return the reason string."""
+    deadline = time.monotonic() + opts.timeout if opts.batch else None
+    pat = re.compile(opts.stop_on) if opts.stop_on else None
+    mark = m.console.mark() if m else 0
+    while True:
+        ev = None
+        if interactive:
+            r, _, _ = select.select([0], [], [], 0.1)
+            if r:
+                data = os.read(0, 1024)
+                if DETACH_KEY in data:
+                    g.interrupt()
+                    g.wait_stopped(10)
+                    return "interrupted by the user (Ctrl-])"
+                if m:
+                    m.console.send(data)
+            ev = g.wait_event(0)
+        else:
+            ev = g.wait_event(0.2)
+        if ev is not None:
+            if ev.get("type") == "gdb-exited":
+                raise GdbDied("gdb-multiarch exited unexpectedly")
+            if ev.get("message") == "stopped":
+                p = ev.get("payload") or {}
+                fn = (p.get("frame") or {}).get("func", "?")
+                if p.get("reason") == "breakpoint-hit":
+                    return f"breakpoint in {fn}"
+                if p.get("reason") in ("exited", "exited-normally", "exited-signalled"):
+                    raise GdbkdError("the guest exited (QEMU ended the session)")
+                return f"stopped in {fn} ({p.get('reason', 'signal')})"
+        if m and not m.alive():
+            raise GdbkdError("QEMU exited before a crash was caught; console:\n" + _console_tail(m))
+        if pat and m and pat.search(m.console.text(mark)):
+            g.interrupt()
+            if g.wait_stopped(15) is None:
+                raise GdbkdError("the guest did not stop after the interrupt")
+            return f"interrupted after console matched '{opts.stop_on}'"
+        if deadline and time.monotonic() > deadline:
+            raise GdbkdError(f"no crash within {opts.timeout:.0f} s (raise --timeout); last console lines:\n"
+                             + _console_tail(m), 1)
+
+
+def _prepare_guest(opts, run_dir: Path):
+    profile = load_profile(opts.profile)
+    kernel = ensure_kernel(profile)
+    files = dict(opts.extra_files)
+    mod_dirs = list(opts.modules_dir) + list(profile.guest.get("modules_dirs", []))
+    kos = []
+    for src in opts.modules:
+        for ko in build_module_dir(src, kernel):
+            files[f"lib/modules/gdbkd/{ko.name}"] = ko
+            kos.append(ko)
+            mod_dirs.append(str(ko.parent))
+    initrd = None
+    if profile.guest.get("initramfs", True):
+        base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+        initrd = write_overlay(base, files, run_dir / "initrd.img", rc=opts.rc)
+    if kernel.modules_dir:
+        mod_dirs.append(kernel.modules_dir)
+    return profile, kernel, initrd, mod_dirs, kos
+
+
+def run_session(opts: LiveOptions) -> int:
+    """gdbkd run: returns the process exit code."""
+    import tempfile
+    m = g = None
+    interactive = not opts.batch and sys.stdin.isatty()
+    run_dir = Path(tempfile.mkdtemp(prefix="gdbkd-prep-"))
+    os.chmod(run_dir, 0o700)
+    result = {"profile": opts.profile}
+    try:
+        with _Stopper():
+            profile, kernel, initrd, mod_dirs, kos = _prepare_guest(opts, run_dir)
+            echo = (lambda b: (os.write(1, b))) if not opts.batch else None
+            m = Machine(profile, kernel, initrd, nokaslr=opts.nokaslr, gdb_port=opts.gdb_port,
+                        append_extra=opts.append, cpu=opts.cpu or None, memory=opts.memory or None,
+                        echo=echo)
+            m.keep_dir = opts.keep
+            if not opts.json:
+                progress(f"booting {profile.name} ({kernel.release})")
+            m.start()
+            result["gdb_port"] = m.gdb_port
+            if not m.console.wait_for(READY_MARKER, opts.boot_timeout):
+                raise GdbkdError("the guest did not reach its shell; console:\n" + _console_tail(m))
+            g, sym_out = _setup_gdb(kernel.vmlinux, f"127.0.0.1:{m.gdb_port}", mod_dirs,
+                                    os.path.join(m.dir, "gdb.log"))
+            if not opts.json:
+                progress("gdb attached: " + " | ".join(l for l in sym_out.splitlines() if "KASLR" in l))
+            g.cont()
+            time.sleep(0.2)
+            for cmd in opts.execs:
+                m.console.send(cmd + "\n")
+                time.sleep(0.3)
+            with _Term(interactive) as term:
+                reason = _wait_for_stop(g, m, opts, term, interactive)
+                term.restore()
+                result.update(_report(g, opts, reason))
+                if opts.dump_on_crash:
+                    out = os.path.abspath(opts.dump_on_crash)
+                    q = Qmp(m.qmp_path)
+                    try:
+                        q.dump(out, opts.dump_format)
+                    finally:
+                        q.close()
+                    result["dump"] = out
+                    if not opts.json:
+                        progress(f"dump written to {out} ({opts.dump_format})")
+                result["console"] = m.console.text()[-4000:] if opts.json else None
+                if opts.json:
+                    _out(json.dumps(result))
+                if interactive:
+                    _handover(g, term)
+            return 0
+    except KeyboardInterrupt as e:
+        sys.stderr.write(f"\ngdbkd: interrupted ({e or 'Ctrl-C'}); QEMU and gdb stopped\n")
+        return 130
+    except GdbDied as e:
+        raise GdbkdError(f"{e}; QEMU stopped, session ended") from None
+    finally:
+        if g:
+            g.close()
+        if m:
+            m.stop()
+        import shutil
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def attach_session(target: str, vmlinux: str, opts: LiveOptions) -> int:
+    """gdbkd attach HOST:PORT: the same, on a guest someone else started."""
+    interactive = not opts.batch and sys.stdin.isatty()
+    g = None
+    try:
+        with _Stopper():
+            g, sym_out = _setup_gdb(vmlinux, target, opts.modules_dir, None)
+            if not opts.json:
+                progress("gdb attached: " + " | ".join(l for l in sym_out.splitlines() if "KASLR" in l))
+            g.cont()
+            with _Term(False) as term:
+                if interactive:
+                    progress("waiting for a crash (Ctrl-C breaks into gdb)")
+                try:
+                    reason = _wait_for_stop(g, None, opts, term, False)
+                except KeyboardInterrupt:
+                    g.interrupt()
+                    g.wait_stopped(10)
+                    reason = "interrupted by the user"
+                res = _report(g, opts, reason)
+                if opts.json:
+                    _out(json.dumps(res))
+                if interactive:
+                    _handover(g, term)
+            return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("\ngdbkd: interrupted; gdb stopped\n")
+        return 130
+    except GdbDied as e:
+        raise GdbkdError(f"{e}; session ended") from None
+    finally:
+        if g:
+            g.close(detach=True)

@@ -1,0 +1,395 @@
+"""The kernel's view of a dump: virtual memory, KASLR, tasks as threads with registers.
+
+:class:`Dump` joins a physical dump (:mod:`gdbkd.dump`), the arm64 page tables
+(:mod:`gdbkd.arm64`) and, once a vmlinux is attached, the struct offsets gdb
+reports for it (:mod:`gdbkd.postmortem.offsets`). Nothing here imports gdb.
+
+Tasks. ``init_task.tasks`` links every thread-group leader except the idle
+tasks; each leader's threads hang off ``signal->thread_head`` through
+``task->thread_node`` (v3.14+; older kernels: ``task->thread_group``). The
+idle task of each online CPU is ``per_cpu(runqueues, cpu).idle``
+(``init_task`` for CPU 0).
+
+Thread ids (what gdb shows as ``Thread N``): a task's pid; the idle tasks,
+which all have pid 0, get ``IDLE_TID_BASE + cpu`` (4194304 = PID_MAX_LIMIT,
+above any real pid), because gdb needs a positive, unique tid.
+
+Registers. A task running on a CPU at the crash gets that CPU's NT_PRSTATUS
+(and NT_FPREGSET when present); every other task gets what cpu_switch_to saved
+in ``task->thread.cpu_context`` (x19-x29, sp, pc). Notes are matched to CPUs:
+QEMU writes one per vCPU with ``pr_pid = cpu index + 1``; the kernel's kdump
+notes carry ``pr_pid`` = the pid running there and come in CPU order, so they
+are matched by the stack pointer (a task stack → that task; a CPU's IRQ stack
+→ that CPU's ``rq->curr``), then by pid, then by order. The task current on a
+CPU is ``per_cpu(runqueues, cpu).curr``. The crashing CPU is ``panic_cpu``
+(set by panic() and by crash_kexec(), v4.5+).
+"""
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import GdbkdError
+from ..dump import open_physical, parse_vmcoreinfo, DumpError, NT_FPREGSET
+from ..dump.vmcoreinfo import vmci_hex, vmci_symbol
+from ..arm64.mmu import mmu_from_vmcoreinfo, AddressNotMapped, M64
+from .offsets import kernel_offsets, vmlinux_build_id
+from .regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, NUM_REGS
+
+__all__ = ["Dump", "Task", "Thread", "IDLE_TID_BASE"]
+
+IDLE_TID_BASE = 4194304
+EM_AARCH64 = 183
+_MAX_TASKS = 1 << 22
+
+
+@dataclass
+class Task:
+    addr: int
+    pid: int
+    tgid: int
+    comm: bytes
+    state: int
+    cpu: int
+    on_cpu: int
+    stack: int
+    flags: int = 0
+    idle_cpu: int = -1
+
+    @property
+    def name(self) -> str:
+        return self.comm.decode("utf-8", "replace")
+
+
+@dataclass
+class Thread:
+    tid: int
+    task: Task
+    regs: list = field(repr=False)
+    active_cpu: int = -1     # CPU it was running on at the crash (registers from NT_PRSTATUS)
+
+
+class Dump:
+    """A kernel crash dump opened read-only; see the module docstring."""
+
+    def __init__(self, path, vmlinux=None):
+        self.path = str(path)
+        self.phys = open_physical(path)
+        try:
+            self._init_dump()
+            if vmlinux is not None:
+                self.attach_vmlinux(vmlinux)
+        except BaseException:
+            self.phys.close()
+            raise
+
+    # -- dump-only facts -------------------------------------------------------------
+    def _init_dump(self):
+        p = self.phys
+        m = p.machine
+        if p.format == "elf" and m not in ("EM_AARCH64", EM_AARCH64):
+            raise GdbkdError(f"{self.path} is not an arm64 dump (ELF machine {m})")
+        if p.format != "elf" and m not in ("aarch64", "arm64", "Unknown", ""):
+            raise GdbkdError(f"{self.path} is not an arm64 dump (machine {m})")
+        self.vmcoreinfo = parse_vmcoreinfo(p.vmcoreinfo_raw)
+        if not self.vmcoreinfo:
+            raise GdbkdError(f"{self.path} has no VMCOREINFO (QEMU dumps carry it only when the "
+                             f"guest loaded qemu_fw_cfg and QEMU ran with -device vmcoreinfo)")
+        if "NUMBER(kimage_voffset)" not in self.vmcoreinfo:
+            raise GdbkdError(f"{self.path} is not an arm64 kernel dump (VMCOREINFO has no "
+                             f"kimage_voffset)")
+        notes = p.prstatus_notes()
+        if notes and len(notes[0].desc) != 392:
+            raise GdbkdError(f"{self.path} is not an arm64 dump (NT_PRSTATUS of "
+                             f"{len(notes[0].desc)} bytes)")
+        self.osrelease = self.vmcoreinfo.get("OSRELEASE", "")
+        self.build_id = self.vmcoreinfo.get("BUILD-ID", "").lower()
+        self.kaslr_offset = vmci_hex(self.vmcoreinfo, "KERNELOFFSET", 0)
+        self.page_size = int(self.vmcoreinfo.get("PAGESIZE", "4096"))
+        self.producer = self._producer()
+        self.mmu = mmu_from_vmcoreinfo(p, self.vmcoreinfo, None, self.osrelease)
+        self.vmlinux = None
+        self.offsets = None
+        self._threads = None
+        self._cpu_notes = None
+
+    def _producer(self):
+        p = self.phys
+        if p.format == "elf":
+            return "kernel" if p.has_virtual else "qemu"
+        return "qemu" if not p.utsname.get("sysname") else "kernel"
+
+    @property
+    def format(self):
+        return self.phys.format
+
+    def close(self):
+        self.phys.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- memory ---------------------------------------------------------------------------
+    def read(self, va: int, size: int) -> bytes:
+        """Kernel virtual memory; raises DumpError/AddressNotMapped (GdbkdError) with the reason."""
+        return self.mmu.read(va, size)
+
+    def u64(self, va):
+        return struct.unpack("<Q", self.read(va, 8))[0]
+
+    def u32(self, va):
+        return struct.unpack("<I", self.read(va, 4))[0]
+
+    def i32(self, va):
+        return struct.unpack("<i", self.read(va, 4))[0]
+
+    # -- vmlinux ----------------------------------------------------------------------------
+    def attach_vmlinux(self, vmlinux):
+        """Check that ``vmlinux`` built this kernel, then learn its offsets and image range."""
+        vmlinux = str(vmlinux)
+        if not Path(vmlinux).is_file():
+            raise GdbkdError(f"vmlinux {vmlinux} does not exist")
+        bid = vmlinux_build_id(vmlinux)
+        if self.build_id and bid and bid.lower() != self.build_id:
+            raise GdbkdError(f"wrong vmlinux: its build-id {bid[:12]}… differs from the dump's "
+                             f"{self.build_id[:12]}… (kernel {self.osrelease})")
+        off = kernel_offsets(vmlinux, bid)
+        self.vmlinux = vmlinux
+        self.offsets = off
+        sym = off["symbols"]
+        # The image's runtime range, for the translation fast path.
+        if sym.get("_text") and sym.get("_end"):
+            self.mmu.image_range = (sym["_text"] + self.kaslr_offset, sym["_end"] + self.kaslr_offset)
+            self.mmu.verify_image_fastpath()
+        if not self.build_id:
+            self._check_banner(vmlinux, sym.get("linux_banner"))
+        self._threads = None
+
+    def _check_banner(self, vmlinux, banner_addr):
+        """Without a BUILD-ID in VMCOREINFO (before v5.9), compare linux_banner in both."""
+        if not banner_addr:
+            return
+        try:
+            in_dump = self.read(banner_addr + self.kaslr_offset, 160).split(b"\0")[0]
+        except GdbkdError:
+            return
+        from elftools.elf.elffile import ELFFile
+        with open(vmlinux, "rb") as f:
+            elf = ELFFile(f)
+            for seg in elf.iter_segments():
+                h = seg.header
+                if h.p_type == "PT_LOAD" and h.p_vaddr <= banner_addr < h.p_vaddr + h.p_filesz:
+                    f.seek(h.p_offset + banner_addr - h.p_vaddr)
+                    in_file = f.read(160).split(b"\0")[0]
+                    if in_file != in_dump:
+                        raise GdbkdError(f"wrong vmlinux: the dump's kernel is "
+                                         f"'{in_dump[:80].decode('ascii', 'replace').strip()}', "
+                                         f"the vmlinux is "
+                                         f"'{in_file[:80].decode('ascii', 'replace').strip()}'")
+                    return
+
+    def _need_vmlinux(self):
+        if self.offsets is None:
+            raise GdbkdError("this needs the dump's vmlinux (attach_vmlinux)")
+
+    def sym(self, name):
+        """Runtime (KASLR-relocated) address of a symbol the offsets list knows."""
+        self._need_vmlinux()
+        a = self.offsets["symbols"].get(name)
+        return None if a is None else (a + self.kaslr_offset) & M64
+
+    def f(self, key):
+        return self.offsets["fields"].get(key)
+
+    # -- per-CPU ----------------------------------------------------------------------------
+    def online_cpus(self):
+        """CPUs present in the machine (``__cpu_present_mask``).
+
+        Not the online mask: panic() and crash_kexec() stop the other CPUs and
+        clear their online bits before the dump is taken.
+        """
+        self._need_vmlinux()
+        n = self.u32(self.sym("nr_cpu_ids")) if self.sym("nr_cpu_ids") else 64
+        n = max(1, min(n, 4096))
+        mask_sym = self.sym("__cpu_present_mask") or self.sym("__cpu_online_mask")
+        mask = self.read(mask_sym, (n + 63) // 64 * 8)
+        bits = int.from_bytes(mask, "little")
+        return [c for c in range(n) if bits >> c & 1]
+
+    def per_cpu_addr(self, symbol_addr, cpu):
+        return (symbol_addr + self.u64(self.sym("__per_cpu_offset") + 8 * cpu)) & M64
+
+    def rq_field(self, cpu, key):
+        return self.u64(self.per_cpu_addr(self.sym("runqueues"), cpu) + self.f(key))
+
+    @property
+    def crashed_cpu(self):
+        """The CPU that panicked (``panic_cpu``), or None when the dump is not of a panic."""
+        if self.offsets is None:
+            return None
+        a = self.sym("panic_cpu")
+        if a is None:
+            return None
+        v = self.i32(a)
+        return v if v >= 0 else None
+
+    @property
+    def crashed_thread(self):
+        cpu = self.crashed_cpu
+        if cpu is None:
+            return None
+        for t in self.threads():
+            if t.active_cpu == cpu:
+                return t
+        return None
+
+    @property
+    def crashed_pid(self):
+        t = self.crashed_thread
+        return None if t is None else t.task.pid
+
+    # -- tasks --------------------------------------------------------------------------------
+    def read_task(self, addr, idle_cpu=-1) -> Task:
+        f = self.f
+        size = self.offsets["sizes"]["task_struct"] or 8192
+        raw = self.read(addr, size)
+
+        def u(key, fmt="<i"):
+            o = f(key)
+            return None if o is None else struct.unpack_from(fmt, raw, o)[0]
+
+        state = u("task.__state", "<I")
+        if state is None:
+            state = u("task.state", "<q")
+        cpu = u("task.cpu", "<I")
+        if cpu is None:
+            cpu = u("task.thread_info.cpu", "<I")
+        comm = raw[f("task.comm"):f("task.comm") + 16].split(b"\0")[0]
+        return Task(addr=addr, pid=u("task.pid"), tgid=u("task.tgid"), comm=comm,
+                    state=state or 0, cpu=cpu if cpu is not None else -1,
+                    on_cpu=u("task.on_cpu") or 0, stack=u("task.stack", "<Q"),
+                    flags=u("task.flags", "<I") or 0, idle_cpu=idle_cpu)
+
+    def _list(self, head, limit=_MAX_TASKS):
+        """Yield the entries (list_head addresses) of a kernel list, stopping on a loop."""
+        seen = set()
+        node = self.u64(head)
+        while node != head:
+            if node in seen or len(seen) >= limit:
+                raise GdbkdError(f"corrupt kernel list at {head:#x} (loop or too long)")
+            seen.add(node)
+            yield node
+            node = self.u64(node)
+
+    def tasks(self):
+        """Every task: idle tasks (one per online CPU) first, then leaders and their threads."""
+        self._need_vmlinux()
+        f = self.f
+        out, seen = [], set()
+        for cpu in self.online_cpus():
+            a = self.sym("init_task") if cpu == 0 else self.rq_field(cpu, "rq.idle")
+            if a and a not in seen:
+                seen.add(a)
+                out.append(self.read_task(a, idle_cpu=cpu))
+        init = self.sym("init_task")
+        for node in self._list(init + f("task.tasks")):
+            leader = node - f("task.tasks")
+            for t in self._threads_of(leader):
+                if t not in seen:
+                    seen.add(t)
+                    out.append(self.read_task(t))
+        return out
+
+    def _threads_of(self, leader):
+        f = self.f
+        if f("task.thread_node") is not None and f("signal.thread_head") is not None:
+            sig = self.u64(leader + f("task.signal"))
+            if sig:
+                head = sig + f("signal.thread_head")
+                members = [n - f("task.thread_node") for n in self._list(head)]
+                return [leader] + [m for m in members if m != leader]
+        if f("task.thread_group") is not None:
+            head = leader + f("task.thread_group")
+            return [leader] + [n - f("task.thread_group") for n in self._list(head)]
+        return [leader]
+
+    # -- CPUs at the crash -----------------------------------------------------------------
+    def cpu_notes(self):
+        """{cpu: regs} from the NT_PRSTATUS (+NT_FPREGSET) notes; see the module docstring."""
+        if self._cpu_notes is not None:
+            return self._cpu_notes
+        notes = self.phys.notes
+        pr = []
+        for i, n in enumerate(notes):
+            if n.name == "CORE" and n.type == 1:
+                st = parse_prstatus(n.desc)
+                nxt = notes[i + 1] if i + 1 < len(notes) else None
+                if nxt is not None and nxt.name == "CORE" and nxt.type == NT_FPREGSET:
+                    parse_fpregset(nxt.desc, st.regs)
+                pr.append(st)
+        result = {}
+        if self.producer == "qemu":
+            for st in pr:
+                result[st.pid - 1] = st
+        else:
+            result = self._match_kernel_notes(pr)
+        self._cpu_notes = result
+        return result
+
+    def _match_kernel_notes(self, pr):
+        tasks = self.tasks()
+        ts = self.offsets["sizes"]["thread_size"] or 16384
+        online = self.online_cpus()
+        irq = {}
+        if self.sym("irq_stack_ptr"):
+            for c in online:
+                try:
+                    irq[c] = self.u64(self.per_cpu_addr(self.sym("irq_stack_ptr"), c))
+                except GdbkdError:
+                    pass
+        result = {}
+        for i, st in enumerate(pr):
+            cpu = None
+            for t in tasks:
+                if t.stack and t.stack <= st.sp < t.stack + ts:
+                    cpu = t.idle_cpu if t.idle_cpu >= 0 else t.cpu
+                    break
+            if cpu is None:
+                cpu = next((c for c, base in irq.items() if base <= st.sp < base + ts), None)
+            if cpu is None and st.pid > 0:
+                cpu = next((t.cpu for t in tasks if t.pid == st.pid), None)
+            if cpu is None or cpu in result:
+                cpu = online[i] if i < len(online) else None
+            if cpu is not None:
+                result[cpu] = st
+        return result
+
+    def threads(self):
+        """All tasks as gdb threads (tid, registers), crashed task first."""
+        if self._threads is not None:
+            return self._threads
+        tasks = self.tasks()
+        notes = self.cpu_notes()
+        current = {}
+        for cpu in notes:
+            try:
+                current[self.rq_field(cpu, "rq.curr")] = cpu
+            except GdbkdError:
+                pass
+        cc = self.f("task.cpu_context")
+        out = []
+        for t in tasks:
+            tid = t.pid if t.idle_cpu < 0 else IDLE_TID_BASE + t.idle_cpu
+            cpu = current.get(t.addr, -1)
+            if cpu >= 0:
+                regs = list(notes[cpu].regs)
+            else:
+                regs = regs_from_cpu_context(self.read(t.addr + cc, 13 * 8))
+            out.append(Thread(tid=tid, task=t, regs=regs, active_cpu=cpu))
+        crashed = self.crashed_cpu
+        out.sort(key=lambda th: 0 if (crashed is not None and th.active_cpu == crashed) else 1)
+        self._threads = out
+        return out

@@ -1,0 +1,148 @@
+"""Struct offsets and symbol addresses the dump server needs, asked of gdb once per vmlinux.
+
+``gdb-multiarch -batch -nx VMLINUX`` evaluates a fixed list of expressions in
+its embedded Python (0.4-0.8 s with a .gdb_index) and prints them as JSON; the
+result is cached in ``~/.cache/gdbkd/offsets/<build-id>.json`` (temp name +
+rename). Missing members are ``null``, so one list covers the kernel versions:
+
+- ``task_struct.__state`` (v5.14+, commit 2f064a59a11f "sched: Change
+  task_struct::state") or ``.state`` before;
+- ``task_struct.cpu`` (v5.16+ when THREAD_INFO_IN_TASK... moved back to
+  ``thread_info.cpu`` by commit bcf9033e5449 in v5.16 for arm64) — both probed;
+- ``task_struct.thread_node`` / ``signal_struct.thread_head`` (v3.14+) and
+  ``task_struct.thread_group`` (removed in v6.7, commit 8e1f385104ac);
+- ``task_struct.thread.cpu_context`` (arm64, all versions: x19-x28, fp, sp, pc).
+
+Addresses are the vmlinux's link-time ones; add the KASLR offset at run time.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from ..cache import cache_root, atomic_write
+from ..errors import GdbkdError
+
+__all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
+
+OFFSETS_VERSION = 5
+
+_FIELDS = {
+    "task.tasks": ("struct task_struct", "tasks"),
+    "task.pid": ("struct task_struct", "pid"),
+    "task.tgid": ("struct task_struct", "tgid"),
+    "task.comm": ("struct task_struct", "comm"),
+    "task.stack": ("struct task_struct", "stack"),
+    "task.__state": ("struct task_struct", "__state"),
+    "task.state": ("struct task_struct", "state"),
+    "task.on_cpu": ("struct task_struct", "on_cpu"),
+    "task.cpu": ("struct task_struct", "cpu"),
+    "task.thread_info.cpu": ("struct task_struct", "thread_info.cpu"),
+    "task.flags": ("struct task_struct", "flags"),
+    "task.signal": ("struct task_struct", "signal"),
+    "task.thread_node": ("struct task_struct", "thread_node"),
+    "task.thread_group": ("struct task_struct", "thread_group"),
+    "task.group_leader": ("struct task_struct", "group_leader"),
+    "task.cpu_context": ("struct task_struct", "thread.cpu_context"),
+    "task.mm": ("struct task_struct", "mm"),
+    "signal.thread_head": ("struct signal_struct", "thread_head"),
+    "rq.curr": ("struct rq", "curr"),
+    "rq.idle": ("struct rq", "idle"),
+}
+_SIZES = {
+    "task_struct": "sizeof(struct task_struct)",
+    "thread_size": "sizeof(init_stack)",
+    "cpu_context": "sizeof(struct cpu_context)",
+    "comm": "sizeof(((struct task_struct *)0)->comm)",
+    "linux_banner": "sizeof(linux_banner)",
+}
+_SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
+            "__cpu_online_mask", "__cpu_present_mask", "nr_cpu_ids", "linux_banner", "_text", "_stext", "_end",
+            "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack"]
+
+_SCRIPT = r"""
+import gdb, json
+out = {"fields": {}, "sizes": {}, "symbols": {}}
+for k, (t, f) in FIELDS.items():
+    try:
+        out["fields"][k] = int(gdb.parse_and_eval("(unsigned long)&((%s *)0)->%s" % (t, f)))
+    except gdb.error:
+        out["fields"][k] = None
+for k, e in SIZES.items():
+    try:
+        out["sizes"][k] = int(gdb.parse_and_eval(e))
+    except gdb.error:
+        out["sizes"][k] = None
+for s in SYMBOLS:
+    try:
+        out["symbols"][s] = int(gdb.parse_and_eval("(unsigned long)&%s" % s))
+    except gdb.error:
+        out["symbols"][s] = None
+print("GDBKD-OFFSETS " + json.dumps(out))
+"""
+
+
+def vmlinux_build_id(vmlinux) -> str:
+    """Hex GNU build-id of a vmlinux (its .note.gnu.build-id), or raise GdbkdError."""
+    try:
+        with open(vmlinux, "rb") as f:
+            elf = ELFFile(f)
+            if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
+                raise GdbkdError(f"{vmlinux} is not a vmlinux (ELF type {elf['e_type']})")
+            for sec in elf.iter_sections():
+                if sec.header.sh_type == "SHT_NOTE":
+                    for n in sec.iter_notes():
+                        if n["n_type"] == "NT_GNU_BUILD_ID":
+                            return n["n_desc"]
+    except OSError as e:
+        raise GdbkdError(f"cannot read vmlinux {vmlinux}: {e.strerror}")
+    except Exception as e:  # pyelftools raises several types on non-ELF input
+        if isinstance(e, GdbkdError):
+            raise
+        raise GdbkdError(f"{vmlinux} is not a readable ELF vmlinux ({e})")
+    return ""
+
+
+def kernel_offsets(vmlinux, build_id=None) -> dict:
+    """Offsets, sizes and link-time symbol addresses for ``vmlinux`` (cached by build-id)."""
+    vmlinux = str(Path(vmlinux).resolve())
+    build_id = build_id if build_id is not None else vmlinux_build_id(vmlinux)
+    st = Path(vmlinux).stat()
+    key = build_id or f"nobuildid-{st.st_size}-{int(st.st_mtime)}"
+    cache = cache_root() / "offsets" / f"{key}.json"
+    if cache.exists():
+        try:
+            data = json.loads(cache.read_text())
+            if data.get("version") == OFFSETS_VERSION:
+                return data
+        except ValueError:
+            pass
+    script = (f"FIELDS = {_FIELDS!r}\nSIZES = {_SIZES!r}\nSYMBOLS = {_SYMBOLS!r}\n" + _SCRIPT)
+    try:
+        r = subprocess.run(["gdb-multiarch", "-batch", "-nx", "-iex", "set auto-load no",
+                            "-iex", "set debuginfod enabled off", vmlinux,
+                            "-ex", "python\n" + script + "\nend"],
+                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise GdbkdError("gdb-multiarch is not installed (run install.sh)")
+    except subprocess.TimeoutExpired:
+        raise GdbkdError(f"gdb-multiarch took too long to read {vmlinux}")
+    line = next((l for l in r.stdout.splitlines() if l.startswith("GDBKD-OFFSETS ")), None)
+    if line is None:
+        err = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GdbkdError(f"gdb-multiarch could not read types from {vmlinux}: {err[:200]}")
+    data = json.loads(line[len("GDBKD-OFFSETS "):])
+    f = data["fields"]
+    for need in ("task.tasks", "task.pid", "task.comm", "task.cpu_context", "task.stack"):
+        if f.get(need) is None:
+            raise GdbkdError(f"{vmlinux} has no debug info for struct task_struct "
+                             f"({need.split('.', 1)[1]} missing): use the -dbg vmlinux")
+    if data["symbols"].get("init_task") is None:
+        raise GdbkdError(f"{vmlinux} has no init_task symbol")
+    data["version"] = OFFSETS_VERSION
+    data["build_id"] = build_id
+    with atomic_write(cache, "w") as fh:
+        json.dump(data, fh, indent=1)
+    return data

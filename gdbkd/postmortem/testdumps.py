@@ -1,0 +1,213 @@
+"""Make real crash dumps of a profile's guest with QEMU, for tests and benchmarks.
+
+:func:`ensure_test_dumps` boots the profile's kernel under TCG with KASLR on,
+starts a few known sleeping processes, crashes the guest with
+``echo c > /proc/sysrq-trigger`` and, while the guest spins in ``panic()``
+(``panic=0``: the kernel never reboots, so ``-no-reboot`` does not end QEMU),
+asks QEMU over QMP for ``dump-guest-memory`` in the ``elf`` and ``kdump-zlib``
+formats. The results are cached under ``~/.cache/gdbkd/dumps/<release>-<key>/``
+with a ``meta.json`` of what the test established itself (the pids and comms
+it started, the serial log, the memory size).
+
+Exactly one QEMU runs at a time, and it is always killed before returning.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ..cache import cache_root, key_of, atomic_dir, progress
+from ..errors import GdbkdError
+
+__all__ = ["ensure_test_dumps", "TestDumps", "SLEEPER_COMMS"]
+
+#: Processes started in the guest before the crash: (comm, shell command).
+#: (busybox runs the applet named by argv[1] when its own name starts with "busybox").
+SLEEPER_COMMS = ("busybox-sleeper", "busybox-reader")
+
+_RC = r"""
+cp /bin/busybox /bin/busybox-sleeper
+cp /bin/busybox /bin/busybox-reader
+mkfifo /tmp/fifo
+/bin/busybox-sleeper sleep 100000 &
+echo GDBKD-SLEEPER=$!
+/bin/busybox-reader cat /tmp/fifo &
+echo GDBKD-READER=$!
+"""
+
+
+class TestDumps:
+    """Paths of one set of cached dumps and what is known about them."""
+
+    def __init__(self, d: Path):
+        self.dir = d
+        self.meta = json.loads((d / "meta.json").read_text())
+        self.elf = d / "vmcore.elf"
+        self.kdump_flat = d / "vmcore.kdump-zlib"
+        self.vmlinux = Path(self.meta["vmlinux"])
+
+    def __repr__(self):
+        return f"TestDumps({self.dir})"
+
+
+class _Guest:
+    def __init__(self, argv, workdir: Path):
+        self.log = workdir / "serial.log"
+        self._logf = open(self.log, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self.buf = bytearray()
+        self._lock = threading.Lock()
+        self._t = threading.Thread(target=self._reader, daemon=True)
+        self._t.start()
+
+    def _reader(self):
+        while True:
+            b = self.proc.stdout.read1(4096)
+            if not b:
+                return
+            with self._lock:
+                self.buf += b
+            self._logf.write(b)
+            self._logf.flush()
+
+    def text(self) -> str:
+        with self._lock:
+            return self.buf.decode("utf-8", "replace")
+
+    def wait_for(self, marker: str, timeout: float) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            t = self.text()
+            if marker in t:
+                return t
+            if self.proc.poll() is not None:
+                raise GdbkdError(f"QEMU exited (status {self.proc.returncode}) before '{marker}'; "
+                                 f"see {self.log}")
+            time.sleep(0.1)
+        raise GdbkdError(f"guest did not print '{marker}' within {timeout:.0f} s; see {self.log}")
+
+    def send(self, line: str):
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._logf.close()
+
+
+def _qmp(path: Path, *commands, timeout=300):
+    """Send QMP commands in order; return the list of their replies."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    for _ in range(100):
+        try:
+            s.connect(str(path))
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            time.sleep(0.05)
+    f = s.makefile("rwb")
+
+    def recv():
+        while True:
+            line = f.readline()
+            if not line:
+                raise GdbkdError("QMP connection closed")
+            msg = json.loads(line)
+            if "event" in msg:
+                continue
+            return msg
+
+    recv()  # greeting
+    out = []
+    for cmd in ({"execute": "qmp_capabilities"},) + commands:
+        f.write(json.dumps(cmd).encode() + b"\n")
+        f.flush()
+        r = recv()
+        if "error" in r:
+            raise GdbkdError(f"QMP {cmd['execute']}: {r['error'].get('desc')}")
+        out.append(r)
+    s.close()
+    return out[1:]
+
+
+def _align_overlay(initrd: Path, base_len: int):
+    """Pad the gzip'd base so the appended newc archive starts 4-byte aligned.
+
+    The kernel's unpack_to_rootfs (init/initramfs.c) only takes a following
+    archive as uncompressed cpio when it starts at a 4-byte-aligned offset;
+    otherwise it reports "invalid magic at start of compressed archive".
+    """
+    pad = (-base_len) % 4
+    if pad:
+        data = initrd.read_bytes()
+        initrd.write_bytes(data[:base_len] + b"\0" * pad + data[base_len:])
+
+
+def _make_dumps(kernel, profile, memory: str, out: Path):
+    from ..artifacts.initramfs import ensure_base_initramfs, write_overlay
+    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+    with tempfile.TemporaryDirectory(prefix="gdbkd-dump-") as td:
+        td = Path(td)
+        initrd = write_overlay(base, {}, td / "initrd.img", rc=_RC)
+        _align_overlay(initrd, base.stat().st_size)
+        qmp = td / "qmp.sock"
+        q = profile.qemu
+        argv = ["qemu-system-aarch64", "-M", q.get("machine", "virt"), "-cpu", q.get("cpu", "cortex-a57"),
+                "-smp", str(q.get("smp", 2)), "-m", memory, "-nic", "none", "-display", "none",
+                "-monitor", "none", "-kernel", kernel.image, "-initrd", str(initrd),
+                "-append", f"{q.get('append', 'console=ttyAMA0')} panic=0",
+                "-no-reboot", "-device", "vmcoreinfo", "-serial", "stdio",
+                "-qmp", f"unix:{qmp},server=on,wait=off"]
+        progress(f"booting {kernel.release} ({memory}) to make test dumps")
+        g = _Guest(argv, td)
+        try:
+            g.wait_for("GDBKD-READY", 120)
+            txt = g.text()
+            pids = {}
+            for line in txt.splitlines():
+                for tag, comm in (("GDBKD-SLEEPER=", SLEEPER_COMMS[0]), ("GDBKD-READER=", SLEEPER_COMMS[1])):
+                    if line.startswith(tag):
+                        pids[comm] = int(line[len(tag):].strip())
+            time.sleep(1.0)
+            g.send("echo c > /proc/sysrq-trigger")
+            g.wait_for("end Kernel panic", 60)
+            time.sleep(0.5)
+            for fmt, name in (("elf", "vmcore.elf"), ("kdump-zlib", "vmcore.kdump-zlib")):
+                progress(f"dump-guest-memory {fmt}")
+                _qmp(qmp, {"execute": "dump-guest-memory",
+                           "arguments": {"paging": False, "protocol": f"file:{out / name}",
+                                         "format": fmt}})
+            log = g.text()
+        finally:
+            g.stop()
+    (out / "serial.log").write_text(log)
+    offset = None
+    for line in log.splitlines():
+        if "Kernel Offset:" in line:
+            offset = line.split("Kernel Offset:")[1].split()[0]
+    meta = {"release": kernel.release, "vmlinux": kernel.vmlinux, "memory": memory,
+            "sleepers": pids, "kernel_offset_log": offset,
+            "cmdline": argv[argv.index("-append") + 1]}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def ensure_test_dumps(profile_name: str = "debian-6.1", memory: str = "1G") -> TestDumps:
+    """Return cached QEMU dumps (ELF + kdump-zlib) of a crashed guest, making them if absent."""
+    from ..qemu.profiles import load_profile
+    from ..artifacts.kernel import ensure_kernel
+    profile = load_profile(profile_name)
+    kernel = ensure_kernel(profile)
+    key = key_of(kernel.release, memory, _RC, os.path.getsize(kernel.image))
+    d = cache_root() / "dumps" / f"{kernel.release}-{memory}-{key}"
+    if not (d / "meta.json").exists():
+        with atomic_dir(d) as tmp:
+            _make_dumps(kernel, profile, memory, tmp)
+    return TestDumps(d)

@@ -1,0 +1,327 @@
+"""A read-only GDB remote-serial-protocol server for a kernel dump, over a pipe.
+
+gdb runs it with ``target remote | python -m gdbkd.stub DUMP VMLINUX``: the
+packets come on stdin and go out on stdout; stderr reaches the user's terminal,
+so the reason a read failed (an excluded page, an unmapped address) is printed
+there besides the ``E.`` error reply gdb turns into "Cannot access memory".
+
+Served: qSupported, QStartNoAckMode, qXfer:features:read (an aarch64 target
+description: core x0-x30, sp, pc, cpsr; fpu v0-v31, fpsr, fpcr), ``?``, g, p,
+m, H, T, qC, qfThreadInfo/qsThreadInfo, qThreadExtraInfo, qXfer:threads:read,
+qAttached, vCont? (empty: no vCont), qRcmd (``monitor info``), k, D.
+M, X, G, P are refused: the dump is read-only (opened O_RDONLY). c/s/vCont
+answer with the same stop: a dump cannot run.
+Memory is read lazily: nothing is decompressed before gdb asks for it.
+"""
+
+import os
+import sys
+
+from ..errors import GdbkdError
+from ..textutil import escape
+from ..dump import PageExcluded
+from ..postmortem.regs import NUM_REGS, REG_SIZES
+
+__all__ = ["StubServer", "target_xml", "rsp_checksum", "rsp_escape_binary"]
+
+PACKET_SIZE = 0x4000
+
+
+def target_xml() -> str:
+    core = "".join(f'<reg name="x{i}" bitsize="64" type="int" regnum="{i}"/>' for i in range(31))
+    core += ('<reg name="sp" bitsize="64" type="data_ptr" regnum="31"/>'
+             '<reg name="pc" bitsize="64" type="code_ptr" regnum="32"/>'
+             '<reg name="cpsr" bitsize="32" type="int" regnum="33"/>')
+    fpu = "".join(f'<reg name="v{i}" bitsize="128" type="uint128" regnum="{34 + i}"/>'
+                  for i in range(32))
+    fpu += ('<reg name="fpsr" bitsize="32" type="int" regnum="66"/>'
+            '<reg name="fpcr" bitsize="32" type="int" regnum="67"/>')
+    return ('<?xml version="1.0"?><!DOCTYPE target SYSTEM "gdb-target.dtd">'
+            '<target version="1.0"><architecture>aarch64</architecture>'
+            f'<feature name="org.gnu.gdb.aarch64.core">{core}</feature>'
+            f'<feature name="org.gnu.gdb.aarch64.fpu">{fpu}</feature></target>')
+
+
+def rsp_checksum(data: bytes) -> int:
+    return sum(data) & 0xff
+
+
+def rsp_escape_binary(data: bytes) -> bytes:
+    out = bytearray()
+    for b in data:
+        if b in (0x23, 0x24, 0x7d, 0x2a):
+            out += bytes((0x7d, b ^ 0x20))
+        else:
+            out.append(b)
+    return bytes(out)
+
+
+def _xml_escape(s: str) -> str:
+    return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def _state_letter(state: int) -> str:
+    # TASK_* bits (include/linux/sched.h): 0 running, 1 S, 2 D, 4 T, 8 t, 0x10 X/Z...
+    if state == 0:
+        return "R"
+    for bit, ch in ((0x2, "D"), (0x1, "S"), (0x4, "T"), (0x8, "t"), (0x20, "Z"), (0x10, "X"),
+                    (0x402, "I")):
+        if state & bit:
+            return "I" if state & 0x402 == 0x402 else ch
+    return "?"
+
+
+class StubServer:
+    def __init__(self, dump, infd=0, outfd=1, log=None, err=None):
+        self.dump = dump
+        self.infd, self.outfd = infd, outfd
+        self.log = log
+        self.err = err or sys.stderr
+        self.ack = True
+        self.buf = b""
+        self.cur_g = None      # thread for g/p/m
+        self._threads = None
+        self._by_tid = None
+        self._xml = target_xml().encode()
+        self._threads_xml = None
+        self._warned = set()
+        self.error_text = False
+
+    # -- threads --------------------------------------------------------------------
+    def threads(self):
+        if self._threads is None:
+            self._threads = self.dump.threads()
+            self._by_tid = {t.tid: t for t in self._threads}
+        return self._threads
+
+    def thread(self, tid=None):
+        self.threads()
+        if tid is None or tid <= 0:
+            tid = self.cur_g
+        t = self._by_tid.get(tid) if tid is not None else None
+        return t or self._threads[0]
+
+    def extra_info(self, th) -> str:
+        t = th.task
+        s = f"pid {t.pid} {escape(t.name)} [{_state_letter(t.state)}]"
+        if th.active_cpu >= 0:
+            s += f" on cpu {th.active_cpu}"
+            if th.active_cpu == self.dump.crashed_cpu:
+                s += " (crashed)"
+        return s
+
+    # -- transport ------------------------------------------------------------------
+    def _read(self):
+        data = os.read(self.infd, 65536)
+        if not data:
+            raise EOFError
+        self.buf += data
+
+    def _next_packet(self):
+        while True:
+            while not self.buf:
+                self._read()
+            c = self.buf[:1]
+            if c in (b"+", b"-", b"\x03"):
+                self.buf = self.buf[1:]
+                continue
+            if c != b"$":
+                self.buf = self.buf[1:]
+                continue
+            end = self.buf.find(b"#")
+            while end < 0 or len(self.buf) < end + 3:
+                self._read()
+                end = self.buf.find(b"#")
+            pkt = self.buf[1:end]
+            cs = self.buf[end + 1:end + 3]
+            self.buf = self.buf[end + 3:]
+            if self.ack:
+                ok = cs.lower() == b"%02x" % rsp_checksum(pkt)
+                os.write(self.outfd, b"+" if ok else b"-")
+                if not ok:
+                    continue
+            return pkt
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        if self.log:
+            self.log.write(b"<- " + data[:200] + b"\n")
+            self.log.flush()
+        pkt = b"$" + data + b"#%02x" % rsp_checksum(data)
+        os.write(self.outfd, pkt)
+
+    def serve(self):
+        try:
+            while True:
+                pkt = self._next_packet()
+                if self.log:
+                    self.log.write(b"-> " + pkt[:200] + b"\n")
+                    self.log.flush()
+                reply = self.handle(pkt)
+                if reply is None:
+                    return
+                self.send(reply)
+                if pkt == b"QStartNoAckMode":
+                    self.ack = False
+        except (EOFError, BrokenPipeError):
+            return
+
+    # -- packets --------------------------------------------------------------------
+    def handle(self, pkt: bytes):
+        try:
+            return self._handle(pkt)
+        except GdbkdError as e:
+            return "E." + str(e).replace("$", "").replace("#", "")[:200]
+
+    def _stop_reply(self):
+        th = self.thread(self.cur_g)
+        self.cur_g = th.tid
+        return f"T05thread:{th.tid:x};"
+
+    def _handle(self, pkt: bytes):
+        p = pkt.decode("latin-1")
+        if p.startswith("qSupported"):
+            # gdb 14+ announces error-message+ and then shows "E." texts; gdb 13
+            # cannot parse "E." in an m reply, so it gets E14 and the text on stderr.
+            self.error_text = "error-message+" in p
+            return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;qXfer:threads:read+;"
+                    f"QStartNoAckMode+;vContSupported-")
+        if p == "QStartNoAckMode":
+            return "OK"     # serve() stops acking once this reply is out
+        if p == "?":
+            return self._stop_reply()
+        if p.startswith("qXfer:features:read:"):
+            annex, _, rng = p[len("qXfer:features:read:"):].partition(":")
+            if annex != "target.xml":
+                return "E00"
+            return self._xfer(self._xml, rng)
+        if p.startswith("qXfer:threads:read::"):
+            if self._threads_xml is None:
+                items = []
+                for th in self.threads():
+                    core = f' core="{th.active_cpu if th.active_cpu >= 0 else th.task.cpu}"'
+                    items.append(f'<thread id="{th.tid:x}" name="{_xml_escape(escape(th.task.name))}"'
+                                 f'{core}>{_xml_escape(self.extra_info(th))}</thread>')
+                self._threads_xml = ("<?xml version=\"1.0\"?><threads>" + "".join(items)
+                                     + "</threads>").encode()
+            return self._xfer(self._threads_xml, p[len("qXfer:threads:read::"):])
+        if p == "qfThreadInfo":
+            self._tinfo = [t.tid for t in self.threads()]
+            return self._thread_chunk()
+        if p == "qsThreadInfo":
+            return self._thread_chunk()
+        if p.startswith("qThreadExtraInfo,"):
+            th = self.thread(int(p.split(",")[1], 16))
+            return self.extra_info(th).encode().hex()
+        if p == "qC":
+            return f"QC{self.thread(self.cur_g).tid:x}"
+        if p == "qAttached":
+            return "1"
+        if p.startswith("H"):
+            tid = int(p[2:], 16) if p[2:] not in ("", "-1") else -1
+            if tid > 0:
+                self.threads()
+                if tid not in self._by_tid:
+                    return "E01"
+                if p[1] == "g":
+                    self.cur_g = tid
+            return "OK"
+        if p.startswith("T"):
+            self.threads()
+            return "OK" if int(p[1:], 16) in self._by_tid else "E01"
+        if p == "g":
+            return "".join(self._reg_hex(self.thread(self.cur_g).regs, i) for i in range(NUM_REGS))
+        if p.startswith("p"):
+            n = int(p[1:], 16)
+            if n >= NUM_REGS:
+                return "E00"
+            return self._reg_hex(self.thread(self.cur_g).regs, n)
+        if p.startswith("m"):
+            a, _, n = p[1:].partition(",")
+            return self._read_mem(int(a, 16), int(n, 16))
+        if p[:1] in ("M", "X", "G", "P") or p.startswith("vFlash"):
+            return "E.the dump is read-only"
+        if p.startswith("vCont?") or p.startswith("vMustReplyEmpty"):
+            return ""
+        if p in ("c", "s") or p.startswith(("vCont;", "C", "S")):
+            self._warn("run", "gdbkd stub: a dump cannot run; the threads stay where they stopped")
+            return self._stop_reply()
+        if p.startswith("qRcmd,"):
+            return self._monitor(bytes.fromhex(p[6:]).decode("latin-1"))
+        if p == "k":
+            return None
+        if p.startswith("D"):
+            self.send("OK")
+            return None
+        if p.startswith("qSymbol"):
+            return "OK"
+        return ""
+
+    def _xfer(self, data: bytes, rng: str):
+        off, _, ln = rng.partition(",")
+        off, ln = int(off, 16), int(ln, 16)
+        chunk = data[off:off + min(ln, PACKET_SIZE // 2)]
+        more = off + len(chunk) < len(data)
+        return (b"m" if more else b"l") + rsp_escape_binary(chunk)
+
+    def _thread_chunk(self):
+        if not self._tinfo:
+            return "l"
+        n = max(1, (PACKET_SIZE - 16) // 9)
+        part, self._tinfo = self._tinfo[:n], self._tinfo[n:]
+        return "m" + ",".join(f"{t:x}" for t in part)
+
+    @staticmethod
+    def _reg_hex(regs, i):
+        v = regs[i]
+        size = REG_SIZES[i]
+        if v is None:
+            return "xx" * size
+        return (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little").hex()
+
+    def _warn(self, key, msg):
+        if key in self._warned or len(self._warned) > 1000:
+            return
+        self._warned.add(key)
+        print(msg, file=self.err, flush=True)
+
+    def _read_mem(self, addr, length):
+        length = min(length, PACKET_SIZE // 2)
+        out = []
+        ps = self.dump.page_size
+        a, left = addr, length
+        while left > 0:
+            n = min(left, ps - (a & (ps - 1)))
+            try:
+                out.append(self.dump.read(a, n))
+            except GdbkdError as e:
+                excluded = isinstance(e, PageExcluded)
+                if excluded:
+                    self._warn(("excl", a // ps), f"gdbkd stub: {a:#x}: page excluded from the "
+                                                  f"dump (makedumpfile -d)")
+                if out:
+                    break
+                if not self.error_text:
+                    return "E14"
+                msg = "page excluded from the dump (makedumpfile -d)" if excluded else str(e)
+                return "E." + msg.replace("$", "").replace("#", "")[:200]
+            a += n
+            left -= n
+        return b"".join(out).hex()
+
+    def _monitor(self, cmd):
+        d = self.dump
+        cmd = cmd.strip()
+        if cmd in ("", "help"):
+            text = "monitor info: the dump's format, kernel, KASLR offset, crashed CPU\n"
+        elif cmd == "info":
+            text = (f"dump {d.path}\nformat {d.format} (written by {d.producer})\n"
+                    f"kernel {d.osrelease}\nKASLR offset {d.kaslr_offset:#x}\n"
+                    f"crashed cpu {d.crashed_cpu}\ncrashed pid {d.crashed_pid}\n"
+                    f"tasks {len(self.threads())}\n")
+        else:
+            text = f"unknown monitor command '{escape(cmd)}' (try: monitor help)\n"
+        self.send("O" + text.encode().hex())
+        return "OK"
