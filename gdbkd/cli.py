@@ -41,7 +41,8 @@ def cli():
 @cli.command()
 @click.argument("profile", default="debian-6.1")
 @click.option("--module", "modules", multiple=True, type=click.Path(), help="module source dir or .ko to put in the guest")
-@click.option("--exec", "execs", multiple=True, help="guest shell command (repeatable)")
+@click.option("--exec", "execs", multiple=True, help="guest shell command, typed after gdb attached (repeatable)")
+@click.option("--boot-exec", "boot_execs", multiple=True, help="guest shell command run by /init before gdb attaches")
 @click.option("--dump-on-crash", type=click.Path(), help="save a QMP dump-guest-memory vmcore here")
 @click.option("--dump-format", type=click.Choice(["elf", "kdump-zlib"]), default="elf", show_default=True)
 @click.option("--nokaslr", is_flag=True, help="boot with nokaslr")
@@ -51,11 +52,12 @@ def cli():
 @click.option("--memory", default="", help="QEMU -m (default from the profile)")
 @click.option("--stop-on", default="", help="interrupt the guest when the console matches this regex")
 @common
-def run(profile, modules, execs, dump_on_crash, dump_format, nokaslr, gdb_port, append, cpu, memory,
+def run(profile, modules, execs, boot_execs, dump_on_crash, dump_format, nokaslr, gdb_port, append, cpu, memory,
         stop_on, batch, as_json, ex, timeout, modules_dir):
     """Boot PROFILE (qemu_profiles/PROFILE.toml) under gdb; catch and report the crash."""
     from .live import run_session
     sys.exit(run_session(_opts(profile=profile, modules=list(modules), execs=list(execs),
+                               rc="".join(c + "\n" for c in boot_execs),
                                dump_on_crash=dump_on_crash or "", dump_format=dump_format,
                                nokaslr=nokaslr, gdb_port=gdb_port, append=append, cpu=cpu,
                                memory=memory, stop_on=stop_on, batch=batch, json=as_json,

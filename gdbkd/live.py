@@ -206,8 +206,9 @@ def _wait_for_stop(g, m, opts, term, interactive):
                 raise GdbkdError("the guest did not stop after the interrupt")
             return f"interrupted after console matched '{opts.stop_on}'"
         if deadline and time.monotonic() > deadline:
-            raise GdbkdError(f"no crash within {opts.timeout:.0f} s (raise --timeout); last console lines:\n"
-                             + _console_tail(m), 1)
+            tail = _console_tail(m)
+            raise GdbkdError(f"no crash within {opts.timeout:.0f} s (raise --timeout)"
+                             + (f"; last console lines:\n{tail}" if tail else ""), 1)
 
 
 def _prepare_guest(opts, run_dir: Path):

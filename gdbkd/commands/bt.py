@@ -156,7 +156,7 @@ def bt_render(d: dict, opts=None) -> str:
         name = f["function"] or "??"
         if f["inlined"]:
             name += " (inlined)"
-        if f["module"]:
+        if f["module"] and not name.startswith("["):
             name += f" [{f['module']}]"
         addr = f["fp"] or f["sp"] or "0x0"
         lines.append(f" #{f['level']:<2} [{int(addr, 16):016x}] {name} at {int(f['pc'], 16):016x}")

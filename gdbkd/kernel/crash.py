@@ -12,7 +12,7 @@ import re
 import gdb
 
 from .types import read_bytes, read_cstring
-from .unwind import entry_text_range
+from .unwind import entry_text_range, exact_pc_function
 from ..textutil import escape
 
 __all__ = ["find_trap", "read_pt_regs", "frames", "format_panic", "PT_REG_NAMES"]
@@ -27,21 +27,22 @@ def read_pt_regs(addr: int) -> dict:
 
 
 def symbolize(pc: int) -> str:
-    try:
-        b = gdb.block_for_pc(pc)
-        while b is not None and b.function is None:
-            b = b.superblock
-        if b is not None and b.function is not None:
-            return f"{b.function.name}+{pc - b.start:#x}"
-    except RuntimeError:
-        pass
+    """NAME+OFF. The name comes from DWARF when there is any (gdb 13 can misname
+    module text by minimal symbols); the offset from the ELF symbol, as crash and
+    the oops print it, when both agree on the name."""
+    dname, _ = exact_pc_function(pc)
     try:
         out = gdb.execute(f"info symbol {pc:#x}", to_string=True).strip()
-        if "No symbol" not in out:
-            m = re.match(r"(\S+)(?: \+ (\d+))?", out)
-            return f"{m.group(1)}+{int(m.group(2) or 0):#x}" if m else out
+        m = re.match(r"(\S+)(?: \+ (\d+))?", out) if "No symbol" not in out else None
     except gdb.error:
-        pass
+        m = None
+    if m and (dname is None or m.group(1) == dname):
+        return f"{m.group(1)}+{int(m.group(2) or 0):#x}"
+    if dname:
+        b = gdb.block_for_pc(pc)
+        while b.function is None:
+            b = b.superblock
+        return f"{dname}+{pc - b.start:#x}"
     return f"{pc:#x}"
 
 
@@ -52,13 +53,18 @@ def frames(limit=64):
     except gdb.error:
         return out
     rng = entry_text_range()
+    prev_exc = False
     while f is not None and len(out) < limit:
         try:
-            pc = f.pc()
+            pc = f.pc() & 0xFFFFFFFFFFFFFFFF
         except gdb.error:
             break
-        sal = f.find_sal()
-        name = f.name() or symbolize(pc).split("+")[0]
+        if prev_exc:        # interrupted by an exception: pc is the faulting instruction
+            name, sal = exact_pc_function(pc)
+        else:
+            name, sal = f.name(), f.find_sal()
+        name = name or symbolize(pc).split("+")[0]
+        prev_exc = bool(rng and rng[0] <= pc < rng[1])
         out.append({"level": f.level(), "pc": pc, "function": escape(name),
                     "file": sal.symtab.filename if sal.symtab else None,
                     "line": sal.line or None,

@@ -47,7 +47,7 @@ class Insn:
 
     def branch_target(self):
         """Absolute target of a direct branch (b, bl, b.cond, cbz, tbz, adr…), or None."""
-        if self.mnemonic.split(".")[0] in ("b", "bl", "cbz", "cbnz", "tbz", "tbnz", "adr", "adrp") \
+        if self.mnemonic.split(".")[0] in ("b", "bl", "cbz", "cbnz", "tbz", "tbnz", "adr") \
                 or self.mnemonic.startswith("b."):
             m = re.search(r"#(0x[0-9a-f]+)\s*$", self.op_str)
             if m:

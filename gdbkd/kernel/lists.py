@@ -37,10 +37,12 @@ class ListWalk:
         self.bad_value = None
 
 
-def walk_list(head: int, include_head=False, limit=1000000, direction="next") -> ListWalk:
+def walk_list(head: int, include_head=False, limit=1000000, direction="next",
+              entry_offset=0) -> ListWalk:
     """Follow ``->next`` (or ``->prev``) from the list_head at ``head`` until it returns.
 
-    ``include_head``: ``head`` is itself an entry (crash's ``list ADDR`` without -H)."""
+    ``include_head``: ``head`` is itself an entry (crash's ``list ADDR`` without -H).
+    ``entry_offset``: offset of the list_head in its container, for messages."""
     off = 0 if direction == "next" else 8
     w = ListWalk()
     seen = {head: -1}
@@ -55,9 +57,10 @@ def walk_list(head: int, include_head=False, limit=1000000, direction="next") ->
             w.stop = f"cannot read the list_head at {cur:#x}"
             break
         ptr = f"{cur:#x}->{direction}"
+        what = f"{cur:#x}" if not entry_offset else f"{cur - entry_offset:#x} (list_head {cur:#x})"
         pname = poison_name(nxt)
         if pname:
-            w.stop = (f"{ptr} is {pname} ({nxt:#x}): entry {cur:#x} was removed with "
+            w.stop = (f"{ptr} is {pname} ({nxt:#x}): entry {what} was removed with "
                       f"list_del() but is still reachable")
             w.bad_value = nxt
             break

@@ -4,6 +4,7 @@ gdb knows every ELF symbol (``info symbol``, which also covers assembler
 routines without DWARF such as the exception vectors) and the DWARF blocks
 (``gdb.block_for_pc``: functions inlined at that pc) and lines
 (``gdb.find_pc_line``). Module addresses whose symbols are not loaded are named
+from the module's kallsyms in memory (:mod:`.modsyms`), else
 ``[module]+offset`` from the module list (``core_layout`` up to 6.3,
 ``mem[MOD_TEXT]`` from 6.4, via :mod:`.modules`).
 
@@ -135,8 +136,13 @@ def lookup(addr: int, want_line=True) -> Sym:
         if lo <= addr < hi:
             s.module = name
             if not s.name:
-                s.name = f"[{name}]"
-                s.offset = addr - lo
+                from .modsyms import module_symbol
+                ms = module_symbol(name, addr)
+                if ms is not None:
+                    s.name, s.offset = ms
+                else:
+                    s.name = f"[{name}]"
+                    s.offset = addr - lo
             break
     if want_line:
         try:
@@ -169,9 +175,16 @@ def describe(addr: int) -> str:
 
 
 def resolve_name(name: str):
-    """Address of a symbol by name (functions, variables, assembler labels), or None."""
+    """Address of a symbol by name (functions, variables, assembler labels), or None.
+
+    For functions gdb answers with the DWARF entry (low_pc), which lies after the
+    patchable-function-entry NOPs (ftrace, 5.5+ on arm64); the ELF symbol, as in
+    System.map and crash, is a few bytes earlier and is returned instead."""
     a = try_symbol_address(name)
     if a is not None:
+        m = _info_symbol(a)
+        if m and m.group(1) == name and m.group(2) and int(m.group(2)) <= 16:
+            return a - int(m.group(2))
         return a
     try:
         v = gdb.parse_and_eval(f"(unsigned long){name}")

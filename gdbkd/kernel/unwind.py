@@ -18,7 +18,7 @@ ends the trace, as there is no kernel caller.
 import gdb
 from gdb.unwinder import Unwinder, register_unwinder
 
-__all__ = ["register", "entry_text_range", "PT_REGS_WORDS"]
+__all__ = ["register", "entry_text_range", "PT_REGS_WORDS", "exact_pc_function", "is_exception_frame"]
 
 PT_REGS_WORDS = 34  # x0..x30, sp, pc, pstate
 _M = 0xFFFFFFFFFFFFFFFF
@@ -99,4 +99,71 @@ def register():
     except AttributeError:
         pass
     register_unwinder(None, ExceptionFrameUnwinder(), replace=True)
+    _register_filter()
     _registered = True
+
+
+def exact_pc_function(pc: int):
+    """(name, symtab_line) for a pc that is an exact instruction address, not a return address."""
+    name = None
+    try:
+        b = gdb.block_for_pc(pc)
+        while b is not None and b.function is None:
+            b = b.superblock
+        if b is not None:
+            name = b.function.name
+    except RuntimeError:
+        pass
+    return name, gdb.find_pc_line(pc)
+
+
+def is_exception_frame(frame) -> bool:
+    rng = entry_text_range()
+    try:
+        return bool(rng) and rng[0] <= (frame.pc() & _M) < rng[1]
+    except gdb.error:
+        return False
+
+
+try:
+    from gdb.FrameDecorator import FrameDecorator
+
+    class _InterruptedFrame(FrameDecorator):
+        """The frame an exception interrupted: its pc is the faulting instruction itself,
+        so name it by pc (gdb would look up pc-1, as for a return address)."""
+
+        def __init__(self, fobj):
+            super().__init__(fobj)
+            f = fobj.inferior_frame()
+            self._name, self._sal = exact_pc_function(f.pc() & _M)
+
+        def function(self):
+            return self._name or super().function()
+
+        def filename(self):
+            return self._sal.symtab.filename if self._sal and self._sal.symtab else super().filename()
+
+        def line(self):
+            return self._sal.line if self._sal and self._sal.line else super().line()
+
+    class _ExceptionFrameFilter:
+        def __init__(self):
+            self.name = "gdbkd-exception-frames"
+            self.priority = 100
+            self.enabled = True
+
+        def filter(self, frame_iter):
+            prev_exc = False
+            for fd in frame_iter:
+                f = fd.inferior_frame()
+                yield _InterruptedFrame(fd) if prev_exc else fd
+                prev_exc = is_exception_frame(f)
+
+    _filter = _ExceptionFrameFilter()
+except ImportError:  # pragma: no cover - very old gdb
+    _filter = None
+
+
+def _register_filter():
+    if _filter is not None:
+        gdb.frame_filters[_filter.name] = _filter

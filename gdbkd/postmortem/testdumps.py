@@ -24,7 +24,9 @@ from pathlib import Path
 from ..cache import cache_root, key_of, atomic_dir, progress
 from ..errors import GdbkdError
 
-__all__ = ["ensure_test_dumps", "TestDumps", "SLEEPER_COMMS"]
+__all__ = ["ensure_test_dumps", "ensure_makedumpfile_dumps", "cached_test_dumps", "TestDumps",
+           "SLEEPER_COMMS",
+           "MAKEDUMPFILE_VARIANTS"]
 
 #: Processes started in the guest before the crash: (comm, shell command).
 #: (busybox runs the applet named by argv[1] when its own name starts with "busybox").
@@ -211,3 +213,125 @@ def ensure_test_dumps(profile_name: str = "debian-6.1", memory: str = "1G") -> T
         with atomic_dir(d) as tmp:
             _make_dumps(kernel, profile, memory, tmp)
     return TestDumps(d)
+
+
+# -- makedumpfile outputs ------------------------------------------------------------------
+#: makedumpfile runs (arm64 binary under qemu-user) on the QEMU ELF dump: name → arguments.
+MAKEDUMPFILE_VARIANTS = {
+    "mdf-zlib-d31.kdump": ["-c", "-d", "31"],
+    "mdf-lzo-d31.kdump": ["-l", "-d", "31"],
+    "mdf-flat-d31.kdump": ["-F", "-c", "-d", "31"],
+    "mdf-elf-d31.elf": ["-E", "-d", "31"],
+}
+_MDF_PACKAGES = ["makedumpfile", "libc6", "libdw1", "libelf1", "libbz2-1.0", "liblzma5",
+                 "liblzo2-2", "libsnappy1v5", "libzstd1", "zlib1g", "libstdc++6", "libgcc-s1"]
+
+
+def _makedumpfile_root() -> Path:
+    """Debian bookworm's makedumpfile:arm64 and its libraries unpacked into a sysroot."""
+    import shutil
+    from ..artifacts.apt import Apt
+    root = cache_root() / "tools" / "makedumpfile-arm64"
+    if (root / ".complete").exists():
+        return root
+    if not shutil.which("qemu-aarch64-static"):
+        raise GdbkdError("running makedumpfile:arm64 needs qemu-user-static "
+                         "(apt-get install qemu-user-static)")
+    apt = Apt(["bookworm"])
+    apt.update()
+    with atomic_dir(root) as tmp:
+        for name in _MDF_PACKAGES:
+            f = apt.show(f"{name}:arm64")
+            if not f:
+                raise GdbkdError(f"{name}:arm64 not found in the Debian archive")
+            deb = apt.download(name, "arm64", f["Version"], cache_root() / "debs")
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        (tmp / ".complete").write_text("ok\n")
+    return root
+
+
+def _procvmcore_from_qemu(dump_elf: Path, out: Path):
+    """Rewrite QEMU's ELF dump the way /proc/vmcore lays it out, for makedumpfile.
+
+    makedumpfile 1.7.2 reads program headers at a fixed offset right after the
+    ELF header; QEMU 7.2 puts a section header there first. The rewrite keeps
+    the notes and memory as they are and gives each PT_LOAD its linear-map
+    virtual address, as the kdump kernel's /proc/vmcore does.
+    """
+    import struct
+    from .dump import Dump
+    from .convert import _note
+    d = Dump(dump_elf)
+    try:
+        p = d.phys
+        notes = b"".join(_note(n.name.encode(), n.type, n.desc) for n in p.notes)
+        segs = p._segs
+        nph = 1 + len(segs)
+        note_off = 64 + 56 * nph
+        data_off = (note_off + len(notes) + 4095) & ~4095
+        ph = [struct.pack("<IIQQQQQQ", 4, 0, note_off, 0, 0, len(notes), 0, 0)]
+        off = data_off
+        for s in segs:
+            ph.append(struct.pack("<IIQQQQQQ", 1, 7, off, d.mmu.linear_va(s.paddr), s.paddr,
+                                  s.filesz, s.memsz, 0))
+            off += s.filesz
+        eh = (b"\x7fELF" + bytes([2, 1, 1, 0]) + b"\0" * 8
+              + struct.pack("<HHIQQQIHHHHHH", 4, 183, 1, 0, 64, 0, 0, 64, 56, nph, 64, 0, 0))
+        with open(out, "wb") as f:
+            f.write(eh + b"".join(ph) + notes + b"\0" * (data_off - note_off - len(notes)))
+            for s in segs:
+                done = 0
+                while done < s.filesz:
+                    n = min(1 << 24, s.filesz - done)
+                    f.write(p.pread(s.offset + done, n))
+                    done += n
+    finally:
+        d.close()
+
+
+def ensure_makedumpfile_dumps(td: TestDumps) -> dict:
+    """makedumpfile's outputs (``MAKEDUMPFILE_VARIANTS``) of the cached QEMU ELF dump."""
+    want = {name: td.dir / name for name in MAKEDUMPFILE_VARIANTS}
+    if all(p.exists() for p in want.values()):
+        return want
+    root = _makedumpfile_root()
+    src = td.dir / ".procvmcore.elf"
+    progress("rewriting the QEMU dump for makedumpfile")
+    _procvmcore_from_qemu(td.elf, src)
+    try:
+        for name, args in MAKEDUMPFILE_VARIANTS.items():
+            out = want[name]
+            if out.exists():
+                continue
+            tmp = out.with_name(f".{name}.tmp")
+            progress(f"makedumpfile {' '.join(args)}")
+            cmd = ["qemu-aarch64-static", "-L", str(root), str(root / "usr/bin/makedumpfile"),
+                   *args, str(src)]
+            if "-F" in args:
+                with open(tmp, "wb") as f:
+                    r = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, text=True)
+            else:
+                tmp.unlink(missing_ok=True)
+                r = subprocess.run(cmd + [str(tmp)], capture_output=True, text=True)
+            if r.returncode != 0:
+                tmp.unlink(missing_ok=True)
+                raise GdbkdError(f"makedumpfile {' '.join(args)} failed: "
+                                 f"{(r.stderr.strip().splitlines() or ['?'])[-1][:160]}")
+            os.replace(tmp, out)
+    finally:
+        src.unlink(missing_ok=True)
+    return want
+
+
+def cached_test_dumps(memory: str = "1G"):
+    """(TestDumps, {makedumpfile variant: path}) already in the cache, or (None, {}); never boots."""
+    root = cache_root() / "dumps"
+    if not root.is_dir():
+        return None, {}
+    for d in sorted(root.glob(f"*-{memory}-*")):
+        if (d / "meta.json").exists() and (d / "vmcore.elf").exists():
+            td = TestDumps(d)
+            if not td.vmlinux.exists():
+                continue
+            return td, {n: d / n for n in MAKEDUMPFILE_VARIANTS if (d / n).exists()}
+    return None, {}

@@ -1,0 +1,100 @@
+"""kd foreach: run bt or task for a set of tasks (crash's foreach)."""
+
+import gdb
+
+from . import KdCommand, KdError, command, _Parser
+from ._util import is_state, current_task
+from .bt import bt_data, bt_render, add_bt_flags, regs_for_task
+from .task import task_data, task_render
+from ..kernel.tasks import all_tasks, parse_task_spec
+
+__all__ = ["Foreach"]
+
+_SUBCOMMANDS = ("bt", "task", "ps")
+
+
+@command
+class Foreach(KdCommand):
+    """Run bt or task for every task that matches (crash's foreach).
+
+Usage: kd foreach [STATE...] [PID|TASK|COMM...] [-k|-u] bt|task|ps [FLAGS]
+
+Selects tasks by state (RU IN UN ID ST TR ZO DE PA WA NE), pid, task
+address or command name (all given selectors must match one of their kind),
+then runs the command for each: `kd foreach UN bt` shows where every
+D-state task sleeps. bt flags (-f -l -e -t --fp) follow `bt`.
+  -k / -u   kernel threads only / user tasks only"""
+
+    name = "foreach"
+
+    def add_arguments(self, p):
+        p.add_argument("words", nargs="*")
+
+    def invoke(self, arg, from_tty):
+        # flags after the subcommand belong to it: keep argparse away from them
+        argv = gdb.string_to_argv(arg)
+        self._argv = argv
+        super().invoke(" ".join(a for a in argv if a == "--json"), from_tty)
+
+    def run(self, args):
+        argv = [a for a in self._argv if a != "--json"]
+        sub_i = next((i for i, a in enumerate(argv) if a in _SUBCOMMANDS), None)
+        if sub_i is None:
+            raise KdError("missing command: bt, task or ps (e.g. `kd foreach UN bt`)")
+        sel, sub, rest = argv[:sub_i], argv[sub_i], argv[sub_i + 1:]
+        states = {s for s in sel if is_state(s)}
+        kernel = "-k" in sel
+        user = "-u" in sel
+        specs = [parse_task_spec(s) for s in sel if not is_state(s) and s not in ("-k", "-u")]
+        bad = [s for s in sel if s.startswith("-") and s not in ("-k", "-u")]
+        if bad:
+            raise KdError(f"unknown selector {bad[0]} (flags for {sub} go after it)")
+        opts = None
+        if sub == "bt":
+            p = _Parser(prog="kd foreach ... bt", add_help=False)
+            add_bt_flags(p)
+            opts = p.parse_args(rest)
+        elif rest:
+            raise KdError(f"{sub} takes no flags here")
+        chosen = []
+        for t in all_tasks():
+            if states and t.st not in states:
+                continue
+            if kernel and not t.is_kthread or user and t.is_kthread:
+                continue
+            if specs and not any((k == "pid" and t.pid == v) or (k == "task" and t.addr == v)
+                                 or (k == "comm" and (t.comm_bytes == v.encode() or t.comm == v))
+                                 for k, v in specs):
+                continue
+            chosen.append(t)
+        try:
+            cur = current_task()
+        except KdError:
+            cur = None
+        out = []
+        for t in chosen:
+            if sub == "bt":
+                th, regs = regs_for_task(t, cur)
+                out.append({"bt": bt_data(t, regs, th, opts)})
+            elif sub == "task":
+                out.append({"task": task_data(t)})
+            else:
+                out.append({"ps": t.brief()})
+        self._opts = opts
+        return {"command": sub, "results": out}
+
+    def render(self, data, args):
+        if not data["results"]:
+            return "(no matching tasks)"
+        parts = []
+        for r in data["results"]:
+            if "bt" in r:
+                parts.append(bt_render(r["bt"], self._opts))
+            elif "task" in r:
+                parts.append(task_render(r["task"]))
+            else:
+                p = r["ps"]
+                parts.append(f"{'>' if p['active'] else ' '}{p['pid']:>6}  {int(p['task'], 16):016x}  "
+                             f"{p['state']}  {p['comm']}")
+        sep = "\n" if data["command"] == "ps" else "\n\n"
+        return sep.join(parts)

@@ -1,0 +1,68 @@
+"""kd log: the kernel message buffer (crash's log / dmesg)."""
+
+import time
+
+import gdb
+
+from . import KdCommand, KdError, command
+from ..kernel.printk import records, boot_wall_clock, LEVELS
+from ..textutil import escape
+
+__all__ = ["Log"]
+
+
+@command
+class Log(KdCommand):
+    """Print the kernel log buffer (crash's log).
+
+Usage: kd log [-T] [-t] [-m]
+
+Reads the printk ringbuffer (5.10+) or the legacy log_buf (older kernels)
+straight from memory, so it works on a hung or crashed kernel.
+  -T   human-readable wall-clock timestamps (boot time from the timekeeper
+       + the record's timestamp; inexact if the clock was set after boot)
+  -t   no timestamps
+  -m   prefix each message with its log level <N>
+Control characters in messages are shown escaped."""
+
+    name = "log"
+
+    def add_arguments(self, p):
+        p.add_argument("-T", dest="human", action="store_true")
+        p.add_argument("-t", dest="no_ts", action="store_true")
+        p.add_argument("-m", dest="level", action="store_true")
+
+    def run(self, args):
+        try:
+            recs = records()
+        except gdb.MemoryError as e:
+            raise KdError(f"cannot read the log buffer: {e}")
+        except gdb.GdbError as e:
+            raise KdError(str(e))
+        boot = boot_wall_clock() if args.human else None
+        if args.human and boot is None:
+            raise KdError("-T: no timekeeper in this kernel's debug info")
+        out = []
+        for r in recs:
+            d = {"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "facility": r.facility,
+                 "caller": r.caller(), "lines": [escape(l) for l in r.text.split(b"\n")]}
+            if boot is not None:
+                d["wall"] = boot + r.ts_nsec / 1e9
+            out.append(d)
+        return {"records": out}
+
+    def render(self, data, args):
+        lines = []
+        for r in data["records"]:
+            if args.no_ts:
+                pre = ""
+            elif args.human:
+                pre = "[" + time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(r["wall"])) + "] "
+            else:
+                ns = r["ts_nsec"]
+                pre = f"[{ns // 1000000000:5d}.{ns % 1000000000 // 1000:06d}] "
+            if args.level:
+                pre += f"<{r['level']}>"
+            for l in r["lines"]:
+                lines.append(pre + l)
+        return "\n".join(lines)

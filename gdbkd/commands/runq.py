@@ -1,0 +1,92 @@
+"""kd runq: per-CPU runqueues (crash's runq)."""
+
+import gdb
+
+from . import KdCommand, KdError, command
+from ..kernel.runqueue import runqueues
+from ..kernel.percpu import online_cpus
+
+__all__ = ["Runq"]
+
+
+def _tj(t, prio=None):
+    d = t.brief()
+    d["prio"] = t.f.get("prio") if prio is None else prio
+    return d
+
+
+def _cfs_json(items):
+    out = []
+    for it in items:
+        if "group" in it:
+            out.append({"group": it["group"], "cfs_rq": it["cfs_rq"], "tasks": _cfs_json(it["tasks"])})
+        else:
+            out.append(_tj(it["task"]))
+    return out
+
+
+@command
+class Runq(KdCommand):
+    """Show each CPU's runqueue: the current task, queued RT and CFS tasks (crash's runq).
+
+Usage: kd runq [-c CPU[,CPU...]]
+
+CFS tasks are listed in vruntime order (the rb-tree walked left to right);
+task groups (CONFIG_FAIR_GROUP_SCHED) are shown with their own tasks
+indented. [PRIO] is task->prio (100..139 for CFS, 0..99 RT).
+  -c CPUS   only these CPUs"""
+
+    name = "runq"
+
+    def add_arguments(self, p):
+        p.add_argument("-c", dest="cpus", default="")
+
+    def run(self, args):
+        cpus = None
+        if args.cpus:
+            try:
+                cpus = [int(c) for c in args.cpus.split(",")]
+            except ValueError:
+                raise KdError(f"-c wants CPU numbers, e.g. -c 0,1")
+            bad = [c for c in cpus if c not in online_cpus()]
+            if bad:
+                raise KdError(f"CPU {bad[0]} is not online (online: {online_cpus()})")
+        out = []
+        for rq in runqueues(cpus):
+            out.append({"cpu": rq["cpu"], "rq": f"{rq['rq']:#x}", "nr_running": rq["nr_running"],
+                        "current": _tj(rq["curr"]), "rt_array": f"{rq['rt_array']:#x}",
+                        "rt": [_tj(x["task"], x["prio"]) for x in rq["rt"]],
+                        "cfs_root": f"{rq['cfs_root']:#x}", "cfs": _cfs_json(rq["cfs"])})
+        return out
+
+    def render(self, data, args):
+        lines = []
+
+        def task_line(t, indent):
+            return f"{indent}[{t['prio']:3}] PID: {t['pid']:<6} TASK: {int(t['task'], 16):016x}  COMMAND: \"{t['comm']}\""
+
+        def cfs_lines(items, indent):
+            for it in items:
+                if "group" in it:
+                    lines.append(f"{indent}<group se {int(it['group'], 16):016x} cfs_rq {int(it['cfs_rq'], 16):016x}>")
+                    cfs_lines(it["tasks"], indent + "   ")
+                else:
+                    lines.append(task_line(it, indent))
+
+        for rq in data:
+            c = rq["current"]
+            lines.append(f"CPU {rq['cpu']} RUNQUEUE: {int(rq['rq'], 16):016x}  (nr_running {rq['nr_running']})")
+            lines.append(f"  CURRENT: PID: {c['pid']:<6} TASK: {int(c['task'], 16):016x}  COMMAND: \"{c['comm']}\"")
+            lines.append(f"  RT PRIO_ARRAY: {int(rq['rt_array'], 16):016x}")
+            if rq["rt"]:
+                for t in rq["rt"]:
+                    lines.append(task_line(t, "     "))
+            else:
+                lines.append("     [no tasks queued]")
+            lines.append(f"  CFS RB_ROOT: {int(rq['cfs_root'], 16):016x}")
+            if rq["cfs"]:
+                cfs_lines(rq["cfs"], "     ")
+            else:
+                lines.append("     [no tasks queued]")
+            lines.append("")
+        return "\n".join(lines).rstrip()

@@ -1,0 +1,57 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GDBKD = [sys.executable, "-m", "gdbkd"]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        p = str(item.fspath)
+        if "/e2e/" in p and not any(m.name in ("e2e", "slow") for m in item.iter_markers()):
+            item.add_marker(pytest.mark.e2e)
+        if "/unit/" in p and not any(m.name in ("e2e", "slow", "unit") for m in item.iter_markers()):
+            item.add_marker(pytest.mark.unit)
+
+
+def qemu_pids():
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"qemu-system-aarch64") and b"gdbkd-run-" in cmd:
+                out.add(int(d.name))
+    return out
+
+
+def gdbkd(*args, timeout=300, input=None):
+    """Run the gdbkd CLI as a user would; returns CompletedProcess (text)."""
+    return subprocess.run([*GDBKD, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def kernel61():
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
+    return ensure_kernel(load_profile("debian-6.1"))
+
+
+@pytest.fixture
+def no_leftover_qemu():
+    before = qemu_pids()
+    yield
+    import time
+    for _ in range(50):
+        left = qemu_pids() - before
+        if not left:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"QEMU processes left running: {sorted(left)}")
