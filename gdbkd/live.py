@@ -251,7 +251,7 @@ def run_session(opts: LiveOptions) -> int:
                 progress(f"booting {profile.name} ({kernel.release})")
             m.start()
             result["gdb_port"] = m.gdb_port
-            if not m.console.wait_for(READY_MARKER, opts.boot_timeout):
+            if not m.console.wait_for(profile.guest.get("ready", READY_MARKER), opts.boot_timeout):
                 raise GdbkdError("the guest did not reach its shell; console:\n" + _console_tail(m))
             g, sym_out = _setup_gdb(kernel.vmlinux, f"127.0.0.1:{m.gdb_port}", mod_dirs,
                                     os.path.join(m.dir, "gdb.log"))

@@ -7,7 +7,7 @@ from ._util import resolve_task, current_task
 from ..kernel import stack as kstack
 from ..kernel.tasks import all_tasks, thread_regs, thread_size
 from ..kernel.percpu import threads_by_cpu, online_cpus
-from ..kernel.symbolize import lookup, describe
+from ..kernel.symbolize import lookup, describe, is_text
 from ..kernel.types import read_bytes
 
 __all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task"]
@@ -72,7 +72,8 @@ def bt_data(task, regs=None, thread=None, opts=None) -> dict:
     u = None
     if thread is not None and regs is not None and not getattr(opts, "fp_only", False):
         u = kstack.gdb_frames(thread, task)
-        if u is not None and u.stop.startswith("gdb"):
+        if u is not None and (u.stop.startswith("gdb") or
+                              any(not f.name or not is_text(f.pc) for f in u.frames)):
             # gdb stops where it has no unwind info (asm entry code): if frame records
             # get at least as far, they tell the whole story
             fp_u = kstack.unwind_task(task, regs)

@@ -10,7 +10,6 @@ per command) and detach, leaving the guest running.
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ if spec["kaslr"]:
     if off:
         gdb.execute(f"symbol-file -o {off:#x} {spec['vmlinux']}", to_string=True)
     res.append({"cmd": "<kaslr>", "out": hex(off), "err": None})
-gdb.execute(f"source {spec['kd_py']}", to_string=True)
+res.append({"cmd": "<source>", "out": gdb.execute(f"source {spec['kd_py']}", to_string=True), "err": None})
 for c in spec["commands"]:
     if c.startswith("!touch "):
         open(c[7:], "w").close()
@@ -184,7 +183,7 @@ class Guest:
                 "-ex", f"file {self.kernel.vmlinux}",
                 "-ex", f"target remote 127.0.0.1:{self.port}",
                 "-ex", f"source {tmp / 'driver.py'}"]
-        env = dict(os.environ, GDBKD_SITE=sysconfig.get_paths()["purelib"])
+        env = dict(os.environ, GDBKD_SITE=sysconfig.get_paths()["purelib"], GDBKD_PATH=str(ROOT))
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, text=True, env=env)
 
@@ -201,7 +200,7 @@ class Guest:
 
     def kd(self, *commands, **kw):
         """Run kd commands; returns their outputs, raising if any command errored."""
-        res = [r for r in self.gdb(commands, **kw) if r["cmd"] != "<kaslr>"]
+        res = [r for r in self.gdb(commands, **kw) if not r["cmd"].startswith("<")]
         for r in res:
             if r["err"]:
                 raise AssertionError(f"{r['cmd']!r} failed: {r['err']}")

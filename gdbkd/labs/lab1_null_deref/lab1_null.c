@@ -25,6 +25,9 @@
 #include <linux/moduleparam.h>
 #include <linux/string.h>
 
+/* Out of line and out of gcc's IPA clones, so the oops names these functions. */
+#define lab1_path noinline __attribute__((__noipa__))
+
 struct lab1_port {
 	const char *name;		/* 0x00 */
 	unsigned long base;		/* 0x08 MMIO base of the UART */
@@ -44,7 +47,7 @@ module_param(console, charp, 0444);
 MODULE_PARM_DESC(console, "name of the port to use as console");
 
 /* Returns NULL when no port has that name: callers must check. */
-static noinline struct lab1_port *lab1_find_port(const char *name)
+static lab1_path struct lab1_port *lab1_find_port(const char *name)
 {
 	int i;
 
@@ -57,7 +60,7 @@ static noinline struct lab1_port *lab1_find_port(const char *name)
 /* Stands in for request_irq(): remembers which line the console uses. */
 static unsigned int lab1_console_irq;
 
-static noinline int lab1_request_irq(unsigned int irq)
+static lab1_path int lab1_request_irq(unsigned int irq)
 {
 	if (irq == 0)
 		return -EINVAL;
@@ -66,7 +69,7 @@ static noinline int lab1_request_irq(unsigned int irq)
 	return 0;
 }
 
-static noinline int lab1_attach_console(struct lab1_port *port)
+static lab1_path int lab1_attach_console(struct lab1_port *port)
 {
 	int ret;
 
