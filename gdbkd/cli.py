@@ -50,7 +50,7 @@ def cli():
 @click.option("--append", default="", help="extra kernel command line")
 @click.option("--cpu", default="", help="QEMU -cpu (default from the profile)")
 @click.option("--memory", default="", help="QEMU -m (default from the profile)")
-@click.option("--stop-on", default="", help="interrupt the guest when the console matches this regex")
+@click.option("--stop-on", multiple=True, help="interrupt the guest once the console matches this regex (repeatable: all must match)")
 @common
 def run(profile, modules, execs, boot_execs, dump_on_crash, dump_format, nokaslr, gdb_port, append, cpu, memory,
         stop_on, batch, as_json, ex, timeout, modules_dir):
@@ -60,7 +60,7 @@ def run(profile, modules, execs, boot_execs, dump_on_crash, dump_format, nokaslr
                                rc="".join(c + "\n" for c in boot_execs),
                                dump_on_crash=dump_on_crash or "", dump_format=dump_format,
                                nokaslr=nokaslr, gdb_port=gdb_port, append=append, cpu=cpu,
-                               memory=memory, stop_on=stop_on, batch=batch, json=as_json,
+                               memory=memory, stop_on=list(stop_on), batch=batch, json=as_json,
                                ex=list(ex), timeout=timeout, modules_dir=list(modules_dir))))
 
 

@@ -52,7 +52,7 @@ class LiveOptions:
     append: str = ""
     cpu: str = ""
     memory: str = ""
-    stop_on: str = ""            # console regex: interrupt the guest when it appears (hangs)
+    stop_on: list = field(default_factory=list)   # console regexes: interrupt the guest once all appear (hangs)
     boot_timeout: float = 90.0
     keep: bool = False
 
@@ -170,7 +170,7 @@ def _handover(g, term):
 def _wait_for_stop(g, m, opts, term, interactive):
     """Wait for a trap breakpoint (or --stop-on / Ctrl-]); return the reason string."""
     deadline = time.monotonic() + opts.timeout if opts.batch else None
-    pat = re.compile(opts.stop_on) if opts.stop_on else None
+    pats = [re.compile(p) for p in opts.stop_on]
     mark = m.console.mark() if m else 0
     while True:
         ev = None
@@ -200,11 +200,13 @@ def _wait_for_stop(g, m, opts, term, interactive):
                 return f"stopped in {fn} ({p.get('reason', 'signal')})"
         if m and not m.alive():
             raise GdbkdError("QEMU exited before a crash was caught; console:\n" + _console_tail(m))
-        if pat and m and pat.search(m.console.text(mark)):
-            g.interrupt()
-            if g.wait_stopped(15) is None:
-                raise GdbkdError("the guest did not stop after the interrupt")
-            return f"interrupted after console matched '{opts.stop_on}'"
+        if pats and m:
+            txt = m.console.text(mark)
+            if all(p.search(txt) for p in pats):
+                g.interrupt()
+                if g.wait_stopped(15) is None:
+                    raise GdbkdError("the guest did not stop after the interrupt")
+                return "interrupted after the console showed " + ", ".join(repr(p) for p in opts.stop_on)
         if deadline and time.monotonic() > deadline:
             tail = _console_tail(m)
             raise GdbkdError(f"no crash within {opts.timeout:.0f} s (raise --timeout)"

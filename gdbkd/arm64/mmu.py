@@ -5,8 +5,8 @@ walked the way the MMU does. Two ranges are fast-pathed with arithmetic, each
 only after a page-table walk has confirmed the formula on the dump itself:
 
 - the kernel image: ``pa = va - kimage_voffset`` (``NUMBER(kimage_voffset)``,
-  exported since v4.6, commit 1f85b42a6a4e "arm64: kdump: provide /proc/vmcore
-  file"... in arch/arm64/kernel/crash_core.c since v4.19);
+  which arm64 adds to VMCOREINFO since the kernel image moved out of the linear
+  map in v4.6; arch/arm64/kernel/crash_core.c);
 - the linear map: ``pa = va - PAGE_OFFSET + PHYS_OFFSET`` with
   ``PAGE_OFFSET = -(1 << VA_BITS)`` since v5.4 (commit 14c127c957c1 "arm64: mm:
   Flip kernel VA space": linear map in the lower half of the kernel range),

@@ -7,8 +7,9 @@ rename). Missing members are ``null``, so one list covers the kernel versions:
 
 - ``task_struct.__state`` (v5.14+, commit 2f064a59a11f "sched: Change
   task_struct::state") or ``.state`` before;
-- ``task_struct.cpu`` (v5.16+ when THREAD_INFO_IN_TASK... moved back to
-  ``thread_info.cpu`` by commit bcf9033e5449 in v5.16 for arm64) — both probed;
+- the task's CPU: ``thread_info.cpu`` (6.1 arm64, checked) or
+  ``task_struct.cpu`` (THREAD_INFO_IN_TASK kernels that kept it in the task
+  for a while) — both probed, the first found is used;
 - ``task_struct.thread_node`` / ``signal_struct.thread_head`` (v3.14+) and
   ``task_struct.thread_group`` (removed in v6.7, commit 8e1f385104ac);
 - ``task_struct.thread.cpu_context`` (arm64, all versions: x19-x28, fp, sp, pc).

@@ -62,6 +62,11 @@ def _by_pid(ps):
     return out
 
 
+def _kd_results(guest, commands, **kw):
+    """gdb results of the commands themselves (without the harness's own steps)."""
+    return [r for r in guest.gdb(commands, **kw) if not r["cmd"].startswith("<")]
+
+
 def _norm(name):
     return name.split(".")[0] if name else name
 
@@ -205,7 +210,7 @@ def test_list_walk_and_corruption(guest):
     assert entries[2] - entries[1] == stride > 0
     second_next = items + stride + off       # &items[1].node.next
     orig = items + 2 * stride + off          # its correct value: &items[2].node
-    res = guest.gdb([
+    res = _kd_results(guest, [
         f"set {{unsigned long}}{second_next:#x} = {LIST_POISON1:#x}",
         f"kd list --json -o {off} -H {h:#x}",
         f"kd list -o {off} -H {h:#x}",
@@ -239,11 +244,12 @@ def test_mod_matches_proc_modules(guest):
     assert m["size"] <= size
     assert "O" in m["taints"] and m["state"] == "live"
     # load its symbols from the .ko: the module's source lines then appear in bt -l
-    res = guest.gdb([f"kd mod -s kdtest {guest.ko}", "kd mod --json", f"kd bt -l --json {guest.dsleep_pid}"])
+    res = _kd_results(guest, [f"kd mod -s kdtest {guest.ko}", "kd mod --json",
+                              f"kd bt -l --json {guest.dsleep_pid}"])
     assert all(r["err"] is None for r in res), res
-    assert "symbols loaded" in res[1]["out"]
-    assert [x for x in json.loads(res[2]["out"])["modules"] if x["name"] == "kdtest"][0]["symbols"]
-    frames = json.loads(res[3]["out"])[0]["frames"]
+    assert "symbols loaded" in res[0]["out"]
+    assert [x for x in json.loads(res[1]["out"])["modules"] if x["name"] == "kdtest"][0]["symbols"]
+    frames = json.loads(res[2]["out"])[0]["frames"]
     f = [x for x in frames if x["function"] == "dsleep_write"][0]
     assert f["file"].endswith("kdtest.c") and f["line"] > 0
 
@@ -301,7 +307,7 @@ def test_runq_shows_busy_tasks(guest):
 
 
 def test_foreach_un_bt_and_errors(guest):
-    res = guest.gdb(["kd foreach UN bt --json", "kd foreach -u IN ps --json",
+    res = _kd_results(guest, ["kd foreach UN bt --json", "kd foreach -u IN ps --json",
                      "kd bt 999999", "kd rd nosuchsymbol", "kd ps --bogus", "kd foreach UN",
                      "kd list 0", "kd dis schedule 0", "kd mod -s nosuchmod",
                      "kd task 999999", "help kd", "help kd bt"])

@@ -199,3 +199,39 @@ def test_missing_decompressor_message():
             continue
         with pytest.raises(DumpError, match=f"pip install {pip}"):
             decompress(flag, b"\0" * 16, 4096)
+
+
+def test_flattened_index_equals_sequential_reassembly(tmp_path):
+    """Overlapping, out-of-order records: the index reads what makedumpfile -R would write."""
+    from gdbkd.dump.flattened import FlatFile
+    rnd = random.Random(4)
+    recs = []
+    for _ in range(300):
+        off = rnd.randrange(0, 50000)
+        recs.append((off, os.urandom(rnd.randrange(1, 3000))))
+    path = tmp_path / "flat"
+    with open(path, "wb") as f:
+        f.write(b"makedumpfile".ljust(16, b"\0") + struct.pack(">qq", 1, 1))
+        f.write(b"\0" * (4096 - 32))
+        for off, data in recs:
+            f.write(struct.pack(">qq", off, len(data)) + data)
+        f.write(struct.pack(">qq", -1, -1))
+    image = bytearray(max(o + len(d) for o, d in recs))
+    for off, data in recs:                      # what seek+write in order produces
+        image[off:off + len(data)] = data
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ff = FlatFile(fd, str(path), os.fstat(fd).st_size)
+        assert ff.size == len(image)
+        for _ in range(500):
+            a = rnd.randrange(0, len(image))
+            n = min(rnd.randrange(1, 4000), len(image) - a)
+            assert ff.pread(a, n) == bytes(image[a:a + n])
+        assert ff.pread(0, len(image)) == bytes(image)
+    finally:
+        os.close(fd)
+    # a stream cut before its end marker is refused
+    data = path.read_bytes()
+    path.write_bytes(data[:-16])
+    with pytest.raises(DumpError, match="no end marker"):
+        open_physical(path)
