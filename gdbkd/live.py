@@ -278,7 +278,7 @@ def run_session(opts: LiveOptions) -> int:
                     result["dump"] = out
                     if not opts.json:
                         progress(f"dump written to {out} ({opts.dump_format})")
-                result["console"] = m.console.text()[-4000:] if opts.json else None
+                result["console"] = m.console.text()[-65536:] if opts.json else None
                 if opts.json:
                     _out(json.dumps(result))
                 if interactive:

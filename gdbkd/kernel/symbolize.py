@@ -165,6 +165,15 @@ def lookup(addr: int, want_line=True) -> Sym:
                 s.line = sal.line
         except (RuntimeError, gdb.error):
             pass
+        if s.file is None and s.name and not s.name.startswith("["):
+            # e.g. the patchable-entry NOPs before a function's DWARF low_pc: use the
+            # symbol's own declaration
+            try:
+                sym = gdb.lookup_global_symbol(s.name) or gdb.lookup_static_symbol(s.name)
+            except gdb.error:
+                sym = None
+            if sym is not None and sym.symtab is not None and sym.line:
+                s.file, s.line = sym.symtab.filename, sym.line
     _cache[key] = s
     return s
 

@@ -164,18 +164,15 @@ class Dump:
         if sym.get("_text") and sym.get("_end"):
             self.mmu.image_range = (sym["_text"] + self.kaslr_offset, sym["_end"] + self.kaslr_offset)
             self.mmu.verify_image_fastpath()
-        if not self.build_id:
-            self._check_banner(vmlinux, sym.get("linux_banner"))
+        self._check_banner(vmlinux, sym.get("linux_banner"))
         self._threads = None
 
     def _check_banner(self, vmlinux, banner_addr):
-        """Without a BUILD-ID in VMCOREINFO (before v5.9), compare linux_banner in both."""
+        """The vmlinux's linux_banner must name the dump's OSRELEASE; without a BUILD-ID
+        in VMCOREINFO (before v5.9) it must also equal the banner in the dump."""
         if not banner_addr:
             return
-        try:
-            in_dump = self.read(banner_addr + self.kaslr_offset, 160).split(b"\0")[0]
-        except GdbkdError:
-            return
+        in_file = None
         from elftools.elf.elffile import ELFFile
         with open(vmlinux, "rb") as f:
             elf = ELFFile(f)
@@ -184,12 +181,22 @@ class Dump:
                 if h.p_type == "PT_LOAD" and h.p_vaddr <= banner_addr < h.p_vaddr + h.p_filesz:
                     f.seek(h.p_offset + banner_addr - h.p_vaddr)
                     in_file = f.read(160).split(b"\0")[0]
-                    if in_file != in_dump:
-                        raise GdbkdError(f"wrong vmlinux: the dump's kernel is "
-                                         f"'{in_dump[:80].decode('ascii', 'replace').strip()}', "
-                                         f"the vmlinux is "
-                                         f"'{in_file[:80].decode('ascii', 'replace').strip()}'")
-                    return
+                    break
+        if in_file is None:
+            return
+        if self.osrelease and not in_file.startswith(f"Linux version {self.osrelease} ".encode()):
+            raise GdbkdError(f"wrong vmlinux: the dump is of kernel {self.osrelease}, the vmlinux "
+                             f"says '{in_file[:60].decode('ascii', 'replace').strip()}'")
+        if self.build_id:
+            return
+        try:
+            in_dump = self.read(banner_addr + self.kaslr_offset, 160).split(b"\0")[0]
+        except GdbkdError:
+            return
+        if in_file != in_dump:
+            raise GdbkdError(f"wrong vmlinux: the dump's kernel is "
+                             f"'{in_dump[:80].decode('ascii', 'replace').strip()}', the vmlinux is "
+                             f"'{in_file[:80].decode('ascii', 'replace').strip()}'")
 
     def _need_vmlinux(self):
         if self.offsets is None:

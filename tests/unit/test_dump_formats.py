@@ -235,3 +235,24 @@ def test_flattened_index_equals_sequential_reassembly(tmp_path):
     path.write_bytes(data[:-16])
     with pytest.raises(DumpError, match="no end marker"):
         open_physical(path)
+
+
+@needs_mdf
+def test_wrong_vmlinux_osrelease(tmp_path):
+    """A dump whose OSRELEASE is not the vmlinux's release is refused, build-id or not."""
+    dst = tmp_path / "other.kdump"
+    shutil.copyfile(MDF["mdf-zlib-d31.kdump"], dst)
+    data = bytearray(dst.read_bytes())
+    rel = TD.meta["release"].encode()
+    other = rel.replace(b"6.1", b"9.9", 1)
+    for key in (b"OSRELEASE=", b"BUILD-ID="):
+        i = data.find(key)
+        while i >= 0:
+            if key == b"OSRELEASE=":
+                data[i + 10:i + 10 + len(rel)] = other
+            else:      # drop the build-id so only the release can tell
+                data[i:i + 9] = b"BUILD-IX="
+            i = data.find(key, i + 1)
+    dst.write_bytes(bytes(data))
+    with pytest.raises(GdbkdError, match="wrong vmlinux: the dump is of kernel 9.9"):
+        open_dump(dst, TD.vmlinux)

@@ -1,0 +1,86 @@
+"""`gdbkd core`, `gdbkd stub`, `gdbkd convert`: thin frontends over postmortem/ and stub/."""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import GdbkdError
+
+__all__ = ["register", "core_gdb_argv"]
+
+KD_PY = Path(__file__).resolve().parents[2] / "gdb_scripts" / "kd.py"
+
+
+def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=()):
+    """The gdb-multiarch command line that opens DUMP through the stub."""
+    from . import open_dump
+    d = open_dump(dump, vmlinux)          # one-line errors before gdb starts
+    off = d.kaslr_offset or 0
+    d.close()
+    stub = f"{shlex.quote(sys.executable)} -m gdbkd.stub {shlex.quote(os.path.abspath(dump))} " \
+           f"{shlex.quote(os.path.abspath(vmlinux))}"
+    argv = ["gdb-multiarch", "-nx", "-q", "-iex", "set auto-load no", "-iex", "set pagination off",
+            "-iex", "set confirm off", "-ex", "set architecture aarch64",
+            "-ex", f"symbol-file {vmlinux}"]
+    argv += ["-ex", f"target remote | {stub}", "-ex", f"source {KD_PY}",
+             "-ex", f"kd symbols --offset {off:#x} --no-check" + "".join(f" --modules-dir {shlex.quote(m)}" for m in modules_dirs),
+             "-ex", "kd analyze"]
+    for e in ex:
+        argv += ["-ex", e]
+    if batch:
+        argv.insert(1, "-batch")
+    return argv
+
+
+@click.command()
+@click.argument("dump", type=click.Path())
+@click.argument("vmlinux", type=click.Path())
+@click.option("--batch", is_flag=True, help="run the -ex commands and exit (as gdb -batch)")
+@click.option("-ex", "--ex", "ex", multiple=True, help="gdb/kd command (repeatable)")
+@click.option("--modules-dir", multiple=True, type=click.Path())
+def core(dump, vmlinux, batch, ex, modules_dir):
+    """Open a kernel crash dump DUMP with VMLINUX in gdb (every task a thread)."""
+    for p, what in ((dump, "dump"), (vmlinux, "vmlinux")):
+        if not os.path.isfile(p):
+            raise GdbkdError(f"{what} {p} does not exist")
+    argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir)
+    env = dict(os.environ, GDBKD_PATH=str(KD_PY.parents[1]))
+    if batch:
+        r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL)
+        sys.exit(r.returncode)
+    os.execvpe(argv[0], argv, env)
+
+
+@click.command()
+@click.argument("dump", type=click.Path())
+@click.argument("vmlinux", type=click.Path())
+def stub(dump, vmlinux):
+    """Serve DUMP to gdb on stdin/stdout (`target remote | gdbkd stub DUMP VMLINUX`)."""
+    from ..stub.__main__ import main as stub_main
+    sys.exit(stub_main([dump, vmlinux]))
+
+
+@click.command()
+@click.argument("dump", type=click.Path())
+@click.argument("vmlinux", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="the ELF core to write")
+def convert(dump, vmlinux, output):
+    """Write DUMP as an ELF core that plain `gdb-multiarch VMLINUX CORE` opens."""
+    from . import open_dump
+    from .convert import convert as do_convert
+    d = open_dump(dump, vmlinux)
+    try:
+        info = do_convert(d, vmlinux, output)
+    finally:
+        d.close()
+    click.echo(f"gdbkd: wrote {output}" + (f" ({info})" if info else ""), err=True)
+
+
+def register(cli):
+    cli.add_command(core)
+    cli.add_command(stub)
+    cli.add_command(convert)

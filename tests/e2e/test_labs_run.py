@@ -1,0 +1,34 @@
+"""Every lab on the Debian 6.1 kernel reaches its expected end state (real QEMU + gdb)."""
+
+import json
+import re
+
+import pytest
+
+from conftest import gdbkd
+
+pytestmark = pytest.mark.e2e
+
+
+def _labs():
+    from gdbkd.labs import list_labs
+    return list_labs()
+
+
+@pytest.mark.parametrize("lab", _labs(), ids=lambda l: f"lab{l.number}-{l.slug}")
+def test_lab_reaches_expected_end_state(lab, kernel61, no_leftover_qemu):
+    r = gdbkd("lab", "run", str(lab.number), "--batch", "--json", "--timeout", "150", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    trap = rep["report"]["trap"]
+    if lab.expect == "oops":
+        assert trap and trap["trap"] == "die", rep["stopped"]
+        # the faulting instruction is in the lab's function
+        assert trap["fault_function"].split("+")[0] == lab.fault_function
+        assert lab.fault_function in [f["function"] for f in rep["report"]["backtrace"]]
+        if lab.fault_address:
+            assert trap["far"] == int(lab.fault_address, 0)
+    else:
+        assert "interrupted after the console showed" in rep["stopped"]
+        blocked = set(re.findall(r"task (\S+):\d+ blocked for more than", rep["console"]))
+        assert blocked == set(lab.hang_comms) | set(lab.victim_comms)
