@@ -24,11 +24,17 @@ kernel log lines (default 12). Same output live and on dumps."""
 
     def run(self, args):
         trap = crash.find_trap()
-        try:
-            task = int(gdb.parse_and_eval("$SP_EL0")) & 0xFFFFFFFFFFFFFFFF
-        except gdb.error:
-            task = None
         data = {"trap": trap, "backtrace": crash.frames()}
+        task = None
+        try:
+            from ..kernel import tasks
+            t, _ = tasks.thread_task()
+            data["task"] = {"address": t.addr, "pid": t.pid, "comm": t.comm}
+        except Exception:
+            try:
+                task = int(gdb.parse_and_eval("$SP_EL0")) & 0xFFFFFFFFFFFFFFFF
+            except gdb.error:
+                task = None
         if task:
             try:
                 t = gdb.Value(task).cast(gdb.lookup_type("struct task_struct").pointer())

@@ -394,7 +394,10 @@ class Dump:
             if cpu >= 0:
                 regs = list(notes[cpu].regs)
             else:
-                regs = regs_from_cpu_context(self.read(t.addr + cc, 13 * 8))
+                try:
+                    regs = regs_from_cpu_context(self.read(t.addr + cc, 13 * 8))
+                except GdbkdError:
+                    regs = [None] * NUM_REGS
             out.append(Thread(tid=tid, task=t, regs=regs, active_cpu=cpu))
         crashed = self.crashed_cpu
         out.sort(key=lambda th: 0 if (crashed is not None and th.active_cpu == crashed) else 1)

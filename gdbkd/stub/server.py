@@ -174,6 +174,12 @@ class StubServer:
             return self._handle(pkt)
         except GdbkdError as e:
             return "E." + str(e).replace("$", "").replace("#", "")[:200]
+        except (ValueError, IndexError) as e:      # a malformed packet
+            return f"E.malformed packet ({type(e).__name__})"
+        except Exception as e:                     # corrupt dump data: answer, keep serving
+            self._warn(("internal", type(e).__name__), f"gdbkd stub: internal error on "
+                       f"{pkt[:40]!r}: {type(e).__name__}: {e}")
+            return "E01"
 
     def _stop_reply(self):
         th = self.thread(self.cur_g)

@@ -1,0 +1,38 @@
+"""Live crash → QMP dump → `gdbkd core`: the same crash, the same kd report."""
+
+import json
+
+import pytest
+
+from conftest import gdbkd
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("fmt", ["elf", "kdump-zlib"])
+def test_run_dump_then_core_shows_the_same_crash(tmp_path, kernel61, no_leftover_qemu, fmt):
+    dump = tmp_path / f"vmcore.{fmt}"
+    r = gdbkd("run", "--batch", "--json", "--exec", "echo c > /proc/sysrq-trigger",
+              "--dump-on-crash", str(dump), "--dump-format", fmt, "-ex", "p/x $SP_EL0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    live = json.loads(r.stdout.strip().splitlines()[-1])
+    live_task = live["report"]["task"]
+    assert dump.stat().st_size > 0
+    r = gdbkd("core", str(dump), kernel61.vmlinux, "--batch", "-ex", "kd analyze --json", "-ex", "info threads")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = next(json.loads(l) for l in r.stdout.splitlines() if l.startswith("{") and '"backtrace"' in l)
+    funcs = [f["function"] for f in rep["backtrace"]]
+    assert "sysrq_handle_crash" in funcs
+    # the crashing task is selected and is the one the live session saw
+    assert rep["task"]["pid"] == live_task["pid"] and rep["task"]["address"] == live_task["address"]
+    assert f'(pid {live_task["pid"]} {live_task["comm"]}' in r.stdout
+
+
+def test_core_bad_input(tmp_path, kernel61):
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x7fELF" + b"\0" * 100)
+    for args in (["core", str(junk), kernel61.vmlinux, "--batch"],
+                 ["core", str(tmp_path / "missing"), kernel61.vmlinux, "--batch"]):
+        r = gdbkd(*args)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
