@@ -2,10 +2,11 @@
 
 import gdb
 
-from . import KdError
+from . import KdCommand, KdError
+from ..kernel.access import kernel_view, KernelUnmapped, user_thread
 from ..kernel.tasks import task_from_arg, thread_task, STATE_CODES
 
-__all__ = ["resolve_task", "current_task", "is_state", "hexaddr", "kd_error"]
+__all__ = ["resolve_task", "current_task", "is_state", "hexaddr", "kd_error", "KernelCommand"]
 
 
 def kd_error(msg):
@@ -21,7 +22,7 @@ def resolve_task(arg):
 
 def current_task():
     """(Task, regs) of the selected gdb thread (see kernel.tasks.thread_task)."""
-    if gdb.selected_thread() is None:
+    if user_thread() is None:
         raise KdError("no thread selected: connect to a target first")
     try:
         return thread_task()
@@ -35,3 +36,15 @@ def is_state(tok: str) -> bool:
 
 def hexaddr(v) -> str:
     return f"{v:016x}" if v is not None else "-"
+
+
+class KernelCommand(KdCommand):
+    """A kd command that reads kernel memory: runs with a thread selected whose CPU
+    maps the kernel (see kernel.access)."""
+
+    def invoke(self, arg, from_tty):
+        try:
+            with kernel_view():
+                super().invoke(arg, from_tty)
+        except KernelUnmapped as e:
+            raise gdb.GdbError(f"kd {self.name}: {e}")

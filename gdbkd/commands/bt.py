@@ -3,12 +3,13 @@
 import gdb
 
 from . import KdCommand, KdError, command
-from ._util import resolve_task, current_task
+from ._util import KernelCommand, resolve_task, current_task
 from ..kernel import stack as kstack
 from ..kernel.tasks import all_tasks, thread_regs, thread_size
 from ..kernel.percpu import threads_by_cpu, online_cpus
 from ..kernel.symbolize import lookup, describe, is_text
 from ..kernel.types import read_bytes
+from ..kernel.access import user_thread
 
 __all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task"]
 
@@ -24,7 +25,7 @@ def add_bt_flags(p):
 def regs_for_task(task, cur=None):
     """(thread, regs) when the task runs on a gdb thread (live vCPU or dump CPU), else (None, None)."""
     if cur is not None and cur[0].addr == task.addr:
-        return gdb.selected_thread(), cur[1]
+        return user_thread(), cur[1]
     if task.active_cpu is None:
         return None, None
     th = threads_by_cpu().get(task.active_cpu)
@@ -67,9 +68,25 @@ def _frame_json(f, want_line):
     return out
 
 
+def _user_mode(task, regs, opts) -> dict:
+    """The task runs in user mode on a CPU: no kernel frames; show the live registers."""
+    r = {f"x{i}": 0 for i in range(31)}
+    r.update(x29=regs.get("fp", 0), x30=regs.get("lr", 0), sp=regs.get("sp", 0),
+             pc=regs.get("pc", 0), pstate=regs.get("cpsr", 0), orig_x0=0, syscallno=-1, addr=0)
+    d = {"task": task.brief(), "source": "cpu registers (user mode)", "frames": [],
+         "stop": "running in user mode", "stacks": [], "user_regs": _regs_json(r)}
+    if getattr(opts, "exceptions", False):
+        d["exception_frames"] = [_regs_json(x) for x in kstack.scan_exception_frames(task)]
+    if getattr(opts, "text", False):
+        d["text_words"] = []
+    return d
+
+
 def bt_data(task, regs=None, thread=None, opts=None) -> dict:
     want_line = True
     u = None
+    if regs is not None and (regs.get("cpsr", 4) >> 2) & 3 == 0 and not regs.get("cpsr", 4) & 0x10:
+        return _user_mode(task, regs, opts)
     if thread is not None and regs is not None and not getattr(opts, "fp_only", False):
         u = kstack.gdb_frames(thread, task)
         if u is not None and (u.stop.startswith("gdb") or
@@ -81,16 +98,18 @@ def bt_data(task, regs=None, thread=None, opts=None) -> dict:
                 u = fp_u
     if u is None:
         u = kstack.unwind_task(task, regs)
+    raw = _raw_words(u) if getattr(opts, "frames_raw", False) else {}
     frames = []
-    for f in u.frames:
-        frames.extend(_frame_json(f, want_line))
+    for i, f in enumerate(u.frames):
+        entries = _frame_json(f, want_line)
+        if i in raw:
+            entries[-1]["raw"] = raw[i]
+        frames.extend(entries)
     for i, fr in enumerate(frames):
         fr["level"] = i
     d = {"task": task.brief(), "source": u.start.get("source"), "frames": frames, "stop": u.stop,
          "stacks": [{"name": n, "lo": f"{lo:#x}", "hi": f"{hi:#x}"} for n, lo, hi in u.ranges
                     if n == "task" or any(fr["stack"] == n for fr in frames)]}
-    if getattr(opts, "frames_raw", False):
-        d["raw"] = _raw_words(u)
     if getattr(opts, "exceptions", False):
         d["exception_frames"] = [_regs_json(r) for r in kstack.scan_exception_frames(task)]
     if getattr(opts, "text", False):
@@ -144,10 +163,13 @@ def bt_render(d: dict, opts=None) -> str:
     t = d["task"]
     lines = [f'PID: {t["pid"]:<7} TASK: {int(t["task"], 16):016x}  CPU: {t["cpu"]:<3} '
              f'COMMAND: "{t["comm"]}"']
+    if "user_regs" in d:
+        r = d["user_regs"]
+        lines.append(f"    (running in user mode)  PC: {int(r['pc'], 16):016x}  LR: {int(r['x30'], 16):016x}"
+                     f"  SP: {int(r['sp'], 16):016x}  PSTATE: {int(r['pstate'], 16):08x}")
     if d.get("source") == "thread.cpu_context" and t.get("active"):
         lines.append("    (running task without a gdb thread: shown from its last saved context)")
     prev_stack = None
-    raw = d.get("raw", {})
     for f in d["frames"]:
         st = f["stack"]
         if prev_stack and st and st != prev_stack and prev_stack != "task":
@@ -165,13 +187,13 @@ def bt_render(d: dict, opts=None) -> str:
             lines.append(f"     {f['file']}: {f['line']}")
         if "exception" in f:
             lines.extend(_regs_block(f["exception"]))
-        if str(f["level"]) in raw or f["level"] in raw:
-            words = raw.get(f["level"], raw.get(str(f["level"]), []))
+        if "raw" in f:
+            words = f["raw"]
             for i in range(0, len(words), 2):
                 pair = words[i:i + 2]
                 lines.append(f"    {int(pair[0][0], 16):016x}: " +
                              " ".join(f"{int(w[1], 16):016x}" for w in pair))
-    if d["stop"] and not d["stop"].startswith("end of stack") and "user space" not in d["stop"]:
+    if d["stop"] and not d["stop"].startswith("end of stack") and "user" not in d["stop"]:
         lines.append(f"    (unwinding stopped: {d['stop']})")
     if "exception_frames" in d:
         lines.append("  EXCEPTION FRAMES ON THE STACK:" if d["exception_frames"]
@@ -187,7 +209,7 @@ def bt_render(d: dict, opts=None) -> str:
 
 
 @command
-class Bt(KdCommand):
+class Bt(KernelCommand):
     """Kernel backtrace of a task (crash's bt).
 
 Usage: kd bt [-a] [-f] [-l] [-e] [-t] [--fp] [PID|TASK|COMM ...]
@@ -214,7 +236,7 @@ Frame lines read: #N [frame record address] function at pc."""
     def run(self, args):
         out = []
         try:
-            cur = current_task() if gdb.selected_thread() is not None else None
+            cur = current_task() if user_thread() is not None else None
         except KdError:
             cur = None
         if args.all_cpus:
@@ -235,7 +257,7 @@ Frame lines read: #N [frame record address] function at pc."""
             if cur is None:
                 raise KdError("no current task: give a PID or task address")
             t, regs = cur
-            out.append(bt_data(t, regs, gdb.selected_thread(), args))
+            out.append(bt_data(t, regs, user_thread(), args))
         return out
 
     def render(self, data, args):

@@ -2,6 +2,7 @@
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, KdError, command
 from ..kernel.disasm import disassemble, capstone_available
 from ..kernel.symbolize import lookup, describe, eval_address, is_text
@@ -39,7 +40,7 @@ def _func_range(addr):
 
 
 @command
-class Dis(KdCommand):
+class Dis(KernelCommand):
     """Disassemble arm64 code from target memory (crash's dis).
 
 Usage: kd dis [-l] ADDR|FUNC [COUNT]

@@ -3,7 +3,7 @@
 import gdb
 
 from . import KdCommand, KdError, command, _Parser
-from ._util import is_state, current_task
+from ._util import KernelCommand, is_state, current_task
 from .bt import bt_data, bt_render, add_bt_flags, regs_for_task
 from .task import task_data, task_render
 from ..kernel.tasks import all_tasks, parse_task_spec
@@ -14,7 +14,7 @@ _SUBCOMMANDS = ("bt", "task", "ps")
 
 
 @command
-class Foreach(KdCommand):
+class Foreach(KernelCommand):
     """Run bt or task for every task that matches (crash's foreach).
 
 Usage: kd foreach [STATE...] [PID|TASK|COMM...] [-k|-u] bt|task|ps [FLAGS]

@@ -4,6 +4,7 @@ import re
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, KdError, command
 from ..kernel.lists import walk_list
 from ..kernel.symbolize import eval_address
@@ -46,7 +47,7 @@ def _show(addr, spec):
 
 
 @command
-class ListCmd(KdCommand):
+class ListCmd(KernelCommand):
     """Walk a struct list_head list and print its entries (crash's list).
 
 Usage: kd list [-H] [-r] [-o OFFSET|STRUCT.MEMBER] [-s STRUCT[.FIELD[,FIELD...]]] START

@@ -4,6 +4,7 @@ import time
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, KdError, command
 from ..kernel.printk import records, boot_wall_clock, LEVELS
 from ..textutil import escape
@@ -12,7 +13,7 @@ __all__ = ["Log"]
 
 
 @command
-class Log(KdCommand):
+class Log(KernelCommand):
     """Print the kernel log buffer (crash's log).
 
 Usage: kd log [-T] [-t] [-m]

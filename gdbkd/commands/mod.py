@@ -4,6 +4,7 @@ from pathlib import Path
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, KdError, command
 from ..kernel import modules
 from ..kernel.types import has_field
@@ -35,7 +36,7 @@ def _state(mod) -> str:
 
 
 @command
-class Mod(KdCommand):
+class Mod(KernelCommand):
     """List loaded modules; load their symbols into gdb (crash's mod).
 
 Usage: kd mod [-s NAME [KO]] [-S [DIR]]

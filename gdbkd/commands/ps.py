@@ -1,7 +1,7 @@
 """kd ps: the task list, like crash's ps."""
 
 from . import KdCommand, KdError, command
-from ._util import is_state
+from ._util import KernelCommand, is_state
 from ..kernel.tasks import all_tasks, parse_task_spec, STATE_CODES
 from ..kernel.mm import mm_counters, task_rss_delta
 from ..kernel.sysinfo import totalram_pages, page_size
@@ -10,7 +10,7 @@ __all__ = ["Ps"]
 
 
 @command
-class Ps(KdCommand):
+class Ps(KernelCommand):
     """Show tasks: PID, PPID, CPU, TASK, ST, %MEM, VSZ, RSS, COMM (crash's ps).
 
 Usage: kd ps [-S] [-k|-u] [-A] [STATE...] [PID|TASK|COMM...]

@@ -2,6 +2,7 @@
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, KdError, command
 from ..kernel.types import read_bytes, read_cstring
 from ..kernel.symbolize import eval_address, lookup
@@ -20,7 +21,7 @@ def _sym_of(v):
 
 
 @command
-class Rd(KdCommand):
+class Rd(KernelCommand):
     """Display memory contents (crash's rd).
 
 Usage: kd rd [-8|-16|-32|-64] [-s|-x|-d|-a] ADDR [COUNT]

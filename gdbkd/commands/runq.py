@@ -2,6 +2,7 @@
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, KdError, command
 from ..kernel.runqueue import runqueues
 from ..kernel.percpu import online_cpus
@@ -26,7 +27,7 @@ def _cfs_json(items):
 
 
 @command
-class Runq(KdCommand):
+class Runq(KernelCommand):
     """Show each CPU's runqueue: the current task, queued RT and CFS tasks (crash's runq).
 
 Usage: kd runq [-c CPU[,CPU...]]

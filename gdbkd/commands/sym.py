@@ -2,6 +2,7 @@
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, KdError, command
 from ..kernel.symbolize import lookup, resolve_name, is_text
 from ..textutil import escape
@@ -28,7 +29,7 @@ def _letter(name, section, addr):
 
 
 @command
-class Sym(KdCommand):
+class Sym(KernelCommand):
     """Show the symbol, section type and source line of an address, or the address of a symbol.
 
 Usage: kd sym ADDR|NAME...

@@ -2,6 +2,7 @@
 
 import gdb
 
+from ._util import KernelCommand
 from . import KdCommand, command
 from ..kernel import sysinfo
 from ..kernel.tasks import all_tasks
@@ -32,7 +33,7 @@ def _fmt_mem(b):
 
 
 @command
-class Sys(KdCommand):
+class Sys(KernelCommand):
     """System summary: KERNEL release, UPTIME, LOAD AVERAGE, TASKS, CPUS, MEMORY, PANIC, MACHINE.
 
 Usage: kd sys

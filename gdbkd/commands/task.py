@@ -3,7 +3,7 @@
 import gdb
 
 from . import KdCommand, KdError, command
-from ._util import resolve_task
+from ._util import KernelCommand, resolve_task
 from ..kernel.tasks import all_tasks, STATE_CODES
 from ..kernel.types import lookup_type, read_cstring
 from ..textutil import escape
@@ -108,7 +108,7 @@ def task_render(d) -> str:
 
 
 @command
-class TaskCmd(KdCommand):
+class TaskCmd(KernelCommand):
     """Show the key task_struct fields of a task (crash's task).
 
 Usage: kd task [-R FIELD[,FIELD...]] [PID|TASK|COMM ...]

@@ -5,7 +5,8 @@
 ``rb_root`` plus ``rb_leftmost`` before) ordered by vruntime, linked by
 ``sched_entity.run_node``; the running entity is not in the tree (it is
 ``cfs_rq->curr``). With CONFIG_FAIR_GROUP_SCHED an entity with ``my_q`` set is
-a task group whose own cfs_rq is walked recursively. RT tasks are on
+a task group (e.g. an autogroup) whose own cfs_rq is walked recursively,
+including the group that is ``cfs_rq->curr`` (its other tasks are queued). RT tasks are on
 ``rq->rt.active.queue[prio]`` lists through ``sched_rt_entity.run_list``.
 """
 
@@ -48,8 +49,14 @@ def _cfs_tasks(cfs_rq: int, depth=0) -> list:
     myq_off = field_offset("struct sched_entity", "my_q") if has_myq else None
     se_off = field_offset("struct task_struct", "se")
     out = []
-    for node in _rb_inorder(root):
-        se = node - run_node
+    ses = [node - run_node for node in _rb_inorder(root)]
+    if has_myq:
+        # the running entity is cfs_rq->curr, not in the tree; when it is a group, the
+        # group's other tasks are still queued inside it
+        curr = read_ulong(cfs_rq + field_offset("struct cfs_rq", "curr"))
+        if curr and read_ulong(curr + myq_off):
+            ses.insert(0, curr)
+    for se in ses:
         myq = read_ulong(se + myq_off) if has_myq else 0
         if myq:
             if depth < 16:

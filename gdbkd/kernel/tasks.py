@@ -27,6 +27,7 @@ from .types import read_bytes, read_ulong, symbol_address, try_symbol_address, f
 from .structs import layout
 from .snapshot import memo
 from .percpu import per_cpu_addr, possible_cpus, online_cpus, threads_by_cpu, on_thread, cpu_of_thread
+from .access import user_thread
 from ..textutil import escape
 
 __all__ = ["Task", "all_tasks", "task_by_addr", "find_tasks", "active_tasks", "state_code",
@@ -333,7 +334,7 @@ _REGS = ("pc", "sp", "x29", "x30", "cpsr", "SP_EL0")
 
 def thread_regs(thread=None) -> dict:
     """pc, sp, fp, lr, cpsr (and SP_EL0 if the target has it) of a gdb thread's newest frame."""
-    thread = thread or gdb.selected_thread()
+    thread = thread or user_thread()
     if thread is None:
         raise gdb.GdbError("no thread selected (is a target connected?)")
 
@@ -354,10 +355,10 @@ def thread_regs(thread=None) -> dict:
 def thread_task(thread=None):
     """(Task, regs) for the task a gdb thread is running.
 
-    Live: ``SP_EL0`` holds ``current`` while the CPU is in EL1 (arm64 since 4.10,
-    commit 001bf455d206 "arm64: assembler: introduce ldr_this_cpu" era); otherwise the
-    task whose stack holds ``sp``; otherwise ``rq->curr`` of the thread's CPU."""
-    thread = thread or gdb.selected_thread()
+    Live: ``SP_EL0`` holds ``current`` while the CPU is in EL1 (arm64 since 4.10);
+    otherwise the task whose stack holds ``sp``; otherwise ``rq->curr`` of the
+    thread's CPU."""
+    thread = thread or user_thread()
     regs = thread_regs(thread)
     tasks = all_tasks()
     by_addr = {t.addr: t for t in tasks}

@@ -28,7 +28,21 @@ import gdb, json, os
 spec = json.load(open(SPEC))
 res = []
 if spec["kaslr"]:
-    off = (int(gdb.parse_and_eval("$VBAR")) - int(gdb.parse_and_eval("(unsigned long)&vectors"))) & ((1 << 64) - 1)
+    # VBAR_EL1 is `vectors` only on a CPU inside the kernel: under KPTI a CPU in user
+    # mode (or in the trampoline) has the trampoline alias there. KASLR offsets are
+    # multiples of 2 MiB (the image alignment), which the alias is not.
+    vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
+    sel = gdb.selected_thread()
+    off = None
+    for th in gdb.selected_inferior().threads():
+        th.switch()
+        cand = (int(gdb.parse_and_eval("$VBAR")) - vectors) & ((1 << 64) - 1)
+        if cand % (2 << 20) == 0:
+            off = cand
+            break
+    sel.switch()
+    if off is None:
+        raise gdb.GdbError("no CPU is in the kernel: cannot find the KASLR offset")
     if off:
         gdb.execute(f"symbol-file -o {off:#x} {spec['vmlinux']}", to_string=True)
     res.append({"cmd": "<kaslr>", "out": hex(off), "err": None})

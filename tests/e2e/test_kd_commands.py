@@ -279,8 +279,10 @@ def test_sys_sym_dis_rd_task(guest):
 def test_runq_shows_busy_tasks(guest):
     pids = []
     try:
-        for _ in range(3):      # three CPU hogs on two CPUs: at least one waits in a CFS tree
-            out = guest.sh("(while :; do :; done) & echo BUSY=$!")
+        # three CPU hogs pinned to CPU 1: two of them wait in its CFS tree. CPU 0 stays
+        # idle in the kernel: under KPTI (KASLR on) a CPU in user mode maps no kernel memory
+        for _ in range(3):
+            out = guest.sh("taskset 2 sh -c 'while :; do :; done' & echo BUSY=$!")
             pids.append(int(re.search(r"BUSY=(\d+)", out).group(1)))
         time.sleep(1)
         rq, ps = guest.kd_json("kd runq", "kd ps")
@@ -302,8 +304,10 @@ def test_runq_shows_busy_tasks(guest):
         walk(cpu["cfs"])
         queued.update(t["pid"] for t in cpu["rt"])
     assert set(pids) <= current | queued, (pids, current, queued)
-    assert set(pids) & queued                      # someone is waiting
-    assert sum(cpu["nr_running"] for cpu in rq) >= 3
+    cpu1 = [c for c in rq if c["cpu"] == 1][0]
+    assert cpu1["current"]["pid"] in pids
+    assert len(set(pids) & queued) == 2                # the other two wait on CPU 1
+    assert cpu1["nr_running"] >= 3
 
 
 def test_foreach_un_bt_and_errors(guest):

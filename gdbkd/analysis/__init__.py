@@ -1,0 +1,1 @@
+"""Pure analysis (no gdb): wait-for graphs, cycles, rendering."""

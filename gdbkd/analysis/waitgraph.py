@@ -1,0 +1,203 @@
+"""The wait-for graph of a hung kernel: tasks → locks → owners, cycles, victims.
+
+Input is plain data gathered by ``gdbkd.kernel.locks`` (live or from a dump):
+
+- ``tasks``: {task_addr: {"pid", "comm", "state", "where"}}
+- ``locks``: {lock_addr: {"name", "kind", "owners": [task_addr…], "probable": bool,
+  "detail": str, "waiters": [task_addr…]}}
+- ``waits``: {task_addr: lock_addr} — what each blocked task waits on.
+
+A cycle (a strongly connected component of the task graph, edge = waiter →
+owner through a lock, with more than one task or a self-edge) is a deadlock.
+Blocked tasks that reach a cycle are its victims; blocked tasks whose chain
+ends in an owner that is not itself blocked are "blocked behind" that owner.
+"""
+
+__all__ = ["analyze", "to_dot", "render_text"]
+
+
+def _scc(nodes, succ):
+    """Tarjan's strongly connected components (iterative)."""
+    index, low, on, stack, out = {}, {}, set(), [], []
+    counter = [0]
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(succ.get(root, ())))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            advanced = False
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(succ.get(w, ()))))
+                    advanced = True
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append(comp)
+    return out
+
+
+def analyze(tasks: dict, locks: dict, waits: dict) -> dict:
+    succ = {}
+    for t, l in waits.items():
+        succ[t] = [o for o in locks.get(l, {}).get("owners", []) if o != 0]
+    nodes = list(waits)
+    comps = _scc(nodes, succ)
+    cycles = []
+    in_cycle = set()
+    for comp in comps:
+        if len(comp) > 1 or (comp and comp[0] in succ.get(comp[0], [])):
+            # order the cycle by following edges from the lowest pid
+            members = set(comp)
+            start = min(comp, key=lambda a: tasks.get(a, {}).get("pid", 0))
+            order, cur = [], start
+            while cur not in order:
+                order.append(cur)
+                nxt = [o for o in succ.get(cur, []) if o in members]
+                if not nxt:
+                    break
+                cur = nxt[0]
+            steps = [{"task": t, "waits_for": waits[t], "held_by": [o for o in succ[t] if o in members]}
+                     for t in order]
+            cycles.append({"tasks": order, "steps": steps,
+                           "probable": any(locks[waits[t]].get("probable") for t in order)})
+            in_cycle |= members
+    victims, behind = [], []
+    for t in waits:
+        if t in in_cycle:
+            continue
+        seen, cur, path = set(), t, [t]
+        reach = None
+        while cur in waits and cur not in seen:
+            seen.add(cur)
+            owners = succ.get(cur, [])
+            nxt = next((o for o in owners if o in in_cycle), None)
+            if nxt is not None:
+                reach = ("cycle", nxt)
+                path.append(nxt)
+                break
+            nxt = next((o for o in owners if o in waits), owners[0] if owners else None)
+            if nxt is None:
+                reach = ("unknown owner", None)
+                break
+            path.append(nxt)
+            cur = nxt
+        else:
+            if cur not in waits:
+                reach = ("owner", cur)
+        if reach and reach[0] == "cycle":
+            victims.append({"task": t, "chain": path})
+        else:
+            behind.append({"task": t, "chain": path,
+                           "end": reach[1] if reach else None,
+                           "end_kind": reach[0] if reach else "unknown owner"})
+    return {"tasks": tasks, "locks": locks, "waits": waits, "cycles": cycles,
+            "victims": victims, "blocked_behind": behind}
+
+
+def _tname(tasks, a):
+    t = tasks.get(a)
+    return f"{t['comm']} (pid {t['pid']})" if t else f"task {a:#x}"
+
+
+def _lname(locks, a):
+    l = locks.get(a, {})
+    return f"{l.get('kind', 'lock')} {l.get('name') or hex(a)}"
+
+
+def render_text(r: dict) -> str:
+    tasks, locks = r["tasks"], r["locks"]
+    L = []
+    if not r["waits"]:
+        return "no task is blocked on a lock"
+    for i, c in enumerate(r["cycles"], 1):
+        L.append(f"DEADLOCK {i}: cycle of {len(c['tasks'])} tasks" + (" (an owner is probable)" if c["probable"] else ""))
+        for s in c["steps"]:
+            t = tasks.get(s["task"], {})
+            l = locks.get(s["waits_for"], {})
+            L.append(f"  {_tname(tasks, s['task'])} [{t.get('state', '?')}] waits for {_lname(locks, s['waits_for'])}"
+                     + (f" at {t['where']}" if t.get("where") else ""))
+            L.append(f"      held by {', '.join(_tname(tasks, o) for o in s['held_by'])}"
+                     + (f"  ({l['detail']})" if l.get("detail") else ""))
+    if not r["cycles"]:
+        L.append("no deadlock cycle")
+    if r["victims"]:
+        L.append("VICTIMS (blocked behind a deadlock):")
+        for v in r["victims"]:
+            t = v["task"]
+            L.append(f"  {_tname(tasks, t)} waits for {_lname(locks, r['waits'][t])} -> "
+                     + " -> ".join(_tname(tasks, x) for x in v["chain"][1:]))
+    if r["blocked_behind"]:
+        L.append("BLOCKED BEHIND (owner not blocked on a lock):")
+        for b in r["blocked_behind"]:
+            t = b["task"]
+            end = _tname(tasks, b["end"]) if b["end"] else "an unknown owner"
+            st = tasks.get(b["end"], {}).get("state", "") if b["end"] else ""
+            L.append(f"  {_tname(tasks, t)} waits for {_lname(locks, r['waits'][t])} held by {end}"
+                     + (f" [{st}]" if st else ""))
+    L.append("LOCKS:")
+    for a, l in locks.items():
+        owners = ", ".join(_tname(tasks, o) for o in l.get("owners", [])) or "none found"
+        L.append(f"  {a:#018x} {l.get('kind')} {l.get('name') or ''}: owner {owners}"
+                 + (" (probable)" if l.get("probable") else "") + (f"; {l['detail']}" if l.get("detail") else "")
+                 + f"; waiters {len(l.get('waiters', []))}")
+    return "\n".join(L)
+
+
+def _q(s):
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(r: dict) -> str:
+    tasks, locks = r["tasks"], r["locks"]
+    cyc_tasks = {t for c in r["cycles"] for t in c["tasks"]}
+    cyc_locks = {r["waits"][t] for t in cyc_tasks}
+    victims = {v["task"] for v in r["victims"]}
+    L = ["digraph waitfor {", '  rankdir=LR; node [fontname="Helvetica"]; edge [fontname="Helvetica"];']
+    involved = set(r["waits"]) | {o for l in locks.values() for o in l.get("owners", [])}
+    for a in involved:
+        t = tasks.get(a, {"comm": hex(a), "pid": "?", "state": "?"})
+        color = "red" if a in cyc_tasks else ("orange" if a in victims else "gray40")
+        fill = "mistyrose" if a in cyc_tasks else ("lightyellow" if a in victims else "white")
+        label = f"{t['comm']}\\npid {t['pid']} [{t.get('state', '?')}]"
+        if t.get("where"):
+            label += f"\\n{t['where']}"
+        L.append(f"  t{a:x} [shape=box style=\"rounded,filled\" color={color} fillcolor={fill} label={_q(label)}];")
+    shapes = {"mutex": "ellipse", "rwsem": "hexagon", "semaphore": "octagon", "spinlock": "diamond",
+              "event": "note"}
+    for a, l in locks.items():
+        color = "red" if a in cyc_locks else "steelblue"
+        label = f"{l.get('kind')}\\n{l.get('name') or hex(a)}"
+        L.append(f"  l{a:x} [shape={shapes.get(l.get('kind'), 'ellipse')} color={color} label={_q(label)}];")
+    for t, l in r["waits"].items():
+        red = t in cyc_tasks
+        L.append(f"  t{t:x} -> l{l:x} [label=\"waits\"{' color=red penwidth=2' if red else ''}];")
+    for a, l in locks.items():
+        for o in l.get("owners", []):
+            red = a in cyc_locks and o in cyc_tasks
+            style = " style=dashed" if l.get("probable") else ""
+            L.append(f"  l{a:x} -> t{o:x} [label=\"held by\"{style}{' color=red penwidth=2' if red else ''}];")
+    L.append("}")
+    return "\n".join(L) + "\n"

@@ -1,0 +1,94 @@
+"""Reaching kernel memory through a live gdbstub when some CPUs are in user mode.
+
+QEMU's gdbstub translates virtual addresses with the MMU state of the CPU of
+the selected gdb thread. With kernel page-table isolation (KPTI: arm64 since
+4.16, forced on by KASLR for cores without E0PD) a CPU running user code — or
+the trampoline on its way in or out — has only the trampoline mapped in TTBR1,
+so every kernel address reads as "Cannot access memory" (and its VBAR_EL1 is
+the trampoline alias, not ``vectors``). :func:`kernel_view` temporarily selects
+a thread whose CPU maps the kernel, and restores the user's thread and frame.
+Dumps and CPUs stopped in the kernel need no switch.
+"""
+
+import contextlib
+
+import gdb
+
+from .types import try_symbol_address, read_bytes
+
+__all__ = ["kernel_view", "kernel_thread", "KernelUnmapped", "user_thread"]
+
+_user_threads = []
+
+
+def user_thread():
+    """The thread the user had selected before :func:`kernel_view` switched away."""
+    return _user_threads[-1] if _user_threads else gdb.selected_thread()
+
+
+class KernelUnmapped(gdb.GdbError):
+    pass
+
+
+def _probe_addr():
+    for name in ("init_task", "linux_banner", "jiffies_64"):
+        a = try_symbol_address(name)
+        if a is not None:
+            return a
+    return None
+
+
+def _readable(addr) -> bool:
+    try:
+        read_bytes(addr, 8)
+        return True
+    except gdb.MemoryError:
+        return False
+
+
+def kernel_thread():
+    """A thread whose CPU maps kernel memory (the selected one if it does), or None."""
+    addr = _probe_addr()
+    sel = gdb.selected_thread()
+    if addr is None or sel is None or _readable(addr):
+        return sel
+    for t in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
+        if t == sel:
+            continue
+        t.switch()
+        if _readable(addr):
+            return t
+    sel.switch()
+    return None
+
+
+@contextlib.contextmanager
+def kernel_view():
+    """Run the body with a thread selected through which kernel memory is readable."""
+    sel = gdb.selected_thread()
+    try:
+        frame = gdb.selected_frame() if sel is not None else None
+    except gdb.error:
+        frame = None
+    _user_threads.append(sel)
+    try:
+        t = kernel_thread()
+    except BaseException:
+        _user_threads.pop()
+        raise
+    if t is None:
+        _user_threads.pop()
+        raise KernelUnmapped(
+            "no stopped CPU maps kernel memory (all are in user mode under KPTI); "
+            "stop the guest inside the kernel, e.g. `hbreak schedule` + `continue`")
+    try:
+        yield t
+    finally:
+        _user_threads.pop()
+        if sel is not None and t is not None and t != sel and sel.is_valid():
+            sel.switch()
+            if frame is not None:
+                try:
+                    frame.select()
+                except gdb.error:
+                    pass

@@ -1,0 +1,234 @@
+"""Who waits for which lock, and who holds it (mutex, rw_semaphore, semaphore).
+
+A task blocked in a sleeping lock keeps its waiter record on its own stack,
+linked into the lock's ``wait_list``:
+
+- ``struct mutex_waiter {struct list_head list; struct task_struct *task; …}``
+- ``struct rwsem_waiter {struct list_head list; struct task_struct *task; enum type; …}``
+- ``struct semaphore_waiter {struct list_head list; struct task_struct *task; bool up;}``
+
+(``task`` at offset 16 in all three, v4.x–6.12, without CONFIG_DEBUG_MUTEXES,
+which adds a magic pointer before ``task`` in mutex_waiter). The stack is
+scanned for a record whose ``task`` is the task itself and whose list links are
+consistent; the ring is followed to the node that is not on any task stack:
+the lock's ``wait_list``. The lock kind comes from the task's backtrace
+(``__mutex_lock``, ``rwsem_down_*_slowpath``, ``__down*``).
+
+Owners:
+- mutex: ``owner & ~0x7`` (flags 0x1 WAITERS, 0x2 HANDOFF, 0x4 PICKUP; the owner
+  word exists since v4.10, commit 3ca0ff571b09 "locking/mutex: Rework mutex::owner").
+- rw_semaphore (v5.3+ encoding, commit 94a9717b3c40): ``count`` bit 0 writer
+  locked, bits 8+ reader count; ``owner`` bit 0 READER_OWNED (then the owner
+  field only names the last reader to take it), bit 1 NONSPINNABLE.
+- semaphore: no owner field. Holders are tasks (other than its waiters) whose
+  stack holds the semaphore's address: *probable*. Reader-owned rwsems get the
+  same search, plus the owner-field hint.
+"""
+
+import gdb
+
+from . import tasks as ktasks
+from .stack import unwind_task
+from .symbolize import lookup
+from .types import field_offset, read_bytes
+from .unwind import exact_pc_function
+
+__all__ = ["gather", "wait_kind", "LOCK_FUNCS"]
+
+_M = 0xFFFFFFFFFFFFFFFF
+
+LOCK_FUNCS = {
+    "mutex": ("__mutex_lock", "mutex_lock", "__mutex_lock_slowpath", "mutex_lock_interruptible",
+              "mutex_lock_killable", "__mutex_lock_interruptible_slowpath",
+              "__mutex_lock_killable_slowpath", "mutex_lock_nested", "__mutex_lock_common"),
+    "rwsem": ("rwsem_down_write_slowpath", "rwsem_down_read_slowpath", "down_write", "down_read",
+              "down_read_killable", "down_write_killable", "__down_read", "__down_write",
+              "__down_read_common", "__down_write_common", "down_read_interruptible"),
+    "semaphore": ("__down", "__down_common", "down", "down_interruptible", "down_killable",
+                  "__down_interruptible", "__down_killable", "down_timeout", "__down_timeout"),
+    "event": ("wait_for_completion", "__wait_for_common", "wait_for_common",
+              "wait_for_completion_interruptible", "wait_for_completion_killable",
+              "wait_for_completion_timeout", "wait_for_completion_io"),
+}
+_STRUCT = {"mutex": "struct mutex", "rwsem": "struct rw_semaphore", "semaphore": "struct semaphore"}
+_SCHED = {"__switch_to", "__schedule", "schedule", "schedule_preempt_disabled", "schedule_timeout",
+          "io_schedule", "do_wait_for_common", "io_schedule_timeout", "rt_mutex_schedule"}
+
+
+def _is_kptr(v):
+    return v >= 0xFFFF000000000000 and v & 7 == 0
+
+
+def wait_kind(names):
+    """(kind, index of the innermost lock function) from a backtrace's function names."""
+    for i, n in enumerate(names):
+        base = (n or "").split(".")[0]
+        for kind, funcs in LOCK_FUNCS.items():
+            if base in funcs:
+                return kind, i
+    return None, None
+
+
+class _Ctx:
+    def __init__(self):
+        self.tasks = [t for t in ktasks.all_tasks()]
+        self.size = ktasks.thread_size()
+        self.ranges = [(t.stack, t.stack + self.size) for t in self.tasks if t.stack]
+        self._stacks = {}
+
+    def on_a_stack(self, a):
+        return any(lo <= a < hi for lo, hi in self.ranges)
+
+    def stack_bytes(self, t):
+        b = self._stacks.get(t.addr)
+        if b is None:
+            try:
+                b = read_bytes(t.stack, self.size) if t.stack else b""
+            except gdb.MemoryError:
+                b = b""
+            self._stacks[t.addr] = b
+        return b
+
+
+def _u64(b, i):
+    return int.from_bytes(b[i:i + 8], "little")
+
+
+def _find_wait_list(ctx, t):
+    """The lock's wait_list head reached from t's waiter record, and the ring."""
+    st = ctx.stack_bytes(t)
+    for i in range(0, len(st) - 24, 8):
+        if _u64(st, i + 16) != t.addr:
+            continue
+        nxt, prv = _u64(st, i), _u64(st, i + 8)
+        if not (_is_kptr(nxt) and _is_kptr(prv)):
+            continue
+        me = t.stack + i
+        try:
+            if int.from_bytes(read_bytes(nxt + 8, 8), "little") != me:
+                continue
+            ring, n = [me], nxt
+            while n != me and len(ring) < 512:
+                ring.append(n)
+                n = int.from_bytes(read_bytes(n, 8), "little")
+        except gdb.MemoryError:
+            continue
+        heads = [n for n in ring if not ctx.on_a_stack(n)]
+        if len(heads) == 1:
+            return heads[0], ring
+    return None, None
+
+
+def _holders_by_stack(ctx, lock_addr, exclude):
+    needle = lock_addr.to_bytes(8, "little")
+    out = []
+    for t in ctx.tasks:
+        if t.addr in exclude or t.pid == 0:
+            continue
+        st = ctx.stack_bytes(t)
+        i = st.find(needle)
+        while i != -1:
+            if i % 8 == 0:
+                out.append(t.addr)
+                break
+            i = st.find(needle, i + 1)
+    return out
+
+
+def _where(names, idx, frames):
+    """The first frame outside the lock and scheduler code: where the task waits."""
+    if idx is None:
+        return ""
+    for j in range(idx, len(names)):
+        base = (names[j] or "").split(".")[0]
+        if base and not any(base in f for f in LOCK_FUNCS.values()) and base not in _SCHED:
+            s = frames[j].sym(want_line=False)
+            # gdb 13 can misname module text by minimal symbols: prefer DWARF's name
+            dname, _ = exact_pc_function(frames[j].lookup_pc())
+            if dname and dname != s.name:
+                b = gdb.block_for_pc(frames[j].lookup_pc())
+                while b.function is None:
+                    b = b.superblock
+                off = frames[j].pc - b.start
+                return f"{dname}+{off:#x}" + (f" [{s.module}]" if s.module else "")
+            return s.label()
+    return ""
+
+
+def _read_lock(kind, addr):
+    s = _STRUCT[kind]
+    w = lambda f: int.from_bytes(read_bytes(addr + field_offset(s, f), 8), "little")
+    if kind == "mutex":
+        owner = w("owner")
+        flags = [n for b, n in ((1, "WAITERS"), (2, "HANDOFF"), (4, "PICKUP")) if owner & b]
+        return [owner & ~0x7 & _M] if owner & ~0x7 else [], False, \
+            f"owner={owner:#x}" + (f" flags={'|'.join(flags)}" if flags else "")
+    if kind == "rwsem":
+        count, owner = w("count"), w("owner")
+        readers = count >> 8
+        if count & 1:
+            return [owner & ~0x7 & _M], False, f"write-locked, count={count:#x}"
+        hint = [owner & ~0x7 & _M] if owner & 1 and owner & ~0x7 else []
+        return hint, True, f"read-locked by {readers} reader(s), count={count:#x}, owner hint={owner:#x}"
+    cnt = int.from_bytes(read_bytes(addr + field_offset(s, "count"), 4), "little", signed=True)
+    return [], True, f"count={cnt}"
+
+
+def gather():
+    """(tasks, locks, waits) for waitgraph.analyze: every UN task and what it waits on."""
+    ctx = _Ctx()
+    by_addr = {t.addr: t for t in ctx.tasks}
+    tasks, locks, waits = {}, {}, {}
+
+    def tinfo(t, where=""):
+        d = tasks.setdefault(t.addr, {"pid": t.pid, "comm": t.comm, "state": t.st, "where": ""})
+        if where:
+            d["where"] = where
+        return d
+
+    for t in ctx.tasks:
+        if t.st != "UN":
+            continue
+        try:
+            u = unwind_task(t) if t.active_cpu is None else None
+        except gdb.error:
+            u = None
+        frames = u.frames if u else []
+        names = [f.sym(want_line=False).name for f in frames]
+        kind, idx = wait_kind(names)
+        tinfo(t, _where(names, idx, frames))
+        if kind is None:
+            continue
+        if kind == "event":
+            ev = 0xE0E0000000000000 | t.addr   # a synthetic node per waiter: no owner
+            locks[ev] = {"name": names[idx], "kind": "event", "owners": [], "probable": False,
+                         "detail": "waiting for an event (completion/wait queue)", "waiters": [t.addr]}
+            waits[t.addr] = ev
+            continue
+        head, ring = _find_wait_list(ctx, t)
+        if head is None:
+            continue
+        lock = head - field_offset(_STRUCT[kind], "wait_list")
+        waits[t.addr] = lock
+        if lock not in locks:
+            owners, probable, detail = _read_lock(kind, lock)
+            waiters = []
+            for n in ring:
+                if n == head:
+                    continue
+                try:
+                    wt = int.from_bytes(read_bytes(n + 16, 8), "little")
+                except gdb.MemoryError:
+                    continue
+                waiters.append(wt)
+            if probable:
+                owners = list(dict.fromkeys(owners + _holders_by_stack(ctx, lock, set(waiters))))
+            s = lookup(lock, want_line=False)
+            name = s.label() if s.name and not s.name.startswith("[") else ""
+            locks[lock] = {"name": name, "kind": kind, "owners": owners, "probable": probable,
+                           "detail": detail, "waiters": waiters}
+    for l in locks.values():
+        for o in l["owners"]:
+            if o in by_addr:
+                tinfo(by_addr[o])
+    return tasks, locks, waits
