@@ -44,13 +44,26 @@ def kernel61():
     return ensure_kernel(load_profile("debian-6.1"))
 
 
+def _orphaned(pid):
+    """A gdbkd QEMU whose gdbkd parent is gone (reparented to init or a subreaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return ppid == 1 or b"gdbkd" not in parent
+
+
 @pytest.fixture
 def no_leftover_qemu():
+    """Fail if a QEMU started during the test outlives its gdbkd (QEMUs of other
+    gdbkd processes running concurrently on the machine are not counted)."""
     before = qemu_pids()
     yield
     import time
     for _ in range(50):
-        left = qemu_pids() - before
+        left = {p for p in qemu_pids() - before if _orphaned(p)}
         if not left:
             return
         time.sleep(0.1)

@@ -139,7 +139,8 @@ def render_text(r: dict) -> str:
             l = locks.get(s["waits_for"], {})
             L.append(f"  {_tname(tasks, s['task'])} [{t.get('state', '?')}] waits for {_lname(locks, s['waits_for'])}"
                      + (f" at {t['where']}" if t.get("where") else ""))
-            L.append(f"      held by {', '.join(_tname(tasks, o) for o in s['held_by'])}"
+            took = l.get("taken_at", {})
+            L.append(f"      held by {', '.join(_tname(tasks, o) + (f' (took it at {took[hex(o)]})' if hex(o) in took else '') for o in s['held_by'])}"
                      + (f"  ({l['detail']})" if l.get("detail") else ""))
     if not r["cycles"]:
         L.append("no deadlock cycle")
@@ -167,7 +168,12 @@ def render_text(r: dict) -> str:
 
 
 def _q(s):
-    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A DOT string: quotes and backslashes escaped, newlines as DOT line breaks."""
+    s = str(s).replace(BS, BS + BS).replace('"', BS + '"')
+    return '"' + s.replace(NL, BS + "n") + '"'
+
+
+BS, NL = chr(92), chr(10)
 
 
 def to_dot(r: dict) -> str:
@@ -175,21 +181,21 @@ def to_dot(r: dict) -> str:
     cyc_tasks = {t for c in r["cycles"] for t in c["tasks"]}
     cyc_locks = {r["waits"][t] for t in cyc_tasks}
     victims = {v["task"] for v in r["victims"]}
-    L = ["digraph waitfor {", '  rankdir=LR; node [fontname="Helvetica"]; edge [fontname="Helvetica"];']
+    L = ["digraph waitfor {", '  node [fontname="Helvetica"]; edge [fontname="Helvetica"];']
     involved = set(r["waits"]) | {o for l in locks.values() for o in l.get("owners", [])}
     for a in involved:
         t = tasks.get(a, {"comm": hex(a), "pid": "?", "state": "?"})
         color = "red" if a in cyc_tasks else ("orange" if a in victims else "gray40")
         fill = "mistyrose" if a in cyc_tasks else ("lightyellow" if a in victims else "white")
-        label = f"{t['comm']}\\npid {t['pid']} [{t.get('state', '?')}]"
+        label = f"{t['comm']}\npid {t['pid']} [{t.get('state', '?')}]"
         if t.get("where"):
-            label += f"\\n{t['where']}"
+            label += f"\n{t['where']}"
         L.append(f"  t{a:x} [shape=box style=\"rounded,filled\" color={color} fillcolor={fill} label={_q(label)}];")
     shapes = {"mutex": "ellipse", "rwsem": "hexagon", "semaphore": "octagon", "spinlock": "diamond",
               "event": "note"}
     for a, l in locks.items():
         color = "red" if a in cyc_locks else "steelblue"
-        label = f"{l.get('kind')}\\n{l.get('name') or hex(a)}"
+        label = f"{l.get('kind')}\n{l.get('name') or hex(a)}"
         L.append(f"  l{a:x} [shape={shapes.get(l.get('kind'), 'ellipse')} color={color} label={_q(label)}];")
     for t, l in r["waits"].items():
         red = t in cyc_tasks

@@ -8,6 +8,7 @@ from ..kernel import sysinfo
 from ..kernel.tasks import all_tasks
 from ..kernel.percpu import online_cpus, nr_cpu_ids
 from ..kernel.printk import records
+from ..kernel.access import user_thread
 
 __all__ = ["Sys"]
 
@@ -40,7 +41,8 @@ Usage: kd sys
 
 Like crash's banner. PANIC is the last "Kernel panic - not syncing" line of
 the log, or the first Oops line ("Internal error", "Unable to handle kernel",
-"kernel BUG at"); absent when the kernel has neither."""
+"kernel BUG at"), or — stopped at the entry of panic() before it printed —
+panic's format string; absent when the kernel has none of these."""
 
     name = "sys"
 
@@ -54,6 +56,10 @@ the log, or the first Oops line ("Internal error", "Unable to handle kernel",
             panic = sysinfo.panic_message(records())
         except (gdb.error, gdb.MemoryError):
             panic = None
+        if panic is None:
+            fmt = sysinfo.panic_from_frames(user_thread())
+            if fmt is not None:
+                panic = ("panic", "Kernel panic - not syncing: " + fmt.removesuffix("\\n").rstrip())
         taint = sysinfo.tainted()
         cpus = online_cpus()
         return {

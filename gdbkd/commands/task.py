@@ -82,7 +82,7 @@ def task_render(d) -> str:
         return f'{int(w["task"], 16):016x} (pid {w["pid"]} "{w["comm"]}")' if w["pid"] is not None \
             else f'{int(w["task"], 16):016x}'
     rows = [
-        ("STATE", f'{d["state"]} ({STATE_CODES.get(d["state"], "?")}); __state {d["state_raw"]}, '
+        ("STATE", f'{d["state"]} ({STATE_CODES.get(d["state"], "?")}); state {d["state_raw"]}, '
                   f'exit_state {d["exit_state"]}'),
         ("FLAGS", f'{d["flags"]} {d["flags_names"]}'),
         ("TGID", d["tgid"]),

@@ -75,6 +75,8 @@ class _Ctx:
         self.size = ktasks.thread_size()
         self.ranges = [(t.stack, t.stack + self.size) for t in self.tasks if t.stack]
         self._stacks = {}
+        self.frames = {}
+        self.held = {}
 
     def on_a_stack(self, a):
         return any(lo <= a < hi for lo, hi in self.ranges)
@@ -117,6 +119,42 @@ def _find_wait_list(ctx, t):
         if len(heads) == 1:
             return heads[0], ring
     return None, None
+
+
+def _task_frames(ctx, t):
+    fr = ctx.frames.get(t.addr)
+    if fr is None:
+        try:
+            fr = unwind_task(t).frames if t.active_cpu is None else []
+        except gdb.error:
+            fr = []
+        ctx.frames[t.addr] = fr
+    return fr
+
+
+def _held_by_code(ctx, t):
+    h = ctx.held.get(t.addr)
+    if h is None:
+        from .lockrefs import acquisitions
+        try:
+            h = acquisitions(_task_frames(ctx, t))
+        except Exception:
+            h = []
+        ctx.held[t.addr] = h
+    return h
+
+
+def _holders_by_code(ctx, lock_addr, exclude):
+    """Tasks whose live call chain took lock_addr and did not release it."""
+    out = []
+    for t in ctx.tasks:
+        if t.addr in exclude or t.pid == 0:
+            continue
+        for h in _held_by_code(ctx, t):
+            if h["lock"] == lock_addr:
+                out.append((t.addr, h["at"]))
+                break
+    return out
 
 
 def _holders_by_stack(ctx, lock_addr, exclude):
@@ -189,11 +227,7 @@ def gather():
     for t in ctx.tasks:
         if t.st != "UN":
             continue
-        try:
-            u = unwind_task(t) if t.active_cpu is None else None
-        except gdb.error:
-            u = None
-        frames = u.frames if u else []
+        frames = _task_frames(ctx, t)
         names = [f.sym(want_line=False).name for f in frames]
         kind, idx = wait_kind(names)
         tinfo(t, _where(names, idx, frames))
@@ -221,12 +255,27 @@ def gather():
                 except gdb.MemoryError:
                     continue
                 waiters.append(wt)
+            taken = {}
             if probable:
-                owners = list(dict.fromkeys(owners + _holders_by_stack(ctx, lock, set(waiters))))
+                # the strongest evidence first: code that took this lock in a live frame
+                by_code = _holders_by_code(ctx, lock, set(waiters))
+                if by_code:
+                    taken = dict(by_code)
+                    owners = list(dict.fromkeys(owners + [a for a, _ in by_code]))
+                    detail += "; holder found by its code (see taken_at)"
+                    probable = False
+                else:
+                    owners = list(dict.fromkeys(owners + _holders_by_stack(ctx, lock, set(waiters))))
+            else:
+                for o in owners:
+                    for h in _held_by_code(ctx, by_addr[o]) if o in by_addr else []:
+                        if h["lock"] == lock:
+                            taken[o] = h["at"]
             s = lookup(lock, want_line=False)
             name = s.label() if s.name and not s.name.startswith("[") else ""
             locks[lock] = {"name": name, "kind": kind, "owners": owners, "probable": probable,
-                           "detail": detail, "waiters": waiters}
+                           "detail": detail, "waiters": waiters,
+                           "taken_at": {f"{a:#x}": at for a, at in taken.items()}}
     for l in locks.values():
         for o in l["owners"]:
             if o in by_addr:

@@ -141,8 +141,9 @@ def _legacy_records():
     nxt = int(gdb.parse_and_eval("log_next_idx"))
     try:
         seq = int(gdb.parse_and_eval("log_first_seq"))
+        count = int(gdb.parse_and_eval("log_next_seq")) - seq
     except gdb.error:
-        seq = 0
+        seq, count = 0, None
     buf = read_bytes(buf_addr, buf_len)
     hdr = t.sizeof
     o_ts = field_offset(tname, "ts_nsec")
@@ -151,28 +152,27 @@ def _legacy_records():
     o_fac = field_offset(tname, "facility")
     out = []
     idx = first
-    wrapped = False
-    guard = 0
-    while guard < buf_len // 8:
-        guard += 1
-        if idx == nxt and (wrapped or first != nxt or out):
+    limit = count if count is not None else buf_len // hdr
+    wraps = 0
+    while len(out) < limit:
+        if count is None and out and idx == nxt:
             break
         if idx + hdr > buf_len:
-            idx, wrapped = 0, True
-            continue
-        ln = _u(buf, idx + o_len, 2)
-        if ln == 0:                 # wrap marker
-            if wrapped:
-                break
-            idx, wrapped = 0, True
-            continue
-        tl = _u(buf, idx + o_tlen, 2)
-        fac = buf[idx + o_fac]
-        lvl = buf[idx + o_fac + 1] >> 5
-        out.append(Record(seq, _u(buf, idx + o_ts, 8), lvl, fac, None,
-                          buf[idx + hdr: idx + hdr + tl]))
-        seq += 1
-        idx += ln
+            idx, wraps = 0, wraps + 1
+        else:
+            ln = _u(buf, idx + o_len, 2)
+            if ln == 0:                 # wrap marker: the next record is at the start
+                idx, wraps = 0, wraps + 1
+            else:
+                tl = _u(buf, idx + o_tlen, 2)
+                lvl = buf[idx + o_fac + 1] >> 5
+                out.append(Record(seq, _u(buf, idx + o_ts, 8), lvl, buf[idx + o_fac], None,
+                                  buf[idx + hdr: idx + hdr + tl]))
+                seq += 1
+                idx += ln
+                continue
+        if wraps > 1:
+            break
     return out
 
 

@@ -354,6 +354,16 @@ def gdb_frames(thread, task, max_frames=256):
     ranges = stack_ranges(task)
     for f in frames:
         f.stack = stack_of(f.sp, ranges)
+        if in_entry_text(f.pc) and not f.inline_of:
+            # show the exception's saved registers like the frame-record walk does
+            for base in (f.fp - _pt_regs_layout()["stackframe"], f.sp):
+                try:
+                    regs = read_pt_regs(base)
+                except gdb.MemoryError:
+                    continue
+                if pt_regs_valid(regs, strict=True):
+                    f.regs = regs
+                    break
     return Unwind(frames, stop, ranges, {"pc": frames[0].pc, "fp": frames[0].fp,
                                          "sp": frames[0].sp, "source": "gdb frames"})
 

@@ -11,7 +11,9 @@
   commit ca79b0c211af "mm: convert totalram_pages and totalhigh_pages variables
   to atomic") pages.
 * Panic: the last "Kernel panic - not syncing" line of the log, else the
-  last Oops header ("Internal error:", "Unable to handle kernel").
+  first Oops header ("Internal error:", "Unable to handle kernel"); when the
+  log has neither but the selected thread is inside ``panic()`` (stopped at
+  its breakpoint before it printed anything), panic's ``fmt`` argument.
 """
 
 import re
@@ -23,7 +25,7 @@ from .percpu import online_cpus, nr_cpu_ids
 from ..textutil import escape
 
 __all__ = ["utsname", "uptime_seconds", "load_average", "memory_bytes", "page_size",
-           "panic_message", "tainted"]
+           "panic_message", "panic_from_frames", "tainted"]
 
 
 def utsname() -> dict:
@@ -94,7 +96,7 @@ def totalram_pages():
     return None
 
 
-_PANIC_RE = re.compile(rb"Kernel panic - not syncing: ?(.*)")
+_PANIC_RE = re.compile(rb"^\s*Kernel panic - not syncing: ?(.*)")
 _OOPS_RE = re.compile(rb"(Internal error: .*|Unable to handle kernel .*|kernel BUG at .*)")
 
 
@@ -116,6 +118,40 @@ def panic_message(records):
     if oops is not None:
         return ("oops", escape(oops))
     return None
+
+
+def panic_from_frames(thread=None):
+    """panic()'s format string if ``thread`` (default: selected) is stopped inside panic."""
+    from .percpu import on_thread
+    thread = thread or gdb.selected_thread()
+    if thread is None:
+        return None
+
+    def look(fr):
+        n = 0
+        while fr is not None and n < 32:
+            if fr.name() in ("panic", "vpanic"):
+                try:
+                    try:
+                        fmt = int(fr.read_var("fmt"))
+                    except (gdb.error, ValueError):
+                        if n:
+                            return None
+                        # at the ELF entry (before DWARF low_pc) the argument is still in x0
+                        fmt = int(fr.read_register("x0")) & 0xFFFFFFFFFFFFFFFF
+                    return escape(read_cstring(fmt, 256))
+                except (gdb.error, ValueError, gdb.MemoryError):
+                    return None
+            try:
+                fr = fr.older()
+            except gdb.error:
+                return None
+            n += 1
+        return None
+    try:
+        return on_thread(thread, look)
+    except gdb.error:
+        return None
 
 
 def tainted():

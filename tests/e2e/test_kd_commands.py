@@ -332,3 +332,27 @@ def test_foreach_un_bt_and_errors(guest):
               "foreach"):
         assert f"kd {c} -- " in helptext, c
     assert "Usage: kd bt" in r["help kd bt"]["out"]
+
+
+def test_zz_panic_caught_at_breakpoint(guest, tmp_path):
+    """Last: crash the guest with sysrq-c while stopped on panic(); the fixture's guest dies."""
+    flag = tmp_path / "armed"
+    proc, collect = guest.gdb(["break panic", f"!touch {flag}", "continue", "kd sys --json",
+                               "kd bt --json", "kd ps -A --json"], background=True)
+    deadline = time.time() + 60
+    while not flag.exists():
+        assert time.time() < deadline and proc.poll() is None, "gdb never armed the breakpoint"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    guest.sock.sendall(b"echo c > /proc/sysrq-trigger\n")
+    res = {r["cmd"]: r for r in collect()}
+    for r in res.values():
+        assert r["err"] is None, r
+    sysd = json.loads(res["kd sys --json"]["out"])
+    assert sysd["panic"]["message"] == "Kernel panic - not syncing: sysrq triggered crash"
+    bt = json.loads(res["kd bt --json"]["out"])[0]
+    names = [f["function"] for f in bt["frames"]]
+    assert names[0] == "panic" and names[1] == "sysrq_handle_crash", names
+    assert "write_sysrq_trigger" in names and names[-1] == "el0t_64_sync"
+    active = json.loads(res["kd ps -A --json"]["out"])["tasks"]
+    assert bt["task"]["pid"] in [t["pid"] for t in active]

@@ -135,21 +135,23 @@ def _boot_lab(lab, kernel, profile, tmp_path, seconds):
     m = Machine(profile, kernel, initrd=initrd)
     try:
         m.start()
-        want = "end trace" if lab.expect == "oops" else "blocked for more than"
+        # /init prints the ready marker after the rc (sysctls + trigger) has run
+        wants = ["GDBKD-READY", "end trace" if lab.expect == "oops" else "blocked for more than"]
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and want not in m.console.text():
-            m.console.wait_for(want, timeout=1)
+        while time.monotonic() < deadline and not all(w in m.console.text() for w in wants):
+            m.console.wait_for(wants[1], timeout=1)
         if lab.expect == "hang":
             m.console.wait_for("__never__", timeout=2)   # let one scan finish printing
         return m.console.text().replace("\r", "")
     finally:
         m.stop()
+        assert m.proc is None or m.proc.poll() is not None, "QEMU left running"
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("number", range(1, 9))
-def test_lab_behaves_in_the_61_guest(kernel61, number, tmp_path, no_leftover_qemu):
+def test_lab_behaves_in_the_61_guest(kernel61, number, tmp_path):
     from gdbkd.qemu.profiles import load_profile
     lab = get_lab(number)
     log = _boot_lab(lab, kernel61, load_profile("debian-6.1"), tmp_path,
