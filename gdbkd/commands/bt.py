@@ -2,12 +2,12 @@
 
 import gdb
 
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ._util import KernelCommand, resolve_task, current_task
 from ..kernel import stack as kstack
 from ..kernel.tasks import all_tasks, thread_regs, thread_size
-from ..kernel.percpu import threads_by_cpu, online_cpus
-from ..kernel.symbolize import lookup, describe, is_text
+from ..kernel.percpu import threads_by_cpu
+from ..kernel.symbolize import describe, is_text
 from ..kernel.types import read_bytes
 from ..kernel.access import user_thread
 

@@ -3,7 +3,7 @@
 import gdb
 
 from ._util import KernelCommand
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ..kernel.disasm import disassemble, capstone_available
 from ..kernel.symbolize import lookup, describe, eval_address, is_text
 from ..textutil import escape

@@ -2,7 +2,7 @@
 
 import gdb
 
-from . import KdCommand, KdError, command, _Parser
+from . import KdError, command, _Parser
 from ._util import KernelCommand, is_state, current_task
 from .bt import bt_data, bt_render, add_bt_flags, regs_for_task
 from .task import task_data, task_render

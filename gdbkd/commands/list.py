@@ -5,7 +5,7 @@ import re
 import gdb
 
 from ._util import KernelCommand
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ..kernel.lists import walk_list
 from ..kernel.symbolize import eval_address
 from ..kernel.types import lookup_type, field_offset

@@ -5,8 +5,8 @@ import time
 import gdb
 
 from ._util import KernelCommand
-from . import KdCommand, KdError, command
-from ..kernel.printk import records, boot_wall_clock, LEVELS
+from . import KdError, command
+from ..kernel.printk import records, boot_wall_clock
 from ..textutil import escape
 
 __all__ = ["Log"]

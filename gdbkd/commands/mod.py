@@ -5,7 +5,7 @@ from pathlib import Path
 import gdb
 
 from ._util import KernelCommand
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ..kernel import modules
 from ..kernel.types import has_field
 from ..textutil import escape

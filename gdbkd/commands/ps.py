@@ -1,6 +1,6 @@
 """kd ps: the task list, like crash's ps."""
 
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ._util import KernelCommand, is_state
 from ..kernel.tasks import all_tasks, parse_task_spec, STATE_CODES
 from ..kernel.mm import mm_counters, task_rss_delta

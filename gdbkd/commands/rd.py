@@ -3,7 +3,7 @@
 import gdb
 
 from ._util import KernelCommand
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ..kernel.types import read_bytes, read_cstring
 from ..kernel.symbolize import eval_address, lookup
 from ..textutil import escape

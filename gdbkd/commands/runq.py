@@ -1,9 +1,7 @@
 """kd runq: per-CPU runqueues (crash's runq)."""
 
-import gdb
-
 from ._util import KernelCommand
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ..kernel.runqueue import runqueues
 from ..kernel.percpu import online_cpus
 

@@ -3,7 +3,7 @@
 import gdb
 
 from ._util import KernelCommand
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ..kernel.symbolize import lookup, resolve_name, is_text
 from ..textutil import escape
 

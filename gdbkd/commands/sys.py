@@ -3,7 +3,7 @@
 import gdb
 
 from ._util import KernelCommand
-from . import KdCommand, command
+from . import command
 from ..kernel import sysinfo
 from ..kernel.tasks import all_tasks
 from ..kernel.percpu import online_cpus, nr_cpu_ids

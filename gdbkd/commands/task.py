@@ -2,10 +2,10 @@
 
 import gdb
 
-from . import KdCommand, KdError, command
+from . import KdError, command
 from ._util import KernelCommand, resolve_task
 from ..kernel.tasks import all_tasks, STATE_CODES
-from ..kernel.types import lookup_type, read_cstring
+from ..kernel.types import lookup_type
 from ..textutil import escape
 
 __all__ = ["TaskCmd", "task_data", "task_render"]

@@ -10,8 +10,6 @@ including the group that is ``cfs_rq->curr`` (its other tasks are queued). RT ta
 ``rq->rt.active.queue[prio]`` lists through ``sched_rt_entity.run_list``.
 """
 
-import gdb
-
 from .types import read_bytes, read_ulong, symbol_address, field_offset, lookup_type, has_field
 from .percpu import per_cpu_addr, online_cpus
 from .tasks import task_by_addr, read_task

@@ -20,8 +20,7 @@ import re
 
 import gdb
 
-from .types import read_bytes, try_symbol_address, read_cstring
-from .percpu import online_cpus, nr_cpu_ids
+from .types import read_cstring
 from ..textutil import escape
 
 __all__ = ["utsname", "uptime_seconds", "load_average", "memory_bytes", "page_size",

@@ -23,10 +23,10 @@ Version differences, all handled by probing members:
 
 import gdb
 
-from .types import read_bytes, read_ulong, symbol_address, try_symbol_address, field_offset
+from .types import read_ulong, symbol_address, field_offset
 from .structs import layout
 from .snapshot import memo
-from .percpu import per_cpu_addr, possible_cpus, online_cpus, threads_by_cpu, on_thread, cpu_of_thread
+from .percpu import per_cpu_addr, possible_cpus, online_cpus, on_thread, cpu_of_thread
 from .access import user_thread
 from ..textutil import escape
 

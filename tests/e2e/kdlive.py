@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import sysconfig
 import tempfile
 import threading
