@@ -114,7 +114,18 @@ def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True):
     try:
         g.connect(target)
         g.source_kd()
-        out = g.cli("kd symbols" + (" --watch" if watch else ""), timeout=300)
+        for attempt in range(40):
+            try:
+                out = g.cli("kd symbols" + (" --watch" if watch else ""), timeout=300)
+                break
+            except GdbkdError as e:
+                # every CPU in user mode (KPTI trampoline VBAR): let the guest run a moment
+                if "no CPU is in the kernel" not in str(e) or attempt == 39:
+                    raise
+                g.cont()
+                time.sleep(0.05)
+                g.interrupt()
+                g.wait_stopped(10)
         for b in TRAP_BREAKPOINTS:
             g.mi(f"-break-insert {b}")
     except BaseException:

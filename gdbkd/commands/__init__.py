@@ -40,6 +40,8 @@ def command(cls):
 class KdCommand(gdb.Command):
     name = ""
     completer = gdb.COMPLETE_SYMBOL
+    #: run with a thread selected whose CPU maps kernel memory (live KPTI: see kernel.access)
+    needs_kernel_view = True
 
     def __init__(self):
         super().__init__("kd " + self.name, gdb.COMMAND_USER, self.completer)
@@ -58,6 +60,16 @@ class KdCommand(gdb.Command):
         return json.dumps(data, indent=1)
 
     def invoke(self, arg, from_tty):
+        if not self.needs_kernel_view:
+            return self._invoke(arg, from_tty)
+        from ..kernel.access import kernel_view, KernelUnmapped
+        try:
+            with kernel_view():
+                self._invoke(arg, from_tty)
+        except KernelUnmapped as e:
+            raise gdb.GdbError(f"kd {self.name}: {e}")
+
+    def _invoke(self, arg, from_tty):
         try:
             args = self.parser.parse_args(gdb.string_to_argv(arg))
             data = self.run(args)

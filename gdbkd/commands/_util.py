@@ -39,12 +39,6 @@ def hexaddr(v) -> str:
 
 
 class KernelCommand(KdCommand):
-    """A kd command that reads kernel memory: runs with a thread selected whose CPU
-    maps the kernel (see kernel.access)."""
+    """A kd command that reads kernel memory (the framework now selects a thread whose
+    CPU maps the kernel for every command; kept as a name for the command files)."""
 
-    def invoke(self, arg, from_tty):
-        try:
-            with kernel_view():
-                super().invoke(arg, from_tty)
-        except KernelUnmapped as e:
-            raise gdb.GdbError(f"kd {self.name}: {e}")

@@ -19,6 +19,7 @@ directories (or $GDBKD_MODULES_PATH) gets its symbols; --watch also loads the
 symbols of modules inserted later (breakpoint on do_init_module, live only)."""
 
     name = "symbols"
+    needs_kernel_view = False     # symbols may still be at the wrong address here
 
     def add_arguments(self, p):
         p.add_argument("--offset", type=lambda s: int(s, 0))
@@ -36,10 +37,19 @@ symbols of modules inserted later (breakpoint on do_init_module, live only)."""
         else:
             delta = symbols.live_vbar_offset()
             if delta is None:
-                raise KdError("cannot find the KASLR offset ($VBAR unreadable): pass --offset")
+                raise KdError("cannot find the KASLR offset (no CPU is in the kernel: $VBAR shows "
+                              "the KPTI trampoline); continue the guest briefly and retry, or pass --offset")
             off = symbols.current_offset() + delta
         relocated = symbols.relocate(off)
         out = {"kaslr_offset": off, "relocated": relocated}
+        from ..kernel.access import kernel_view, KernelUnmapped
+        try:
+            with kernel_view():
+                return self._after_relocation(args, out)
+        except KernelUnmapped as e:
+            raise KdError(f"vmlinux does not match the running kernel, or no CPU maps the kernel ({e})")
+
+    def _after_relocation(self, args, out):
         if not args.no_check:
             ok, mem, fb = symbols.check_banner()
             out["banner"] = escape(mem.strip())

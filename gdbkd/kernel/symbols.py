@@ -26,16 +26,39 @@ def vmlinux_path() -> str:
     return objs[0].filename
 
 
+KASLR_ALIGN = 2 << 20   # arm64 KASLR moves the image in 2 MiB steps (MIN_KIMG_ALIGN)
+
+
 def live_vbar_offset():
-    """KASLR offset relative to the currently loaded symbols, from $VBAR; None if unknown."""
-    try:
-        vbar = int(gdb.parse_and_eval("$VBAR")) & 0xFFFFFFFFFFFFFFFF
-    except gdb.error:
-        return None
-    if vbar == 0:
-        return None
+    """KASLR offset relative to the currently loaded symbols, from some CPU's $VBAR.
+
+    With KPTI (on when KASLR is, on cores without E0PD) a CPU in user mode or in the
+    entry trampoline has VBAR_EL1 = the trampoline vectors, not ``vectors``: such a
+    value gives an offset that is not a multiple of 2 MiB and is skipped. Returns
+    None if no CPU shows the kernel's own vectors."""
     vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
-    return vbar - vectors
+    sel = gdb.selected_thread()
+    found = None
+    try:
+        threads = sorted(gdb.selected_inferior().threads(), key=lambda t: t.num)
+        for t in [sel] + [t for t in threads if t != sel]:
+            if t is None:
+                continue
+            t.switch()
+            try:
+                vbar = int(gdb.parse_and_eval("$VBAR")) & 0xFFFFFFFFFFFFFFFF
+            except gdb.error:
+                continue
+            delta = (vbar - vectors) & 0xFFFFFFFFFFFFFFFF
+            if delta >= 1 << 63:
+                delta -= 1 << 64
+            if vbar and delta % KASLR_ALIGN == 0:
+                found = delta
+                break
+    finally:
+        if sel is not None and sel.is_valid():
+            sel.switch()
+    return found
 
 
 def relocate(offset: int):
