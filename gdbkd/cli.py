@@ -149,3 +149,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("gdbkd: interrupted", err=True)
         sys.exit(130)
+    except OSError as e:       # a file or device the user named, a full disk, …: one line
+        click.echo(f"gdbkd: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+        sys.exit(2)

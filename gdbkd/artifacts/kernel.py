@@ -104,7 +104,8 @@ def _debian_candidates(apt: Apt, kcfg):
 def _build_kernel_dir(rel, debs, kcfg, out: Path):
     img_deb, dbg_deb, hdr_deb, com_deb, kb_deb = debs
     progress(f"unpacking kernel {rel}")
-    _extract(img_deb, out / "pkg", "./boot/*", "./lib/modules/*")
+    # bookworm ships /lib/modules, trixie (merged /usr) /usr/lib/modules: take the whole image
+    _extract(img_deb, out / "pkg", "./boot/*", "./*lib/modules/*")
     progress(f"unpacking vmlinux of {rel} (~15 s)")
     _extract(dbg_deb, out / "pkg", f"./usr/lib/debug/boot/vmlinux-{rel}", f"./usr/lib/debug/boot/System.map-{rel}")
     hdr = out / "hdr"
@@ -117,10 +118,15 @@ def _build_kernel_dir(rel, debs, kcfg, out: Path):
             txt = mk.read_text()
             mk.write_text(txt.replace("/usr/src/", f"{hdr}/usr/src/"))
     # Kernel packages of 6.12 ship .ko.xz; busybox insmod wants plain .ko.
-    for xz in (out / "pkg/lib/modules").rglob("*.ko.xz"):
-        _run(["xz", "-d", str(xz)], f"xz -d {xz.name}")
-    for zs in (out / "pkg/lib/modules").rglob("*.ko.zst"):
-        _run(["zstd", "-q", "-d", "--rm", str(zs)], f"zstd -d {zs.name}")
+    if (out / "pkg/usr/lib/modules").is_dir() and not (out / "pkg/lib/modules").exists():
+        (out / "pkg/lib").mkdir(parents=True, exist_ok=True)
+        os.replace(out / "pkg/usr/lib/modules", out / "pkg/lib/modules")
+    xzs = [str(p) for p in (out / "pkg/lib/modules").rglob("*.ko.xz")]
+    for i in range(0, len(xzs), 200):
+        _run(["xz", "-d", *xzs[i:i + 200]], "xz -d modules")
+    zss = [str(p) for p in (out / "pkg/lib/modules").rglob("*.ko.zst")]
+    for i in range(0, len(zss), 200):
+        _run(["zstd", "-q", "-d", "--rm", *zss[i:i + 200]], "zstd -d modules")
     vmlinux = out / f"vmlinux-{rel}"
     os.replace(out / "pkg/usr/lib/debug/boot" / f"vmlinux-{rel}", vmlinux)
     os.replace(out / "pkg/usr/lib/debug/boot" / f"System.map-{rel}", out / "System.map")
