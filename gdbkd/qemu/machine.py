@@ -102,7 +102,7 @@ class Console:
 
 class Machine:
     def __init__(self, profile, kernel, initrd=None, nokaslr=False, gdb_port=None,
-                 append_extra="", cpu=None, memory=None, echo=None):
+                 append_extra="", cpu=None, memory=None, echo=None, extra_args=()):
         self.profile = profile
         self.kernel = kernel
         self.initrd = initrd
@@ -112,6 +112,7 @@ class Machine:
         self.cpu = cpu
         self.memory = memory
         self.echo = echo
+        self.extra_args = list(extra_args)   # more QEMU arguments (e.g. a dump disk)
         self.proc = None
         self.dir = None
         self.console = None
@@ -137,6 +138,7 @@ class Machine:
         if self.initrd:
             argv += ["-initrd", str(self.initrd)]
         argv += [self.profile.expand(a, "qemu.extra") for a in q.get("extra", [])]
+        argv += self.extra_args
         return argv
 
     @property
