@@ -169,6 +169,7 @@ def ensure_kernel(profile, offline_ok=True) -> Kernel:
         # Resolved recently: do not ask the archive again on every run (speed, offline use).
         import time
         k = Kernel(**json.loads(pointer.read_text()))
+        k.make_vars = dict(kcfg.get("make_vars", {}))     # the profile, not the cached copy, decides
         fresh = time.time() - pointer.stat().st_mtime < 7 * 86400
         if fresh and Path(k.vmlinux).exists() and Path(k.image).exists():
             return k
@@ -178,6 +179,7 @@ def ensure_kernel(profile, offline_ok=True) -> Kernel:
     except GdbkdError as e:
         if pointer.exists():
             k = Kernel(**json.loads(pointer.read_text()))
+            k.make_vars = dict(kcfg.get("make_vars", {}))
             if Path(k.vmlinux).exists() and Path(k.image).exists():
                 progress(f"{e}; using the cached kernel {k.release}")
                 return k

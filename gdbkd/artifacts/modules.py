@@ -56,8 +56,12 @@ def build_module_dir(src, kernel) -> list:
             cmd.append(f"KCFLAGS=-fdebug-prefix-map={tmp}={src}")
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
-                lines = [l for l in (r.stderr + r.stdout).splitlines() if "error" in l.lower()]
-                first = (lines or (r.stderr + r.stdout).strip().splitlines() or ["make failed"])[0]
+                out_lines = (r.stderr + r.stdout).splitlines()
+                # the compiler's own diagnostic first, then "command not found", then make's
+                lines = [l for l in out_lines if "error:" in l] or \
+                        [l for l in out_lines if "not found" in l or "No such file" in l] or \
+                        [l for l in out_lines if "error" in l.lower()]
+                first = (lines or out_lines or ["make failed"])[0]
                 first = first.replace(str(tmp) + "/", "")
                 raise GdbkdError(f"module {src.name} does not build: {first.strip()}")
     kos = sorted(out.glob("*.ko"))

@@ -70,6 +70,9 @@ class Lab:
 
 _REQUIRED = ("number", "slug", "title", "module", "trigger", "expect")
 _KNOWN = {f.name for f in fields(Lab)} - {"dir"}
+_TYPES = {"number": int, "trigger": list, "hang_comms": list, "victim_comms": list,
+          "user_programs": list, "sysctl": dict}
+_TYPE_NAMES = {int: "an integer", list: "a list of strings", dict: "a table", str: "a string"}
 
 
 def _load(path: Path) -> Lab:
@@ -83,6 +86,11 @@ def _load(path: Path) -> Lab:
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
         raise GdbkdError(f"lab file {path}: unknown key {unknown[0]}")
+    for key, value in data.items():
+        want = _TYPES.get(key, str)
+        if not isinstance(value, want) or isinstance(value, bool) or \
+                (want is list and not all(isinstance(v, str) for v in value)):
+            raise GdbkdError(f"lab file {path}: {key} must be {_TYPE_NAMES[want]}")
     lab = Lab(dir=path.parent, **data)
     if lab.expect not in _EXPECT:
         raise GdbkdError(f"lab file {path}: expect must be one of {', '.join(_EXPECT)}")

@@ -13,7 +13,6 @@
 """
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -71,6 +70,26 @@ def test_get_lab_by_number_slug_or_dir_and_unknown():
     for bad in (0, 9, "nope", ""):
         with pytest.raises(GdbkdError, match="unknown lab"):
             get_lab(bad)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("change, message", [
+    ("number = \"1\"", "number must be an integer"),
+    ("colour = \"red\"", "unknown key colour"),
+    ("expect = \"panic\"", "expect must be one of"),
+    ("fault_function = \"\"", "needs fault_function"),
+    ("trigger = [1]", "trigger must be a list of strings"),
+    ("user_programs = [\"missing.c\"]", "user program missing.c not found"),
+])
+def test_bad_lab_file_is_one_clear_error(tmp_path, change, message):
+    from gdbkd.labs import _load
+    text = (get_lab(1).dir / "lab.toml").read_text()
+    key = change.split(" =")[0]
+    lines = [l for l in text.splitlines() if not l.startswith(key + " =")] + [change]
+    (tmp_path / "lab.toml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(GdbkdError, match=message) as e:
+        _load(tmp_path / "lab.toml")
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.unit

@@ -149,6 +149,13 @@ static int lab7_flush_fn(void *unused)
 
 /* --- victims ----------------------------------------------------------- */
 
+/*
+ * A victim asks for its lock only once someone is already queued on it, so
+ * the wait lists have a fixed order.  struct mutex and struct semaphore have
+ * had a wait_list since long before 5.10 (not under PREEMPT_RT, where a mutex
+ * is an rt_mutex; Debian's cloud kernels are not RT).
+ */
+
 static bool lab7_mutex_has_waiters(struct mutex *m)
 {
 	return !list_empty(&m->wait_list);

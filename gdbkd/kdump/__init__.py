@@ -1,0 +1,192 @@
+"""Real in-guest kdump: ``kexec -p`` a capture kernel, ``makedumpfile -c -d 31`` from it.
+
+This is the crash-dump flow of a real machine, run inside the QEMU guest:
+
+1. the first kernel boots with ``crashkernel=256M`` (a reserved region for the
+   capture kernel); its initramfs rc loads the same Image with
+   ``kexec -p Image --initrd capture.img --append "... maxcpus=1 reset_devices"``;
+2. the caller's rc and trigger commands run; a panic (an oops or a hung-task
+   report also panic: see :mod:`.guest`) makes the kernel save each CPU's
+   registers and jump into the capture kernel (``crash_kexec``);
+3. the capture kernel boots from the reserved region with the capture
+   initramfs, sees the crashed kernel's memory as /proc/vmcore, loads
+   virtio-mmio/virtio-blk and writes ``makedumpfile -F -c -d 31 /proc/vmcore``
+   (flattened, zlib, free/cache/user/zero pages excluded) straight to the raw
+   virtio disk, then powers off (QEMU runs with ``-no-reboot`` and exits);
+4. the host copies the flattened stream off the disk image into the output
+   file (under a temporary name, renamed when complete). gdbkd reads the
+   flattened format directly (``gdbkd core OUT VMLINUX``); ``makedumpfile -R``
+   turns it into a regular kdump file for other tools.
+
+Tools: Debian bookworm's kexec-tools 2.0.25 and makedumpfile 1.7.2 (arm64)
+with their library closures, unpacked under ``~/.cache/gdbkd/tools``.
+Verified on Debian's 6.1 cloud kernel. makedumpfile 1.7.2 refuses kernels
+configured for 52-bit VAs (Debian's 6.12: "VA Bits 52 not supported").
+"""
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..cache import progress
+from ..errors import GdbkdError
+from . import guest
+from .flatcopy import copy_flattened
+from .tools import KEXEC, MAKEDUMPFILE, ensure_sysroot, guest_files
+
+__all__ = ["run_kdump", "kdump_sysrq", "SYSRQ_CRASH", "CRASHKERNEL", "capture_append"]
+
+#: Trigger commands that panic the guest through magic SysRq ('c': sysrq_handle_crash → panic).
+SYSRQ_CRASH = ["echo c > /proc/sysrq-trigger"]
+#: Memory reserved for the capture kernel (its Image, initramfs and run time).
+CRASHKERNEL = "256M"
+_LAST_LINES = 15
+
+
+def capture_append(profile) -> str:
+    """Command line of the capture kernel: the profile's console, one CPU, reset devices."""
+    base = profile.qemu.get("append", "console=ttyAMA0")
+    return f"{base} maxcpus=1 reset_devices"
+
+
+def _mem_bytes(mem: str) -> int:
+    s = str(mem).strip().upper().removesuffix("B")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if s and s[-1] in mult:
+        return int(float(s[:-1]) * mult[s[-1]])
+    return int(s) << 20           # QEMU's -m default unit is MiB
+
+
+def _fail(reason: str, machine=None):
+    lines = []
+    if machine is not None and machine.console is not None:
+        lines = [l.rstrip("\r") for l in machine.console.text().splitlines() if l.strip()]
+    msg = f"kdump: {reason}"
+    if lines:
+        msg += "\nlast console lines:\n" + "\n".join("  " + l for l in lines[-_LAST_LINES:])
+    return GdbkdError(msg)
+
+
+def _build_initrds(kernel, profile, files, rc, workdir: Path):
+    from ..artifacts.initramfs import ensure_base_initramfs, write_overlay
+    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+    kexec_root = ensure_sysroot(KEXEC[0])
+    mdf_root = ensure_sysroot(MAKEDUMPFILE[0])
+    modules = guest.module_closure(kernel.modules_dir, guest.CAPTURE_MODULES)
+    capture_files = dict(guest_files(mdf_root, MAKEDUMPFILE[1]))
+    capture_files.update(guest.capture_module_files(modules))
+    capture = write_overlay(base, capture_files, workdir / "capture.img",
+                            rc=guest.capture_rc(modules))
+    first_files = dict(guest_files(kexec_root, KEXEC[1]))
+    first_files[f"{guest.GUEST_DIR}/Image"] = Path(kernel.image)
+    first_files[f"{guest.GUEST_DIR}/capture.img"] = capture
+    clash = sorted(set(first_files) & set(files))
+    if clash:
+        raise GdbkdError(f"kdump: guest file {clash[0]} is used by the kdump setup")
+    first_files.update(files)
+    first_rc = guest.first_rc(capture_append(profile), guest.text_delta(kernel.vmlinux))
+    return write_overlay(base, first_files, workdir / "initrd.img", rc=first_rc + (rc or ""))
+
+
+def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout=300,
+              memory=None, echo=None) -> dict:
+    """Boot ``kernel``, crash it with ``trigger``, take a real kdump, copy it to ``out``.
+
+    ``files`` ({guest path: host path or bytes}) and ``rc`` (shell run before the
+    console shell starts) go into the first kernel's initramfs after the kdump
+    setup; each of ``trigger`` is then typed at the guest shell. Returns
+    ``{"path", "bytes", "records", "seconds": {phase: s}, "console"}``. Raises
+    GdbkdError (first line: what failed; then the last console lines) if the
+    capture kernel cannot be loaded, the guest does not crash, or no complete
+    dump is written within ``timeout`` seconds. QEMU is stopped on every path.
+    """
+    from ..qemu.machine import Machine
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise GdbkdError(f"kdump: directory {out.parent} does not exist")
+    if out.is_dir():
+        raise GdbkdError(f"kdump: {out} is a directory")
+    memory = memory or profile.qemu.get("memory", "1G")
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    secs = {}
+
+    def left():
+        return max(deadline - time.monotonic(), 0.1)
+
+    with tempfile.TemporaryDirectory(prefix="gdbkd-kdump-") as td:
+        td = Path(td)
+        initrd = _build_initrds(kernel, profile, files, rc, td)
+        secs["prepare"] = round(time.monotonic() - t0, 1)
+        disk = td / "dump.disk"
+        with open(disk, "wb") as f:                     # sparse: costs no space until written
+            f.truncate(_mem_bytes(memory) + (256 << 20))
+        m = Machine(profile, kernel, initrd, append_extra=f"crashkernel={CRASHKERNEL}",
+                    memory=memory, echo=echo,
+                    extra_args=["-drive", f"if=none,file={disk},format=raw,id=gdbkd-dump",
+                                "-device", "virtio-blk-device,drive=gdbkd-dump"])
+        try:
+            progress(f"kdump: booting {kernel.release} with crashkernel={CRASHKERNEL}")
+            t = time.monotonic()
+            m.start()
+            if not m.console.wait_for("GDBKD-READY", left()):
+                raise _fail("the guest did not reach its shell", m)
+            txt = m.console.text()
+            loaded = txt.split(guest.MARK_LOADED, 1)[1][:1] if guest.MARK_LOADED in txt else ""
+            if loaded != "1":
+                raise _fail("kexec -p did not load the capture kernel "
+                            "(/sys/kernel/kexec_crash_loaded is not 1)", m)
+            secs["boot_and_load"] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+            mark = m.console.mark()
+            for cmd in trigger:
+                m.console.send(cmd + "\n")
+                if m.console.wait_for("Starting crashdump kernel", 0.3, start=mark):
+                    break
+            if not m.console.wait_for("Starting crashdump kernel", left(), start=mark):
+                raise _fail("the guest did not crash (no 'Starting crashdump kernel')", m)
+            secs["trigger_to_crash"] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+            if not m.console.wait_for(guest.MARK_CAPTURE, left(), start=mark):
+                raise _fail("the capture kernel did not reach its initramfs", m)
+            secs["capture_boot"] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+            if not m.console.wait_for(guest.MARK_DONE, left(), start=mark):
+                raise _fail("makedumpfile did not finish in the capture kernel", m)
+            done = m.console.text(mark).split(guest.MARK_DONE, 1)[1]
+            status = done.split()[0] if done.split() else "?"
+            if status != "0":
+                raise _fail(f"makedumpfile failed in the capture kernel (exit status {status})", m)
+            secs["makedumpfile"] = round(time.monotonic() - t, 1)
+            try:
+                m.proc.wait(min(left(), 30))
+            except subprocess.TimeoutExpired:
+                pass               # powered off or not, the data is synced: stop() ends it
+            console = m.console.text()
+        finally:
+            m.stop()
+        t = time.monotonic()
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                stats = copy_flattened(disk, f)
+            os.replace(tmp, out)
+        except GdbkdError as e:
+            raise GdbkdError(f"kdump: {e}")
+        except OSError as e:
+            raise GdbkdError(f"kdump: cannot write {out}: {e.strerror or e}")
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        secs["copy_out"] = round(time.monotonic() - t, 1)
+    secs["total"] = round(time.monotonic() - t0, 1)
+    progress(f"kdump: {out} ({stats['bytes']} bytes) in {secs['total']} s")
+    return {"path": str(out), "bytes": stats["bytes"], "records": stats["records"],
+            "seconds": secs, "console": console}
+
+
+def kdump_sysrq(kernel, profile, out, timeout=300, **kw) -> dict:
+    """A kdump of a guest crashed with ``echo c > /proc/sysrq-trigger`` (for tests)."""
+    return run_kdump(kernel, profile, {}, "", SYSRQ_CRASH, out, timeout=timeout, **kw)
