@@ -52,40 +52,27 @@ not blocked on a lock are "blocked behind". --dot writes Graphviz DOT,
         return waitgraph.render_text(_unjson(data))
 
 
-def _hex(a):
-    return f"{a:#x}"
+def _conv(r, f):
+    """Map every task/lock address in an analysis result through f (int <-> hex string)."""
+    opt = lambda a: f(a) if a is not None else None
+    return {
+        "tasks": {f(a): v for a, v in r["tasks"].items()},
+        "locks": {f(a): dict(v, owners=[f(o) for o in v["owners"]], waiters=[f(w) for w in v["waiters"]])
+                  for a, v in r["locks"].items()},
+        "waits": {f(t): f(l) for t, l in r["waits"].items()},
+        "cycles": [{"tasks": [f(t) for t in c["tasks"]], "probable": c["probable"],
+                    "steps": [{"task": f(s["task"]), "waits_for": f(s["waits_for"]),
+                               "held_by": [f(o) for o in s["held_by"]]} for s in c["steps"]]}
+                   for c in r["cycles"]],
+        "victims": [{"task": f(v["task"]), "chain": [f(x) for x in v["chain"]]} for v in r["victims"]],
+        "blocked_behind": [{"task": f(b["task"]), "chain": [f(x) for x in b["chain"]],
+                            "end": opt(b["end"]), "end_kind": b["end_kind"]} for b in r["blocked_behind"]],
+    }
 
 
 def _jsonable(r):
-    return {
-        "tasks": {_hex(a): v for a, v in r["tasks"].items()},
-        "locks": {_hex(a): dict(v, owners=[_hex(o) for o in v["owners"]], waiters=[_hex(w) for w in v["waiters"]])
-                  for a, v in r["locks"].items()},
-        "waits": {_hex(t): _hex(l) for t, l in r["waits"].items()},
-        "cycles": [{"tasks": [_hex(t) for t in c["tasks"]], "probable": c["probable"],
-                    "steps": [{"task": _hex(s["task"]), "waits_for": _hex(s["waits_for"]),
-                               "held_by": [_hex(o) for o in s["held_by"]]} for s in c["steps"]]}
-                   for c in r["cycles"]],
-        "victims": [{"task": _hex(v["task"]), "chain": [_hex(x) for x in v["chain"]]} for v in r["victims"]],
-        "blocked_behind": [{"task": _hex(b["task"]), "chain": [_hex(x) for x in b["chain"]],
-                            "end": _hex(b["end"]) if b["end"] else None, "end_kind": b["end_kind"]}
-                           for b in r["blocked_behind"]],
-    }
+    return _conv(r, lambda a: f"{a:#x}")
 
 
 def _unjson(d):
-    h = lambda s: int(s, 16)
-    return {
-        "tasks": {h(a): v for a, v in d["tasks"].items()},
-        "locks": {h(a): dict(v, owners=[h(o) for o in v["owners"]], waiters=[h(w) for w in v["waiters"]])
-                  for a, v in d["locks"].items()},
-        "waits": {h(t): h(l) for t, l in d["waits"].items()},
-        "cycles": [{"tasks": [h(t) for t in c["tasks"]], "probable": c["probable"],
-                    "steps": [{"task": h(s["task"]), "waits_for": h(s["waits_for"]),
-                               "held_by": [h(o) for o in s["held_by"]]} for s in c["steps"]]}
-                   for c in d["cycles"]],
-        "victims": [{"task": h(v["task"]), "chain": [h(x) for x in v["chain"]]} for v in d["victims"]],
-        "blocked_behind": [{"task": h(b["task"]), "chain": [h(x) for x in b["chain"]],
-                            "end": h(b["end"]) if b["end"] else None, "end_kind": b["end_kind"]}
-                           for b in d["blocked_behind"]],
-    }
+    return _conv(d, lambda s: int(s, 16))

@@ -124,6 +124,11 @@ def format_panic(fmt: bytes, args) -> str:
     return "".join(out)
 
 
+def _exception_regs(regs_addr):
+    r = read_pt_regs(regs_addr)
+    return {"pt_regs": regs_addr, "registers": r, "fault_pc": r["pc"], "fault_function": symbolize(r["pc"])}
+
+
 def find_trap():
     """Return a dict describing the trap the selected thread is stopped in, or None."""
     try:
@@ -153,11 +158,7 @@ def find_trap():
         if err is not None:
             t["esr"] = err & 0xFFFFFFFF
         if regs:
-            r = read_pt_regs(regs)
-            t["pt_regs"] = regs
-            t["registers"] = r
-            t["fault_pc"] = r["pc"]
-            t["fault_function"] = symbolize(r["pc"])
+            t.update(_exception_regs(regs))
     elif name in ("panic", "vpanic", "nmi_panic"):
         regname = "x1" if name == "nmi_panic" else "x0"
         fmt = _int_arg(f, "fmt", regname)
@@ -172,11 +173,7 @@ def find_trap():
     else:
         regs = _int_arg(f, "regs", "x0")
         if regs:
-            r = read_pt_regs(regs)
-            t["pt_regs"] = regs
-            t["registers"] = r
-            t["fault_pc"] = r["pc"]
-            t["fault_function"] = symbolize(r["pc"])
+            t.update(_exception_regs(regs))
     for reg, key in (("$FAR_EL1", "far"), ("$ESR_EL1", "esr_el1")):
         try:
             t[key] = int(gdb.parse_and_eval(reg)) & 0xFFFFFFFFFFFFFFFF

@@ -105,41 +105,6 @@ class _Guest:
         self._logf.close()
 
 
-def _qmp(path: Path, *commands, timeout=300):
-    """Send QMP commands in order; return the list of their replies."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    for _ in range(100):
-        try:
-            s.connect(str(path))
-            break
-        except (FileNotFoundError, ConnectionRefusedError):
-            time.sleep(0.05)
-    f = s.makefile("rwb")
-
-    def recv():
-        while True:
-            line = f.readline()
-            if not line:
-                raise GdbkdError("QMP connection closed")
-            msg = json.loads(line)
-            if "event" in msg:
-                continue
-            return msg
-
-    recv()  # greeting
-    out = []
-    for cmd in ({"execute": "qmp_capabilities"},) + commands:
-        f.write(json.dumps(cmd).encode() + b"\n")
-        f.flush()
-        r = recv()
-        if "error" in r:
-            raise GdbkdError(f"QMP {cmd['execute']}: {r['error'].get('desc')}")
-        out.append(r)
-    s.close()
-    return out[1:]
-
-
 def _align_overlay(initrd: Path, base_len: int):
     """Pad the gzip'd base so the appended newc archive starts 4-byte aligned.
 
@@ -182,11 +147,14 @@ def _make_dumps(kernel, profile, memory: str, out: Path):
             g.send("echo c > /proc/sysrq-trigger")
             g.wait_for("end Kernel panic", 60)
             time.sleep(0.5)
-            for fmt, name in (("elf", "vmcore.elf"), ("kdump-zlib", "vmcore.kdump-zlib")):
-                progress(f"dump-guest-memory {fmt}")
-                _qmp(qmp, {"execute": "dump-guest-memory",
-                           "arguments": {"paging": False, "protocol": f"file:{out / name}",
-                                         "format": fmt}})
+            from ..qemu.qmp import Qmp
+            q = Qmp(qmp)
+            try:
+                for fmt, name in (("elf", "vmcore.elf"), ("kdump-zlib", "vmcore.kdump-zlib")):
+                    progress(f"dump-guest-memory {fmt}")
+                    q.dump(str(out / name), fmt)
+            finally:
+                q.close()
             log = g.text()
         finally:
             g.stop()

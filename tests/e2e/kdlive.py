@@ -61,12 +61,7 @@ json.dump(res, open(spec["out"], "w"))
 """
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from gdbkd.qemu.machine import free_port  # noqa: E402  (one implementation)
 
 
 class Guest:
