@@ -152,7 +152,16 @@ def _fix_paths_after_rename(tmp: Path, final: Path):
 
 
 def ensure_kernel(profile, offline_ok=True) -> Kernel:
-    """Return the profile's kernel artifacts, fetching and unpacking them if needed."""
+    """Return the profile's kernel artifacts, fetching and unpacking them if needed, with
+    the profile's module toolchain applied (``[kernel] toolchain``, e.g. trixie-gcc-14)."""
+    k = _ensure_kernel(profile, offline_ok)
+    if profile.kernel.get("toolchain"):
+        from .toolchain import apply_toolchain
+        apply_toolchain(k, profile.kernel["toolchain"])
+    return k
+
+
+def _ensure_kernel(profile, offline_ok=True) -> Kernel:
     kcfg = profile.kernel
     if kcfg.get("source") == "local":
         k = Kernel(release=kcfg.get("release", profile.series),

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..cache import cache_root, atomic_dir, progress
+from ..cache import cache_root, atomic_dir, progress, key_of
 from ..errors import GdbkdError
 
 __all__ = ["build_module_dir", "module_name_of"]
@@ -43,7 +43,8 @@ def build_module_dir(src, kernel) -> list:
         raise GdbkdError(f"module source {src} has no Kbuild or Makefile")
     if not kernel.kdir or not Path(kernel.kdir).is_dir():
         raise GdbkdError(f"no kernel headers for {kernel.release}: cannot build {src.name}")
-    out = cache_root() / "modules" / f"{src.name}-{kernel.release}-{_tree_hash(src)}"
+    tool_key = key_of(sorted(kernel.make_vars.items()), kernel.make_prefix)   # a new compiler rebuilds
+    out = cache_root() / "modules" / f"{src.name}-{kernel.release}-{_tree_hash(src)}-{tool_key[:8]}"
     if not out.exists():
         progress(f"building module {src.name} for {kernel.release}")
         with atomic_dir(out) as tmp:

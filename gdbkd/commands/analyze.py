@@ -45,8 +45,11 @@ kernel log lines (default 12). Same output live and on dumps."""
         if args.log:
             try:
                 from ..kernel import printk
-                recs = printk.log_records() if hasattr(printk, "log_records") else []
-                data["log"] = [escape(r["text"] if isinstance(r, dict) else str(r)) for r in recs[-args.log:]]
+                lines = []
+                for r in printk.records()[-args.log:]:
+                    for line in r.text.decode("utf-8", "replace").splitlines():
+                        lines.append(f"[{r.ts_nsec // 1000000000:5d}.{r.ts_nsec // 1000 % 1000000:06d}] {escape(line)}")
+                data["log"] = lines[-args.log:]
             except Exception:
                 pass
         return data

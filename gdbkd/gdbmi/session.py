@@ -18,6 +18,7 @@ from pathlib import Path
 from pygdbmi.gdbmiparser import parse_response
 
 from ..errors import GdbkdError
+from ..procutil import die_with_parent
 
 __all__ = ["GdbSession", "GdbDied", "KD_PY", "GDB"]
 
@@ -44,7 +45,7 @@ class GdbSession:
         self.proc = subprocess.Popen(
             [GDB, "--nx", "--quiet", "--interpreter=mi3", "-iex", "set auto-load no"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=e, start_new_session=True, bufsize=0)
+            env=e, start_new_session=True, bufsize=0, preexec_fn=die_with_parent)
         self.tokens = itertools.count(100)
         self.results = {}
         self.cond = threading.Condition()

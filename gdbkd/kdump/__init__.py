@@ -25,6 +25,7 @@ configured for 52-bit VAs (Debian's 6.12: "VA Bits 52 not supported").
 """
 
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -32,17 +33,20 @@ from pathlib import Path
 
 from ..cache import progress
 from ..errors import GdbkdError
+from ..textutil import escape
 from . import guest
 from .flatcopy import copy_flattened
 from .tools import KEXEC, MAKEDUMPFILE, ensure_sysroot, guest_files
 
-__all__ = ["run_kdump", "kdump_sysrq", "SYSRQ_CRASH", "CRASHKERNEL", "capture_append"]
+__all__ = ["run_kdump", "kdump_sysrq", "check_kernel", "capture_append", "SYSRQ_CRASH",
+           "CRASHKERNEL"]
 
 #: Trigger commands that panic the guest through magic SysRq ('c': sysrq_handle_crash → panic).
 SYSRQ_CRASH = ["echo c > /proc/sysrq-trigger"]
 #: Memory reserved for the capture kernel (its Image, initramfs and run time).
 CRASHKERNEL = "256M"
 _LAST_LINES = 15
+MAKEDUMPFILE_VERSION = "1.7.2"      # Debian bookworm's
 
 
 def capture_append(profile) -> str:
@@ -59,14 +63,48 @@ def _mem_bytes(mem: str) -> int:
     return int(s) << 20           # QEMU's -m default unit is MiB
 
 
+def _done_status(console, mark, wait=10.0):
+    """makedumpfile's exit status from the capture rc's DONE line (once the line is complete)."""
+    pat = re.compile(re.escape(guest.MARK_DONE) + r"(\d+)\r?\n")
+    end = time.monotonic() + wait
+    while True:
+        mt = pat.search(console.text(mark))
+        if mt or time.monotonic() > end:
+            return mt.group(1) if mt else "?"
+        time.sleep(0.05)
+
+
 def _fail(reason: str, machine=None):
     lines = []
     if machine is not None and machine.console is not None:
         lines = [l.rstrip("\r") for l in machine.console.text().splitlines() if l.strip()]
     msg = f"kdump: {reason}"
     if lines:
-        msg += "\nlast console lines:\n" + "\n".join("  " + l for l in lines[-_LAST_LINES:])
+        # guest output: control characters escaped before they reach a terminal
+        msg += "\nlast console lines:\n" + "\n".join("  " + escape(l) for l in lines[-_LAST_LINES:])
     return GdbkdError(msg)
+
+
+def check_kernel(kernel):
+    """Raise GdbkdError unless ``kernel``'s config allows this kdump flow.
+
+    Needs CONFIG_KEXEC (kexec_load(2); the 6.1 cloud kernel has no KEXEC_FILE)
+    and CONFIG_CRASH_DUMP (/proc/vmcore in the capture kernel). makedumpfile
+    1.7.2 rejects kernels built for 52-bit VAs (Debian's 6.12 cloud kernel).
+    """
+    try:
+        cfg = Path(kernel.config).read_text(errors="replace") if kernel.config else ""
+    except OSError:
+        cfg = ""
+    if not cfg:
+        return                  # no config to check: let the guest report what fails
+    for opt in ("CONFIG_KEXEC", "CONFIG_CRASH_DUMP"):
+        if f"\n{opt}=y" not in "\n" + cfg:
+            raise GdbkdError(f"kdump: {kernel.release} is built without {opt}: use a QEMU dump "
+                             f"(--dump) instead")
+    if "\nCONFIG_ARM64_VA_BITS=52" in "\n" + cfg:
+        raise GdbkdError(f"kdump: makedumpfile {MAKEDUMPFILE_VERSION} does not support "
+                         f"{kernel.release} (52-bit VA kernel): use a QEMU dump (--dump) instead")
 
 
 def _build_initrds(kernel, profile, files, rc, workdir: Path):
@@ -108,6 +146,7 @@ def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout
         raise GdbkdError(f"kdump: directory {out.parent} does not exist")
     if out.is_dir():
         raise GdbkdError(f"kdump: {out} is a directory")
+    check_kernel(kernel)
     memory = memory or profile.qemu.get("memory", "1G")
     t0 = time.monotonic()
     deadline = t0 + timeout
@@ -155,8 +194,7 @@ def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout
             t = time.monotonic()
             if not m.console.wait_for(guest.MARK_DONE, left(), start=mark):
                 raise _fail("makedumpfile did not finish in the capture kernel", m)
-            done = m.console.text(mark).split(guest.MARK_DONE, 1)[1]
-            status = done.split()[0] if done.split() else "?"
+            status = _done_status(m.console, mark)
             if status != "0":
                 raise _fail(f"makedumpfile failed in the capture kernel (exit status {status})", m)
             secs["makedumpfile"] = round(time.monotonic() - t, 1)

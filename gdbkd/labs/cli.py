@@ -50,12 +50,27 @@ def lab_run(lab_id, kernel, mode, dump, dump_format, kdump, batch, as_json, ex, 
     from ..artifacts.kernel import ensure_kernel
     from ..qemu.profiles import load_profile
     from ..live import LiveOptions, run_session
-    if kdump:
-        raise GdbkdError("--kdump (in-guest kexec + makedumpfile) is not implemented yet; use --dump")
+    if kdump and dump:
+        raise GdbkdError("--kdump and --dump are exclusive: pick one")
     the_lab = get_lab(int(lab_id) if lab_id.isdigit() else lab_id)
     profile = KERNELS[kernel]
     k = ensure_kernel(load_profile(profile))
     files = build_lab(the_lab, k)
+    if kdump:
+        from pathlib import Path
+        from ..kdump import run_kdump
+        res = run_kdump(k, load_profile(profile), files, lab_rc(the_lab), list(the_lab.trigger),
+                        Path(kdump), timeout=max(timeout, 300.0))
+        res.pop("console")
+        mods = sorted({str(p.parent) for p in files.values() if str(p).endswith(".ko")})
+        if as_json:
+            click.echo(json.dumps(res))
+        else:
+            click.echo(f"gdbkd: kdump of lab {the_lab.number} written to {res['path']} "
+                       f"({res['bytes']} bytes, {res['seconds']['total']} s); open it with: "
+                       f"gdbkd core {res['path']} {k.vmlinux}"
+                       + "".join(f" --modules-dir {m}" for m in mods), err=True)
+        sys.exit(0)
     stop_on = []
     if the_lab.expect == "hang":
         stop_on = [rf"task {re.escape(c)}:\d+ blocked for more than" for c in the_lab.hang_comms]

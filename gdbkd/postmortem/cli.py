@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import GdbkdError
+from ..procutil import die_with_parent
 
 __all__ = ["register", "core_gdb_argv"]
 
@@ -50,7 +51,7 @@ def core(dump, vmlinux, batch, ex, modules_dir):
     argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir)
     env = dict(os.environ, GDBKD_PATH=str(KD_PY.parents[1]))
     if batch:
-        r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL)
+        r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         sys.exit(r.returncode)
     os.execvpe(argv[0], argv, env)
 

@@ -234,14 +234,23 @@ class Dump:
 
     @property
     def crashed_cpu(self):
-        """The CPU that panicked (``panic_cpu``), or None when the dump is not of a panic."""
+        """The CPU that panicked (``panic_cpu``), or None when the dump is not of a panic.
+
+        A dump taken while gdb held the guest at a ``panic``/``die``/``crash_kexec``
+        breakpoint (gdbkd run --dump-on-crash) has no panic_cpu yet: then the CPU whose
+        saved pc sits at the entry of one of those functions is the crashing one."""
         if self.offsets is None:
             return None
         a = self.sym("panic_cpu")
-        if a is None:
-            return None
-        v = self.i32(a)
-        return v if v >= 0 else None
+        v = self.i32(a) if a is not None else -1
+        if v >= 0:
+            return v
+        traps = [t for t in (self.sym(n) for n in ("die", "panic", "vpanic", "crash_kexec", "__crash_kexec"))
+                 if t is not None]
+        for cpu, st in sorted(self.cpu_notes().items()):
+            if any(t <= st.pc < t + 0x80 for t in traps):
+                return cpu
+        return None
 
     @property
     def crashed_thread(self):

@@ -28,7 +28,7 @@ from ..errors import GdbkdError
 
 __all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
 
-OFFSETS_VERSION = 5
+OFFSETS_VERSION = 6
 
 _FIELDS = {
     "task.tasks": ("struct task_struct", "tasks"),
@@ -61,7 +61,9 @@ _SIZES = {
 }
 _SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
             "__cpu_online_mask", "__cpu_present_mask", "nr_cpu_ids", "linux_banner", "_text", "_stext", "_end",
-            "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack"]
+            "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack",
+            # trap entry points: which CPU stopped in one when panic_cpu is not set yet
+            "panic", "vpanic", "die", "crash_kexec", "__crash_kexec"]
 
 _SCRIPT = r"""
 import gdb, json

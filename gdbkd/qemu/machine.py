@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import GdbkdError
+from ..procutil import die_with_parent
 
 __all__ = ["Machine", "free_port", "check_port_free", "Console"]
 
@@ -156,7 +157,7 @@ class Machine:
             self.gdb_port = free_port()
         log = open(f"{self.dir}/qemu.log", "wb")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         log.close()
         sock = None
         deadline = time.monotonic() + 15
