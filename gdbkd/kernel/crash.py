@@ -129,6 +129,43 @@ def _exception_regs(regs_addr):
     return {"pt_regs": regs_addr, "registers": r, "fault_pc": r["pc"], "fault_function": symbolize(r["pc"])}
 
 
+_OOPS_RE = re.compile(r"(Unable to handle kernel .*|Internal error: .*|kernel BUG at .*|"
+                      r"Kernel panic - not syncing: .*)")
+
+
+def is_postmortem() -> bool:
+    """True on a dump (gdbkd's stub, or a core file from gdbkd convert), False live."""
+    try:
+        conn = gdb.selected_inferior().connection
+    except AttributeError:
+        return False
+    if conn is None:
+        return False
+    if conn.type == "core":
+        return True
+    return "gdbkd.stub" in (getattr(conn, "details", "") or "")
+
+
+def trap_from_log():
+    """The last oops/BUG/panic line of the kernel log, for dumps whose crashed thread
+    starts at the faulting pc (kdump after an oops: crash_kexec got the oops' pt_regs)."""
+    try:
+        from . import printk
+        recs = printk.records()
+    except Exception:
+        return None
+    best = {}
+    for r in recs[-400:]:
+        for line in r.text.decode("utf-8", "replace").splitlines():
+            m = _OOPS_RE.search(line)
+            if m:
+                rank = 0 if m.group(1).startswith(("Unable", "kernel BUG")) else \
+                    1 if m.group(1).startswith("Internal") else 2
+                best[rank] = m.group(1)
+    msg = best[min(best)] if best else None
+    return msg
+
+
 def find_trap():
     """Return a dict describing the trap the selected thread is stopped in, or None."""
     try:
@@ -148,7 +185,14 @@ def find_trap():
     else:
         f = None
     if f is None:
-        return None
+        msg = trap_from_log() if is_postmortem() else None
+        if msg is None:
+            return None
+        # no trap frame but the log has the oops: the selected thread starts at the fault
+        pc = gdb.newest_frame().pc() & 0xFFFFFFFFFFFFFFFF
+        kind = "panic" if msg.startswith("Kernel panic") else "die"
+        return {"trap": kind, "frame": 0, "message": escape(msg), "from_log": True,
+                "fault_pc": pc, "fault_function": symbolize(pc)}
     t = {"trap": name, "frame": f.level()}
     if name == "die":
         s = _int_arg(f, "str", "x0")

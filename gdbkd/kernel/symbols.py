@@ -15,7 +15,29 @@ __all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vm
 _offset = 0
 
 
+_link_text = {}
+
+
+def _elf_symbol(path: str, name: str):
+    key = (path, name)
+    if key not in _link_text:
+        from elftools.elf.elffile import ELFFile
+        with open(path, "rb") as f:
+            st = ELFFile(f).get_section_by_name(".symtab")
+            syms = st.get_symbol_by_name(name) if st else None
+            _link_text[key] = syms[0]["st_value"] if syms else None
+    return _link_text[key]
+
+
 def current_offset() -> int:
+    """The offset the vmlinux symbols are loaded at now: gdb's &_text minus _text's
+    link address in the file (whoever loaded them: gdbkd, `symbol-file -o`, the user)."""
+    try:
+        link = _elf_symbol(vmlinux_path(), "_text")
+        if link is not None:
+            return int(gdb.parse_and_eval("(unsigned long)&_text")) - link
+    except (gdb.error, OSError):
+        pass
     return _offset
 
 
@@ -64,7 +86,8 @@ def live_vbar_offset():
 def relocate(offset: int):
     """Reload the vmlinux symbols at ``offset`` from the link address (absolute)."""
     global _offset
-    if offset == _offset:
+    if offset == current_offset():
+        _offset = offset
         return False
     path = vmlinux_path()
     gdb.execute(f"symbol-file -o {offset:#x} {path}", to_string=True)

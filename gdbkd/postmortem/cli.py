@@ -21,12 +21,18 @@ def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=()):
     from . import open_dump
     d = open_dump(dump, vmlinux)          # one-line errors before gdb starts
     off = d.kaslr_offset or 0
+    release = d.osrelease
     d.close()
+    # the kernel's own modules (unpacked by gdbkd fetch) come with their symbols
+    from ..cache import cache_root
+    kmods = sorted((cache_root() / "kernels").glob(f"{release}-*/pkg/lib/modules/{release}")) if release else []
+    modules_dirs = list(modules_dirs) + [str(p) for p in kmods[:1]]
     stub = f"{shlex.quote(sys.executable)} -m gdbkd.stub {shlex.quote(os.path.abspath(dump))} " \
            f"{shlex.quote(os.path.abspath(vmlinux))}"
     argv = ["gdb-multiarch", "-nx", "-q", "-iex", "set auto-load no", "-iex", "set pagination off",
             "-iex", "set confirm off", "-ex", "set architecture aarch64",
-            "-ex", f"symbol-file {vmlinux}"]
+            "-ex", f"symbol-file -o {off:#x} {vmlinux}" if off else f"symbol-file {vmlinux}",
+            "-ex", f"exec-file {vmlinux}"]
     argv += ["-ex", f"target remote | {stub}", "-ex", f"source {KD_PY}",
              "-ex", f"kd symbols --offset {off:#x} --no-check" + "".join(f" --modules-dir {shlex.quote(m)}" for m in modules_dirs),
              "-ex", "kd analyze"]

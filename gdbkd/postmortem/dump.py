@@ -248,7 +248,8 @@ class Dump:
         traps = [t for t in (self.sym(n) for n in ("die", "panic", "vpanic", "crash_kexec", "__crash_kexec"))
                  if t is not None]
         for cpu, st in sorted(self.cpu_notes().items()):
-            if any(t <= st.pc < t + 0x80 for t in traps):
+            # gdb (DWARF) puts the symbol after the patchable-entry NOPs: allow a little before it
+            if any(t - 0x10 <= st.pc < t + 0x80 for t in traps):
                 return cpu
         return None
 
