@@ -262,7 +262,7 @@ def gather():
                 if by_code:
                     taken = dict(by_code)
                     owners = list(dict.fromkeys(owners + [a for a, _ in by_code]))
-                    detail += "; holder found by its code (see taken_at)"
+                    detail += "; holder found by its code"
                     probable = False
                 else:
                     owners = list(dict.fromkeys(owners + _holders_by_stack(ctx, lock, set(waiters))))

@@ -17,7 +17,19 @@ def _labs():
 
 @pytest.mark.parametrize("lab", _labs(), ids=lambda l: f"lab{l.number}-{l.slug}")
 def test_lab_reaches_expected_end_state(lab, kernel61, no_leftover_qemu):
-    r = gdbkd("lab", "run", str(lab.number), "--batch", "--json", "--timeout", "150", timeout=400)
+    _run_and_check(lab, "6.1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", ["5.10", "6.12"])
+@pytest.mark.parametrize("lab", _labs(), ids=lambda l: f"lab{l.number}-{l.slug}")
+def test_lab_on_other_kernels(lab, kernel, no_leftover_qemu):
+    _run_and_check(lab, kernel)
+
+
+def _run_and_check(lab, kernel):
+    r = gdbkd("lab", "run", str(lab.number), "--kernel", kernel, "--batch", "--json", "--timeout", "150",
+              timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout.strip().splitlines()[-1])
     trap = rep["report"]["trap"]
