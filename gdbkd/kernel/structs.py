@@ -14,22 +14,14 @@ structs differ (e.g. ``task_struct.state`` → ``__state`` in 5.14).
 
 import gdb
 
-from .types import lookup_type, read_bytes
+from .types import cache_per_symbols, lookup_type, read_bytes
 
 __all__ = ["StructLayout", "Member", "layout"]
 
 _layouts = {}
 
 
-def _clear(_event=None):
-    _layouts.clear()
-
-
-gdb.events.new_objfile.connect(_clear)
-try:
-    gdb.events.clear_objfiles.connect(_clear)
-except AttributeError:
-    pass
+_clear = cache_per_symbols(_layouts)
 
 
 def layout(typename: str, paths) -> "StructLayout":

@@ -15,7 +15,7 @@ import re
 
 import gdb
 
-from .types import try_symbol_address
+from .types import cache_per_symbols, try_symbol_address
 from .snapshot import memo
 
 __all__ = ["Sym", "lookup", "describe", "is_text", "text_ranges", "module_ranges",
@@ -25,15 +25,7 @@ _cache = {}
 _INFO_RE = re.compile(r"^(\S+?)(?: \+ (\d+))? in section (\S+)(?: of (.+))?$")
 
 
-def _clear(_event=None):
-    _cache.clear()
-
-
-gdb.events.new_objfile.connect(_clear)
-try:
-    gdb.events.clear_objfiles.connect(_clear)
-except AttributeError:
-    pass
+_clear = cache_per_symbols(_cache)
 
 
 class Sym:

@@ -6,7 +6,7 @@ Type lookups are cached per name and dropped on ``gdb.events.new_objfile``
 
 import gdb
 
-__all__ = ["lookup_type", "has_field", "container_of", "read_ulong", "read_u32",
+__all__ = ["cache_per_symbols", "lookup_type", "has_field", "container_of", "read_ulong", "read_u32",
            "read_bytes", "read_cstring", "ulong_type", "ptr_size", "symbol_address",
            "try_symbol_address", "field_offset"]
 
@@ -14,16 +14,21 @@ _types = {}
 _offsets = {}
 
 
-def _clear(_event=None):
-    _types.clear()
-    _offsets.clear()
+def cache_per_symbols(*caches):
+    """Empty these dicts whenever symbol files change (a new objfile — a module's
+    symbols, a KASLR reload — may define or move what they cache)."""
+    def _clear(_event=None):
+        for c in caches:
+            c.clear()
+    gdb.events.new_objfile.connect(_clear)
+    try:
+        gdb.events.clear_objfiles.connect(_clear)
+    except AttributeError:
+        pass
+    return _clear
 
 
-gdb.events.new_objfile.connect(_clear)
-try:
-    gdb.events.clear_objfiles.connect(_clear)
-except AttributeError:
-    pass
+cache_per_symbols(_types, _offsets)
 
 
 def lookup_type(name: str) -> gdb.Type:
