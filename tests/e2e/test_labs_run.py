@@ -46,3 +46,41 @@ def _run_and_check(lab, kernel):
         assert "interrupted after the console showed" in rep["stopped"]
         blocked = set(re.findall(r"task (\S+):\d+ blocked for more than", rep["console"]))
         assert blocked == set(lab.hang_comms) | set(lab.victim_comms)
+
+
+FIND_DEAD = r"""
+import gdb
+from gdbkd.kernel import crash
+regs = crash.find_trap()["registers"]
+for name, v in regs.items():
+    if v >> 48 != 0xffff:
+        continue
+    try:
+        s = gdb.parse_and_eval(f"*(struct lab2_session *){v:#x}")
+        if str(s["state"]) == "LAB2_DEAD" and int(s["node"]["next"]) & (2**64 - 1) == 0xdead000000000100:
+            print(f"DEAD-ENTRY {v:#x} in {name}")
+            try:
+                # crash's convention: START is the entry, -o says where its list_head is
+                gdb.execute(f"kd list -o lab2_session.node -s lab2_session.id,state {v:#x}")
+            except gdb.error as e:       # kd list ends the walk at the poison with an error
+                print(f"ERROR {e}")
+            break
+    except gdb.error:
+        continue
+"""
+
+
+def test_kd_list_reports_the_poison_on_lab2(tmp_path, kernel61, no_leftover_qemu):
+    """At lab 2's oops the head walk is clean (list_del() unlinked the entry), and walking
+    from the deleted entry the walk's registers still hold stops at LIST_POISON1."""
+    script = tmp_path / "find_dead.py"
+    script.write_text(FIND_DEAD)
+    r = gdbkd("lab", "run", "2", "--batch", "--json", "--timeout", "150",
+              "-ex", "kd list -H -o lab2_session.node -s lab2_session.id,state lab2_sessions",
+              "-ex", f"source {script}", timeout=400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    head_walk, dead_walk = rep["ex"][0]["output"], rep["ex"][1]["output"]
+    assert "LIST_POISON" not in head_walk and "LAB2_DEAD" not in head_walk
+    assert "DEAD-ENTRY" in dead_walk, dead_walk
+    assert "LIST_POISON1" in dead_walk and "0xdead000000000100" in dead_walk, dead_walk
