@@ -46,7 +46,39 @@ def symbolize(pc: int) -> str:
     return f"{pc:#x}"
 
 
+def _frame_record_frames(limit):
+    """The selected thread's frames from kd's frame-record unwinder (strips pointer-auth
+    signatures from return addresses, which gdb 13 on QEMU 7.2 cannot do)."""
+    from . import tasks, stack
+    task, regs = tasks.thread_task()
+    u = stack.unwind_task(task, regs, max_frames=limit)
+    rng = entry_text_range()
+    out = []
+    for f in u.frames:
+        s = f.sym(want_line=True)
+        out.append({"level": f.level, "pc": f.pc, "function": escape(f.name or s.name or hex(f.pc)),
+                    "file": s.file, "line": s.line,
+                    "exception": bool(rng and rng[0] <= f.pc < rng[1]), "unwinder": "frame records"})
+    return out
+
+
+def _looks_signed(pc: int) -> bool:
+    """A kernel return address still carrying a pointer-auth signature: kernel text has
+    all top bits set (48-bit VA), a signed one has the PAC in bits 48..63 (bit 55 aside)."""
+    return pc >> 48 != 0xFFFF
+
+
 def frames(limit=64):
+    out = _gdb_frames(limit)
+    if any(_looks_signed(f["pc"]) for f in out):
+        try:
+            return _frame_record_frames(limit)
+        except Exception:
+            pass
+    return out
+
+
+def _gdb_frames(limit=64):
     out = []
     try:
         f = gdb.newest_frame()
