@@ -266,8 +266,13 @@ def run_session(opts: LiveOptions) -> int:
             result["gdb_port"] = m.gdb_port
             if not m.console.wait_for(profile.guest.get("ready", READY_MARKER), opts.boot_timeout):
                 raise GdbkdError("the guest did not reach its shell; console:\n" + _console_tail(m))
-            g, sym_out = _setup_gdb(kernel.vmlinux, f"127.0.0.1:{m.gdb_port}", mod_dirs,
-                                    os.path.join(m.dir, "gdb.log"))
+            try:
+                g, sym_out = _setup_gdb(kernel.vmlinux, f"127.0.0.1:{m.gdb_port}", mod_dirs,
+                                        os.path.join(m.dir, "gdb.log"))
+            except GdbkdError:
+                if not m.alive():
+                    raise GdbkdError("QEMU exited while gdb was attaching; console:\n" + _console_tail(m))
+                raise
             if not opts.json:
                 progress("gdb attached: " + " | ".join(l for l in sym_out.splitlines() if "KASLR" in l))
             g.cont()

@@ -286,3 +286,27 @@ def test_pointer_auth_return_addresses_are_stripped(kernel61, no_leftover_qemu):
         i = funcs.index("sysrq_handle_crash")
         assert funcs[i + 1] == "__handle_sysrq" and "ksys_write" in funcs, funcs
     assert all(int(f["pc"], 16) >> 48 == 0xFFFF for f in bt["frames"] if f.get("stack") == "task")
+
+
+def test_qemu_death_ends_session_cleanly(no_leftover_qemu):
+    proc = subprocess.Popen([*GDBKD, "run", "--batch", "--timeout", "120"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        qpid = _wait_child(b"qemu-system-aarch64", proc.pid)
+        gpid = _wait_child(b"gdb-multiarch", proc.pid)
+        seen = ""
+        while "gdb attached" not in seen:          # the guest runs under gdb now
+            line = proc.stderr.readline()
+            assert line, seen
+            seen += line
+        time.sleep(0.5)
+        os.kill(qpid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        err = seen + err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert "QEMU exited" in err or "the guest exited" in err, err
+    time.sleep(0.5)
+    assert not Path(f"/proc/{gpid}").exists() or b"zombie" in Path(f"/proc/{gpid}/status").read_bytes().lower()

@@ -1,0 +1,82 @@
+"""The interactive path, driven as a person would through a terminal (tmux)."""
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed (install.sh installs it)")]
+
+
+class Pane:
+    def __init__(self, cmd, tmp_path):
+        self.name = "gdbkd-" + uuid.uuid4().hex[:8]
+        self.done = tmp_path / "exit"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "200", "-y", "50",
+                        f"cd {ROOT} && {cmd}; echo $? > {self.done}"], check=True)
+
+    def screen(self):
+        return subprocess.run(["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name],
+                              capture_output=True, text=True).stdout
+
+    def wait(self, text, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            s = self.screen()
+            if text in s:
+                return s
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} not on screen:\n{self.screen()[-2000:]}")
+
+    def keys(self, *keys):
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def exit_code(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.done.exists() and self.done.read_text().strip():
+                return int(self.done.read_text())
+            time.sleep(0.2)
+        raise AssertionError("gdbkd did not exit:\n" + self.screen()[-2000:])
+
+    def close(self):
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def test_demo_hands_over_gdb_console(tmp_path, kernel61, no_leftover_qemu):
+    p = Pane(".venv/bin/gdbkd demo", tmp_path)
+    try:
+        p.wait("sysrq_handle_crash")
+        p.wait("you are in gdb on the stopped guest")
+        p.keys("kd ps -S", "Enter")
+        s = p.wait("RU:", 30)
+        p.keys("info threads", "Enter")
+        p.wait("CPU#1", 30)
+        p.keys("quit", "Enter")
+        assert p.exit_code() == 0
+    finally:
+        p.close()
+
+
+def test_serial_console_is_the_terminal_and_ctrl_bracket_breaks_in(tmp_path, kernel61, no_leftover_qemu):
+    p = Pane(".venv/bin/gdbkd run", tmp_path)
+    try:
+        p.wait("gdb attached")
+        time.sleep(1.0)
+        p.keys("echo typed-into-the-guest-$((6*7))", "Enter")
+        p.wait("typed-into-the-guest-42", 30)      # the guest's shell evaluated what we typed
+        p.keys("C-]")
+        p.wait("interrupted by the user (Ctrl-])", 30)
+        p.wait("you are in gdb", 30)
+        p.keys("kd sys", "Enter")
+        p.wait("RELEASE", 30)
+        p.keys("quit", "Enter")
+        assert p.exit_code() == 0
+    finally:
+        p.close()
