@@ -155,20 +155,28 @@ print(json.dumps({"tasks": tasks, "frames": frames}))
 """
 
 
-def test_bt_through_el1_exception_frame(guest, tmp_path):
-    """Stop in __warn (a WARN_ON's brk exception) and unwind back into the module."""
+
+def _break_then_trigger(guest, tmp_path, location, commands, trigger: bytes):
+    """Arm a breakpoint at ``location`` in a background gdb, type ``trigger`` into the
+    guest shell, and return the results of ``commands`` run at the stop (all must succeed)."""
     flag = tmp_path / "armed"
-    proc, collect = guest.gdb(["break __warn", f"!touch {flag}", "continue", "kd bt --json",
-                               "kd bt -e --json", "delete"], background=True)
+    proc, collect = guest.gdb([f"break {location}", f"!touch {flag}", "continue", *commands],
+                              background=True)
     deadline = time.time() + 60
     while not flag.exists():
         assert time.time() < deadline and proc.poll() is None, "gdb never armed the breakpoint"
         time.sleep(0.1)
     time.sleep(0.5)
-    guest.sock.sendall(b"echo 1 > /sys/kernel/debug/kdtest/warn\n")
+    guest.sock.sendall(trigger)
     res = {r["cmd"]: r for r in collect()}
     for r in res.values():
         assert r["err"] is None, r
+    return res
+
+def test_bt_through_el1_exception_frame(guest, tmp_path):
+    """Stop in __warn (a WARN_ON's brk exception) and unwind back into the module."""
+    res = _break_then_trigger(guest, tmp_path, "__warn", ["kd bt --json", "kd bt -e --json", "delete"],
+                              b"echo 1 > /sys/kernel/debug/kdtest/warn\n")
     d = json.loads(res["kd bt --json"]["out"])[0]
     names = [f["function"] for f in d["frames"]]
     assert names[0] == "__warn"
@@ -336,18 +344,8 @@ def test_foreach_un_bt_and_errors(guest):
 
 def test_zz_panic_caught_at_breakpoint(guest, tmp_path):
     """Last: crash the guest with sysrq-c while stopped on panic(); the fixture's guest dies."""
-    flag = tmp_path / "armed"
-    proc, collect = guest.gdb(["break panic", f"!touch {flag}", "continue", "kd sys --json",
-                               "kd bt --json", "kd ps -A --json"], background=True)
-    deadline = time.time() + 60
-    while not flag.exists():
-        assert time.time() < deadline and proc.poll() is None, "gdb never armed the breakpoint"
-        time.sleep(0.1)
-    time.sleep(0.5)
-    guest.sock.sendall(b"echo c > /proc/sysrq-trigger\n")
-    res = {r["cmd"]: r for r in collect()}
-    for r in res.values():
-        assert r["err"] is None, r
+    res = _break_then_trigger(guest, tmp_path, "panic", ["kd sys --json", "kd bt --json", "kd ps -A --json"],
+                              b"echo c > /proc/sysrq-trigger\n")
     sysd = json.loads(res["kd sys --json"]["out"])
     assert sysd["panic"]["message"] == "Kernel panic - not syncing: sysrq triggered crash"
     bt = json.loads(res["kd bt --json"]["out"])[0]
