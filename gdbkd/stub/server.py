@@ -197,7 +197,11 @@ class StubServer:
         if p == "QStartNoAckMode":
             return "OK"     # serve() stops acking once this reply is out
         if p == "?":
-            return self._stop_reply()
+            try:
+                return self._stop_reply()
+            except Exception as e:     # gdb 13 spins on an error reply to "?": stop anyway
+                self._warn(("stop-reply",), f"gdbkd stub: cannot tell the crashed thread ({e})")
+                return "S05"
         if p.startswith("qXfer:features:read:"):
             annex, _, rng = p[len("qXfer:features:read:"):].partition(":")
             if annex != "target.xml":
