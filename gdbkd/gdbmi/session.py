@@ -23,7 +23,9 @@ from ..procutil import die_with_parent
 __all__ = ["GdbSession", "GdbDied", "KD_PY", "GDB"]
 
 GDB = "gdb-multiarch"
-KD_PY = Path(__file__).resolve().parents[2] / "gdb_scripts" / "kd.py"
+from ..paths import kd_py
+
+KD_PY = kd_py()
 
 
 class GdbDied(GdbkdError):

@@ -13,7 +13,9 @@ from ..procutil import die_with_parent
 
 __all__ = ["register", "core_gdb_argv"]
 
-KD_PY = Path(__file__).resolve().parents[2] / "gdb_scripts" / "kd.py"
+from ..paths import kd_py
+
+KD_PY = kd_py()
 
 
 def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=()):

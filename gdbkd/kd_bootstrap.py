@@ -1,0 +1,1 @@
+../gdb_scripts/kd.py
