@@ -191,31 +191,17 @@ MAKEDUMPFILE_VARIANTS = {
     "mdf-flat-d31.kdump": ["-F", "-c", "-d", "31"],
     "mdf-elf-d31.elf": ["-E", "-d", "31"],
 }
-_MDF_PACKAGES = ["makedumpfile", "libc6", "libdw1", "libelf1", "libbz2-1.0", "liblzma5",
-                 "liblzo2-2", "libsnappy1v5", "libzstd1", "zlib1g", "libstdc++6", "libgcc-s1"]
 
 
 def _makedumpfile_root() -> Path:
-    """Debian bookworm's makedumpfile:arm64 and its libraries unpacked into a sysroot."""
+    """Debian bookworm's makedumpfile:arm64 and its libraries unpacked into a sysroot
+    (the same one the in-guest kdump flow uses), run here under qemu-user."""
     import shutil
-    from ..artifacts.apt import Apt
-    root = cache_root() / "tools" / "makedumpfile-arm64"
-    if (root / ".complete").exists():
-        return root
+    from ..kdump.tools import ensure_sysroot
     if not shutil.which("qemu-aarch64-static"):
         raise GdbkdError("running makedumpfile:arm64 needs qemu-user-static "
                          "(apt-get install qemu-user-static)")
-    apt = Apt(["bookworm"])
-    apt.update()
-    with atomic_dir(root) as tmp:
-        for name in _MDF_PACKAGES:
-            f = apt.show(f"{name}:arm64")
-            if not f:
-                raise GdbkdError(f"{name}:arm64 not found in the Debian archive")
-            deb = apt.download(name, "arm64", f["Version"], cache_root() / "debs")
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
-        (tmp / ".complete").write_text("ok\n")
-    return root
+    return ensure_sysroot("makedumpfile")
 
 
 def _procvmcore_from_qemu(dump_elf: Path, out: Path):
