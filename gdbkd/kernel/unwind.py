@@ -24,11 +24,27 @@ PT_REGS_WORDS = 34  # x0..x30, sp, pc, pstate
 _M = 0xFFFFFFFFFFFFFFFF
 
 _range = None
+_irq_switch = None
 
 
 def _reset(_event=None):
-    global _range
+    global _range, _irq_switch
     _range = None
+    _irq_switch = None
+
+
+def irq_stack_switch():
+    """Address of ``call_on_irq_stack`` (arm64, v5.14+: commit f8c7d8b0fa0c "arm64: entry:
+    move irq stack switching into call_on_irq_stack" era) or None. It pushes a frame
+    record {x29, x30} on the task stack, points x29 at it, switches sp to the IRQ
+    stack and calls the handler; its DWARF-less body stops gdb's unwinder."""
+    global _irq_switch
+    if _irq_switch is None:
+        try:
+            _irq_switch = int(gdb.parse_and_eval("(unsigned long)&call_on_irq_stack"))
+        except gdb.error:
+            _irq_switch = 0
+    return _irq_switch or None
 
 
 def entry_text_range():
@@ -56,6 +72,27 @@ class ExceptionFrameUnwinder(Unwinder):
     def __init__(self):
         super().__init__("gdbkd-arm64-el1-exception")
 
+    def _from_irq_stack(self, pending_frame):
+        """A frame in call_on_irq_stack after its call: the caller's frame record is at x29
+        (on the task stack): caller fp = [x29], pc = [x29 + 8], sp = x29 + 16."""
+        fp = int(pending_frame.read_register("x29")) & _M
+        try:
+            raw = gdb.selected_inferior().read_memory(fp, 16).tobytes()
+        except gdb.MemoryError:
+            return None
+        prev_fp = int.from_bytes(raw[:8], "little")
+        lr = int.from_bytes(raw[8:], "little")
+        if lr >> 48 != 0xFFFF:
+            return None
+        u64 = gdb.lookup_type("unsigned long")
+        info = pending_frame.create_unwind_info(
+            _FrameId(pending_frame.read_register("sp"), pending_frame.read_register("pc")))
+        info.add_saved_register("x29", gdb.Value(prev_fp).cast(u64))
+        info.add_saved_register("x30", gdb.Value(lr).cast(u64))
+        info.add_saved_register("sp", gdb.Value(fp + 16).cast(u64))
+        info.add_saved_register("pc", gdb.Value(lr).cast(u64))
+        return info
+
     def __call__(self, pending_frame):
         try:
             if pending_frame.level() == 0:
@@ -64,6 +101,9 @@ class ExceptionFrameUnwinder(Unwinder):
             if not rng:
                 return None
             pc = int(pending_frame.read_register("pc")) & _M
+            irq = irq_stack_switch()
+            if irq and irq < pc < irq + 0x80:
+                return self._from_irq_stack(pending_frame)
             if not rng[0] <= pc < rng[1]:
                 return None
             sp = int(pending_frame.read_register("sp")) & _M

@@ -36,3 +36,16 @@ def test_core_bad_input(tmp_path, kernel61):
         r = gdbkd(*args)
         assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_gdb_bt_crosses_the_irq_stack(kernel61):
+    """The CPU stopped by panic's IPI: gdb's own bt goes from the IPI handler on the IRQ
+    stack through call_on_irq_stack and the el1 IRQ entry back to the idle loop."""
+    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    td = ensure_test_dumps()
+    r = gdbkd("core", str(td.elf), kernel61.vmlinux, "--batch", "-ex", "thread 3", "-ex", "bt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    bt = r.stdout[r.stdout.index("[Switching to thread 3"):]
+    for fn in ("ipi_handler", "call_on_irq_stack", "el1h_64_irq", "do_idle", "secondary_start_kernel"):
+        assert fn in bt, bt
+    assert "previous frame identical" not in bt
