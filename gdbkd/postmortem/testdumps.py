@@ -105,26 +105,12 @@ class _Guest:
         self._logf.close()
 
 
-def _align_overlay(initrd: Path, base_len: int):
-    """Pad the gzip'd base so the appended newc archive starts 4-byte aligned.
-
-    The kernel's unpack_to_rootfs (init/initramfs.c) only takes a following
-    archive as uncompressed cpio when it starts at a 4-byte-aligned offset;
-    otherwise it reports "invalid magic at start of compressed archive".
-    """
-    pad = (-base_len) % 4
-    if pad:
-        data = initrd.read_bytes()
-        initrd.write_bytes(data[:base_len] + b"\0" * pad + data[base_len:])
-
-
 def _make_dumps(kernel, profile, memory: str, out: Path):
     from ..artifacts.initramfs import ensure_base_initramfs, write_overlay
     base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
     with tempfile.TemporaryDirectory(prefix="gdbkd-dump-") as td:
         td = Path(td)
-        initrd = write_overlay(base, {}, td / "initrd.img", rc=_RC)
-        _align_overlay(initrd, base.stat().st_size)
+        initrd = write_overlay(base, {}, td / "initrd.img", rc=_RC)   # aligns the overlay itself
         qmp = td / "qmp.sock"
         q = profile.qemu
         argv = ["qemu-system-aarch64", "-M", q.get("machine", "virt"), "-cpu", q.get("cpu", "cortex-a57"),
