@@ -42,10 +42,18 @@ def test_gdb_bt_crosses_the_irq_stack(kernel61):
     """The CPU stopped by panic's IPI: gdb's own bt goes from the IPI handler on the IRQ
     stack through call_on_irq_stack and the el1 IRQ entry back to the idle loop."""
     from gdbkd.postmortem.testdumps import ensure_test_dumps
+    import re
     td = ensure_test_dumps()
-    r = gdbkd("core", str(td.elf), kernel61.vmlinux, "--batch", "-ex", "thread 3", "-ex", "bt")
+    r = gdbkd("core", str(td.elf), kernel61.vmlinux, "--batch", "-ex", "info threads")
     assert r.returncode == 0, r.stderr[-2000:]
-    bt = r.stdout[r.stdout.index("[Switching to thread 3"):]
-    for fn in ("ipi_handler", "call_on_irq_stack", "el1h_64_irq", "do_idle", "secondary_start_kernel"):
+    # the other CPU's task: "on cpu N" in the stub's thread info, but not the crashed one
+    other = [m.group(1) for m in re.finditer(r"^\*?\s*(\d+)\s+Thread .*on cpu \d+\)", r.stdout, re.M)
+             if "crashed" not in m.group(0)]
+    assert len(other) == 1, r.stdout[:3000]
+    r = gdbkd("core", str(td.elf), kernel61.vmlinux, "--batch", "-ex", f"thread {other[0]}", "-ex", "bt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    bt = r.stdout[r.stdout.index(f"[Switching to thread {other[0]}"):]
+    for fn in ("ipi_handler", "call_on_irq_stack", "el1h_64_irq", "do_idle"):
         assert fn in bt, bt
+    assert "secondary_start_kernel" in bt or "rest_init" in bt, bt    # CPU 1 or the boot CPU
     assert "previous frame identical" not in bt
