@@ -105,6 +105,21 @@ class _Guest:
         self._logf.close()
 
 
+def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
+    """Whether the crashed CPU's saved pc is in the exception vector table."""
+    from .dump import Dump
+    d = Dump(elf, vmlinux)
+    try:
+        vec = d.sym("vectors")
+        cpu = d.crashed_cpu
+        notes = d.cpu_notes()
+        if vec is None or cpu is None or cpu not in notes:
+            return False
+        return vec <= notes[cpu].pc < vec + 0x800
+    finally:
+        d.close()
+
+
 def _make_dumps(kernel, profile, memory: str, out: Path):
     from ..artifacts.initramfs import ensure_base_initramfs, write_overlay
     base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
@@ -136,9 +151,19 @@ def _make_dumps(kernel, profile, memory: str, out: Path):
             from ..qemu.qmp import Qmp
             q = Qmp(qmp)
             try:
-                for fmt, name in (("elf", "vmcore.elf"), ("kdump-zlib", "vmcore.kdump-zlib")):
-                    progress(f"dump-guest-memory {fmt}")
-                    q.dump(str(out / name), fmt)
+                # Both dumps must show the same instant: stop the guest first. The panic loop
+                # takes timer interrupts; an instant inside the exception vectors (the
+                # interrupted pc only in ELR_EL1, which no dump note carries) is retried.
+                for attempt in range(10):
+                    q.execute("stop")
+                    progress("dump-guest-memory elf")
+                    q.dump(str(out / "vmcore.elf"), "elf")
+                    if not _crashed_cpu_in_vectors(out / "vmcore.elf", kernel.vmlinux):
+                        break
+                    q.execute("cont")
+                    time.sleep(0.05 * (attempt + 1))
+                progress("dump-guest-memory kdump-zlib")
+                q.dump(str(out / "vmcore.kdump-zlib"), "kdump-zlib")
             finally:
                 q.close()
             log = g.text()
@@ -161,7 +186,7 @@ def ensure_test_dumps(profile_name: str = "debian-6.1", memory: str = "1G") -> T
     from ..artifacts.kernel import ensure_kernel
     profile = load_profile(profile_name)
     kernel = ensure_kernel(profile)
-    key = key_of(kernel.release, memory, _RC, os.path.getsize(kernel.image))
+    key = key_of("v2-stopped", kernel.release, memory, _RC, os.path.getsize(kernel.image))
     d = cache_root() / "dumps" / f"{kernel.release}-{memory}-{key}"
     if not (d / "meta.json").exists():
         with atomic_dir(d) as tmp:
