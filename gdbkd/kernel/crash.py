@@ -12,6 +12,7 @@ import re
 import gdb
 
 from .types import read_bytes, read_cstring
+from .symbolize import lookup
 from .unwind import entry_text_range, exact_pc_function
 from ..textutil import escape
 
@@ -22,28 +23,16 @@ PT_REG_NAMES = [f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"]
 
 
 def read_pt_regs(addr: int) -> dict:
-    raw = read_bytes(addr, 34 * 8)
-    return {n: int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i, n in enumerate(PT_REG_NAMES)}
+    """x0..x30, sp, pc, pstate of the struct pt_regs at addr (see stack.read_pt_regs)."""
+    from .stack import read_pt_regs as _read
+    r = _read(addr)
+    return {n: r[n] for n in PT_REG_NAMES}
 
 
 def symbolize(pc: int) -> str:
-    """NAME+OFF. The name comes from DWARF when there is any (gdb 13 can misname
-    module text by minimal symbols); the offset from the ELF symbol, as crash and
-    the oops print it, when both agree on the name."""
-    dname, _ = exact_pc_function(pc)
-    try:
-        out = gdb.execute(f"info symbol {pc:#x}", to_string=True).strip()
-        m = re.match(r"(\S+)(?: \+ (\d+))?", out) if "No symbol" not in out else None
-    except gdb.error:
-        m = None
-    if m and (dname is None or m.group(1) == dname):
-        return f"{m.group(1)}+{int(m.group(2) or 0):#x}"
-    if dname:
-        b = gdb.block_for_pc(pc)
-        while b.function is None:
-            b = b.superblock
-        return f"{dname}+{pc - b.start:#x}"
-    return f"{pc:#x}"
+    """NAME+OFF as crash and the oops print it (see symbolize.lookup), else the hex pc."""
+    sym = lookup(pc, want_line=False)
+    return f"{sym.name}+{sym.offset:#x}" if sym.name and not sym.name.startswith("[") else f"{pc:#x}"
 
 
 def _frame_record_frames(limit):
@@ -63,9 +52,9 @@ def _frame_record_frames(limit):
 
 
 def _looks_signed(pc: int) -> bool:
-    """A kernel return address still carrying a pointer-auth signature: kernel text has
-    all top bits set (48-bit VA), a signed one has the PAC in bits 48..63 (bit 55 aside)."""
-    return pc >> 48 != 0xFFFF
+    """A kernel return address still carrying a pointer-auth signature."""
+    from .stack import strip_pac
+    return strip_pac(pc) != pc
 
 
 def frames(limit=64):

@@ -31,7 +31,6 @@ from . import tasks as ktasks
 from .stack import unwind_task
 from .symbolize import lookup
 from .types import field_offset, read_bytes
-from .unwind import exact_pc_function
 
 __all__ = ["gather", "wait_kind", "LOCK_FUNCS"]
 
@@ -181,14 +180,6 @@ def _where(names, idx, frames):
         base = (names[j] or "").split(".")[0]
         if base and not any(base in f for f in LOCK_FUNCS.values()) and base not in _SCHED:
             s = frames[j].sym(want_line=False)
-            # gdb 13 can misname module text by minimal symbols: prefer DWARF's name
-            dname, _ = exact_pc_function(frames[j].lookup_pc())
-            if dname and dname != s.name:
-                b = gdb.block_for_pc(frames[j].lookup_pc())
-                while b.function is None:
-                    b = b.superblock
-                off = frames[j].pc - b.start
-                return f"{dname}+{off:#x}" + (f" [{s.module}]" if s.module else "")
             return s.label()
     return ""
 

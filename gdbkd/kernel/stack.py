@@ -79,11 +79,9 @@ def strip_pac(v: int) -> int:
 
 
 def entry_text():
-    def f():
-        a = try_symbol_address("__entry_text_start")
-        b = try_symbol_address("__entry_text_end")
-        return (a, b) if a is not None and b is not None else (0, 0)
-    return memo("entry_text", f)
+    """(start, end) of .entry.text (one cache, shared with the exception unwinder)."""
+    from .unwind import entry_text_range
+    return entry_text_range() or (0, 0)
 
 
 def in_entry_text(pc: int) -> bool:

@@ -110,6 +110,23 @@ def _info_symbol(addr):
     return m
 
 
+def _prefer_dwarf_name(s, addr):
+    """gdb 13 misnames module text by minimal symbols when a module was loaded from a
+    relocated copy (an ``init_module`` alias in .init.text shadowed .text): when DWARF
+    names a different function, take DWARF's name, offset from that function's start."""
+    try:
+        blk = gdb.block_for_pc(addr)
+    except (RuntimeError, gdb.error):
+        return
+    fn = None
+    while blk is not None and not blk.is_global and not blk.is_static:
+        if blk.function is not None:
+            fn = blk
+        blk = blk.superblock
+    if fn is not None and fn.function.name != s.name:
+        s.name, s.offset = fn.function.name, addr - fn.start
+
+
 def lookup(addr: int, want_line=True) -> Sym:
     """Symbol, offset, section, source line and inline chain of ``addr``."""
     addr &= 0xFFFFFFFFFFFFFFFF
@@ -127,6 +144,7 @@ def lookup(addr: int, want_line=True) -> Sym:
     for lo, hi, name in module_ranges():
         if lo <= addr < hi:
             s.module = name
+            _prefer_dwarf_name(s, addr)
             if not s.name:
                 from .modsyms import module_symbol
                 ms = module_symbol(name, addr)

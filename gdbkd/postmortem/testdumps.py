@@ -14,10 +14,8 @@ Exactly one QEMU runs at a time, and it is always killed before returning.
 
 import json
 import os
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -57,54 +55,6 @@ class TestDumps:
         return f"TestDumps({self.dir})"
 
 
-class _Guest:
-    def __init__(self, argv, workdir: Path):
-        self.log = workdir / "serial.log"
-        self._logf = open(self.log, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.buf = bytearray()
-        self._lock = threading.Lock()
-        self._t = threading.Thread(target=self._reader, daemon=True)
-        self._t.start()
-
-    def _reader(self):
-        while True:
-            b = self.proc.stdout.read1(4096)
-            if not b:
-                return
-            with self._lock:
-                self.buf += b
-            self._logf.write(b)
-            self._logf.flush()
-
-    def text(self) -> str:
-        with self._lock:
-            return self.buf.decode("utf-8", "replace")
-
-    def wait_for(self, marker: str, timeout: float) -> str:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            t = self.text()
-            if marker in t:
-                return t
-            if self.proc.poll() is not None:
-                raise GdbkdError(f"QEMU exited (status {self.proc.returncode}) before '{marker}'; "
-                                 f"see {self.log}")
-            time.sleep(0.1)
-        raise GdbkdError(f"guest did not print '{marker}' within {timeout:.0f} s; see {self.log}")
-
-    def send(self, line: str):
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self._logf.close()
-
-
 def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
     """Whether the crashed CPU's saved pc is in the exception vector table."""
     from .dump import Dump
@@ -126,30 +76,27 @@ def _make_dumps(kernel, profile, memory: str, out: Path):
     with tempfile.TemporaryDirectory(prefix="gdbkd-dump-") as td:
         td = Path(td)
         initrd = write_overlay(base, {}, td / "initrd.img", rc=_RC)   # aligns the overlay itself
-        qmp = td / "qmp.sock"
-        q = profile.qemu
-        argv = ["qemu-system-aarch64", "-M", q.get("machine", "virt"), "-cpu", q.get("cpu", "cortex-a57"),
-                "-smp", str(q.get("smp", 2)), "-m", memory, "-nic", "none", "-display", "none",
-                "-monitor", "none", "-kernel", kernel.image, "-initrd", str(initrd),
-                "-append", f"{q.get('append', 'console=ttyAMA0')} panic=0",
-                "-no-reboot", "-device", "vmcoreinfo", "-serial", "stdio",
-                "-qmp", f"unix:{qmp},server=on,wait=off"]
+        from ..qemu.machine import Machine
         progress(f"booting {kernel.release} ({memory}) to make test dumps")
-        g = _Guest(argv, td)
+        g = Machine(profile, kernel, initrd, append_extra="panic=0", memory=memory)
         try:
-            g.wait_for("GDBKD-READY", 120)
-            txt = g.text()
+            g.start()
+            if not g.console.wait_for("GDBKD-READY", 120):
+                raise GdbkdError("the test guest did not reach its shell: " + g.console.text()[-300:])
+            txt = g.console.text()
+            argv = g.argv()
             pids = {}
             for line in txt.splitlines():
                 for tag, comm in (("GDBKD-SLEEPER=", SLEEPER_COMMS[0]), ("GDBKD-READER=", SLEEPER_COMMS[1])):
                     if line.startswith(tag):
                         pids[comm] = int(line[len(tag):].strip())
             time.sleep(1.0)
-            g.send("echo c > /proc/sysrq-trigger")
-            g.wait_for("end Kernel panic", 60)
+            g.console.send("echo c > /proc/sysrq-trigger\n")
+            if not g.console.wait_for("end Kernel panic", 60):
+                raise GdbkdError("the test guest did not panic: " + g.console.text()[-300:])
             time.sleep(0.5)
             from ..qemu.qmp import Qmp
-            q = Qmp(qmp)
+            q = Qmp(g.qmp_path)
             try:
                 # Both dumps must show the same instant: stop the guest first. The panic loop
                 # takes timer interrupts; an instant inside the exception vectors (the
@@ -166,7 +113,7 @@ def _make_dumps(kernel, profile, memory: str, out: Path):
                 q.dump(str(out / "vmcore.kdump-zlib"), "kdump-zlib")
             finally:
                 q.close()
-            log = g.text()
+            log = g.console.text()
         finally:
             g.stop()
     (out / "serial.log").write_text(log)

@@ -10,42 +10,25 @@ per command) and detach, leaving the guest running.
 
 import json
 import os
-import socket
 import subprocess
 import sysconfig
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["Guest", "free_port"]
+__all__ = ["Guest"]
 
 _DRIVER = r"""
 import gdb, json, os
 spec = json.load(open(SPEC))
 res = []
-if spec["kaslr"]:
-    # VBAR_EL1 is `vectors` only on a CPU inside the kernel: under KPTI a CPU in user
-    # mode (or in the trampoline) has the trampoline alias there. KASLR offsets are
-    # multiples of 2 MiB (the image alignment), which the alias is not.
-    vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
-    sel = gdb.selected_thread()
-    off = None
-    for th in gdb.selected_inferior().threads():
-        th.switch()
-        cand = (int(gdb.parse_and_eval("$VBAR")) - vectors) & ((1 << 64) - 1)
-        if cand % (2 << 20) == 0:
-            off = cand
-            break
-    sel.switch()
-    if off is None:
-        raise gdb.GdbError("no CPU is in the kernel: cannot find the KASLR offset")
-    if off:
-        gdb.execute(f"symbol-file -o {off:#x} {spec['vmlinux']}", to_string=True)
-    res.append({"cmd": "<kaslr>", "out": hex(off), "err": None})
 res.append({"cmd": "<source>", "out": gdb.execute(f"source {spec['kd_py']}", to_string=True), "err": None})
+if spec["kaslr"]:
+    # gdbkd's own KASLR finder (KPTI-safe: a CPU whose $VBAR - &vectors is 2 MiB aligned)
+    off = json.loads(gdb.execute("kd symbols --no-modules --json", to_string=True))["kaslr_offset"]
+    res.append({"cmd": "<kaslr>", "out": hex(off), "err": None})
 for c in spec["commands"]:
     if c.startswith("!touch "):
         open(c[7:], "w").close()
@@ -61,10 +44,12 @@ json.dump(res, open(spec["out"], "w"))
 """
 
 
-from gdbkd.qemu.machine import free_port  # noqa: E402  (one implementation)
 
 
 class Guest:
+    """A 6.1 guest for driving batch gdb sessions by hand: gdbkd's own Machine (loopback
+    gdbstub, serial and QMP on unix sockets) plus shell and gdb helpers."""
+
     def __init__(self, kernel, initrd, workdir, kaslr=True, memory="1G", smp=2):
         self.kernel = kernel
         self.initrd = Path(initrd)
@@ -72,109 +57,59 @@ class Guest:
         self.kaslr = kaslr
         self.memory = memory
         self.smp = smp
-        self.port = free_port()
-        self.proc = None
-        self.sock = None
-        self.buf = b""
-        self._lock = threading.Lock()
-        self._reader = None
-        self._stop = False
+        self.m = None
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, timeout=60):
-        serial = self.dir / "serial.sock"
-        self.qmp_path = self.dir / "qmp.sock"
-        append = "console=ttyAMA0" + ("" if self.kaslr else " nokaslr")
-        argv = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-smp", str(self.smp),
-                "-m", self.memory, "-nic", "none", "-display", "none", "-monitor", "none",
-                "-kernel", str(self.kernel.image), "-initrd", str(self.initrd),
-                "-append", append, "-no-reboot", "-device", "vmcoreinfo",
-                "-chardev", f"socket,id=s0,path={serial},server=on,wait=off",
-                "-serial", "chardev:s0",
-                "-gdb", f"tcp:127.0.0.1:{self.port}",
-                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.dir / "qemu.err", "wb"))
-        deadline = time.time() + timeout
-        while not serial.exists():
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("QEMU did not start: " + (self.dir / "qemu.err").read_text()[-500:])
-            time.sleep(0.05)
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(str(serial))
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        from gdbkd.qemu.machine import Machine
+        from gdbkd.qemu.profiles import load_profile
+        profile = load_profile("debian-6.1")
+        profile.qemu = dict(profile.qemu, smp=self.smp)
+        self.m = Machine(profile, self.kernel, self.initrd, nokaslr=not self.kaslr, memory=self.memory)
+        self.m.start()
+        self.port = self.m.gdb_port
+        self.qmp_path = self.m.qmp_path
+        self.sock = self.m.console.sock
         self.wait_for(b"GDBKD-READY", timeout=timeout)
         self.wait_for(b"# ", timeout=10)
 
     def stop(self):
-        self._stop = True
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.sock is not None:
-            self.sock.close()
-
-    def _read(self):
-        while not self._stop:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            with self._lock:
-                self.buf += data
+        if self.m is not None:
+            self.m.stop()
 
     # -- serial shell ------------------------------------------------------
     def wait_for(self, pattern: bytes, timeout=30, start=0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with self._lock:
-                i = self.buf.find(pattern, start)
-            if i >= 0:
-                return i
-            time.sleep(0.05)
-        raise TimeoutError(f"{pattern!r} not seen on the serial console; tail: {self.buf[-800:]!r}")
+        """Offset of ``pattern`` in the console output after ``start``."""
+        con = self.m.console
+        con.wait_for(pattern.decode(), timeout, start)
+        with con.cond:
+            i = con.buf.find(pattern, start)
+            if i < 0:
+                raise TimeoutError(f"{pattern!r} not seen on the serial console; "
+                                   f"tail: {bytes(con.buf[-800:])!r}")
+            return i
 
     def sh(self, cmd: str, timeout=30) -> str:
         """Run a shell command on the guest console; return its output (between markers)."""
         tag = f"{time.time_ns() % 10**9:09d}"
-        with self._lock:
-            start = len(self.buf)
+        start = self.m.console.mark()
         # markers are split with '' so that the echoed command line never matches them
         line = f"echo KD-B''EGIN-{tag}; {cmd}; echo KD-E''ND-{tag}\n"
         self.sock.sendall(line.encode())
         end = self.wait_for(f"KD-END-{tag}".encode(), timeout, start)
         begin = self.wait_for(f"KD-BEGIN-{tag}".encode(), 1, start)
-        with self._lock:
-            text = self.buf[begin:end].decode("utf-8", "replace")
+        with self.m.console.cond:
+            text = bytes(self.m.console.buf[begin:end]).decode("utf-8", "replace")
         return text[text.find("\n") + 1:].replace("\r", "")
 
     # -- QMP -----------------------------------------------------------------
     def qmp(self, command, **arguments):
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(str(self.qmp_path))
-        f = s.makefile("rw")
-        f.readline()
-
-        def call(c, a=None):
-            f.write(json.dumps({"execute": c, **({"arguments": a} if a else {})}) + "\n")
-            f.flush()
-            while True:
-                r = json.loads(f.readline())
-                if "return" in r or "error" in r:
-                    return r
-        call("qmp_capabilities")
-        r = call(command, arguments or None)
-        s.close()
-        if "error" in r:
-            raise RuntimeError(f"QMP {command}: {r['error']}")
-        return r["return"]
+        from gdbkd.qemu.qmp import Qmp
+        q = Qmp(self.qmp_path)
+        try:
+            return q.execute(command, **arguments)
+        finally:
+            q.close()
 
     # -- gdb -----------------------------------------------------------------
     def gdb(self, commands, timeout=180, background=False):

@@ -25,25 +25,27 @@ class Pane:
         return subprocess.run(["tmux", "capture-pane", "-p", "-S", "-200", "-t", self.name],
                               capture_output=True, text=True).stdout
 
-    def wait(self, text, timeout=120):
+    def _poll(self, ready, timeout, what):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            s = self.screen()
-            if text in s:
-                return s
-            time.sleep(0.3)
-        raise AssertionError(f"{text!r} not on screen:\n{self.screen()[-2000:]}")
+            v = ready()
+            if v is not None:
+                return v
+            time.sleep(0.2)
+        raise AssertionError(f"{what}:\n{self.screen()[-2000:]}")
+
+    def wait(self, text, timeout=120):
+        return self._poll(lambda: (lambda s: s if text in s else None)(self.screen()), timeout,
+                          f"{text!r} not on screen")
 
     def keys(self, *keys):
         subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
 
     def exit_code(self, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.done.exists() and self.done.read_text().strip():
-                return int(self.done.read_text())
-            time.sleep(0.2)
-        raise AssertionError("gdbkd did not exit:\n" + self.screen()[-2000:])
+        def done():
+            t = self.done.read_text().strip() if self.done.exists() else ""
+            return int(t) if t else None
+        return self._poll(done, timeout, "gdbkd did not exit")
 
     def close(self):
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)

@@ -144,24 +144,11 @@ def test_lab_builds_against_612_with_the_kernels_flags(kernel612, number, tmp_pa
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_lab1_oopses_in_its_function_in_the_612_guest(kernel612, tmp_path, no_leftover_qemu):
-    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
-    from gdbkd.labs import build_lab, get_lab, lab_rc
-    from gdbkd.qemu.machine import Machine
+    from gdbkd.labs import get_lab
     from gdbkd.qemu.profiles import load_profile
-    profile = load_profile("debian-6.12")
+    from test_labs_build import _boot_lab     # one way to boot a lab by hand
     lab = get_lab(1)
-    base = ensure_base_initramfs(kernel612, profile.guest.get("boot_modules", []))
-    rc = lab_rc(lab) + "".join(t + "\n" for t in lab.trigger)
-    initrd = write_overlay(base, build_lab(lab, kernel612), tmp_path / "initrd.img", rc=rc)
-    m = Machine(profile, kernel612, initrd=initrd)
-    try:
-        m.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "GDBKD-READY" not in m.console.text():
-            m.console.wait_for("GDBKD-READY", timeout=1)
-        log = m.console.text().replace("\r", "")
-    finally:
-        m.stop()
+    log = _boot_lab(lab, kernel612, load_profile("debian-6.12"), tmp_path, 60)
     assert "GDBKD-READY" in log, log[-2000:]
     assert "patching.c" not in log and "kernel BUG" not in log, log[-3000:]
     m_addr = re.search(r"Unable to handle kernel NULL pointer dereference at virtual address ([0-9a-f]+)", log)
