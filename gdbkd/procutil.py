@@ -13,9 +13,9 @@ __all__ = ["die_with_parent"]
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent():
-    """preexec_fn for subprocess: SIGKILL this child when its parent dies (Linux)."""
+def die_with_parent(sig=signal.SIGKILL):
+    """preexec_fn for subprocess: send SIG (SIGKILL) to this child when its parent dies (Linux)."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except OSError:
         pass

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..cache import cache_root, key_of, progress, atomic_dir, atomic_write
 from ..errors import GdbkdError
 from .apt import Apt
 
-__all__ = ["Kernel", "ensure_kernel", "add_gdb_index"]
+__all__ = ["Kernel", "ensure_kernel", "add_gdb_index", "compact_gdb_index"]
 
 
 @dataclass
@@ -48,10 +49,43 @@ def _run(cmd, what, **kw):
     return r
 
 
+def compact_gdb_index(vmlinux: Path):
+    """Rewrite an oversized .gdb_index symbol table in place (see artifacts/gdbindex.py):
+    gdb's first name lookup gets ~70 ms faster. Temp file + rename; a no-op when the
+    table is already right-sized or there is no index."""
+    from elftools.elf.elffile import ELFFile
+    from .gdbindex import compact_index
+    with open(vmlinux, "rb") as f:
+        sec = ELFFile(f).get_section_by_name(".gdb_index")
+        if sec is None:
+            return False
+        f.seek(sec["sh_offset"])
+        hdr = f.read(24)
+        version, _, _, _, sym, const = struct.unpack("<6I", hdr)
+        if version not in (7, 8) or (const - sym) // 8 < 1 << 20:
+            return False
+        new = compact_index(hdr + f.read(sec["sh_size"] - 24))
+    if new is None:
+        return False
+    vmlinux = Path(vmlinux)
+    idx = vmlinux.with_name(vmlinux.name + f".idx{os.getpid()}")
+    tmp = vmlinux.with_name(vmlinux.name + f".tmp{os.getpid()}")
+    try:
+        idx.write_bytes(new)
+        _run(["aarch64-linux-gnu-objcopy", "--update-section", f".gdb_index={idx}",
+              str(vmlinux), str(tmp)], "objcopy")
+        os.replace(tmp, vmlinux)
+    finally:
+        for p in (idx, tmp):
+            p.unlink(missing_ok=True)
+    return True
+
+
 def add_gdb_index(vmlinux: Path):
     """Add a .gdb_index section (as gdb-add-index does): symbol loads go from ~20 s to <1 s."""
     r = subprocess.run(["aarch64-linux-gnu-objdump", "-h", str(vmlinux)], capture_output=True, text=True)
     if ".gdb_index" in r.stdout or ".debug_names" in r.stdout:
+        compact_gdb_index(vmlinux)
         return
     progress(f"indexing {vmlinux.name} for gdb (one time, ~30 s)")
     d = vmlinux.parent
@@ -63,6 +97,7 @@ def add_gdb_index(vmlinux: Path):
           "--set-section-flags", ".gdb_index=readonly", str(vmlinux), str(tmp)], "objcopy")
     os.replace(tmp, vmlinux)
     idx.unlink()
+    compact_gdb_index(vmlinux)
 
 
 def _extract(deb: Path, dest: Path, *members):
@@ -181,6 +216,7 @@ def _ensure_kernel(profile, offline_ok=True) -> Kernel:
         k.make_vars = dict(kcfg.get("make_vars", {}))     # the profile, not the cached copy, decides
         fresh = time.time() - pointer.stat().st_mtime < 7 * 86400
         if fresh and Path(k.vmlinux).exists() and Path(k.image).exists():
+            compact_gdb_index(Path(k.vmlinux))      # kernels cached before the compaction existed
             return k
     apt = Apt(kcfg["suites"])
     try:
@@ -209,6 +245,7 @@ def _ensure_kernel(profile, offline_ok=True) -> Kernel:
                 (tmp / ".complete").write_text(rel + "\n")
             _fix_paths_after_rename(tmp, d)
         k = _kernel_from_dir(rel, d, kcfg)
+        compact_gdb_index(Path(k.vmlinux))
         with atomic_write(pointer, "w") as f:
             json.dump(k.to_json(), f, indent=1)
         return k

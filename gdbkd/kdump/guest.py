@@ -83,19 +83,8 @@ def module_closure(modules_dir, names) -> list:
 
 def text_delta(vmlinux) -> int:
     """``_stext - _text`` of the vmlinux (bytes)."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.common.exceptions import ELFError
-    got = {}
-    try:
-        with open(vmlinux, "rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
-            for s in (symtab.iter_symbols() if symtab else ()):
-                if s.name in ("_text", "_stext"):
-                    got[s.name] = s["st_value"]
-                    if len(got) == 2:
-                        break
-    except (OSError, ELFError) as e:
-        raise GdbkdError(f"cannot read symbols of {vmlinux}: {e}")
+    from ..elfsyms import symbol_values
+    got = symbol_values(vmlinux, ["_text", "_stext"])
     if len(got) != 2:
         raise GdbkdError(f"{vmlinux} has no _text/_stext symbols")
     delta = got["_stext"] - got["_text"]

@@ -13,7 +13,7 @@ returns them so callers add them per mm, as crash does.
 
 import gdb
 
-from .types import field_offset
+from .types import field_offset, member
 from .structs import layout
 from .snapshot import memo
 
@@ -25,7 +25,7 @@ MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = 0, 1, 2, 3
 def _rss_decoder():
     def f():
         try:   # members sit in an anonymous struct since 4.x: ask for the member's type
-            ft = gdb.parse_and_eval("&((struct mm_struct *)0)->rss_stat").type.target().strip_typedefs()
+            ft = member("struct mm_struct", "rss_stat")[1].strip_typedefs()
         except gdb.error:
             return None
         if ft.code == gdb.TYPE_CODE_ARRAY:          # percpu_counter[] (6.2+)

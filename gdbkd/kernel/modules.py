@@ -76,16 +76,35 @@ def module_sections(mod) -> dict:
     return out
 
 
+_ko_index = {}       # directory -> {file name: first path under it}
+
+
+def _kos_under(d: Path) -> dict:
+    """Every .ko under D by file name, walked once per directory (a distribution's
+    modules tree has thousands of files; rglob per module took ~0.3 s each)."""
+    key = str(d)
+    if key not in _ko_index:
+        found = {}
+        for root, dirs, files in os.walk(d):
+            dirs.sort()
+            for fn in sorted(files):
+                if fn.endswith(".ko"):
+                    found.setdefault(fn, Path(root) / fn)
+        _ko_index[key] = found
+    return _ko_index[key]
+
+
 def find_ko(name: str, extra_dirs=()):
-    cands = {f"{name}.ko", f"{name.replace('_', '-')}.ko"}
+    cands = [f"{name}.ko", f"{name.replace('_', '-')}.ko"]
     for d in list(extra_dirs) + search_dirs:
         d = Path(d)
         if d.is_file() and d.name in cands:
             return d
         if d.is_dir():
+            kos = _kos_under(d)
             for c in cands:
-                for p in d.rglob(c):
-                    return p
+                if c in kos:
+                    return kos[c]
     return None
 
 

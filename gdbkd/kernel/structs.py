@@ -14,7 +14,7 @@ structs differ (e.g. ``task_struct.state`` → ``__state`` in 5.14).
 
 import gdb
 
-from .types import cache_per_symbols, lookup_type, read_bytes
+from .types import cache_per_symbols, lookup_type, member, read_bytes
 
 __all__ = ["StructLayout", "Member", "layout"]
 
@@ -75,13 +75,12 @@ class StructLayout:
         self.members = {}
         for p in paths:
             try:
-                ptr = gdb.parse_and_eval(f"&(({typename} *)0)->{p}")
+                off, ft = member(self.type, p)
             except gdb.error:
                 if optional:
                     continue
                 raise
-            ft = ptr.type.strip_typedefs().target()
-            self.members[p] = Member(p, int(ptr), ft.sizeof, _kind(ft))
+            self.members[p] = Member(p, off, ft.sizeof, _kind(ft))
         if self.members:
             self.lo = min(m.offset for m in self.members.values())
             self.hi = max(m.offset + m.size for m in self.members.values())

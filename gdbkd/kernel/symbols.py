@@ -21,22 +21,20 @@ _link_text = {}
 def _elf_symbol(path: str, name: str):
     key = (path, name)
     if key not in _link_text:
-        from elftools.elf.elffile import ELFFile
-        with open(path, "rb") as f:
-            st = ELFFile(f).get_section_by_name(".symtab")
-            syms = st.get_symbol_by_name(name) if st else None
-            _link_text[key] = syms[0]["st_value"] if syms else None
+        from ..elfsyms import symbol_values
+        _link_text[key] = symbol_values(path, [name]).get(name)
     return _link_text[key]
 
 
 def current_offset() -> int:
     """The offset the vmlinux symbols are loaded at now: gdb's &_text minus _text's
     link address in the file (whoever loaded them: gdbkd, `symbol-file -o`, the user)."""
+    from ..errors import GdbkdError
     try:
         link = _elf_symbol(vmlinux_path(), "_text")
         if link is not None:
             return int(gdb.parse_and_eval("(unsigned long)&_text")) - link
-    except (gdb.error, OSError):
+    except (gdb.error, OSError, GdbkdError):
         pass
     return _offset
 
@@ -96,19 +94,12 @@ def relocate(offset: int):
 
 
 def _file_banner(path: str):
-    from elftools.elf.elffile import ELFFile
-    with open(path, "rb") as f:
-        elf = ELFFile(f)
-        symtab = elf.get_section_by_name(".symtab")
-        syms = symtab.get_symbol_by_name("linux_banner") if symtab else None
-        if not syms:
-            return None
-        addr = syms[0]["st_value"]
-        for sec in elf.iter_sections():
-            if sec["sh_type"] != "SHT_NOBITS" and sec["sh_addr"] <= addr < sec["sh_addr"] + sec["sh_size"]:
-                f.seek(sec["sh_offset"] + addr - sec["sh_addr"])
-                return f.read(256).split(b"\0", 1)[0]
-    return None
+    from ..elfsyms import file_bytes_at
+    addr = _elf_symbol(path, "linux_banner")
+    if addr is None:
+        return None
+    data = file_bytes_at(path, addr, 256)
+    return data.split(b"\0", 1)[0] if data is not None else None
 
 
 def check_banner():

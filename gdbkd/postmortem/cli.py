@@ -18,8 +18,12 @@ from ..paths import kd_py
 KD_PY = kd_py()
 
 
-def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=()):
-    """The gdb-multiarch command line that opens DUMP through the stub."""
+def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None):
+    """The gdb-multiarch command line that opens DUMP through the stub.
+
+    TARGET is what gdb connects to: a unix socket a server already listens on
+    (see :func:`gdbkd.stub.listen.fork_unix_server`), or by default a pipe to
+    ``python -m gdbkd.stub`` (slower memory reads, no server process needed)."""
     from . import open_dump
     d = open_dump(dump, vmlinux)          # one-line errors before gdb starts
     off = d.kaslr_offset or 0
@@ -29,13 +33,14 @@ def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=()):
     from ..cache import cache_root
     kmods = sorted((cache_root() / "kernels").glob(f"{release}-*/pkg/lib/modules/{release}")) if release else []
     modules_dirs = list(modules_dirs) + [str(p) for p in kmods[:1]]
-    stub = f"{shlex.quote(sys.executable)} -m gdbkd.stub {shlex.quote(os.path.abspath(dump))} " \
-           f"{shlex.quote(os.path.abspath(vmlinux))}"
+    if target is None:
+        target = f"| {shlex.quote(sys.executable)} -m gdbkd.stub {shlex.quote(os.path.abspath(dump))} " \
+                 f"{shlex.quote(os.path.abspath(vmlinux))}"
     argv = ["gdb-multiarch", "-nx", "-q", "-iex", "set auto-load no", "-iex", "set pagination off",
             "-iex", "set confirm off", "-ex", "set architecture aarch64",
             "-ex", f"symbol-file -o {off:#x} {vmlinux}" if off else f"symbol-file {vmlinux}",
             "-ex", f"exec-file {vmlinux}"]
-    argv += ["-ex", f"target remote | {stub}", "-ex", f"source {KD_PY}",
+    argv += ["-ex", f"target remote {target}", "-ex", f"source {KD_PY}",
              "-ex", f"kd symbols --offset {off:#x} --no-check" + "".join(f" --modules-dir {shlex.quote(m)}" for m in modules_dirs),
              "-ex", "kd analyze"]
     for e in ex:
@@ -56,12 +61,29 @@ def core(dump, vmlinux, batch, ex, modules_dir):
     for p, what in ((dump, "dump"), (vmlinux, "vmlinux")):
         if not os.path.isfile(p):
             raise GdbkdError(f"{what} {p} does not exist")
-    argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir)
+    from . import open_dump
+    from ..stub.listen import fork_unix_server
+    d = open_dump(dump, vmlinux)          # one-line errors before anything starts
+    sock, server = fork_unix_server(d)    # the child serves this already-open dump
+    d.close()
+    try:
+        argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir, target=sock)
+    except BaseException:
+        os.kill(server, 15)
+        os.waitpid(server, 0)
+        raise
     env = dict(os.environ, GDBKD_PATH=str(KD_PY.parents[1]))
     if batch:
-        r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        try:
+            r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        finally:
+            try:
+                os.kill(server, 15)          # normally gone already: gdb disconnected
+            except ProcessLookupError:
+                pass
+            os.waitpid(server, 0)
         sys.exit(r.returncode)
-    os.execvpe(argv[0], argv, env)
+    os.execvpe(argv[0], argv, env)        # the server dies with this process (PDEATHSIG)
 
 
 @click.command()
