@@ -1,12 +1,16 @@
-"""Time to the crashed task's first backtrace: gdbkd (gdb-multiarch + stub) vs drgn 0.3.0.
+"""Time to the crashed task's first backtrace: gdbkd vs drgn 0.3.0.
 
-Both run on the same dumps in the same run, each in a fresh process, and the
-median of --repeat runs is kept:
+All run on the same dumps in the same run, each in a fresh process, and the
+median of --repeat runs is kept; every time is wall clock from process start
+to exit, startup included:
 
-- gdbkd: open_dump (KASLR offset) + ``gdb-multiarch -batch`` with
-  ``symbol-file -o``, ``target remote | python -m gdbkd.stub DUMP VMLINUX``, ``bt``;
+- gdbkd bt: ``gdbkd core DUMP VMLINUX -s --batch -ex bt`` (the product's path:
+  open the dump, fork the dump server, gdb-multiarch with the vmlinux at the
+  KASLR offset, kd loaded, module symbols, gdb's own ``bt``);
+- gdbkd report: ``gdbkd core DUMP VMLINUX --batch`` (the crash report: trap,
+  task, backtrace with file:line, log tail);
 - drgn: ``Program.set_core_dump`` + ``load_debug_info`` +
-  ``crashed_thread().stack_trace()``.
+  ``crashed_thread().stack_trace()`` (names only).
 
 Dumps: the 1 GiB and 4 GiB guests of gdbkd.postmortem.testdumps (made on first
 use, ~10 s and ~30 s), in QEMU's ELF and kdump-zlib (flattened, 64K blocks)
@@ -34,19 +38,29 @@ names = [f.name for f in prog.crashed_thread().stack_trace()]
 print(f"{time.monotonic() - t:.4f} {len(names)}")
 """
 
-GDBKD = r"""
+GDBKD_BT = r"""
 import subprocess, sys, time
 t = time.monotonic()
-from gdbkd.postmortem import open_dump
-with open_dump(sys.argv[1]) as d:
-    off = d.kaslr_offset
-r = subprocess.run(["gdb-multiarch", "-batch", "-nx", "-iex", "set auto-load no",
-                    "-ex", f"symbol-file -o {off:#x} {sys.argv[2]}",
-                    "-ex", f"target remote | {sys.executable} -m gdbkd.stub {sys.argv[1]} {sys.argv[2]}",
+r = subprocess.run([sys.executable, "-m", "gdbkd", "core", sys.argv[1], sys.argv[2], "-s", "--batch",
                     "-ex", "bt"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
 frames = [l for l in r.stdout.splitlines() if l.startswith("#")]
+if r.returncode != 0 or not frames:
+    sys.exit((r.stderr.strip().splitlines() or ["no backtrace"])[-1])
 print(f"{time.monotonic() - t:.4f} {len(frames)}")
 """
+
+GDBKD_REPORT = r"""
+import subprocess, sys, time
+t = time.monotonic()
+r = subprocess.run([sys.executable, "-m", "gdbkd", "core", sys.argv[1], sys.argv[2], "--batch"],
+                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
+frames = [l for l in r.stdout.splitlines() if l.startswith(" #")]
+if r.returncode != 0 or not frames:
+    sys.exit((r.stderr.strip().splitlines() or ["no report"])[-1])
+print(f"{time.monotonic() - t:.4f} {len(frames)}")
+"""
+
+TOOLS = (("gdbkd-bt", GDBKD_BT), ("gdbkd-rep", GDBKD_REPORT), ("drgn", DRGN))
 
 
 def _run(code, dump, vmlinux):
@@ -83,28 +97,28 @@ def main():
         if mdf.exists():
             formats.append(("mdf-d31", mdf))
         for fmt, path in formats:
-            for tool, code in (("gdbkd", GDBKD), ("drgn", DRGN)):
+            for tool, code in TOOLS:
                 t0 = time.monotonic()
                 secs, info = measure(code, path, td.vmlinux, args.repeat)
                 results[(size, fmt, tool)] = secs
                 shown = f"{secs:7.3f} s ({info} frames)" if secs is not None else f"failed: {info}"
-                print(f"{size:>3} {fmt:<10} {tool:<6} first crashed-task bt: {shown}", flush=True)
+                print(f"{size:>3} {fmt:<10} {tool:<9} first crashed-task bt: {shown}", flush=True)
     print()
     print("ratios (gdbkd / drgn, < 1 means gdbkd is faster):")
     for (size, fmt, tool), secs in results.items():
-        if tool != "gdbkd":
+        if tool == "drgn":
             continue
         d = results.get((size, fmt, "drgn"))
         ratio = f"{secs / d:.2f}" if secs and d else "n/a (drgn cannot open this dump)" if secs else "n/a"
-        print(f"  {size:>3} {fmt:<10} {ratio}")
+        print(f"  {size:>3} {fmt:<10} {tool:<9} {ratio}")
     sizes = args.sizes.split(",")
     if len(sizes) >= 2:
         big, small = sizes[-1], sizes[0]
         print(f"scaling ({big} guest / {small} guest, open + first bt):")
         for fmt in ("elf", "kdump-zlib", "mdf-d31"):
-            for tool in ("gdbkd", "drgn"):
+            for tool, _ in TOOLS:
                 a, b = results.get((big, fmt, tool)), results.get((small, fmt, tool))
-                print(f"  {fmt:<10} {tool:<6} " + (f"{a / b:.2f}" if a and b else "n/a"))
+                print(f"  {fmt:<10} {tool:<9} " + (f"{a / b:.2f}" if a and b else "n/a"))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from ..textutil import escape
 class Symbols(KdCommand):
     """Make symbols right: KASLR offset, vmlinux check, module symbols.
 
-Usage: kd symbols [--offset OFF] [--modules-dir DIR]... [--watch] [--no-check]
+Usage: kd symbols [--offset OFF] [--modules-dir DIR]... [--watch] [--no-check] [--quiet]
 Live, the KASLR offset is found from $VBAR - &vectors; on dumps pass --offset
 (VMCOREINFO KERNELOFFSET). The vmlinux is checked against linux_banner in
 memory. Every loaded module whose .ko is found under the --modules-dir
@@ -27,6 +27,7 @@ symbols of modules inserted later (breakpoint on do_init_module, live only)."""
         p.add_argument("--watch", action="store_true")
         p.add_argument("--no-check", action="store_true")
         p.add_argument("--no-modules", action="store_true")
+        p.add_argument("--quiet", action="store_true", help="print nothing (errors still show)")
 
     def run(self, args):
         for d in args.modules_dir:
@@ -64,6 +65,8 @@ symbols of modules inserted later (breakpoint on do_init_module, live only)."""
         return out
 
     def render(self, d, args):
+        if args.quiet:
+            return ""
         lines = [f"KASLR offset: {d['kaslr_offset']:#x}" + (" (symbols relocated)" if d["relocated"] else "")]
         if "banner" in d:
             lines.append(f"kernel: {d['banner']}")

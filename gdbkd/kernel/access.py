@@ -14,7 +14,7 @@ import contextlib
 
 import gdb
 
-from .types import try_symbol_address, read_bytes
+from .types import try_symbol_address, vmlinux_symbol_address, read_bytes
 
 __all__ = ["kernel_view", "kernel_thread", "KernelUnmapped", "user_thread"]
 
@@ -32,7 +32,7 @@ class KernelUnmapped(gdb.GdbError):
 
 def _probe_addr():
     for name in ("init_task", "linux_banner", "jiffies_64"):
-        a = try_symbol_address(name)
+        a = vmlinux_symbol_address(name)
         if a is not None:
             return a
     return None

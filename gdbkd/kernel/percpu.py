@@ -15,7 +15,7 @@ threads than CPUs: a dump stub that shows every task as a thread gets None).
 
 import gdb
 
-from .types import lookup_type, read_bytes, symbol_address, try_symbol_address
+from .types import lookup_type, read_bytes, symbol_address, try_symbol_address, vmlinux_symbol_address
 from .snapshot import memo
 
 __all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "per_cpu", "online_cpus",
@@ -46,9 +46,12 @@ def on_thread(thread, fn):
 
 def nr_cpu_ids() -> int:
     def f():
+        a = vmlinux_symbol_address("nr_cpu_ids")       # unsigned int (a macro on !SMP)
         try:
+            if a is not None:
+                return int.from_bytes(read_bytes(a, 4), "little")
             return int(gdb.parse_and_eval("nr_cpu_ids"))
-        except gdb.error:
+        except (gdb.error, gdb.MemoryError):
             return 1
     return memo("nr_cpu_ids", f)
 
@@ -56,7 +59,7 @@ def nr_cpu_ids() -> int:
 def cpu_offsets() -> list:
     """__per_cpu_offset[0 .. nr_cpu_ids) (empty list on !SMP kernels)."""
     def f():
-        addr = try_symbol_address("__per_cpu_offset")
+        addr = vmlinux_symbol_address("__per_cpu_offset")
         if addr is None:
             return [0]
         n = nr_cpu_ids()
@@ -81,7 +84,7 @@ def per_cpu(name: str, cpu: int, typename: str = None) -> gdb.Value:
 
 
 def _mask(name):
-    addr = try_symbol_address(name)
+    addr = vmlinux_symbol_address(name)
     if addr is None:
         return list(range(nr_cpu_ids()))
     n = nr_cpu_ids()
@@ -94,7 +97,7 @@ def online_cpus() -> list:
     """CPUs in ``__cpu_online_mask`` (named ``cpu_online_mask`` before 4.5)."""
     def f():
         for name in ("__cpu_online_mask", "cpu_online_bits"):
-            if try_symbol_address(name) is not None:
+            if vmlinux_symbol_address(name) is not None:
                 return _mask(name)
         return list(range(nr_cpu_ids()))
     return memo("online_cpus", f)
@@ -103,7 +106,7 @@ def online_cpus() -> list:
 def possible_cpus() -> list:
     def f():
         for name in ("__cpu_possible_mask", "cpu_possible_bits"):
-            if try_symbol_address(name) is not None:
+            if vmlinux_symbol_address(name) is not None:
                 return _mask(name)
         return list(range(nr_cpu_ids()))
     return memo("possible_cpus", f)

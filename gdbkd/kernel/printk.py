@@ -20,7 +20,7 @@ The whole descriptor/info arrays and the data ring are read with one
 
 import gdb
 
-from .types import lookup_type, read_bytes, try_symbol_address, field_offset
+from .types import lookup_type, read_bytes, try_symbol_address, vmlinux_symbol_address, field_offset
 
 __all__ = ["Record", "records", "boot_wall_clock", "LEVELS"]
 
@@ -52,11 +52,15 @@ def _u(buf, off, size):
 
 
 def _prb_records():
-    try:
-        prb = gdb.parse_and_eval("'printk.c'::prb")
-    except gdb.error:
-        prb = gdb.parse_and_eval("prb")
-    prb_addr = int(prb) & 0xFFFFFFFFFFFFFFFF
+    a = vmlinux_symbol_address("prb")      # static in printk.c: one symbol of that name
+    if a is not None:
+        prb_addr = int.from_bytes(read_bytes(a, 8), "little")
+    else:
+        try:
+            prb = gdb.parse_and_eval("'printk.c'::prb")
+        except gdb.error:
+            prb = gdb.parse_and_eval("prb")
+        prb_addr = int(prb) & 0xFFFFFFFFFFFFFFFF
     rb_t = "struct printk_ringbuffer"
     dr = field_offset(rb_t, "desc_ring")
     tr = field_offset(rb_t, "text_data_ring")
@@ -178,7 +182,7 @@ def _legacy_records():
 
 def records() -> list:
     """Every readable log record, oldest first."""
-    if try_symbol_address("prb") is not None:
+    if vmlinux_symbol_address("prb") is not None:
         return _prb_records()
     return _legacy_records()
 

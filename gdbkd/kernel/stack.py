@@ -30,7 +30,7 @@ dump, whether or not gdb has a thread for it:
 
 import gdb
 
-from .types import read_bytes, try_symbol_address, field_offset, lookup_type
+from .types import read_bytes, try_symbol_address, vmlinux_symbol_address, field_offset, lookup_type
 from .snapshot import memo
 from .percpu import per_cpu_addr, possible_cpus
 from .symbolize import lookup, is_text
@@ -51,7 +51,7 @@ def va_bits() -> int:
     """Kernel VA width: ``vabits_actual`` (5.4–6.x with 52-bit VA), else 64 - TCR_EL1.T1SZ,
     else 48."""
     def f():
-        a = try_symbol_address("vabits_actual")
+        a = vmlinux_symbol_address("vabits_actual")
         if a is not None:
             try:
                 v = int.from_bytes(read_bytes(a, 8), "little")
@@ -91,7 +91,7 @@ def in_entry_text(pc: int) -> bool:
 
 def _percpu_ptr_stacks(name, size, label):
     out = []
-    a = try_symbol_address(name)
+    a = vmlinux_symbol_address(name)
     if a is None:
         return out
     for cpu in possible_cpus():
@@ -108,7 +108,7 @@ def _global_stacks():
     def f():
         size = thread_size()
         out = _percpu_ptr_stacks("irq_stack_ptr", size, "IRQ")
-        a = try_symbol_address("overflow_stack")
+        a = vmlinux_symbol_address("overflow_stack")
         if a is not None:
             try:
                 osz = int(gdb.parse_and_eval("sizeof(overflow_stack)"))

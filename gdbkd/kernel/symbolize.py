@@ -15,7 +15,7 @@ import re
 
 import gdb
 
-from .types import cache_per_symbols, try_symbol_address
+from .types import cache_per_symbols, try_symbol_address, vmlinux_symbol_address
 from .snapshot import memo
 
 __all__ = ["Sym", "lookup", "describe", "is_text", "text_ranges", "module_ranges",
@@ -86,7 +86,7 @@ def text_ranges() -> list:
     def f():
         out = []
         for lo, hi, what in (("_stext", "_etext", "kernel"), ("_sinittext", "_einittext", "init")):
-            a, b = try_symbol_address(lo), try_symbol_address(hi)
+            a, b = vmlinux_symbol_address(lo), vmlinux_symbol_address(hi)
             if a is not None and b is not None and a < b:
                 out.append((a, b, what))
         out += [(a, b, "module " + n) for a, b, n in module_ranges()]

@@ -10,33 +10,85 @@ import gdb
 
 from .types import read_bytes
 
-__all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vmlinux_path"]
+__all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vmlinux_path",
+           "link_address", "symbol_table"]
 
 _offset = 0
+_tables = {}            # vmlinux path -> elfsyms.SymbolTable
+_loaded_at = {}         # vmlinux path -> offset its symbols are loaded at (dropped on new objfiles)
 
 
-_link_text = {}
+def _forget(_event=None):
+    _loaded_at.clear()
+
+
+gdb.events.new_objfile.connect(_forget)
+try:
+    gdb.events.clear_objfiles.connect(_forget)
+except AttributeError:
+    pass
+
+
+def symbol_table(path=None):
+    """The vmlinux's ``.symtab`` (:class:`gdbkd.elfsyms.SymbolTable`), read once."""
+    from ..elfsyms import SymbolTable
+    path = path or vmlinux_path()
+    st = _tables.get(path)
+    if st is None:
+        st = _tables[path] = SymbolTable(path)
+    return st
+
+
+def link_address(name: str):
+    """Link-time address of NAME if exactly one vmlinux symbol defines it, else None
+    (no gdb symbol lookup: gdb 13's first name lookup sorts all 135,000 index names)."""
+    from ..errors import GdbkdError
+    try:
+        return symbol_table().value(name, unique=True)
+    except (GdbkdError, gdb.error):
+        return None
 
 
 def _elf_symbol(path: str, name: str):
-    key = (path, name)
-    if key not in _link_text:
-        from ..elfsyms import symbol_values
-        _link_text[key] = symbol_values(path, [name]).get(name)
-    return _link_text[key]
+    return symbol_table(path).value(name)
+
+
+def _sections_offset(path: str):
+    """Load offset of PATH's symbols from gdb's own section table (no symbol lookup)."""
+    out = gdb.execute("maint info sections -all-objects", to_string=True)
+    cur = None
+    for line in out.splitlines():
+        if line.startswith("Object file:"):
+            cur = line.split("`", 1)[1].rsplit("'", 1)[0] if "`" in line else None
+            continue
+        if cur != path:
+            continue
+        parts = line.split()
+        if len(parts) >= 5 and parts[4] == ".text" and "->" in parts[1]:
+            start = int(parts[1].split("->")[0], 16)
+            link = symbol_table(path).sections.get(".text", (None,))[0]
+            return None if link is None else start - link
+    return None
 
 
 def current_offset() -> int:
-    """The offset the vmlinux symbols are loaded at now: gdb's &_text minus _text's
-    link address in the file (whoever loaded them: gdbkd, `symbol-file -o`, the user)."""
+    """The offset the vmlinux symbols are loaded at now (whoever loaded them: gdbkd,
+    `symbol-file -o`, the user): gdb's .text address minus the file's."""
     from ..errors import GdbkdError
     try:
-        link = _elf_symbol(vmlinux_path(), "_text")
-        if link is not None:
-            return int(gdb.parse_and_eval("(unsigned long)&_text")) - link
+        path = vmlinux_path()
+        if path in _loaded_at:
+            return _loaded_at[path]
+        off = _sections_offset(path)
+        if off is None:
+            link = _elf_symbol(path, "_text")
+            if link is None:
+                return _offset
+            off = int(gdb.parse_and_eval("(unsigned long)&_text")) - link
+        _loaded_at[path] = off
+        return off
     except (gdb.error, OSError, GdbkdError):
-        pass
-    return _offset
+        return _offset
 
 
 def vmlinux_path() -> str:

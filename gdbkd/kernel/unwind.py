@@ -40,8 +40,9 @@ def irq_stack_switch():
     stack and calls the handler; its DWARF-less body stops gdb's unwinder."""
     global _irq_switch
     if _irq_switch is None:
+        from .types import vmlinux_symbol_address
         try:
-            _irq_switch = int(gdb.parse_and_eval("(unsigned long)&call_on_irq_stack"))
+            _irq_switch = vmlinux_symbol_address("call_on_irq_stack") or 0
         except gdb.error:
             _irq_switch = 0
     return _irq_switch or None
@@ -51,10 +52,11 @@ def entry_text_range():
     """(start, end) of .entry.text, relocated; None if the symbols are unknown."""
     global _range
     if _range is None:
+        from .types import vmlinux_symbol_address
         try:
-            s = int(gdb.parse_and_eval("(unsigned long)&__entry_text_start"))
-            e = int(gdb.parse_and_eval("(unsigned long)&__entry_text_end"))
-            _range = (s, e)
+            s = vmlinux_symbol_address("__entry_text_start")
+            e = vmlinux_symbol_address("__entry_text_end")
+            _range = (s, e) if s is not None and e is not None else (0, 0)
         except gdb.error:
             _range = (0, 0)
     return _range if _range[1] else None

@@ -18,7 +18,7 @@ from ..paths import kd_py
 KD_PY = kd_py()
 
 
-def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None):
+def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None, report=True):
     """The gdb-multiarch command line that opens DUMP through the stub.
 
     TARGET is what gdb connects to: a unix socket a server already listens on
@@ -41,8 +41,10 @@ def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None):
             "-ex", f"symbol-file -o {off:#x} {vmlinux}" if off else f"symbol-file {vmlinux}",
             "-ex", f"exec-file {vmlinux}"]
     argv += ["-ex", f"target remote {target}", "-ex", f"source {KD_PY}",
-             "-ex", f"kd symbols --offset {off:#x} --no-check" + "".join(f" --modules-dir {shlex.quote(m)}" for m in modules_dirs),
-             "-ex", "kd analyze"]
+             "-ex", f"kd symbols --offset {off:#x} --no-check" + "".join(f" --modules-dir {shlex.quote(m)}" for m in modules_dirs)
+             + ("" if report else " --quiet")]
+    if report:
+        argv += ["-ex", "kd analyze"]
     for e in ex:
         argv += ["-ex", e]
     if batch:
@@ -56,7 +58,8 @@ def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None):
 @click.option("--batch", is_flag=True, help="run the -ex commands and exit (as gdb -batch)")
 @click.option("-ex", "--ex", "ex", multiple=True, help="gdb/kd command (repeatable)")
 @click.option("--modules-dir", multiple=True, type=click.Path())
-def core(dump, vmlinux, batch, ex, modules_dir):
+@click.option("-s", "--silent", is_flag=True, help="no crash report at start (as crash -s)")
+def core(dump, vmlinux, batch, ex, modules_dir, silent):
     """Open a kernel crash dump DUMP with VMLINUX in gdb (every task a thread)."""
     for p, what in ((dump, "dump"), (vmlinux, "vmlinux")):
         if not os.path.isfile(p):
@@ -67,7 +70,7 @@ def core(dump, vmlinux, batch, ex, modules_dir):
     sock, server = fork_unix_server(d)    # the child serves this already-open dump
     d.close()
     try:
-        argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir, target=sock)
+        argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir, target=sock, report=not silent)
     except BaseException:
         os.kill(server, 15)
         os.waitpid(server, 0)
