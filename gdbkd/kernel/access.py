@@ -14,7 +14,7 @@ import contextlib
 
 import gdb
 
-from .types import try_symbol_address, vmlinux_symbol_address, read_bytes
+from .types import vmlinux_symbol_address, read_bytes
 
 __all__ = ["kernel_view", "kernel_thread", "KernelUnmapped", "user_thread"]
 

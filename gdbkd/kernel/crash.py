@@ -179,12 +179,35 @@ def trap_from_log():
     for r in recs[-400:]:
         for line in r.text.decode("utf-8", "replace").splitlines():
             m = _OOPS_RE.search(line)
+            if m and "---[ end " in line:       # the closing marker repeats the panic line
+                continue
             if m:
                 rank = 0 if m.group(1).startswith(("Unable", "kernel BUG")) else \
                     1 if m.group(1).startswith("Internal") else 2
                 best[rank] = m.group(1)
     msg = best[min(best)] if best else None
     return msg
+
+
+def _trap_from_frame_records():
+    """The trap function among the frame-record unwinder's frames, when gdb's own
+    unwinding stopped at a pointer-auth-signed return address (gdb 13 cannot strip
+    kernel PACs); the message then comes from the kernel log."""
+    gdb_frames = _gdb_frames(4)
+    if not any(_looks_signed(fr["pc"]) for fr in gdb_frames):
+        return None
+    try:
+        recs = _frame_record_frames(24)
+    except Exception:
+        return None
+    for fr in recs:
+        if fr["function"] in TRAPS:
+            t = {"trap": fr["function"], "frame": fr["level"], "unwinder": "frame records"}
+            msg = trap_from_log()
+            if msg:
+                t["message"] = escape(msg)
+            return t
+    return None
 
 
 def find_trap():
@@ -206,6 +229,9 @@ def find_trap():
     else:
         f = None
     if f is None:
+        signed = _trap_from_frame_records()
+        if signed is not None:
+            return signed
         msg = trap_from_log() if is_postmortem() else None
         if msg is None:
             return None

@@ -15,7 +15,7 @@ threads than CPUs: a dump stub that shows every task as a thread gets None).
 
 import gdb
 
-from .types import lookup_type, read_bytes, symbol_address, try_symbol_address, vmlinux_symbol_address
+from .types import lookup_type, read_bytes, symbol_address, vmlinux_symbol_address
 from .snapshot import memo
 
 __all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "per_cpu", "online_cpus",

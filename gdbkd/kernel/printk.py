@@ -20,7 +20,7 @@ The whole descriptor/info arrays and the data ring are read with one
 
 import gdb
 
-from .types import lookup_type, read_bytes, try_symbol_address, vmlinux_symbol_address, field_offset
+from .types import lookup_type, read_bytes, vmlinux_symbol_address, field_offset
 
 __all__ = ["Record", "records", "boot_wall_clock", "LEVELS"]
 

@@ -30,7 +30,7 @@ dump, whether or not gdb has a thread for it:
 
 import gdb
 
-from .types import read_bytes, try_symbol_address, vmlinux_symbol_address, field_offset, lookup_type
+from .types import read_bytes, vmlinux_symbol_address, field_offset, lookup_type
 from .snapshot import memo
 from .percpu import per_cpu_addr, possible_cpus
 from .symbolize import lookup, is_text

@@ -8,7 +8,7 @@ The match check compares ``linux_banner`` in memory with the vmlinux file.
 
 import gdb
 
-from .types import read_bytes
+from .types import read_bytes, cache_per_symbols
 
 __all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vmlinux_path",
            "link_address", "symbol_table"]
@@ -16,17 +16,7 @@ __all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vm
 _offset = 0
 _tables = {}            # vmlinux path -> elfsyms.SymbolTable
 _loaded_at = {}         # vmlinux path -> offset its symbols are loaded at (dropped on new objfiles)
-
-
-def _forget(_event=None):
-    _loaded_at.clear()
-
-
-gdb.events.new_objfile.connect(_forget)
-try:
-    gdb.events.clear_objfiles.connect(_forget)
-except AttributeError:
-    pass
+cache_per_symbols(_loaded_at)
 
 
 def symbol_table(path=None):
