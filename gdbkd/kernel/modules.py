@@ -85,11 +85,11 @@ def _kos_under(d: Path) -> dict:
     key = str(d)
     if key not in _ko_index:
         found = {}
-        for root, dirs, files in os.walk(d):
+        for root, dirs, files in os.walk(key):
             dirs.sort()
-            for fn in sorted(files):
-                if fn.endswith(".ko"):
-                    found.setdefault(fn, Path(root) / fn)
+            for fn in files:
+                if fn.endswith(".ko") and fn not in found:
+                    found[fn] = os.path.join(root, fn)
         _ko_index[key] = found
     return _ko_index[key]
 
@@ -104,7 +104,7 @@ def find_ko(name: str, extra_dirs=()):
             kos = _kos_under(d)
             for c in cands:
                 if c in kos:
-                    return kos[c]
+                    return Path(kos[c])
     return None
 
 
