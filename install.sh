@@ -25,7 +25,7 @@ fi
 stamp=.venv/.gdbkd-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >&2
-  .venv/bin/pip install -q -e '.[test]' >&2
+  .venv/bin/pip install -q -e '.[test,formats]' >&2
   touch "$stamp"
 fi
 # kd.py (sourced in a plain gdb) finds the venv through this file

@@ -25,16 +25,31 @@ Opening reads the headers and the 2nd bitmap only and builds a rank index
 found without scanning; a page is read and decompressed when asked for.
 A pfn whose bit is set in the 1st bitmap but not the 2nd was excluded by
 makedumpfile's dump level (``-d``): reading it raises :class:`PageExcluded`.
+
+Split dumps (``makedumpfile --split OUT1 OUT2 ...``): every part is a complete
+kdump file with the same main header, VMCOREINFO/notes and *whole* bitmaps;
+its sub-header has ``split = 1`` and the pfn range ``[start_pfn, end_pfn)``
+it holds (end exclusive; ``start_pfn_64``/``end_pfn_64`` from header v6), and
+its descriptor table lists only the dumped pfns of that range, so the
+descriptor of a pfn is its rank counted from ``start_pfn``. The page data
+starts where it would in the unsplit file (past a zero gap), which does not
+matter here since ``page_desc.offset`` is always followed.
+:class:`KdumpSplitDump` opens a set of parts as one dump after checking that
+they belong together (same header, bitmaps and notes) and that their ranges
+are contiguous, do not overlap and cover ``[0, max_mapnr)``.
 """
 
+import bisect
 import os
 import struct
+
+from collections import OrderedDict
 
 from .base import PhysicalDump, DumpError, PageExcluded, PageNotInDump, parse_notes
 from .compress import decompress, COMPRESSED, method_name
 from .flattened import FlatFile, is_flattened
 
-__all__ = ["KdumpDump", "KDUMP_SIGNATURE"]
+__all__ = ["KdumpDump", "KdumpSplitDump", "KDUMP_SIGNATURE"]
 
 KDUMP_SIGNATURE = b"KDUMP   "
 _HDR = struct.Struct("<8si390s6xqqIiiIIIIIIi")   # through nr_cpus (64-bit layout)
@@ -43,11 +58,54 @@ _PD = struct.Struct("<QIIQ")                      # page_desc
 _CHUNK = 4096                                     # pfns per rank-index entry
 
 
-class KdumpDump(PhysicalDump):
+def _pfns(start, end):
+    """The pfn range [start, end) for messages."""
+    return f"pfns {start:#x}-{end - 1:#x}" if end > start else f"no pfns (empty range at {start:#x})"
+
+
+class _KdumpBitmaps(PhysicalDump):
+    """What a kdump file and a split set share: the two bitmaps (``_bm1``,
+    ``_bm2``) and ``max_mapnr`` answer whether a pfn is RAM and was dumped."""
+
+    @staticmethod
+    def _bit(bm, pfn):
+        byte = pfn >> 3
+        return byte < len(bm) and (bm[byte] >> (pfn & 7)) & 1
+
+    def page_state(self, paddr: int) -> str:
+        pfn = paddr // self.block_size
+        if pfn < self.max_mapnr and self._bit(self._bm2, pfn):
+            return "ok"
+        if pfn < self.max_mapnr and self._bit(self._bm1, pfn):
+            return "excluded"
+        return "absent"
+
+    def is_dumped(self, pfn):
+        return bool(self._bit(self._bm2, pfn))
+
+    def _not_dumped(self, pfn):
+        """The PageExcluded / PageNotInDump for a pfn the 2nd bitmap does not have."""
+        paddr = pfn * self.block_size
+        if pfn < self.max_mapnr and self._bit(self._bm1, pfn):
+            return PageExcluded(f"physical address {paddr:#x}: page excluded from the dump "
+                                f"(makedumpfile -d)")
+        return PageNotInDump(f"physical address {paddr:#x} is not in the dump")
+
+
+class KdumpDump(_KdumpBitmaps):
     format = "kdump"
 
-    def __init__(self, path):
+    def __init__(self, path, split_part=False):
+        """Open one kdump file. A part of a split dump is refused unless
+        ``split_part`` (:class:`KdumpSplitDump` opens the parts together)."""
         super().__init__(path)
+        try:
+            self._open(split_part)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, split_part):
         head = os.pread(self._fd, 4096, 0)
         self._flat = None
         if is_flattened(head):
@@ -74,17 +132,27 @@ class KdumpDump(PhysicalDump):
         self.current_cpu = current_cpu
         self.nr_cpus = nr_cpus
         self.status = status
+        self._header = h
         sub = self._raw(block_size, _SUB.size)
-        (self.phys_base, self.dump_level, split, _spfn, _epfn, off_vmci, size_vmci, off_note,
-         size_note, _oe, _se, _spfn64, _epfn64, max_mapnr64) = _SUB.unpack(sub)
+        (self.phys_base, self.dump_level, split, spfn, epfn, off_vmci, size_vmci, off_note,
+         size_note, _oe, _se, spfn64, epfn64, max_mapnr64) = _SUB.unpack(sub)
         if version < 6:
             max_mapnr64 = max_mapnr
+        else:
+            spfn, epfn = spfn64, epfn64
         if version < 2:
             split = 0
-        if split:
-            raise DumpError(f"{self.path} is one part of a split dump (makedumpfile --split): "
-                            f"reassemble it with makedumpfile --reassemble first")
         self.max_mapnr = max_mapnr64
+        #: makedumpfile --split part: this file holds the pfns [start_pfn, end_pfn)
+        self.split = bool(split)
+        self.start_pfn, self.end_pfn = (spfn, epfn) if split else (0, max_mapnr64)
+        if split and not split_part:
+            raise DumpError(f"{self.path} is one part of a split dump (makedumpfile --split; "
+                            f"it holds {_pfns(spfn, epfn)}): open it together with all the "
+                            f"other parts (gdbkd core PART1 PART2 ... VMLINUX)")
+        if split and not 0 <= spfn <= epfn <= max_mapnr64:
+            raise DumpError(f"corrupt split-dump header in {self.path} (pfns {spfn:#x}-{epfn:#x} "
+                            f"of {max_mapnr64:#x})")
         if version >= 4 and size_note:
             self.notes = parse_notes(self._raw(off_note, size_note), f"notes of {self.path}")
         if version >= 3 and size_vmci and not any(n.name == "VMCOREINFO" for n in self.notes):
@@ -107,10 +175,15 @@ class KdumpDump(PhysicalDump):
             rank.append(total)
             total += int.from_bytes(self._bm2[i:i + cb], "little").bit_count()
         self._rank = rank
+        #: dumped pages of the whole dump (the 2nd bitmap)
         self.dumped_pages = total
-        if not self._flat and self._pd_off + total * _PD.size > self.file_size:
+        # descriptors in this file: the dumped pfns of [start_pfn, end_pfn)
+        self._desc_base = self._rank_of(self.start_pfn)
+        self.part_pages = self._rank_of(self.end_pfn) - self._desc_base
+        if not self._flat and self._pd_off + self.part_pages * _PD.size > self.file_size:
             raise DumpError(f"dump {self.path} is truncated: its page descriptors end at "
-                            f"{self._pd_off + total * _PD.size}, the file has {self.file_size} bytes")
+                            f"{self._pd_off + self.part_pages * _PD.size}, the file has "
+                            f"{self.file_size} bytes")
         self.ranges = self._ranges_from(self._bm1)
 
     def _raw(self, offset, size):
@@ -144,23 +217,12 @@ class KdumpDump(PhysicalDump):
             rng.append((start * bs, min(pfn, nbits) * bs))
         return rng
 
-    @staticmethod
-    def _bit(bm, pfn):
-        byte = pfn >> 3
-        return byte < len(bm) and (bm[byte] >> (pfn & 7)) & 1
-
-    def page_state(self, paddr: int) -> str:
-        pfn = paddr // self.block_size
-        if pfn < self.max_mapnr and self._bit(self._bm2, pfn):
-            return "ok"
-        if pfn < self.max_mapnr and self._bit(self._bm1, pfn):
-            return "excluded"
-        return "absent"
-
-    def is_dumped(self, pfn):
-        return bool(self._bit(self._bm2, pfn))
+    def _rank_of(self, pfn):
+        """Dumped pages below ``pfn`` (any pfn up to max_mapnr)."""
+        return self.dumped_pages if pfn >= self.max_mapnr else self._desc_index(pfn)
 
     def _desc_index(self, pfn):
+        """Rank of ``pfn`` among all dumped pfns (= its descriptor's index in an unsplit file)."""
         c = pfn // _CHUNK
         base = c * (_CHUNK // 8)
         byte = pfn >> 3
@@ -170,12 +232,11 @@ class KdumpDump(PhysicalDump):
 
     def _read_block(self, pfn):
         if pfn >= self.max_mapnr or not self._bit(self._bm2, pfn):
-            paddr = pfn * self.block_size
-            if pfn < self.max_mapnr and self._bit(self._bm1, pfn):
-                raise PageExcluded(f"physical address {paddr:#x}: page excluded from the dump "
-                                   f"(makedumpfile -d)")
-            raise PageNotInDump(f"physical address {paddr:#x} is not in the dump")
-        idx = self._desc_index(pfn)
+            raise self._not_dumped(pfn)
+        if not self.start_pfn <= pfn < self.end_pfn:
+            raise DumpError(f"pfn {pfn:#x} is not in {self.path} (this part of the split dump "
+                            f"holds {_pfns(self.start_pfn, self.end_pfn)})")
+        idx = self._desc_index(pfn) - self._desc_base
         offset, size, flags, _pflags = _PD.unpack(self._raw(self._pd_off + idx * _PD.size, _PD.size))
         bs = self.block_size
         if size == 0 or size > 2 * bs:
@@ -189,3 +250,96 @@ class KdumpDump(PhysicalDump):
             raise DumpError(f"corrupt page descriptor for pfn {pfn:#x} in {self.path} "
                             f"(raw page of {size} bytes)")
         return data
+
+
+class KdumpSplitDump(_KdumpBitmaps):
+    """The parts of a ``makedumpfile --split`` dump, read as one dump (see the module docstring).
+
+    Every check is a one-line :class:`DumpError`: a file that is not a split
+    part, a part of another dump (header, bitmaps or notes differ), a file given
+    twice, overlapping parts, or a missing part (pfns no part holds)."""
+
+    format = "kdump-split"
+
+    def __init__(self, paths):
+        paths = [os.fspath(p) for p in paths]
+        if not paths:
+            raise DumpError("no dump file given")
+        # no file of its own: PhysicalDump's state without opening anything
+        self._fd = None
+        self.paths = paths
+        self.path = " ".join(paths)
+        self.notes, self.ranges, self._cache, self.machine = [], [], OrderedDict(), None
+        self.parts = []
+        try:
+            self._open(paths)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, paths):
+        seen = {}
+        for p in paths:
+            part = KdumpDump(p, split_part=True)
+            self.parts.append(part)
+            if not part.split:
+                raise DumpError(f"{p} is not part of a split dump (makedumpfile --split), so it "
+                                f"cannot be opened together with other files")
+            st = os.fstat(part._fd)
+            if (st.st_dev, st.st_ino) in seen:
+                raise DumpError(f"{p} is given twice (the same file as {seen[st.st_dev, st.st_ino]})")
+            seen[st.st_dev, st.st_ino] = p
+        first = self.parts[0]
+        for part in self.parts[1:]:
+            for what, same in (("header", part._header == first._header),
+                               ("sub-header", (part.phys_base, part.dump_level)
+                                == (first.phys_base, first.dump_level)),
+                               ("VMCOREINFO or notes", part.notes == first.notes),
+                               ("bitmaps", part._bm1 == first._bm1 and part._bm2 == first._bm2)):
+                if not same:
+                    raise DumpError(f"{part.path} is not a part of the same dump as {first.path}: "
+                                    f"its {what} differs")
+            part._bm1, part._bm2 = first._bm1, first._bm2       # one copy is enough
+        ordered = sorted(self.parts, key=lambda k: (k.start_pfn, k.end_pfn))
+        covered, prev = 0, None
+        for part in ordered:
+            if part.start_pfn < covered:
+                raise DumpError(f"{prev.path} and {part.path} overlap (both hold "
+                                f"{_pfns(part.start_pfn, min(covered, part.end_pfn))}): they are "
+                                f"not parts of the same makedumpfile --split run")
+            if part.start_pfn > covered:
+                raise DumpError(self._missing(covered, part.start_pfn))
+            if part.end_pfn > part.start_pfn:
+                covered, prev = part.end_pfn, part
+        if covered < first.max_mapnr:
+            raise DumpError(self._missing(covered, first.max_mapnr))
+        if sum(p.part_pages for p in self.parts) != first.dumped_pages:
+            raise DumpError(f"corrupt split dump {self.path}: its parts describe "
+                            f"{sum(p.part_pages for p in self.parts)} pages, the bitmap "
+                            f"{first.dumped_pages}")
+        # the parts that hold pfns, by start_pfn, for the dispatch in _read_block
+        self._holders = [p for p in ordered if p.end_pfn > p.start_pfn]
+        self._starts = [p.start_pfn for p in self._holders]
+        for attr in ("header_version", "block_size", "cache_blocks", "utsname", "machine",
+                     "current_cpu", "nr_cpus", "status", "phys_base", "dump_level", "max_mapnr",
+                     "notes", "_bm1", "_bm2", "dumped_pages", "ranges"):
+            setattr(self, attr, getattr(first, attr))
+        self.file_size = sum(p.file_size for p in self.parts)
+        self.format = "kdump-split" if first.format == "kdump" else first.format + "-split"
+
+    def _missing(self, start, end):
+        return (f"split dump incomplete: none of the {len(self.paths)} parts given holds "
+                f"{_pfns(start, end)}; give every file makedumpfile --split wrote")
+
+    def pread(self, offset, size):
+        raise DumpError(f"{self.path}: a split dump has no single file to read from")
+
+    def close(self):
+        for p in self.parts:
+            p.close()
+
+    def _read_block(self, pfn):
+        if pfn >= self.max_mapnr or not self._bit(self._bm2, pfn):
+            raise self._not_dumped(pfn)
+        i = bisect.bisect_right(self._starts, pfn) - 1
+        return self._holders[i]._read_block(pfn)

@@ -4,9 +4,16 @@ Both tools come from Debian bookworm's arm64 archive (kexec-tools 2.0.25,
 makedumpfile 1.7.2). :func:`ensure_sysroot` resolves a package's shared-library
 closure from the archive's ``Depends``/``Pre-Depends`` fields and unpacks it
 with ``dpkg-deb -x`` into ``~/.cache/gdbkd/tools/<name>-arm64-<key>`` (a temp
-directory renamed into place). :func:`guest_files` then picks from a sysroot
-only what one binary needs at run time: the binary, its ELF interpreter and
-the ``DT_NEEDED`` libraries, transitively, by their SONAMEs.
+directory renamed into place). Another suite can be asked for
+(``ensure_sysroot("makedumpfile", suite="trixie")``: makedumpfile 1.7.6, the
+first Debian build with zstd, used to make test dumps under qemu-user); it
+gets its own ``<name>-<suite>-arm64-<key>`` sysroot. Trixie is merged-/usr
+(its packages ship libraries and the ELF interpreter only under ``usr/lib``),
+so such a sysroot gets ``lib -> usr/lib`` for ``/lib/ld-linux-aarch64.so.1``.
+
+:func:`guest_files` then picks from a sysroot only what one binary needs at
+run time: the binary, its ELF interpreter and the ``DT_NEEDED`` libraries,
+transitively, by their SONAMEs.
 """
 
 import re
@@ -44,8 +51,8 @@ def _dep_names(field: str):
     return out
 
 
-def package_closure(apt, root_pkg: str, arch: str = "arm64") -> dict:
-    """{package: version} of ``root_pkg`` and the library packages it needs."""
+def package_closure(apt, root_pkg: str, arch: str = "arm64", suite: str = SUITE) -> dict:
+    """{package: version} of ``root_pkg`` and the library packages it needs (in ``apt``'s suite)."""
     todo, seen = [root_pkg], {}
     while todo:
         name = todo.pop()
@@ -53,26 +60,32 @@ def package_closure(apt, root_pkg: str, arch: str = "arm64") -> dict:
             continue
         f = apt.show(f"{name}:{arch}")
         if not f:
-            raise GdbkdError(f"{name}:{arch} not found in Debian {SUITE}")
+            raise GdbkdError(f"{name}:{arch} not found in Debian {suite}")
         seen[name] = f["Version"]
         deps = _dep_names(f.get("Pre-Depends", "")) + _dep_names(f.get("Depends", ""))
         todo += [d for d in deps if _is_library_package(d) and d not in seen]
     return seen
 
 
-def ensure_sysroot(package: str) -> Path:
-    """The cached sysroot holding ``package`` (arm64) and its library closure."""
+def ensure_sysroot(package: str, suite: str = SUITE) -> Path:
+    """The cached sysroot holding ``package`` (arm64) and its library closure from ``suite``.
+
+    The default suite (bookworm, what the in-guest kdump flow runs) keeps its
+    ``<package>-arm64-<key>`` directory; any other suite gets
+    ``<package>-<suite>-arm64-<key>``, with a ``lib -> usr/lib`` link when the
+    suite's packages ship no ``lib`` (merged-/usr, trixie and later)."""
     from ..artifacts.apt import Apt
     base = cache_root() / "tools"
     base.mkdir(parents=True, exist_ok=True)
-    for d in sorted(base.glob(f"{package}-arm64-*")):
+    prefix = f"{package}-arm64" if suite == SUITE else f"{package}-{suite}-arm64"
+    for d in sorted(base.glob(f"{prefix}-*")):
         if (d / ".complete").exists():
             return d
-    apt = Apt([SUITE])
+    apt = Apt([suite])
     apt.update()
-    pkgs = package_closure(apt, package)
-    root = base / f"{package}-arm64-{key_of(*sorted(pkgs.items()))}"
-    progress(f"unpacking {package}:arm64 and {len(pkgs) - 1} library packages")
+    pkgs = package_closure(apt, package, suite=suite)
+    root = base / f"{prefix}-{key_of(*sorted(pkgs.items()))}"
+    progress(f"unpacking {package}:arm64 ({suite}) and {len(pkgs) - 1} library packages")
     with atomic_dir(root) as tmp:
         for name, version in sorted(pkgs.items()):
             deb = apt.download(name, "arm64", version, cache_root() / "debs")
@@ -80,6 +93,8 @@ def ensure_sysroot(package: str) -> Path:
             if r.returncode != 0:
                 raise GdbkdError(f"cannot unpack {deb.name}: "
                                  f"{(r.stderr.strip().splitlines() or ['dpkg-deb failed'])[-1]}")
+        if suite != SUITE and not (tmp / "lib").exists() and (tmp / "usr/lib").is_dir():
+            (tmp / "lib").symlink_to("usr/lib")      # merged-/usr: /lib/ld-linux-aarch64.so.1
         (tmp / ".packages").write_text("".join(f"{n} {v}\n" for n, v in sorted(pkgs.items())))
         (tmp / ".complete").write_text("ok\n")
     return root

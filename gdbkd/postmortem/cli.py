@@ -18,9 +18,25 @@ from ..paths import kd_py
 KD_PY = kd_py()
 
 
+def _split_files(files):
+    """(dump, vmlinux) from the positionals DUMP... VMLINUX: the last is the vmlinux;
+    several dumps are the parts of a makedumpfile --split dump (returned as a list)."""
+    files = list(files)
+    if len(files) < 2:
+        raise click.UsageError("give the dump and the vmlinux: DUMP VMLINUX, or for a "
+                               "makedumpfile --split dump PART1 PART2 ... VMLINUX")
+    dumps, vmlinux = files[:-1], files[-1]
+    return (dumps[0] if len(dumps) == 1 else dumps), vmlinux
+
+
+def _dump_list(dump):
+    return list(dump) if isinstance(dump, (list, tuple)) else [dump]
+
+
 def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None, report=True):
     """The gdb-multiarch command line that opens DUMP through the stub.
 
+    DUMP is a path, or the list of parts of a makedumpfile --split dump.
     TARGET is what gdb connects to: a unix socket a server already listens on
     (see :func:`gdbkd.stub.listen.fork_unix_server`), or by default a pipe to
     ``python -m gdbkd.stub`` (slower memory reads, no server process needed)."""
@@ -34,8 +50,9 @@ def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None, report
     kmods = sorted((cache_root() / "kernels").glob(f"{release}-*/pkg/lib/modules/{release}")) if release else []
     modules_dirs = list(modules_dirs) + [str(p) for p in kmods[:1]]
     if target is None:
-        target = f"| {shlex.quote(sys.executable)} -m gdbkd.stub {shlex.quote(os.path.abspath(dump))} " \
-                 f"{shlex.quote(os.path.abspath(vmlinux))}"
+        target = f"| {shlex.quote(sys.executable)} -m gdbkd.stub " \
+                 + "".join(f"{shlex.quote(os.path.abspath(p))} " for p in _dump_list(dump)) \
+                 + shlex.quote(os.path.abspath(vmlinux))
     argv = ["gdb-multiarch", "-nx", "-q", "-iex", "set auto-load no", "-iex", "set pagination off",
             "-iex", "set confirm off", "-ex", "set architecture aarch64",
             "-ex", f"symbol-file -o {off:#x} {vmlinux}" if off else f"symbol-file {vmlinux}",
@@ -52,16 +69,22 @@ def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None, report
     return argv
 
 
+_FILES = click.argument("files", nargs=-1, required=True, type=click.Path(),
+                        metavar="DUMP... VMLINUX")
+
+
 @click.command()
-@click.argument("dump", type=click.Path())
-@click.argument("vmlinux", type=click.Path())
+@_FILES
 @click.option("--batch", is_flag=True, help="run the -ex commands and exit (as gdb -batch)")
 @click.option("-ex", "--ex", "ex", multiple=True, help="gdb/kd command (repeatable)")
 @click.option("--modules-dir", multiple=True, type=click.Path())
 @click.option("-s", "--silent", is_flag=True, help="no crash report at start (as crash -s)")
-def core(dump, vmlinux, batch, ex, modules_dir, silent):
-    """Open a kernel crash dump DUMP with VMLINUX in gdb (every task a thread)."""
-    for p, what in ((dump, "dump"), (vmlinux, "vmlinux")):
+def core(files, batch, ex, modules_dir, silent):
+    """Open a kernel crash dump DUMP with VMLINUX in gdb (every task a thread).
+
+    For a makedumpfile --split dump give all its parts: PART1 PART2 ... VMLINUX."""
+    dump, vmlinux = _split_files(files)
+    for p, what in [(p, "dump") for p in _dump_list(dump)] + [(vmlinux, "vmlinux")]:
         if not os.path.isfile(p):
             raise GdbkdError(f"{what} {p} does not exist")
     from . import open_dump
@@ -90,22 +113,26 @@ def core(dump, vmlinux, batch, ex, modules_dir, silent):
 
 
 @click.command()
-@click.argument("dump", type=click.Path())
-@click.argument("vmlinux", type=click.Path())
-def stub(dump, vmlinux):
-    """Serve DUMP to gdb on stdin/stdout (`target remote | gdbkd stub DUMP VMLINUX`)."""
+@_FILES
+def stub(files):
+    """Serve DUMP to gdb on stdin/stdout (`target remote | gdbkd stub DUMP VMLINUX`).
+
+    For a makedumpfile --split dump give all its parts: PART1 PART2 ... VMLINUX."""
     from ..stub.__main__ import main as stub_main
-    sys.exit(stub_main([dump, vmlinux]))
+    dump, vmlinux = _split_files(files)
+    sys.exit(stub_main([*_dump_list(dump), vmlinux]))
 
 
 @click.command()
-@click.argument("dump", type=click.Path())
-@click.argument("vmlinux", type=click.Path())
+@_FILES
 @click.option("-o", "--output", required=True, type=click.Path(), help="the ELF core to write")
-def convert(dump, vmlinux, output):
-    """Write DUMP as an ELF core that plain `gdb-multiarch VMLINUX CORE` opens."""
+def convert(files, output):
+    """Write DUMP as an ELF core that plain `gdb-multiarch VMLINUX CORE` opens.
+
+    For a makedumpfile --split dump give all its parts: PART1 PART2 ... VMLINUX."""
     from . import open_dump
     from .convert import convert as do_convert
+    dump, vmlinux = _split_files(files)
     d = open_dump(dump, vmlinux)
     try:
         info = do_convert(d, vmlinux, output)

@@ -69,11 +69,33 @@ class Thread:
     active_cpu: int = -1     # CPU it was running on at the crash (registers from NT_PRSTATUS)
 
 
+def _check_not_a_dump(vmlinux):
+    """A dump file where the vmlinux belongs (``PART1 PART2 PART3`` with the vmlinux
+    forgotten) gets its own error, not one about the remaining parts."""
+    try:
+        with open(vmlinux, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return                      # attach_vmlinux says what is wrong with it
+    is_core = head[:4] == b"\x7fELF" and len(head) == 18 and struct.unpack_from("<H", head, 16)[0] == 4
+    if head[:8] == b"KDUMP   " or head[:12] == b"makedumpfile" or is_core:
+        raise GdbkdError(f"{vmlinux} is a dump, not a vmlinux: the vmlinux comes last "
+                         f"(DUMP VMLINUX, or PART1 PART2 ... VMLINUX)")
+
+
 class Dump:
     """A kernel crash dump opened read-only; see the module docstring."""
 
     def __init__(self, path, vmlinux=None):
-        self.path = str(path)
+        """``path``: a dump file, or the list of parts of a makedumpfile --split dump."""
+        if isinstance(path, (list, tuple)):
+            self.paths = [str(p) for p in path]
+            path = self.paths if len(self.paths) != 1 else self.paths[0]
+        else:
+            self.paths = [str(path)]
+        self.path = " ".join(self.paths)
+        if vmlinux is not None:
+            _check_not_a_dump(vmlinux)
         self.phys = open_physical(path)
         try:
             self._init_dump()

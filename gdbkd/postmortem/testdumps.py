@@ -9,6 +9,11 @@ formats. The results are cached under ``~/.cache/gdbkd/dumps/<release>-<key>/``
 with a ``meta.json`` of what the test established itself (the pids and comms
 it started, the serial log, the memory size).
 
+:func:`ensure_makedumpfile_dumps` then runs Debian's arm64 makedumpfile under
+qemu-user on the ELF dump (``MAKEDUMPFILE_VARIANTS``): bookworm's 1.7.2 for
+zlib, lzo, flattened, ELF and a 3-part ``--split`` set, trixie's 1.7.6 (its
+own sysroot) for zstd. Variants already in the cache are kept as they are.
+
 Exactly one QEMU runs at a time, and it is always killed before returning.
 """
 
@@ -23,8 +28,8 @@ from ..cache import cache_root, key_of, atomic_dir, progress
 from ..errors import GdbkdError
 
 __all__ = ["ensure_test_dumps", "ensure_makedumpfile_dumps", "cached_test_dumps", "TestDumps",
-           "SLEEPER_COMMS",
-           "MAKEDUMPFILE_VARIANTS"]
+           "SLEEPER_COMMS", "MAKEDUMPFILE_VARIANTS", "MAKEDUMPFILE_SUITES", "MAKEDUMPFILE_PARTS",
+           "makedumpfile_output"]
 
 #: Processes started in the guest before the crash: (comm, shell command).
 #: (busybox runs the applet named by argv[1] when its own name starts with "busybox").
@@ -70,7 +75,7 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
         d.close()
 
 
-def _make_dumps(kernel, profile, memory: str, out: Path):
+def _make_dumps(kernel, profile, memory: str, out: Path, cpu=None):
     from ..artifacts.initramfs import ensure_base_initramfs, write_overlay
     base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
     with tempfile.TemporaryDirectory(prefix="gdbkd-dump-") as td:
@@ -78,7 +83,7 @@ def _make_dumps(kernel, profile, memory: str, out: Path):
         initrd = write_overlay(base, {}, td / "initrd.img", rc=_RC)   # aligns the overlay itself
         from ..qemu.machine import Machine
         progress(f"booting {kernel.release} ({memory}) to make test dumps")
-        g = Machine(profile, kernel, initrd, append_extra="panic=0", memory=memory)
+        g = Machine(profile, kernel, initrd, append_extra="panic=0", memory=memory, cpu=cpu)
         try:
             g.start()
             if not g.console.wait_for("GDBKD-READY", 120):
@@ -127,17 +132,23 @@ def _make_dumps(kernel, profile, memory: str, out: Path):
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-def ensure_test_dumps(profile_name: str = "debian-6.1", memory: str = "1G") -> TestDumps:
-    """Return cached QEMU dumps (ELF + kdump-zlib) of a crashed guest, making them if absent."""
+def ensure_test_dumps(profile_name: str = "debian-6.1", memory: str = "1G", cpu=None) -> TestDumps:
+    """Return cached QEMU dumps (ELF + kdump-zlib) of a crashed guest, making them if absent.
+
+    CPU overrides the profile's QEMU CPU (``max``: LPA2 52-bit VA and pointer auth)."""
     from ..qemu.profiles import load_profile
     from ..artifacts.kernel import ensure_kernel
     profile = load_profile(profile_name)
     kernel = ensure_kernel(profile)
-    key = key_of("v2-stopped", kernel.release, memory, _RC, os.path.getsize(kernel.image))
-    d = cache_root() / "dumps" / f"{kernel.release}-{memory}-{key}"
+    parts = ["v2-stopped", kernel.release, memory, _RC, os.path.getsize(kernel.image)]
+    if cpu:
+        parts.append(f"cpu={cpu}")
+    key = key_of(*parts)
+    tag = f"_{cpu.split(',')[0]}" if cpu else ""
+    d = cache_root() / "dumps" / f"{kernel.release}-{memory}{tag}-{key}"
     if not (d / "meta.json").exists():
         with atomic_dir(d) as tmp:
-            _make_dumps(kernel, profile, memory, tmp)
+            _make_dumps(kernel, profile, memory, tmp, cpu=cpu)
     return TestDumps(d)
 
 
@@ -148,27 +159,50 @@ MAKEDUMPFILE_VARIANTS = {
     "mdf-lzo-d31.kdump": ["-l", "-d", "31"],
     "mdf-flat-d31.kdump": ["-F", "-c", "-d", "31"],
     "mdf-elf-d31.elf": ["-E", "-d", "31"],
+    "mdf-zstd-d31.kdump": ["-z", "-d", "31"],
+    # --splitblock-size is in KiB: with the default (1 GiB) a 1 GiB guest lands
+    # in the first part only; 16 MiB blocks spread its pages over all three.
+    "mdf-split-d31": ["--split", "--splitblock-size", "16384", "-c", "-d", "31"],
 }
+#: Variants bookworm's makedumpfile 1.7.2 cannot write (it is built without zstd):
+#: made by Debian trixie's makedumpfile 1.7.6 (arm64, linked with libzstd) instead.
+MAKEDUMPFILE_SUITES = {"mdf-zstd-d31.kdump": "trixie"}
+#: Variants written as several files (makedumpfile --split): name → number of parts.
+MAKEDUMPFILE_PARTS = {"mdf-split-d31": 3}
 
 
-def _makedumpfile_root() -> Path:
-    """Debian bookworm's makedumpfile:arm64 and its libraries unpacked into a sysroot
-    (the same one the in-guest kdump flow uses), run here under qemu-user."""
+def makedumpfile_output(d: Path, name: str):
+    """Where variant ``name`` is kept in dump directory ``d``: a Path, or for a
+    --split variant the list of its part files (what :func:`open_dump` takes)."""
+    n = MAKEDUMPFILE_PARTS.get(name)
+    if not n:
+        return d / name
+    return [d / f"{name}-part{i}.kdump" for i in range(1, n + 1)]
+
+
+def _output_exists(out) -> bool:
+    return all(p.exists() for p in (out if isinstance(out, list) else [out]))
+
+
+def _makedumpfile_root(suite: str = "bookworm") -> Path:
+    """Debian's makedumpfile:arm64 and its libraries unpacked into a sysroot, run
+    here under qemu-user: bookworm's is the one the in-guest kdump flow uses;
+    trixie's (1.7.6) is the first with zstd."""
     import shutil
-    from ..kdump.tools import ensure_sysroot
+    from ..kdump.tools import ensure_sysroot, SUITE
     if not shutil.which("qemu-aarch64-static"):
         raise GdbkdError("running makedumpfile:arm64 needs qemu-user-static "
                          "(apt-get install qemu-user-static)")
-    return ensure_sysroot("makedumpfile")
+    return ensure_sysroot("makedumpfile") if suite == SUITE else ensure_sysroot("makedumpfile", suite)
 
 
 def _procvmcore_from_qemu(dump_elf: Path, out: Path):
     """Rewrite QEMU's ELF dump the way /proc/vmcore lays it out, for makedumpfile.
 
-    makedumpfile 1.7.2 reads program headers at a fixed offset right after the
-    ELF header; QEMU 7.2 puts a section header there first. The rewrite keeps
-    the notes and memory as they are and gives each PT_LOAD its linear-map
-    virtual address, as the kdump kernel's /proc/vmcore does.
+    makedumpfile (1.7.2, and 1.7.6 too) reads program headers at a fixed offset
+    right after the ELF header; QEMU 7.2 puts a section header there first. The
+    rewrite keeps the notes and memory as they are and gives each PT_LOAD its
+    linear-map virtual address, as the kdump kernel's /proc/vmcore does.
     """
     import struct
     from .dump import Dump
@@ -201,35 +235,60 @@ def _procvmcore_from_qemu(dump_elf: Path, out: Path):
         d.close()
 
 
+def _split_part_pages(path: Path) -> int:
+    """Dumped pages a --split part holds in its own pfn range."""
+    from ..dump.diskdump import KdumpDump
+    with KdumpDump(path, split_part=True) as k:
+        return k.part_pages
+
+
 def ensure_makedumpfile_dumps(td: TestDumps) -> dict:
-    """makedumpfile's outputs (``MAKEDUMPFILE_VARIANTS``) of the cached QEMU ELF dump."""
-    want = {name: td.dir / name for name in MAKEDUMPFILE_VARIANTS}
-    if all(p.exists() for p in want.values()):
+    """makedumpfile's outputs (``MAKEDUMPFILE_VARIANTS``) of the cached QEMU ELF dump:
+    {name: path, or the list of part paths for a --split variant}. Only the
+    missing ones are made."""
+    want = {name: makedumpfile_output(td.dir, name) for name in MAKEDUMPFILE_VARIANTS}
+    if all(_output_exists(p) for p in want.values()):
         return want
-    root = _makedumpfile_root()
+    roots = {}
     src = td.dir / ".procvmcore.elf"
     progress("rewriting the QEMU dump for makedumpfile")
     _procvmcore_from_qemu(td.elf, src)
     try:
         for name, args in MAKEDUMPFILE_VARIANTS.items():
             out = want[name]
-            if out.exists():
+            if _output_exists(out):
                 continue
-            tmp = out.with_name(f".{name}.tmp")
-            progress(f"makedumpfile {' '.join(args)}")
+            suite = MAKEDUMPFILE_SUITES.get(name, "bookworm")
+            if suite not in roots:
+                roots[suite] = _makedumpfile_root(suite)
+            root = roots[suite]
+            outs = out if isinstance(out, list) else [out]
+            tmps = [o.with_name(f".{o.name}.tmp") for o in outs]
+            progress(f"makedumpfile {' '.join(args)}" + (f" ({suite})" if suite != "bookworm" else ""))
             cmd = ["qemu-aarch64-static", "-L", str(root), str(root / "usr/bin/makedumpfile"),
                    *args, str(src)]
             if "-F" in args:
-                with open(tmp, "wb") as f:
+                with open(tmps[0], "wb") as f:
                     r = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, text=True)
             else:
-                tmp.unlink(missing_ok=True)
-                r = subprocess.run(cmd + [str(tmp)], capture_output=True, text=True)
-            if r.returncode != 0:
-                tmp.unlink(missing_ok=True)
-                raise GdbkdError(f"makedumpfile {' '.join(args)} failed: "
-                                 f"{(r.stderr.strip().splitlines() or ['?'])[-1][:160]}")
-            os.replace(tmp, out)
+                for t in tmps:
+                    t.unlink(missing_ok=True)
+                r = subprocess.run(cmd + [str(t) for t in tmps], capture_output=True, text=True)
+            try:
+                if r.returncode != 0:
+                    raise GdbkdError(f"makedumpfile {' '.join(args)} failed: "
+                                     f"{(r.stderr.strip().splitlines() or ['?'])[-1][:160]}")
+                if len(tmps) > 1:
+                    empty = [o.name for o, t in zip(outs, tmps) if _split_part_pages(t) == 0]
+                    if empty:
+                        raise GdbkdError(f"makedumpfile {' '.join(args)}: no pages in "
+                                         f"{', '.join(empty)} (use a smaller --splitblock-size)")
+            except BaseException:
+                for t in tmps:
+                    t.unlink(missing_ok=True)
+                raise
+            for t, o in zip(tmps, outs):
+                os.replace(t, o)
     finally:
         src.unlink(missing_ok=True)
     return want
@@ -245,5 +304,6 @@ def cached_test_dumps(memory: str = "1G"):
             td = TestDumps(d)
             if not td.vmlinux.exists():
                 continue
-            return td, {n: d / n for n in MAKEDUMPFILE_VARIANTS if (d / n).exists()}
+            outs = {n: makedumpfile_output(d, n) for n in MAKEDUMPFILE_VARIANTS}
+            return td, {n: p for n, p in outs.items() if _output_exists(p)}
     return None, {}

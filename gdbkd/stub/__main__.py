@@ -1,4 +1,6 @@
-"""``python -m gdbkd.stub DUMP VMLINUX``: serve a dump to gdb on stdin/stdout.
+"""``python -m gdbkd.stub DUMP... VMLINUX``: serve a dump to gdb on stdin/stdout.
+
+DUMP is one file, or every part of a ``makedumpfile --split`` dump.
 
 Use from gdb-multiarch::
 
@@ -20,18 +22,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m gdbkd.stub",
                                  description="GDB remote-protocol server for an arm64 kernel dump "
                                              "(talks on stdin/stdout)")
-    ap.add_argument("dump")
+    ap.add_argument("dump", nargs="+",
+                    help="the dump file, or every part of a makedumpfile --split dump")
     ap.add_argument("vmlinux")
     ap.add_argument("--log", help="write the packets exchanged to this file")
     ap.add_argument("--listen", metavar="SOCKET",
                     help="serve one gdb on a new unix socket (`target remote SOCKET`: much faster "
                          "memory reads than a pipe) instead of stdin/stdout")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     from ..errors import GdbkdError
     try:
         from ..postmortem import open_dump
         from .server import StubServer
-        dump = open_dump(args.dump, args.vmlinux)
+        dump = open_dump(args.dump if len(args.dump) > 1 else args.dump[0], args.vmlinux)
     except GdbkdError as e:
         print(f"gdbkd stub: {e}", file=sys.stderr, flush=True)
         return e.exit_code or 2

@@ -1,6 +1,8 @@
 """Live crash → QMP dump → `gdbkd core`: the same crash, the same kd report."""
 
 import json
+import re
+import shutil
 
 import pytest
 
@@ -57,3 +59,37 @@ def test_gdb_bt_crosses_the_irq_stack(kernel61):
         assert fn in bt, bt
     assert "secondary_start_kernel" in bt or "rest_init" in bt, bt    # CPU 1 or the boot CPU
     assert "previous frame identical" not in bt
+
+
+def _bt_functions(out):
+    """Function names of gdb's `bt` lines (#N [0xADDR in] FUNC (...))."""
+    return [m.group(1) for m in re.finditer(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(", out, re.M)]
+
+
+def test_core_split_dump(kernel61):
+    """`gdbkd core PART1 PART2 PART3 VMLINUX`: the 3 files of bookworm makedumpfile's
+    --split -c -d 31 open as one dump, with the crashed task's backtrace selected;
+    a missing part is one line."""
+    if not shutil.which("qemu-aarch64-static"):
+        pytest.skip("makedumpfile:arm64 needs qemu-user-static (apt-get install qemu-user-static)")
+    from gdbkd.postmortem.testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
+    td = ensure_test_dumps()
+    parts = [str(p) for p in ensure_makedumpfile_dumps(td)["mdf-split-d31"]]
+    assert len(parts) == 3
+    r = gdbkd("core", *parts, kernel61.vmlinux, "--batch", "-s", "-ex", "bt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    bt = _bt_functions(r.stdout)
+    assert "sysrq_handle_crash" in bt and "panic" in bt, r.stdout[-3000:]
+    assert "kd analyze" not in r.stdout and "Kernel panic" not in r.stdout    # -s: no report
+    # the same task and frames as on the full QEMU ELF dump of the same instant
+    ref = gdbkd("core", str(td.elf), kernel61.vmlinux, "--batch", "-s", "-ex", "bt")
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    assert bt == _bt_functions(ref.stdout)
+    # a part left out, or the vmlinux forgotten: one line, non-zero, no gdb
+    for args, msg in (([parts[0], parts[2], kernel61.vmlinux], "split dump incomplete"),
+                      ([parts[1], kernel61.vmlinux], "one part of a split dump"),
+                      (parts, "is a dump, not a vmlinux")):
+        r = gdbkd("core", *args, "--batch", "-s", "-ex", "bt")
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0], r.stderr

@@ -2,8 +2,9 @@
 
 The fixture boots the Debian 6.1 guest with KASLR on, starts two known sleeping
 processes, crashes it with sysrq-c and dumps it with QEMU (ELF and kdump-zlib);
-makedumpfile:arm64 (under qemu-user) then writes -d 31 variants. drgn 0.3.0,
-run on the same dump in the same test, is the independent reference.
+makedumpfile:arm64 (under qemu-user) then writes -d 31 variants (zlib, flattened,
+ELF and a 3-part --split set with bookworm's 1.7.2, zstd with trixie's 1.7.6).
+drgn 0.3.0, run on the same dump in the same test, is the independent reference.
 """
 
 import json
@@ -52,9 +53,10 @@ def run_gdb(vmlinux, *, stub_dump=None, core=None, offset=0, want_bt=(), exprs=(
            "-iex", "set debuginfod enabled off"]
     if core:
         cmd += [str(vmlinux), str(core)]
-    else:
+    else:       # stub_dump: a file, or the parts of a split dump
+        dumps = " ".join(map(str, stub_dump)) if isinstance(stub_dump, list) else stub_dump
         cmd += ["-ex", f"symbol-file -o {offset:#x} {vmlinux}",
-                "-ex", f"target remote | {sys.executable} -m gdbkd.stub {stub_dump} {vmlinux}"]
+                "-ex", f"target remote | {sys.executable} -m gdbkd.stub {dumps} {vmlinux}"]
     cmd += list(extra)
     script = f"WANT_BT = {list(want_bt)!r}\nEXPRS = {list(exprs)!r}\n" + GDB_SCRIPT
     cmd += ["-ex", "python\n" + script + "\nend"]
@@ -158,7 +160,8 @@ def test_excluded_page_clear_error(dumps, mdf, kaslr):
     assert res["exprs"][1].startswith('"swapper/0')
 
 
-@pytest.mark.parametrize("name", ["mdf-zlib-d31.kdump", "mdf-flat-d31.kdump", "mdf-elf-d31.elf"])
+@pytest.mark.parametrize("name", ["mdf-zlib-d31.kdump", "mdf-flat-d31.kdump", "mdf-elf-d31.elf",
+                                  "mdf-zstd-d31.kdump", "mdf-split-d31"])
 def test_stub_on_makedumpfile_outputs(dumps, mdf, drgn_ref, kaslr, name):
     """-d 31 keeps kernel data and task stacks: same threads and backtraces as the full dump."""
     res, _ = run_gdb(dumps.vmlinux, stub_dump=mdf[name], offset=kaslr,
