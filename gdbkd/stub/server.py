@@ -325,12 +325,16 @@ class StubServer:
         d = self.dump
         cmd = cmd.strip()
         if cmd in ("", "help"):
-            text = "monitor info: the dump's format, kernel, KASLR offset, crashed CPU\n"
+            text = "monitor info: the dump's format, kernel, KASLR offset, crashed CPU, page size, VA bits\n"
         elif cmd == "info":
             text = (f"dump {d.path}\nformat {d.format} (written by {d.producer})\n"
                     f"kernel {d.osrelease}\nKASLR offset {d.kaslr_offset:#x}\n"
                     f"crashed cpu {d.crashed_cpu}\ncrashed pid {d.crashed_pid}\n"
                     f"tasks {len(self.threads())}\n")
+            m = getattr(d, "mmu", None)
+            if m is not None:
+                text += (f"page size {m.page_size}\nva bits {m.va_bits}\n"
+                         f"page table levels {m.levels}{' (LPA2)' if m.lpa2 else ''}\n")
         else:
             text = f"unknown monitor command '{escape(cmd)}' (try: monitor help)\n"
         self.send("O" + text.encode().hex())

@@ -1,11 +1,14 @@
-"""52-bit kernel VA (LPA2, 5 levels of 4K tables) and pointer auth, on a real dump.
+"""52-bit kernel VA (LPA2), 16K pages and pointer auth, on real dumps.
 
 Debian's 6.12 arm64 kernels are built with VA_BITS=52 and LPA2; on QEMU's
-``-cpu max`` (which has LPA2 and PAC) the kernel runs with a 52-bit linear map
-at 0xfff0... and signs return addresses. The dump of that guest is opened with
-``gdbkd core`` and checked against drgn 0.3.0 on the same file: every task,
-the crashed task's and a sleeping task's backtraces (kd's frame-record unwinder,
-which strips PACs; gdb 13's own unwinder cannot), and the report's trap.
+``-cpu max`` (which has LPA2 and PAC) they run with a 52-bit linear map at
+0xfff0... and sign return addresses. Two guests: the cloud kernel (4K pages,
+5 levels of tables) and trixie's arm64-16k kernel (16K pages, 4 levels), each
+crashed with sysrq-c and dumped by QEMU as ELF and as kdump-zlib (whose 64K
+blocks differ from both page sizes). Each dump is opened with ``gdbkd core``
+and checked against drgn 0.3.0 on the same ELF file: every task, the crashed
+task's and a sleeping task's backtraces (kd's frame-record unwinder, which
+strips PACs; gdb 13's own unwinder cannot), and the report's trap.
 """
 
 import json
@@ -31,14 +34,20 @@ print(json.dumps({"tasks": tasks,
 """
 
 
-@pytest.fixture(scope="module")
-def dump():
+GUESTS = {"4k-lpa2": ("debian-6.12", "max"),      # the profile's cortex-a57 has no LPA2/PAC
+          "16k-lpa2": ("debian-6.12-16k", None)}   # the profile runs -cpu max itself
+
+
+@pytest.fixture(scope="module", params=sorted(GUESTS))
+def dump(request):
     from gdbkd.postmortem.testdumps import ensure_test_dumps
-    return ensure_test_dumps("debian-6.12", "1G", cpu="max")
+    profile, cpu = GUESTS[request.param]
+    return ensure_test_dumps(profile, "1G", cpu=cpu)
 
 
-def _core(td, *ex):
-    cmd = [sys.executable, "-m", "gdbkd", "core", str(td.elf), str(td.vmlinux), "--batch"]
+def _core(td, *ex, fmt="elf"):
+    path = td.elf if fmt == "elf" else td.kdump_flat
+    cmd = [sys.executable, "-m", "gdbkd", "core", str(path), str(td.vmlinux), "--batch"]
     for e in ex:
         cmd += ["-ex", e]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
@@ -48,18 +57,15 @@ def _json_lines(out):
     return [json.loads(l) for l in out.splitlines() if l.startswith(("{", "[{", "[]"))]
 
 
-def test_lpa2_kernel_ran_with_52_bit_va(dump):
-    assert "52-bit Virtual Addressing (LPA2)" in (dump.dir / "serial.log").read_text()
-
-
-def test_tasks_and_backtraces_equal_drgn(dump):
+@pytest.mark.parametrize("fmt", ["elf", "kdump-zlib"])
+def test_tasks_and_backtraces_equal_drgn(dump, fmt):
     sleeper = dump.meta["sleepers"]["busybox-sleeper"]
     r = subprocess.run([sys.executable, "-c", DRGN, str(dump.elf), str(dump.vmlinux), str(sleeper)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-1000:]
     ref = json.loads(r.stdout.strip().splitlines()[-1])
 
-    r = _core(dump, "kd ps --json", "kd bt --json", f"kd bt {sleeper} --json")
+    r = _core(dump, "kd ps --json", "kd bt --json", f"kd bt {sleeper} --json", fmt=fmt)
     assert r.returncode == 0, r.stderr[-1000:]
     ps, bt, sbt = _json_lines(r.stdout)[-3:]
     rows = ps["tasks"]
@@ -74,6 +80,16 @@ def test_tasks_and_backtraces_equal_drgn(dump):
     assert int(bt[0]["task"]["task"], 16) >> 52 == 0xfff
     assert names(bt) == ref["crashed"]
     assert names(sbt) == ref["sleeper"]
+
+
+def test_page_size_from_the_dump(dump):
+    r = _core(dump, "monitor info", "kd sys")
+    assert r.returncode == 0, r.stderr[-1000:]
+    want = 16384 if "16k" in dump.meta["release"] else 4096
+    assert "52-bit Virtual Addressing (LPA2)" in (dump.dir / "serial.log").read_text()
+    out = r.stdout + r.stderr                 # gdb shows the stub's monitor text on stderr
+    assert f"page size {want}\n" in out and "va bits 52\n" in out
+    assert ("page table levels 4 (LPA2)" if want == 16384 else "page table levels 5 (LPA2)") in out
 
 
 def test_report_names_the_panic(dump):
