@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..cache import cache_root, key_of, progress, atomic_dir, atomic_write
 from ..errors import GdbkdError
+from ..paths import GDB_INIT
 from .apt import Apt
 
 __all__ = ["Kernel", "ensure_kernel", "add_gdb_index", "compact_gdb_index"]
@@ -89,7 +90,7 @@ def add_gdb_index(vmlinux: Path):
         return
     progress(f"indexing {vmlinux.name} for gdb (one time, ~30 s)")
     d = vmlinux.parent
-    _run(["gdb-multiarch", "-batch", "-nx", "-iex", "set auto-load no",
+    _run(["gdb-multiarch", "-batch", "-nx", *GDB_INIT,
           "-ex", f"save gdb-index {d}", str(vmlinux)], "gdb index")
     idx = d / (vmlinux.name + ".gdb-index")
     tmp = d / (vmlinux.name + ".indexed")

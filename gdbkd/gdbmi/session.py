@@ -23,7 +23,7 @@ from ..procutil import die_with_parent
 __all__ = ["GdbSession", "GdbDied", "KD_PY", "GDB"]
 
 GDB = "gdb-multiarch"
-from ..paths import kd_py
+from ..paths import kd_py, GDB_INIT
 
 KD_PY = kd_py()
 
@@ -45,7 +45,7 @@ class GdbSession:
         e.setdefault("GDBKD_PATH", str(KD_PY.parents[1]))
         self.log = open(log_path, "w") if log_path else None
         self.proc = subprocess.Popen(
-            [GDB, "--nx", "--quiet", "--interpreter=mi3", "-iex", "set auto-load no"],
+            [GDB, "--nx", "--quiet", "--interpreter=mi3", *GDB_INIT],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=e, start_new_session=True, bufsize=0, preexec_fn=die_with_parent)
         self.tokens = itertools.count(100)

@@ -73,7 +73,11 @@ def lab_run(lab_id, kernel, mode, dump, dump_format, kdump, batch, as_json, ex, 
         sys.exit(0)
     stop_on = []
     if the_lab.expect == "hang":
-        stop_on = [rf"task {re.escape(c)}:\d+ blocked for more than" for c in the_lab.hang_comms]
+        # the lab's end state: the deadlocked tasks and the ones blocked behind them all reported
+        # by the hung-task detector (victims may come one detector scan after the cycle)
+        stop_on = [rf"task {re.escape(c)}:\d+ blocked for more than"
+                   for c in list(the_lab.hang_comms) + [v for v in the_lab.victim_comms
+                                                        if v not in the_lab.hang_comms]]
     opts = LiveOptions(profile=profile, extra_files=files, rc=lab_rc(the_lab), execs=list(the_lab.trigger),
                        batch=batch or not sys.stdin.isatty(), json=as_json, ex=list(ex), timeout=timeout,
                        dump_on_crash=dump or "", dump_format=dump_format, stop_on=stop_on, nokaslr=nokaslr,

@@ -13,7 +13,7 @@ from ..procutil import die_with_parent
 
 __all__ = ["register", "core_gdb_argv"]
 
-from ..paths import kd_py
+from ..paths import kd_py, GDB_INIT
 
 KD_PY = kd_py()
 
@@ -33,18 +33,20 @@ def _dump_list(dump):
     return list(dump) if isinstance(dump, (list, tuple)) else [dump]
 
 
-def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None, report=True):
+def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None, report=True, opened=None):
     """The gdb-multiarch command line that opens DUMP through the stub.
 
     DUMP is a path, or the list of parts of a makedumpfile --split dump.
     TARGET is what gdb connects to: a unix socket a server already listens on
     (see :func:`gdbkd.stub.listen.fork_unix_server`), or by default a pipe to
-    ``python -m gdbkd.stub`` (slower memory reads, no server process needed)."""
+    ``python -m gdbkd.stub`` (slower memory reads, no server process needed).
+    OPENED: the dump already opened by the caller (else it is opened here)."""
     from . import open_dump
-    d = open_dump(dump, vmlinux)          # one-line errors before gdb starts
+    d = opened or open_dump(dump, vmlinux)          # one-line errors before gdb starts
     off = d.kaslr_offset or 0
     release = d.osrelease
-    d.close()
+    if opened is None:
+        d.close()
     # the kernel's own modules (unpacked by gdbkd fetch) come with their symbols
     from ..cache import cache_root
     kmods = sorted((cache_root() / "kernels").glob(f"{release}-*/pkg/lib/modules/{release}")) if release else []
@@ -53,7 +55,7 @@ def core_gdb_argv(dump, vmlinux, batch, ex, modules_dirs=(), target=None, report
         target = f"| {shlex.quote(sys.executable)} -m gdbkd.stub " \
                  + "".join(f"{shlex.quote(os.path.abspath(p))} " for p in _dump_list(dump)) \
                  + shlex.quote(os.path.abspath(vmlinux))
-    argv = ["gdb-multiarch", "-nx", "-q", "-iex", "set auto-load no", "-iex", "set pagination off",
+    argv = ["gdb-multiarch", "-nx", "-q", *GDB_INIT, "-iex", "set pagination off",
             "-iex", "set confirm off", "-ex", "set architecture aarch64",
             "-ex", f"symbol-file -o {off:#x} {vmlinux}" if off else f"symbol-file {vmlinux}",
             "-ex", f"exec-file {vmlinux}"]
@@ -91,10 +93,12 @@ def core(files, batch, ex, modules_dir, silent):
     from ..stub.listen import fork_unix_server
     d = open_dump(dump, vmlinux)          # one-line errors before anything starts
     sock, server = fork_unix_server(d)    # the child serves this already-open dump
-    d.close()
     try:
-        argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir, target=sock, report=not silent)
+        argv = core_gdb_argv(dump, vmlinux, batch, ex, modules_dir, target=sock, report=not silent,
+                             opened=d)
+        d.close()
     except BaseException:
+        d.close()
         os.kill(server, 15)
         os.waitpid(server, 0)
         raise

@@ -25,6 +25,7 @@ from elftools.elf.elffile import ELFFile
 
 from ..cache import cache_root, atomic_write
 from ..errors import GdbkdError
+from ..paths import GDB_INIT
 
 __all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
 
@@ -124,8 +125,7 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
             pass
     script = (f"FIELDS = {_FIELDS!r}\nSIZES = {_SIZES!r}\nSYMBOLS = {_SYMBOLS!r}\n" + _SCRIPT)
     try:
-        r = subprocess.run(["gdb-multiarch", "-batch", "-nx", "-iex", "set auto-load no",
-                            "-iex", "set debuginfod enabled off", vmlinux,
+        r = subprocess.run(["gdb-multiarch", "-batch", "-nx", *GDB_INIT, vmlinux,
                             "-ex", "python\n" + script + "\nend"],
                            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     except FileNotFoundError:

@@ -82,3 +82,53 @@ def test_serial_console_is_the_terminal_and_ctrl_bracket_breaks_in(tmp_path, ker
         assert p.exit_code() == 0
     finally:
         p.close()
+
+
+def _server_children(marker):
+    """Live processes whose command line contains MARKER (the forked dump server keeps
+    the frontend's `gdbkd core …` command line)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read()
+                with open(f"/proc/{d}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if b"python" in cmd.split(b"\0")[0] and marker.encode() in cmd and state != "Z":
+                out.append(int(d))
+    return out
+
+
+def test_core_prompt_threads_ctrl_c_and_quit(tmp_path):
+    """`gdbkd core` at a real terminal: the report, then gdb's prompt on the dump served
+    by the forked server; Ctrl-C reaches gdb only; after quit no server is left and its
+    socket directory is gone."""
+    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    td = ensure_test_dumps()
+    link = tmp_path / f"dump-{uuid.uuid4().hex[:6]}.elf"      # a unique name to find the server by
+    link.symlink_to(td.elf)
+    before = set(os.listdir("/tmp"))
+    p = Pane(f".venv/bin/gdbkd core {link} {td.vmlinux}", tmp_path)
+    try:
+        p.wait("BACKTRACE:", 120)
+        p.wait("(gdb)", 60)
+        servers = _server_children(link.name)
+        assert len(servers) == 1, servers          # gdb exec'd in place of the frontend + the server
+        p.keys("info threads", "Enter")
+        p.wait("busybox-sleeper", 30)
+        p.keys("C-c")
+        p.keys("kd bt 1", "Enter")
+        p.wait("sysrq_handle_crash", 30)
+        assert _server_children(link.name) == servers     # Ctrl-C did not kill the server
+        p.keys("quit", "Enter")
+        assert p.exit_code() == 0
+        deadline = time.time() + 10
+        while _server_children(link.name) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _server_children(link.name) == []
+        assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith("gdbkd-core-")]
+    finally:
+        p.close()
