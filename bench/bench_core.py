@@ -1,8 +1,8 @@
 """Time to the crashed task's first backtrace: gdbkd vs drgn 0.3.0.
 
 All run on the same dumps in the same run, each in a fresh process, and the
-median of --repeat runs is kept; every time is wall clock from process start
-to exit, startup included:
+median of --repeat runs is kept; every time is the wall clock of that process
+from its start (Python interpreter included, for drgn too) to its exit:
 
 - gdbkd bt: ``gdbkd core DUMP VMLINUX -s --batch -ex bt`` (the product's path:
   open the dump, fork the dump server, gdb-multiarch with the vmlinux at the
@@ -28,49 +28,43 @@ import sys
 import time
 
 DRGN = r"""
-import sys, time
-t = time.monotonic()
+import sys
 import drgn
 prog = drgn.Program()
 prog.set_core_dump(sys.argv[1])
 prog.load_debug_info([sys.argv[2]])
-names = [f.name for f in prog.crashed_thread().stack_trace()]
-print(f"{time.monotonic() - t:.4f} {len(names)}")
+print(len([f.name for f in prog.crashed_thread().stack_trace()]))
 """
 
-GDBKD_BT = r"""
-import subprocess, sys, time
-t = time.monotonic()
-r = subprocess.run([sys.executable, "-m", "gdbkd", "core", sys.argv[1], sys.argv[2], "-s", "--batch",
-                    "-ex", "bt"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-frames = [l for l in r.stdout.splitlines() if l.startswith("#")]
-if r.returncode != 0 or not frames:
-    sys.exit((r.stderr.strip().splitlines() or ["no backtrace"])[-1])
-print(f"{time.monotonic() - t:.4f} {len(frames)}")
-"""
 
-GDBKD_REPORT = r"""
-import subprocess, sys, time
-t = time.monotonic()
-r = subprocess.run([sys.executable, "-m", "gdbkd", "core", sys.argv[1], sys.argv[2], "--batch"],
-                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
-frames = [l for l in r.stdout.splitlines() if l.startswith(" #")]
-if r.returncode != 0 or not frames:
-    sys.exit((r.stderr.strip().splitlines() or ["no report"])[-1])
-print(f"{time.monotonic() - t:.4f} {len(frames)}")
-"""
-
-TOOLS = (("gdbkd-bt", GDBKD_BT), ("gdbkd-rep", GDBKD_REPORT), ("drgn", DRGN))
+def _drgn(dump, vmlinux):
+    return [sys.executable, "-c", DRGN, str(dump), str(vmlinux)], lambda out: int(out.split()[-1])
 
 
-def _run(code, dump, vmlinux):
-    r = subprocess.run([sys.executable, "-c", code, str(dump), str(vmlinux)],
-                       capture_output=True, text=True, timeout=600)
-    if r.returncode != 0 or not r.stdout.strip():
-        err = (r.stderr.strip().splitlines() or ["failed"])[-1]
+def _gdbkd_bt(dump, vmlinux):
+    return ([sys.executable, "-m", "gdbkd", "core", str(dump), str(vmlinux), "-s", "--batch", "-ex", "bt"],
+            lambda out: sum(1 for line in out.splitlines() if line.startswith("#")))
+
+
+def _gdbkd_report(dump, vmlinux):
+    return ([sys.executable, "-m", "gdbkd", "core", str(dump), str(vmlinux), "--batch"],
+            lambda out: sum(1 for line in out.splitlines() if line.startswith(" #")))
+
+
+TOOLS = (("gdbkd-bt", _gdbkd_bt), ("gdbkd-rep", _gdbkd_report), ("drgn", _drgn))
+
+
+def _run(tool, dump, vmlinux):
+    """Wall time of one fresh process, from its start (interpreter included) to its exit."""
+    argv, count = tool(dump, vmlinux)
+    t = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    secs = time.monotonic() - t
+    frames = count(r.stdout) if r.returncode == 0 and r.stdout.strip() else 0
+    if not frames:
+        err = (r.stderr.strip().splitlines() or ["no backtrace"])[-1]
         return None, err[:100]
-    secs, frames = r.stdout.split()[-2:]
-    return float(secs), int(frames)
+    return secs, frames
 
 
 def measure(code, dump, vmlinux, repeat):
@@ -97,9 +91,8 @@ def main():
         if mdf.exists():
             formats.append(("mdf-d31", mdf))
         for fmt, path in formats:
-            for tool, code in TOOLS:
-                t0 = time.monotonic()
-                secs, info = measure(code, path, td.vmlinux, args.repeat)
+            for tool, fn in TOOLS:
+                secs, info = measure(fn, path, td.vmlinux, args.repeat)
                 results[(size, fmt, tool)] = secs
                 shown = f"{secs:7.3f} s ({info} frames)" if secs is not None else f"failed: {info}"
                 print(f"{size:>3} {fmt:<10} {tool:<9} first crashed-task bt: {shown}", flush=True)
