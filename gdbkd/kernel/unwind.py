@@ -170,14 +170,35 @@ def is_exception_frame(frame) -> bool:
 try:
     from gdb.FrameDecorator import FrameDecorator
 
-    class _InterruptedFrame(FrameDecorator):
-        """The frame an exception interrupted: its pc is the faulting instruction itself,
-        so name it by pc (gdb would look up pc-1, as for a return address)."""
+    class _Arg:
+        """A frame argument for gdb's frame-filter printer. gdb 13 aborts the whole
+        frame line when reading an argument fails on that path ("Python Exception
+        <class 'gdb.MemoryError'>", e.g. vpanic's va_list passed by reference), where
+        its plain printer shows ``<error: ...>``: read it here and show the same."""
 
-        def __init__(self, fobj):
+        def __init__(self, frame, sym):
+            self._frame, self._sym = frame, sym
+
+        def symbol(self):
+            return self._sym
+
+        def value(self):
+            try:
+                v = self._frame.read_var(self._sym)
+                v.fetch_lazy()
+                return None          # readable: gdb reads and prints it as usual
+            except (gdb.error, gdb.MemoryError, ValueError, RuntimeError) as e:
+                return f"<error: {e}>"
+
+    class _Frame(FrameDecorator):
+        """Every frame gdb prints while the filter is on: safe arguments; and the frame
+        an exception interrupted named by its exact pc (the faulting instruction
+        itself; gdb would look up pc-1, as for a return address)."""
+
+        def __init__(self, fobj, interrupted):
             super().__init__(fobj)
             f = fobj.inferior_frame()
-            self._name, self._sal = exact_pc_function(f.pc() & _M)
+            self._name, self._sal = exact_pc_function(f.pc() & _M) if interrupted else (None, None)
 
         def function(self):
             return self._name or super().function()
@@ -187,6 +208,17 @@ try:
 
         def line(self):
             return self._sal.line if self._sal and self._sal.line else super().line()
+
+        def frame_args(self):
+            args = super().frame_args()
+            if args is None:
+                return None
+            f = self.inferior_frame()
+            out = []
+            for a in args:
+                sym = a.symbol()
+                out.append(_Arg(f, sym) if isinstance(sym, gdb.Symbol) else a)
+            return out
 
     class _ExceptionFrameFilter:
         def __init__(self):
@@ -198,7 +230,7 @@ try:
             prev_exc = False
             for fd in frame_iter:
                 f = fd.inferior_frame()
-                yield _InterruptedFrame(fd) if prev_exc else fd
+                yield _Frame(fd, prev_exc)
                 prev_exc = is_exception_frame(f)
 
     _filter = _ExceptionFrameFilter()

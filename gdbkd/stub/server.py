@@ -87,6 +87,8 @@ class StubServer:
         self._threads_xml = None
         self._warned = set()
         self.error_text = False
+        from .pac import PacStripper
+        self.pac = PacStripper.for_dump(dump)
 
     # -- threads --------------------------------------------------------------------
     def threads(self):
@@ -242,12 +244,13 @@ class StubServer:
             self.threads()
             return "OK" if int(p[1:], 16) in self._by_tid else "E01"
         if p == "g":
-            return "".join(self._reg_hex(self.thread(self.cur_g).regs, i) for i in range(NUM_REGS))
+            regs = self._regs(self.thread(self.cur_g))
+            return "".join(self._reg_hex(regs, i) for i in range(NUM_REGS))
         if p.startswith("p"):
             n = int(p[1:], 16)
             if n >= NUM_REGS:
                 return "E00"
-            return self._reg_hex(self.thread(self.cur_g).regs, n)
+            return self._reg_hex(self._regs(self.thread(self.cur_g)), n)
         if p.startswith("m"):
             a, _, n = p[1:].partition(",")
             return self._read_mem(int(a, 16), int(n, 16))
@@ -282,6 +285,16 @@ class StubServer:
         n = max(1, (PACKET_SIZE - 16) // 9)
         part, self._tinfo = self._tinfo[:n], self._tinfo[n:]
         return "m" + ",".join(f"{t:x}" for t in part)
+
+    def _regs(self, th):
+        """The thread's registers, with x30 and pc unsigned when pointer auth is on."""
+        regs = th.regs
+        if self.pac.enabled:
+            regs = list(regs)
+            for i in (30, 32):                  # lr, pc
+                if regs[i] is not None:
+                    regs[i] = self.pac.strip(regs[i] & 0xFFFFFFFFFFFFFFFF)
+        return regs
 
     @staticmethod
     def _reg_hex(regs, i):
@@ -319,13 +332,18 @@ class StubServer:
                 return "E." + msg.replace("$", "").replace("#", "")[:200]
             a += n
             left -= n
-        return b"".join(out).hex()
+        data = b"".join(out)
+        if self.pac.enabled:
+            data = self.pac.strip_bytes(addr, data)
+        return data.hex()
 
     def _monitor(self, cmd):
         d = self.dump
         cmd = cmd.strip()
         if cmd in ("", "help"):
-            text = "monitor info: the dump's format, kernel, KASLR offset, crashed CPU, page size, VA bits\n"
+            text = ("monitor info: the dump's format, kernel, KASLR offset, crashed CPU, page size, VA bits\n"
+                    "monitor pac raw|strip: serve signed return addresses as stored, or stripped "
+                    "(the default when VMCOREINFO has a KERNELPACMASK)\n")
         elif cmd == "info":
             text = (f"dump {d.path}\nformat {d.format} (written by {d.producer})\n"
                     f"kernel {d.osrelease}\nKASLR offset {d.kaslr_offset:#x}\n"
@@ -335,6 +353,15 @@ class StubServer:
             if m is not None:
                 text += (f"page size {m.page_size}\nva bits {m.va_bits}\n"
                          f"page table levels {m.levels}{' (LPA2)' if m.lpa2 else ''}\n")
+            if self.pac.mask:
+                text += (f"pointer auth: kernel PAC mask {self.pac.mask:#x}, code pointers served "
+                         f"{'stripped' if self.pac.enabled else 'raw'}\n")
+        elif cmd in ("pac raw", "pac strip"):
+            if not self.pac.mask:
+                text = "this dump has no KERNELPACMASK: nothing to strip\n"
+            else:
+                self.pac.enabled = cmd == "pac strip"
+                text = f"code pointers now served {'stripped' if self.pac.enabled else 'raw'}\n"
         else:
             text = f"unknown monitor command '{escape(cmd)}' (try: monitor help)\n"
         self.send("O" + text.encode().hex())

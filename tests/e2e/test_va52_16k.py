@@ -13,6 +13,7 @@ strips PACs; gdb 13's own unwinder cannot), and the report's trap.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -84,6 +85,30 @@ def test_tasks_and_backtraces_equal_drgn(dump, fmt):
     assert page_offset <= int(bt[0]["task"]["task"], 16) < page_offset + (1 << (va - 1))
     assert names(bt) == ref["crashed"]
     assert names(sbt) == ref["sleeper"]
+
+
+_BT_RE = re.compile(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(")
+
+
+def test_gdb_own_backtraces_equal_drgn(dump):
+    """gdb's own unwinder (DWARF CFI) on every guest, pointer auth or not: the stub serves
+    return addresses with their PAC stripped (VMCOREINFO KERNELPACMASK)."""
+    sleeper = dump.meta["sleepers"]["busybox-sleeper"]
+    r = subprocess.run([sys.executable, "-c", DRGN, str(dump.elf), str(dump.vmlinux), str(sleeper)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1000:]
+    ref = json.loads(r.stdout.strip().splitlines()[-1])
+    switch = ("python [t.switch() for t in gdb.selected_inferior().threads() "
+              f"if t.ptid[1] == {sleeper}]")
+    r = _core(dump, "bt", "echo ==SLEEPER==\\n", switch, "bt", "monitor info")
+    assert r.returncode == 0, r.stderr[-1000:]
+    crashed, _, rest = r.stdout.partition("==SLEEPER==")
+    names = lambda text: [m.group(1) for m in map(_BT_RE.match, text.splitlines()) if m]
+    assert names(crashed.split("BACKTRACE:")[-1]) == ref["crashed"]
+    assert names(rest) == ref["sleeper"]
+    # the guests on -cpu max sign return addresses (and say so at boot); cortex-a76 has no PAC
+    signs = "detected: Address authentication" in (dump.dir / "serial.log").read_text()
+    assert ("pointer auth: kernel PAC mask" in r.stdout + r.stderr) == signs
 
 
 def test_page_size_from_the_dump(dump):
