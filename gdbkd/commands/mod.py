@@ -62,7 +62,7 @@ TAINTS (letters as in /proc/modules: O out-of-tree, E unsigned, P proprietary,
             taints = int(mod["taints"]) if has_field(mod.type.target(), "taints") else 0
             rows.append({"module": f"{int(mod):#x}", "name": escape(name), "base": f"{base:#x}",
                          "size": size, "state": _state(mod), "taints": _taint_letters(taints),
-                         "symbols": name in modules.loaded, "_mod": mod})
+                         "symbols": modules.has_symbols(name), "_mod": mod})
         return rows
 
     def run(self, args):
@@ -88,7 +88,7 @@ TAINTS (letters as in /proc/modules: O out-of-tree, E unsigned, P proprietary,
             messages += modules.load_all_module_symbols([args.load_all] if args.load_all else [])
         for r in rows:
             r.pop("_mod")
-            r["symbols"] = r["name"] in modules.loaded
+            r["symbols"] = modules.has_symbols(r["name"])
         return {"modules": rows, "messages": messages}
 
     def render(self, data, args):

@@ -11,23 +11,22 @@ Base/size: ``core_layout.base/size`` up to 6.3, ``mem[MOD_TEXT]`` from 6.4
 
 Symbols are loaded the way that works with gdb 13 (``add-symbol-file -s``
 mis-relocates a module's DWARF there): an objcopy copy of the .ko with every
-section address changed to where the kernel put it, then ``add-symbol-file``
-of that copy. Modules inserted later are caught by a silent breakpoint on
+section address changed to where the kernel put it (gdbkd/kmods.py), then
+``add-symbol-file`` of that copy. Modules inserted later are caught by a silent breakpoint on
 ``do_init_module`` (as scripts/gdb's lx-symbols does).
 """
 
-import hashlib
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import gdb
 
 from .types import lookup_type, has_field, container_of, read_cstring
+from .. import kmods
+from ..errors import GdbkdError
 from ..textutil import escape
 
-__all__ = ["for_each_module", "module_name", "module_base_size", "module_sections",
+__all__ = ["has_symbols", "for_each_module", "module_name", "module_base_size", "module_sections",
            "find_ko", "load_module_symbols", "load_all_module_symbols", "search_dirs",
            "watch_module_loads", "register_events", "loaded"]
 
@@ -76,60 +75,28 @@ def module_sections(mod) -> dict:
     return out
 
 
-_ko_index = {}       # directory -> {file name: first path under it}
-
-
-def _kos_under(d: Path) -> dict:
-    """Every .ko under D by file name, walked once per directory (a distribution's
-    modules tree has thousands of files; rglob per module took ~0.3 s each)."""
-    key = str(d)
-    if key not in _ko_index:
-        found = {}
-        for root, dirs, files in os.walk(key):
-            dirs.sort()
-            for fn in files:
-                if fn.endswith(".ko") and fn not in found:
-                    found[fn] = os.path.join(root, fn)
-        _ko_index[key] = found
-    return _ko_index[key]
+def has_symbols(name: str) -> bool:
+    """Whether gdb has this module's symbols: loaded by kd, or by whoever added a
+    gdbkd relocated copy (``gdbkd core`` loads them before kd is sourced)."""
+    if name in loaded:
+        return True
+    stems = (f"{name}-", f"{name.replace('_', '-')}-")
+    for o in gdb.objfiles():
+        fn = o.filename or ""
+        if "/gdbkd-ko-" in fn and os.path.basename(fn).startswith(stems):
+            return True
+    return False
 
 
 def find_ko(name: str, extra_dirs=()):
-    cands = [f"{name}.ko", f"{name.replace('_', '-')}.ko"]
-    for d in list(extra_dirs) + search_dirs:
-        d = Path(d)
-        if d.is_file() and d.name in cands:
-            return d
-        if d.is_dir():
-            kos = _kos_under(d)
-            for c in cands:
-                if c in kos:
-                    return Path(kos[c])
-    return None
+    return kmods.find_ko(name, list(extra_dirs) + search_dirs)
 
 
 def _relocated_copy(ko: Path, sections: dict) -> Path:
-    key = hashlib.sha256(ko.read_bytes() + repr(sorted(sections.items())).encode()).hexdigest()[:16]
-    out = Path(tempfile.gettempdir()) / f"gdbkd-ko-{os.getuid()}" / f"{ko.stem}-{key}.ko"
-    if out.exists():
-        return out
-    out.parent.mkdir(mode=0o700, exist_ok=True)
-    r = subprocess.run(["aarch64-linux-gnu-objdump", "-h", str(ko)], capture_output=True, text=True)
-    present = set()
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if len(parts) > 2 and parts[0].isdigit():
-            present.add(parts[1])
-    args = []
-    for s, addr in sections.items():
-        if s in present:
-            args += ["--change-section-address", f"{s}={addr:#x}"]
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    r = subprocess.run(["aarch64-linux-gnu-objcopy", *args, str(ko), str(tmp)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise gdb.GdbError(f"objcopy failed on {ko}: {r.stderr.strip()[:200]}")
-    os.replace(tmp, out)
-    return out
+    try:
+        return kmods.relocated_copy(ko, sections)
+    except GdbkdError as e:
+        raise gdb.GdbError(str(e))
 
 
 def load_module_symbols(mod, ko=None, quiet=True) -> str:

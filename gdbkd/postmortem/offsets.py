@@ -29,7 +29,7 @@ from ..paths import GDB_INIT
 
 __all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
 
-OFFSETS_VERSION = 6
+OFFSETS_VERSION = 7
 
 _FIELDS = {
     "task.tasks": ("struct task_struct", "tasks"),
@@ -51,6 +51,17 @@ _FIELDS = {
     "task.mm": ("struct task_struct", "mm"),
     "signal.thread_head": ("struct signal_struct", "thread_head"),
     "rq.curr": ("struct rq", "curr"),
+    # loaded modules, for gdbkd core's module symbols (gdbkd/kmods.py has the versions)
+    "module.list": ("struct module", "list"),
+    "module.name": ("struct module", "name"),
+    "module.sect_attrs": ("struct module", "sect_attrs"),
+    "module.core_layout.base": ("struct module", "core_layout.base"),
+    "module.mem0.base": ("struct module", "mem[0].base"),
+    "module_sect_attrs.nsections": ("struct module_sect_attrs", "nsections"),
+    "module_sect_attrs.attrs": ("struct module_sect_attrs", "attrs"),
+    "module_sect_attr.battr.attr.name": ("struct module_sect_attr", "battr.attr.name"),
+    "module_sect_attr.name": ("struct module_sect_attr", "name"),
+    "module_sect_attr.address": ("struct module_sect_attr", "address"),
     "rq.idle": ("struct rq", "idle"),
 }
 _SIZES = {
@@ -59,12 +70,13 @@ _SIZES = {
     "cpu_context": "sizeof(struct cpu_context)",
     "comm": "sizeof(((struct task_struct *)0)->comm)",
     "linux_banner": "sizeof(linux_banner)",
+    "module_sect_attr": "sizeof(struct module_sect_attr)",
 }
 _SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
             "__cpu_online_mask", "__cpu_present_mask", "nr_cpu_ids", "linux_banner", "_text", "_stext", "_end",
             "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack",
             # trap entry points: which CPU stopped in one when panic_cpu is not set yet
-            "panic", "vpanic", "die", "crash_kexec", "__crash_kexec"]
+            "panic", "vpanic", "die", "crash_kexec", "__crash_kexec", "modules"]
 
 _SCRIPT = r"""
 import gdb, json
