@@ -33,7 +33,27 @@ def common(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Subcommands defined in other modules, imported only when that command runs
+    (or help lists it): `gdbkd core` starts gdb before the heavy imports."""
+
+    lazy = {"core": "gdbkd.postmortem.cli:core", "stub": "gdbkd.postmortem.cli:stub",
+            "convert": "gdbkd.postmortem.cli:convert", "lab": "gdbkd.labs.cli:lab"}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy and name not in self.commands:
+            mod, attr = self.lazy[name].split(":")
+            try:
+                self.add_command(getattr(__import__(mod, fromlist=[attr]), attr), name)
+            except ImportError:
+                return None
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """gdbkd — a kernel crash debugger for arm64 Linux built on GDB."""
 
@@ -123,17 +143,7 @@ def demo(batch):
     sys.exit(run_session(_opts(execs=["echo c > /proc/sysrq-trigger"], batch=batch or not sys.stdin.isatty())))
 
 
-def _register_optional():
-    for modname in ("postmortem.cli", "labs.cli"):
-        try:
-            mod = __import__(f"gdbkd.{modname}", fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(cli)
-
-
 def main(argv=None):
-    _register_optional()
     try:
         cli.main(args=argv, prog_name="gdbkd", standalone_mode=False)
     except click.exceptions.Abort:

@@ -8,7 +8,7 @@ import click
 
 from ..errors import GdbkdError
 
-__all__ = ["register"]
+__all__ = ["lab"]
 
 KERNELS = {"6.1": "debian-6.1", "5.10": "debian-5.10", "6.12": "debian-6.12"}
 
@@ -85,7 +85,3 @@ def lab_run(lab_id, kernel, mode, dump, dump_format, kdump, batch, as_json, ex, 
     if not as_json:
         click.echo(f"gdbkd: lab {the_lab.number} ({the_lab.slug}) on {profile}: {the_lab.title}", err=True)
     sys.exit(run_session(opts))
-
-
-def register(cli):
-    cli.add_command(lab)

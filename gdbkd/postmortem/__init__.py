@@ -2,14 +2,22 @@
 
 :func:`open_dump` is what the CLI calls; :mod:`.convert` writes an ELF core any
 gdb opens; :mod:`gdbkd.stub` serves a dump to gdb over the remote protocol.
+``Dump``, ``Task``, ``Thread`` and ``IDLE_TID_BASE`` come from :mod:`.dump`,
+imported on first use: the dump readers pull in pyelftools (~15 ms), which
+``gdbkd core`` wants to spend while gdb starts, not before.
 """
-
-from .dump import Dump, Task, Thread, IDLE_TID_BASE
 
 __all__ = ["open_dump", "Dump", "Task", "Thread", "IDLE_TID_BASE"]
 
 
-def open_dump(path, vmlinux=None) -> Dump:
+def __getattr__(name):
+    if name in ("Dump", "Task", "Thread", "IDLE_TID_BASE"):
+        from . import dump
+        return getattr(dump, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def open_dump(path, vmlinux=None):
     """Open ``path`` read-only; with ``vmlinux``, check it matches and learn tasks.
 
     ``path`` is one dump file, or a list of files: the parts of a
@@ -19,4 +27,5 @@ def open_dump(path, vmlinux=None) -> Dump:
     unknown compression, a missing, foreign or repeated part of a split dump, or
     a vmlinux whose build-id/banner differs from the dump's.
     """
+    from .dump import Dump
     return Dump(path, vmlinux)

@@ -1,0 +1,204 @@
+"""`gdbkd core`: gdb-multiarch on a dump, started before the dump is even opened.
+
+The order is chosen for time to the first backtrace (docs/design.md, "Speed"):
+
+1. gdb is started at once, told to run the Python it reads from a FIFO in a
+   private 0700 directory (gdb 13's ``source`` refuses a FIFO): its own
+   start-up (~0.05 s) runs while this process imports, opens the dump and
+   plans the symbols;
+2. the dump is opened (a bad dump or a wrong vmlinux: gdb is killed before it
+   printed anything, and the one-line error is this process's);
+3. a unix socket is put to listen in the same directory and gdb gets its
+   start-up commands through the FIFO: ``add-symbol-file -o KASLR`` for the
+   vmlinux (``symbol-file`` also looks up "main" to guess the language, which
+   makes gdb 13 sort every index name), the modules' relocated copies
+   (planned here from the dump, gdbkd/kmods.py), ``target remote SOCKET`` and,
+   when something will use it, kd and the report;
+4. this process then serves the dump to gdb on that socket (a 4 KiB read
+   costs ~0.2 ms there, ~3.5 ms through ``target remote | …``: gdb 13 polls a
+   pipe target's stderr once per byte) until gdb disconnects, and exits with
+   gdb's status.
+
+gdb is this process's child, started with PR_SET_PDEATHSIG; Ctrl-C is gdb's
+(ignored here while gdb runs); the directory is removed on every path.
+"""
+
+import errno
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from ..errors import GdbkdError
+from ..paths import GDB_INIT, kd_py
+from ..procutil import die_with_parent
+from ..textutil import escape
+
+__all__ = ["run_core", "core_commands"]
+
+KD_PY = kd_py()
+
+
+def _quiet(cmd: str):
+    """CMD run without its chatter ("add symbol table from file …")."""
+    return (cmd, True)
+
+
+def _script(cmds) -> str:
+    """Python for gdb that runs CMDS (strings, or (command, quiet) pairs) in order; a
+    failing command is reported like gdb reports a failing -ex, and the rest still run."""
+    items = [c if isinstance(c, tuple) else (c, False) for c in cmds]
+    return ("import gdb\n"
+            f"for _c, _q in {items!r}:\n"
+            "    try:\n"
+            "        gdb.execute(_c, to_string=_q)\n"
+            "    except gdb.error as _e:\n"
+            "        gdb.write(str(_e) + '\\n', gdb.STDERR)\n")
+
+
+def _module_symbols(d, modules_dirs, say):
+    """gdb commands loading the symbols of every module loaded in the dump, planned
+    here from the dump (gdbkd/kmods.py) so that gdb needs no type lookup for them."""
+    from .. import kmods
+    cmds = []
+    try:
+        mods = kmods.modules_in_dump(d)
+    except Exception as e:                       # corrupt module list: gdb still opens
+        say(f"modules: cannot read the module list ({e})")
+        return cmds
+    for name, base, secs in mods:
+        shown = escape(name)
+        ko = kmods.find_ko(name, modules_dirs)
+        if ko is None:
+            say(f"module {shown}: no .ko found (give --modules-dir)")
+            continue
+        if not secs:
+            say(f"module {shown}: no section addresses (sect_attrs empty)")
+            continue
+        try:
+            copy = kmods.relocated_copy(ko, secs)
+        except GdbkdError as e:
+            say(f"module {shown}: {e}")
+            continue
+        cmds.append(_quiet(f"add-symbol-file {copy}"))
+        say(f"module {shown}: symbols loaded from {ko} at {base:#x}")
+    return cmds
+
+
+def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs=()):
+    """(lines to print, gdb commands) that open the dump D (an open
+    gdbkd.postmortem Dump) served at TARGET, with the vmlinux at its KASLR offset."""
+    off = d.kaslr_offset or 0
+    release = d.osrelease
+    # the kernel's own modules (unpacked by gdbkd fetch) come with their symbols
+    from ..cache import cache_root
+    kdirs = sorted((cache_root() / "kernels").glob(f"{release}-*/pkg/lib/modules/{release}")) \
+        if release else []
+    modules_dirs = list(modules_dirs) + [str(p) for p in kdirs[:1]]
+    lines = [f"KASLR offset: {off:#x}"]
+    mod_cmds = _module_symbols(d, modules_dirs, lines.append)
+    cmds = ["set architecture aarch64", _quiet(f"add-symbol-file -o {off:#x} {vmlinux}"),
+            f"exec-file {vmlinux}", *mod_cmds, f"target remote {target}"]
+    if with_kd or report:
+        cmds += [f"source {KD_PY}", f"kd symbols --offset {off:#x} --no-check --no-modules --quiet"]
+    if report:
+        cmds.append("kd analyze")
+    return (lines if report else []), cmds
+
+
+def _gdb_argv(fifo, batch, ex):
+    argv = ["gdb-multiarch", "-nx", "-q", *GDB_INIT, "-iex", "set pagination off",
+            "-iex", "set confirm off", "-ex", f"python exec(open({fifo!r}).read())"]
+    for e in ex:
+        argv += ["-ex", e]
+    if batch:
+        argv.insert(1, "-batch")
+    return argv
+
+
+def _feed(fifo, text, gdb):
+    """Write TEXT into the FIFO once gdb opens it (unless gdb is gone first)."""
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or gdb.poll() is not None:
+                return False
+            time.sleep(0.002)
+    try:
+        os.set_blocking(fd, True)
+        os.write(fd, text.encode())
+    except BrokenPipeError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _accept(lsock, gdb):
+    """The connection gdb makes to the dump server, or None if gdb ends first."""
+    while gdb.poll() is None:
+        r, _, _ = select.select([lsock], [], [], 0.2)
+        if r:
+            conn, _ = lsock.accept()
+            return conn
+    return None
+
+
+def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True):
+    """Open DUMP (a path or a split set's parts) with VMLINUX in gdb; returns gdb's
+    exit status. Raises GdbkdError (gdb not started, or stopped) on bad input."""
+    d = tempfile.mkdtemp(prefix="gdbkd-core-")   # 0700
+    fifo, sock = os.path.join(d, "init.gdb"), os.path.join(d, "stub.sock")
+    os.mkfifo(fifo, 0o600)
+    env = dict(os.environ, GDBKD_PATH=str(KD_PY.parents[1]))
+    gdb = None
+    dumpobj = None
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        try:
+            gdb = subprocess.Popen(_gdb_argv(fifo, batch, ex), env=env,
+                                   stdin=subprocess.DEVNULL if batch else None,
+                                   preexec_fn=die_with_parent)
+        except FileNotFoundError:
+            raise GdbkdError("gdb-multiarch is not installed (run install.sh)")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C is gdb's
+        from . import open_dump                  # the heavy imports run while gdb starts
+        dumpobj = open_dump(dump, vmlinux)
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lsock.bind(sock)
+        lsock.listen(1)
+        try:
+            want_kd = not batch or any(e.split()[:1] == ["kd"] for e in ex)
+            lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,
+                                        modules_dirs=modules_dirs)
+            for line in lines:
+                print(line, flush=True)
+            if not _feed(fifo, _script(cmds), gdb):
+                return gdb.wait()
+            conn = _accept(lsock, gdb)
+        finally:
+            lsock.close()
+        shutil.rmtree(d, ignore_errors=True)             # gdb has all it needs from it
+        if conn is not None:
+            from ..stub.server import StubServer
+            with conn:
+                StubServer(dumpobj, infd=conn.fileno(), outfd=conn.fileno()).serve()
+        return gdb.wait()
+    except BaseException:
+        if gdb is not None and gdb.poll() is None:
+            gdb.kill()
+            gdb.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        shutil.rmtree(d, ignore_errors=True)
+        if dumpobj is not None:
+            dumpobj.close()
+        sys.stdout.flush()
