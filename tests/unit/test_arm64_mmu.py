@@ -86,3 +86,81 @@ def test_unmapped_and_user_addresses(mmu):
 def test_table_levels(page, va, levels):
     m = Arm64Mmu(None, page_size=page, va_bits=va, pgd_pa=0)
     assert m.levels == levels
+
+
+class _Phys:
+    """Physical memory holding hand-built page tables (the walker's only input)."""
+
+    def __init__(self):
+        self.mem = {}
+
+    def read_phys(self, pa, n):
+        return b"".join(self.mem.get(pa + i, 0).to_bytes(1, "little") for i in range(n))
+
+    def write_u64(self, pa, v):
+        for i, b in enumerate(v.to_bytes(8, "little")):
+            self.mem[pa + i] = b
+
+
+def _desc(pa, kind, page, lpa2):
+    """A table/page/block descriptor for output address PA, as the architecture encodes it:
+    64K pages keep PA[51:48] in bits 15:12, LPA2 (4K/16K, 52-bit) keeps PA[51:50] in bits 9:8."""
+    if page == 65536:
+        return (pa & 0x0000ffffffff0000) | ((pa >> 48) & 0xf) << 12 | kind
+    if lpa2:
+        return (pa & ((1 << 50) - 1) & ~(page - 1)) | ((pa >> 50) & 3) << 8 | kind
+    return pa | kind
+
+
+@pytest.mark.parametrize("page,va_bits,lpa2", [(4096, 39, False), (4096, 48, False), (4096, 52, True),
+                                               (16384, 47, False), (16384, 52, True),
+                                               (65536, 42, False), (65536, 48, False),
+                                               (65536, 52, False)])
+def test_walk_on_built_tables(page, va_bits, lpa2):
+    """Every geometry the kernel configs allow, on tables built level by level here: a
+    page mapping, a block mapping one level up, a hole, and an output address above
+    48 bits where the format can carry one."""
+    shift = page.bit_length() - 1
+    bpl = shift - 3
+    levels = -(-(va_bits - shift) // bpl)
+    phys, next_table = _Phys(), [0x100000]
+
+    def new_table():
+        next_table[0] += page
+        return next_table[0]
+
+    pgd = new_table()
+    top = (1 << 64) - (1 << va_bits)                 # lowest kernel VA for this width
+    high_pa = (1 << 50) + 7 * page if va_bits == 52 else 0x40000000 + 7 * page
+
+    def map_va(va, pa, at_level):
+        table = pgd
+        for level in range(levels, at_level, -1):
+            s = shift + bpl * (level - 1)
+            idx = (va >> s) & ((1 << (va_bits - s if level == levels else bpl)) - 1)
+            key = table + 8 * idx
+            cur = int.from_bytes(phys.read_phys(key, 8), "little")
+            if cur & 3 != 3:
+                nt = new_table()
+                phys.write_u64(key, _desc(nt, 3, page, lpa2))
+                table = nt
+            else:
+                table = Arm64Mmu(phys, page_size=page, va_bits=va_bits, pgd_pa=pgd, lpa2=lpa2)._oa(cur)
+        s = shift + bpl * (at_level - 1)
+        idx = (va >> s) & ((1 << bpl) - 1) if at_level < levels else (va >> s) & ((1 << (va_bits - s)) - 1)
+        phys.write_u64(table + 8 * idx, _desc(pa, 3 if at_level == 1 else 1, page, lpa2))
+
+    va_page = top + 5 * page + 0x123 % page
+    map_va(va_page & ~(page - 1), high_pa, 1)
+    block = 1 << (shift + bpl)                        # a level-2 block
+    va_block = top + 64 * block
+    map_va(va_block, 0x80000000 & ~(block - 1), 2)
+
+    m = Arm64Mmu(phys, page_size=page, va_bits=va_bits, pgd_pa=pgd, lpa2=lpa2)
+    assert m.levels == levels
+    assert m.walk(va_page) == (high_pa | (va_page & (page - 1)), page)
+    assert m.walk(va_block + 0x4321) == ((0x80000000 & ~(block - 1)) + 0x4321, block)
+    with pytest.raises(AddressNotMapped):
+        m.walk(top + 9 * page)                      # same tables, no entry
+    with pytest.raises(AddressNotMapped):
+        m.walk((1 << (va_bits - 1)) - page)         # a user address
