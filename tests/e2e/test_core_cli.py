@@ -93,3 +93,35 @@ def test_core_split_dump(kernel61):
         assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and msg in lines[0], r.stderr
+
+
+def test_stub_listen_serves_one_gdb_on_a_socket(tmp_path):
+    """`gdbkd stub --listen SOCKET`: the fast transport for a plain gdb; the socket file
+    goes once gdb is connected and the server ends when gdb disconnects."""
+    import subprocess
+    import sys
+    import time
+    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    from gdbkd.postmortem import open_dump
+    td = ensure_test_dumps()
+    with open_dump(td.elf) as d:
+        off = d.kaslr_offset
+    sock = tmp_path / "s.sock"
+    srv = subprocess.Popen([sys.executable, "-m", "gdbkd.stub", str(td.elf), str(td.vmlinux),
+                            "--listen", str(sock)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not sock.exists() and time.time() < deadline and srv.poll() is None:
+            time.sleep(0.05)
+        assert sock.exists(), srv.stderr.read() if srv.poll() is not None else "no socket"
+        r = subprocess.run(["gdb-multiarch", "-batch", "-nx", "-iex", "set auto-load no",
+                            "-ex", f"add-symbol-file -o {off:#x} {td.vmlinux}",
+                            "-ex", f"target remote {sock}", "-ex", "info threads 1", "-ex", "bt 6"],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert "(crashed)" in r.stdout and "panic" in r.stdout, r.stdout + r.stderr
+        assert srv.wait(30) == 0
+        assert not sock.exists()
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()

@@ -8,17 +8,25 @@ from gdbkd.dump import open_physical, parse_vmcoreinfo
 from gdbkd.arm64 import Arm64Mmu, AddressNotMapped, mmu_from_vmcoreinfo
 from gdbkd.dump.vmcoreinfo import vmci_number, vmci_symbol
 
-from gdbkd.postmortem.testdumps import cached_test_dumps
+from conftest import real_dumps
 
-TD, _ = cached_test_dumps()
-needs_dumps = pytest.mark.skipif(TD is None, reason="no cached test dump (run the e2e tests, "
-                                 "or gdbkd.postmortem.testdumps.ensure_test_dumps())")
+TD = None          # the real dump, set by _dumps (made once when not cached)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _dumps():
+    global TD
+    TD, _ = real_dumps()
+
+
+def needs_dumps(f):
+    return f
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
-def mmu():
+def mmu(_dumps):
     p = open_physical(TD.elf)
     info = parse_vmcoreinfo(p.vmcoreinfo_raw)
     m = mmu_from_vmcoreinfo(p, info, None, info["OSRELEASE"])

@@ -2,8 +2,8 @@
 
 The dumps are made by gdbkd.postmortem.testdumps (QEMU boot + sysrq crash + QMP
 dump, makedumpfile:arm64 under qemu-user: bookworm's 1.7.2 for zlib, lzo,
-flattened, ELF and --split, trixie's 1.7.6 for zstd) and cached; these unit
-tests skip when the cache is absent (the e2e tests create it). The snappy
+flattened, ELF and --split, trixie's 1.7.6 for zstd) and cached; a machine
+without them makes them first (conftest.real_dumps), so these tests never skip. The snappy
 dump is the one exception: no Debian tool writes snappy pages, so it is a
 re-encoding of the real zlib dump (see :func:`_reencode_snappy`).
 """
@@ -23,21 +23,27 @@ from gdbkd.errors import GdbkdError
 from gdbkd.dump import open_physical, PageExcluded, PageNotInDump, DumpError
 from gdbkd.dump.compress import decompress, FLAG_SNAPPY, FLAG_ZSTD, FLAG_LZO
 from gdbkd.postmortem import open_dump
-from gdbkd.postmortem.testdumps import cached_test_dumps
+from conftest import real_dumps
 
 pytestmark = pytest.mark.unit
 
 
-TD, MDF = cached_test_dumps()
-needs_dumps = pytest.mark.skipif(TD is None, reason="no cached test dump (run the e2e tests, "
-                                 "or gdbkd.postmortem.testdumps.ensure_test_dumps())")
-needs_mdf = pytest.mark.skipif(len(MDF) < 4, reason="no cached makedumpfile outputs "
-                               "(gdbkd.postmortem.testdumps.ensure_makedumpfile_dumps())")
+TD = MDF = None     # the real dumps, set by _dumps (made once when not cached)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _dumps():
+    global TD, MDF
+    TD, MDF = real_dumps()
+
+
+def needs_dumps(f):
+    return f
+needs_mdf = needs_dumps
 
 
 def needs_variant(name):
-    return pytest.mark.skipif(name not in MDF, reason=f"no cached makedumpfile output {name} "
-                              f"(gdbkd.postmortem.testdumps.ensure_makedumpfile_dumps())")
+    return needs_dumps
 
 
 def _addresses(n=4000, seed=7):

@@ -7,14 +7,22 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from gdbkd.postmortem import open_dump, IDLE_TID_BASE
-from gdbkd.postmortem.testdumps import cached_test_dumps
+from conftest import real_dumps
 from gdbkd.stub.server import StubServer, rsp_checksum
 
 pytestmark = pytest.mark.unit
 
-TD, MDF = cached_test_dumps()
-needs_dumps = pytest.mark.skipif(TD is None, reason="no cached test dump (run the e2e tests, "
-                                 "or gdbkd.postmortem.testdumps.ensure_test_dumps())")
+TD = MDF = None     # the real dumps, set by _dumps (made once when not cached)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _dumps():
+    global TD, MDF
+    TD, MDF = real_dumps()
+
+
+def needs_dumps(f):
+    return f
 
 
 class Client:
@@ -159,7 +167,6 @@ def test_memory_reads_and_refused_writes(client, dump):
 
 
 @needs_dumps
-@pytest.mark.skipif(not MDF.get("mdf-zlib-d31.kdump"), reason="no cached makedumpfile output")
 def test_excluded_page_error_reply(tmp_path):
     d = open_dump(MDF["mdf-zlib-d31.kdump"], TD.vmlinux)
     pa = next(a for a in range(0x40000000, 0x80000000, 1 << 20) if d.phys.page_state(a) == "excluded")
