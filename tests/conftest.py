@@ -75,3 +75,12 @@ def real_dumps():
     from gdbkd.postmortem.testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
     td = ensure_test_dumps()
     return td, ensure_makedumpfile_dumps(td)
+
+
+def module_dumps(module_globals):
+    """An autouse module fixture setting the test module's TD and MDF to real_dumps():
+    ``TD = MDF = None; _dumps = module_dumps(globals())``."""
+    @pytest.fixture(autouse=True, scope="module")
+    def _dumps():
+        module_globals["TD"], module_globals["MDF"] = real_dumps()
+    return _dumps

@@ -8,19 +8,10 @@ from gdbkd.dump import open_physical, parse_vmcoreinfo
 from gdbkd.arm64 import Arm64Mmu, AddressNotMapped, mmu_from_vmcoreinfo
 from gdbkd.dump.vmcoreinfo import vmci_number, vmci_symbol
 
-from conftest import real_dumps
+from conftest import module_dumps
 
-TD = None          # the real dump, set by _dumps (made once when not cached)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _dumps():
-    global TD
-    TD, _ = real_dumps()
-
-
-def needs_dumps(f):
-    return f
+TD = MDF = None          # the real dumps (made once when not cached)
+_dumps = module_dumps(globals())
 
 pytestmark = pytest.mark.unit
 
@@ -34,7 +25,6 @@ def mmu(_dumps):
     p.close()
 
 
-@needs_dumps
 def test_geometry_from_vmcoreinfo(mmu):
     m, info = mmu
     assert m.page_size == 4096 and m.va_bits == 48 and m.levels == 4
@@ -42,7 +32,6 @@ def test_geometry_from_vmcoreinfo(mmu):
     assert m.linear_range is not None              # linear fast path confirmed by walks
 
 
-@needs_dumps
 def test_linear_fastpath_equals_walk(mmu):
     m, _ = mmu
     rnd = random.Random(3)
@@ -54,7 +43,6 @@ def test_linear_fastpath_equals_walk(mmu):
         assert size in (4096, 2 << 20, 1 << 30)
 
 
-@needs_dumps
 def test_kernel_image_read_through_page_tables(mmu):
     """init_uts_ns (VMCOREINFO gives its run-time address) holds 'Linux' and OSRELEASE."""
     m, info = mmu
@@ -66,7 +54,6 @@ def test_kernel_image_read_through_page_tables(mmu):
     assert m.walk(vmci_symbol(info, "swapper_pg_dir"))[0] == m.pgd_pa
 
 
-@needs_dumps
 def test_vmalloc_enumeration_matches_walk(mmu):
     m, info = mmu
     s, e = vmci_number(info, "VMALLOC_START"), vmci_number(info, "VMALLOC_END")
@@ -78,7 +65,6 @@ def test_vmalloc_enumeration_matches_walk(mmu):
         assert m.walk(va + off)[0] == pa + off
 
 
-@needs_dumps
 def test_unmapped_and_user_addresses(mmu):
     m, info = mmu
     with pytest.raises(AddressNotMapped, match="not a kernel virtual address"):

@@ -23,27 +23,14 @@ from gdbkd.errors import GdbkdError
 from gdbkd.dump import open_physical, PageExcluded, PageNotInDump, DumpError
 from gdbkd.dump.compress import decompress, FLAG_SNAPPY, FLAG_ZSTD, FLAG_LZO
 from gdbkd.postmortem import open_dump
-from conftest import real_dumps
+from conftest import module_dumps
 
 pytestmark = pytest.mark.unit
 
 
-TD = MDF = None     # the real dumps, set by _dumps (made once when not cached)
+TD = MDF = None          # the real dumps (made once when not cached)
+_dumps = module_dumps(globals())
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _dumps():
-    global TD, MDF
-    TD, MDF = real_dumps()
-
-
-def needs_dumps(f):
-    return f
-needs_mdf = needs_dumps
-
-
-def needs_variant(name):
-    return needs_dumps
 
 
 def _addresses(n=4000, seed=7):
@@ -51,7 +38,6 @@ def _addresses(n=4000, seed=7):
     return [rnd.randrange(0x40000000, 0x80000000 - 256) for _ in range(n)]
 
 
-@needs_dumps
 def test_qemu_elf_layout_and_notes():
     with open_physical(TD.elf) as p:
         assert p.format == "elf"
@@ -63,7 +49,6 @@ def test_qemu_elf_layout_and_notes():
         assert b"OSRELEASE=" + TD.meta["release"].encode() in p.vmcoreinfo_raw
 
 
-@needs_dumps
 def test_qemu_flattened_64k_blocks_match_elf():
     """QEMU's kdump-zlib: flattened, block_size 64K on a 4K-page kernel, read in place."""
     with open_physical(TD.elf) as ref, open_physical(TD.kdump_flat) as k:
@@ -80,7 +65,6 @@ def test_qemu_flattened_64k_blocks_match_elf():
         assert k.read_phys(a, 20) == ref.read_phys(a, 20)
 
 
-@needs_dumps
 def test_outside_ram_is_not_zero():
     for path in (TD.elf, TD.kdump_flat):
         with open_physical(path) as p:
@@ -90,7 +74,6 @@ def test_outside_ram_is_not_zero():
                 p.read_phys(0x80000000, 8)
 
 
-@needs_mdf
 @pytest.mark.parametrize("name", ["mdf-zlib-d31.kdump", "mdf-lzo-d31.kdump",
                                   "mdf-flat-d31.kdump", "mdf-elf-d31.elf"])
 def test_makedumpfile_d31_pages(name):
@@ -117,7 +100,6 @@ def test_makedumpfile_d31_pages(name):
     assert dumped > 50 and excluded > 1000
 
 
-@needs_mdf
 def test_makedumpfile_bitmaps_agree():
     """zlib, lzo and flattened outputs of one run exclude exactly the same pages."""
     with open_physical(MDF["mdf-zlib-d31.kdump"]) as a, open_physical(MDF["mdf-lzo-d31.kdump"]) as b, \
@@ -132,7 +114,6 @@ def _copy_prefix(src, dst, n):
         g.write(f.read(n))
 
 
-@needs_mdf
 @pytest.mark.parametrize("name,cut", [("vmcore.elf", 1 << 20), ("mdf-zlib-d31.kdump", 1 << 20),
                                       ("mdf-flat-d31.kdump", 1 << 20), ("mdf-elf-d31.elf", 1 << 20)])
 def test_truncated_dump_is_one_line_error(tmp_path, name, cut):
@@ -155,7 +136,6 @@ def test_not_a_dump(tmp_path):
         open_dump(tmp_path / "missing")
 
 
-@needs_mdf
 def test_unknown_compression(tmp_path):
     """A page descriptor with an unknown compression flag gives a clear error."""
     src = MDF["mdf-zlib-d31.kdump"]
@@ -173,7 +153,6 @@ def test_unknown_compression(tmp_path):
             p.read_phys(pfn * 4096, 8)
 
 
-@needs_mdf
 def test_non_arm64_dump(tmp_path):
     dst = tmp_path / "x86.elf"
     shutil.copyfile(MDF["mdf-elf-d31.elf"], dst)
@@ -184,7 +163,6 @@ def test_non_arm64_dump(tmp_path):
         open_dump(dst)
 
 
-@needs_mdf
 def test_wrong_vmlinux_build_id(tmp_path):
     dst = tmp_path / "other.kdump"
     shutil.copyfile(MDF["mdf-zlib-d31.kdump"], dst)
@@ -269,7 +247,6 @@ def test_flattened_index_equals_sequential_reassembly(tmp_path):
         open_physical(path)
 
 
-@needs_mdf
 def test_wrong_vmlinux_osrelease(tmp_path):
     """A dump whose OSRELEASE is not the vmlinux's release is refused, build-id or not."""
     dst = tmp_path / "other.kdump"
@@ -311,7 +288,6 @@ def _desc_flags(p):
     return Counter(struct.unpack_from("<QIIQ", table, i * 24)[2] for i in range(p.part_pages))
 
 
-@needs_variant("mdf-zstd-d31.kdump")
 def test_makedumpfile_zstd_every_page():
     """zstd pages written by Debian trixie's makedumpfile 1.7.6 (-z -d 31, linked with
     libzstd), decoded with the zstandard module: every dumped page equals the ELF dump."""
@@ -365,7 +341,6 @@ def snappy_dump(tmp_path_factory):
     return dst, _reencode_snappy(MDF["mdf-zlib-d31.kdump"], dst)
 
 
-@needs_variant("mdf-zlib-d31.kdump")
 def test_snappy_pages_reencoded_from_real_dump(snappy_dump):
     """Snappy pages. NOT a makedumpfile output: no Debian makedumpfile is built with
     snappy (1.7.2 and 1.7.6 write raw pages for -p), so this dump is the real
@@ -381,7 +356,6 @@ def test_snappy_pages_reencoded_from_real_dump(snappy_dump):
 
 
 # -- makedumpfile --split ------------------------------------------------------------------
-@needs_variant("mdf-split-d31")
 def test_split_dump_every_page():
     """The 3 files of bookworm makedumpfile's --split -c -d 31 read as one dump:
     every dumped page equals the ELF dump, and each part holds a share of them."""
@@ -406,7 +380,6 @@ def test_split_dump_every_page():
         assert d.format == "kdump-split" and d.crashed_pid is not None
 
 
-@needs_variant("mdf-split-d31")
 def test_split_dump_missing_or_foreign_part(tmp_path):
     """Every way a set can be wrong is one line, never a traceback or a silent hole."""
     p1, p2, p3 = MDF["mdf-split-d31"]

@@ -7,22 +7,13 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from gdbkd.postmortem import open_dump, IDLE_TID_BASE
-from conftest import real_dumps
+from conftest import module_dumps
 from gdbkd.stub.server import StubServer, rsp_checksum
 
 pytestmark = pytest.mark.unit
 
-TD = MDF = None     # the real dumps, set by _dumps (made once when not cached)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _dumps():
-    global TD, MDF
-    TD, MDF = real_dumps()
-
-
-def needs_dumps(f):
-    return f
+TD = MDF = None          # the real dumps (made once when not cached)
+_dumps = module_dumps(globals())
 
 
 class Client:
@@ -108,7 +99,6 @@ def client(dump, tmp_path):
     err.close()
 
 
-@needs_dumps
 def test_handshake_and_target_description(client):
     sup = client.cmd("qSupported:multiprocess+;swbreak+").decode()
     assert "qXfer:features:read+" in sup and "PacketSize=" in sup
@@ -123,7 +113,6 @@ def test_handshake_and_target_description(client):
     assert client.cmd("qAttached") == b"1"
 
 
-@needs_dumps
 def test_threads_and_registers(client, dump):
     threads = dump.threads()
     stop = client.cmd("?").decode()
@@ -156,7 +145,6 @@ def test_threads_and_registers(client, dump):
     assert client.cmd("T7fffffff") == b"E01"
 
 
-@needs_dumps
 def test_memory_reads_and_refused_writes(client, dump):
     task = dump.crashed_thread.task
     r = client.cmd(f"m{task.addr:x},40").decode()
@@ -166,7 +154,6 @@ def test_memory_reads_and_refused_writes(client, dump):
     assert client.cmd("m400000,8") == b"E14"        # user address: not in a kernel dump
 
 
-@needs_dumps
 def test_excluded_page_error_reply(tmp_path):
     d = open_dump(MDF["mdf-zlib-d31.kdump"], TD.vmlinux)
     pa = next(a for a in range(0x40000000, 0x80000000, 1 << 20) if d.phys.page_state(a) == "excluded")
