@@ -48,7 +48,8 @@ def _sections_offset(path: str):
     out = gdb.execute("maint info sections -all-objects", to_string=True)
     cur = None
     for line in out.splitlines():
-        if line.startswith("Object file:"):
+        # gdb 13 heads an objfile that shares the exec file's BFD "Exec file:", others "Object file:"
+        if line.startswith(("Object file:", "Exec file:")):
             cur = line.split("`", 1)[1].rsplit("'", 1)[0] if "`" in line else None
             continue
         if cur != path:
