@@ -1,8 +1,7 @@
 """gdbkd command line: thin click frontends over live/, artifacts/, postmortem/, labs/."""
 
 import json
-import shutil
-import subprocess
+import os
 import sys
 
 import click
@@ -91,7 +90,7 @@ def run(profile, modules, execs, boot_execs, dump_on_crash, dump_format, nokaslr
 def attach(target, vmlinux, batch, as_json, ex, timeout, modules_dir):
     """Attach to a running guest's gdbstub at TARGET (HOST:PORT); catch and report the crash."""
     from .live import attach_session
-    if not shutil.os.path.isfile(vmlinux):
+    if not os.path.isfile(vmlinux):
         raise GdbkdError(f"vmlinux {vmlinux} does not exist")
     sys.exit(attach_session(target, vmlinux, _opts(batch=batch, json=as_json, ex=list(ex), timeout=timeout,
                                                    modules_dir=list(modules_dir))))

@@ -9,7 +9,6 @@ archive cannot be reached, the last kernel resolved for the profile is used.
 import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 from dataclasses import dataclass, field, asdict

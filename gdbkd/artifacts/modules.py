@@ -6,7 +6,6 @@ never written to and an unchanged module is not rebuilt.
 """
 
 import hashlib
-import os
 import shutil
 import subprocess
 from pathlib import Path

@@ -3,7 +3,7 @@
 import gdb
 
 from . import KdCommand, KdError
-from ..kernel.access import kernel_view, KernelUnmapped, user_thread
+from ..kernel.access import user_thread
 from ..kernel.tasks import task_from_arg, thread_task, STATE_CODES
 
 __all__ = ["resolve_task", "current_task", "is_state", "hexaddr", "kd_error", "KernelCommand"]

@@ -2,7 +2,7 @@
 
 import gdb
 
-from . import KdCommand, KdError, command
+from . import KdCommand, command
 from ..kernel import crash
 from ..textutil import escape
 

@@ -1,6 +1,5 @@
 """kd deadlock: the wait-for graph of blocked tasks, deadlock cycles, victims."""
 
-import json
 import shutil
 import subprocess
 

@@ -46,7 +46,7 @@ indented. [PRIO] is task->prio (100..139 for CFS, 0..99 RT).
             try:
                 cpus = [int(c) for c in args.cpus.split(",")]
             except ValueError:
-                raise KdError(f"-c wants CPU numbers, e.g. -c 0,1")
+                raise KdError("-c wants CPU numbers, e.g. -c 0,1")
             bad = [c for c in cpus if c not in online_cpus()]
             if bad:
                 raise KdError(f"CPU {bad[0]} is not online (online: {online_cpus()})")

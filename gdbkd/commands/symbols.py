@@ -1,7 +1,5 @@
 """kd symbols: relocate vmlinux for KASLR, check it matches, load module symbols."""
 
-import gdb
-
 from . import KdCommand, KdError, command
 from ..kernel import symbols, modules
 from ..textutil import escape

@@ -11,7 +11,7 @@ import re
 
 import gdb
 
-from .types import read_bytes, read_cstring
+from .types import read_cstring
 from .symbolize import lookup
 from .unwind import entry_text_range, exact_pc_function
 from ..textutil import escape

@@ -49,7 +49,6 @@ def _md():
 def _plt_target(addr):
     """Where a module PLT veneer (arch/arm64/kernel/module-plts.c: adrp x16; add x16;
     br x16) jumps, or None."""
-    import capstone.arm64 as A
     try:
         code = read_bytes(addr, 12)
     except gdb.MemoryError:

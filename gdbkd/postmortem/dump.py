@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GdbkdError
-from ..dump import open_physical, parse_vmcoreinfo, DumpError, NT_FPREGSET
-from ..dump.vmcoreinfo import vmci_hex, vmci_symbol
-from ..arm64.mmu import mmu_from_vmcoreinfo, AddressNotMapped, M64
+from ..dump import open_physical, parse_vmcoreinfo, NT_FPREGSET
+from ..dump.vmcoreinfo import vmci_hex
+from ..arm64.mmu import mmu_from_vmcoreinfo, M64
 from .offsets import kernel_offsets, vmlinux_build_id
 from .regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, NUM_REGS
 

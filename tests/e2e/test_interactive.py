@@ -57,7 +57,7 @@ def test_demo_hands_over_gdb_console(tmp_path, kernel61, no_leftover_qemu):
         p.wait("sysrq_handle_crash")
         p.wait("you are in gdb on the stopped guest")
         p.keys("kd ps -S", "Enter")
-        s = p.wait("RU:", 30)
+        p.wait("RU:", 30)
         p.keys("info threads", "Enter")
         p.wait("CPU#1", 30)
         p.keys("quit", "Enter")

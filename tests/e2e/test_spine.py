@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -134,7 +133,6 @@ def test_bad_input_one_line_errors(tmp_path, kernel61):
 
 
 def _start_qemu(kernel, port, tmp_path):
-    from gdbkd.qemu.profiles import load_profile
     from gdbkd.artifacts.initramfs import ensure_base_initramfs
     base = ensure_base_initramfs(kernel, ["qemu_fw_cfg"])
     log = open(tmp_path / "serial.log", "wb")
