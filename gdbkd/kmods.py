@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .errors import GdbkdError
 
-__all__ = ["find_ko", "relocated_copy", "modules_in_dump"]
+__all__ = ["find_ko", "relocated_copy", "symbol_file", "modules_in_dump"]
 
 _ko_index = {}       # directory -> {file name: first path under it}
 
@@ -90,6 +90,23 @@ def relocated_copy(ko: Path, sections: dict) -> Path:
         raise GdbkdError(f"objcopy failed on {ko}: {r.stderr.strip()[:200]}")
     os.replace(tmp, out)
     return out
+
+
+def symbol_file(name, base, sections, dirs=(), ko=None):
+    """(relocated copy or None, one-line status) for module NAME loaded at BASE with
+    SECTIONS: its .ko (KO, else found under DIRS) moved to the kernel's addresses."""
+    from .textutil import escape
+    shown = escape(name)
+    ko = Path(ko) if ko else find_ko(name, dirs)
+    if ko is None:
+        return None, f"{shown}: no .ko found (give --modules-dir)"
+    if not sections:
+        return None, f"{shown}: no section addresses (sect_attrs empty)"
+    try:
+        copy = relocated_copy(ko, sections)
+    except GdbkdError as e:
+        return None, f"{shown}: {e}"
+    return copy, f"{shown}: symbols loaded from {ko} at {base:#x}"
 
 
 def _cstr(dump, addr, n):

@@ -17,13 +17,11 @@ section address changed to where the kernel put it (gdbkd/kmods.py), then
 """
 
 import os
-from pathlib import Path
 
 import gdb
 
 from .types import lookup_type, has_field, container_of, read_cstring
 from .. import kmods
-from ..errors import GdbkdError
 from ..textutil import escape
 
 __all__ = ["has_symbols", "for_each_module", "module_name", "module_base_size", "module_sections",
@@ -92,26 +90,18 @@ def find_ko(name: str, extra_dirs=()):
     return kmods.find_ko(name, list(extra_dirs) + search_dirs)
 
 
-def _relocated_copy(ko: Path, sections: dict) -> Path:
-    try:
-        return kmods.relocated_copy(ko, sections)
-    except GdbkdError as e:
-        raise gdb.GdbError(str(e))
-
-
 def load_module_symbols(mod, ko=None, quiet=True) -> str:
     """Load the symbols of one ``struct module *``; returns a one-line status."""
     name = module_name(mod)
     base, _ = module_base_size(mod)
     if name in loaded and loaded[name][0] == base:
         return f"{escape(name)}: symbols already loaded"
-    ko = Path(ko) if ko else find_ko(name)
-    if ko is None:
-        return f"{escape(name)}: no .ko found (give --modules-dir)"
-    secs = module_sections(mod)
-    if not secs:
-        return f"{escape(name)}: no section addresses (sect_attrs empty)"
-    copy = _relocated_copy(ko, secs)
+    copy, status = kmods.symbol_file(name, base, module_sections(mod), search_dirs, ko)
+    if copy is None:
+        return status
+    if any(o.filename == str(copy) for o in gdb.objfiles()):    # loaded by gdbkd core already
+        loaded[name] = (base, str(copy))
+        return f"{escape(name)}: symbols already loaded"
     if name in loaded:
         try:
             gdb.execute(f"remove-symbol-file {loaded[name][1]}", to_string=True)
@@ -119,7 +109,7 @@ def load_module_symbols(mod, ko=None, quiet=True) -> str:
             pass
     gdb.execute(f"add-symbol-file {copy}", to_string=quiet)
     loaded[name] = (base, str(copy))
-    return f"{escape(name)}: symbols loaded from {ko} at {base:#x}"
+    return status
 
 
 def load_all_module_symbols(extra_dirs=()):

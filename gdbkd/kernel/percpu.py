@@ -93,23 +93,22 @@ def _mask(name):
     return [c for c in range(n) if bits >> c & 1]
 
 
-def online_cpus() -> list:
-    """CPUs in ``__cpu_online_mask`` (named ``cpu_online_mask`` before 4.5)."""
+def _cpus(kind: str) -> list:
+    """CPUs in ``__cpu_<kind>_mask`` (``cpu_<kind>_bits`` before 4.5), else all."""
     def f():
-        for name in ("__cpu_online_mask", "cpu_online_bits"):
+        for name in (f"__cpu_{kind}_mask", f"cpu_{kind}_bits"):
             if vmlinux_symbol_address(name) is not None:
                 return _mask(name)
         return list(range(nr_cpu_ids()))
-    return memo("online_cpus", f)
+    return memo(f"{kind}_cpus", f)
+
+
+def online_cpus() -> list:
+    return _cpus("online")
 
 
 def possible_cpus() -> list:
-    def f():
-        for name in ("__cpu_possible_mask", "cpu_possible_bits"):
-            if vmlinux_symbol_address(name) is not None:
-                return _mask(name)
-        return list(range(nr_cpu_ids()))
-    return memo("possible_cpus", f)
+    return _cpus("possible")
 
 
 def _reg(frame, name):

@@ -26,6 +26,7 @@ gdb is this process's child, started with PR_SET_PDEATHSIG; Ctrl-C is gdb's
 import errno
 import os
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -37,7 +38,6 @@ import time
 from ..errors import GdbkdError
 from ..paths import GDB_INIT, kd_py
 from ..procutil import die_with_parent
-from ..textutil import escape
 
 __all__ = ["run_core", "core_commands"]
 
@@ -72,21 +72,10 @@ def _module_symbols(d, modules_dirs, say):
         say(f"modules: cannot read the module list ({e})")
         return cmds
     for name, base, secs in mods:
-        shown = escape(name)
-        ko = kmods.find_ko(name, modules_dirs)
-        if ko is None:
-            say(f"module {shown}: no .ko found (give --modules-dir)")
-            continue
-        if not secs:
-            say(f"module {shown}: no section addresses (sect_attrs empty)")
-            continue
-        try:
-            copy = kmods.relocated_copy(ko, secs)
-        except GdbkdError as e:
-            say(f"module {shown}: {e}")
-            continue
-        cmds.append(_quiet(f"add-symbol-file {copy}"))
-        say(f"module {shown}: symbols loaded from {ko} at {base:#x}")
+        copy, status = kmods.symbol_file(name, base, secs, modules_dirs)
+        if copy is not None:
+            cmds.append(_quiet(f"add-symbol-file {copy}"))
+        say(f"module {status}")
     return cmds
 
 
@@ -105,7 +94,9 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     cmds = ["set architecture aarch64", _quiet(f"add-symbol-file -o {off:#x} {vmlinux}"),
             f"exec-file {vmlinux}", *mod_cmds, f"target remote {target}"]
     if with_kd or report:
-        cmds += [f"source {KD_PY}", f"kd symbols --offset {off:#x} --no-check --no-modules --quiet"]
+        # kd learns the module directories too (for `kd mod -S` and friends), loads nothing
+        dirs = "".join(f" --modules-dir {shlex.quote(str(m))}" for m in modules_dirs)
+        cmds += [f"source {KD_PY}", f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
     if report:
         cmds.append("kd analyze")
     return (lines if report else []), cmds
