@@ -8,16 +8,8 @@ Used by kd inside gdb (gdbkd/kernel/modules.py) and by ``gdbkd core``, which
 plans the module symbols from the dump before gdb starts
 (:func:`modules_in_dump`), so that gdb needs no type lookup for them.
 
-``struct module`` layouts (read through the offsets gdb reported for this
-vmlinux, gdbkd/postmortem/offsets.py):
-
-- list of modules: global ``modules``, entries linked by ``module.list``;
-- base: ``core_layout.base`` up to v6.3, ``mem[MOD_TEXT].base`` from v6.4
-  (commit ac3b43283923, "module: replace module_layout with module_memory");
-- sections: ``sect_attrs->nsections`` and ``attrs[]``; since v5.8 (commit
-  ed66f991bb19) an attr is ``{struct bin_attribute battr; unsigned long
-  address;}`` with the name in ``battr.attr.name``, before that ``{struct
-  module_attribute mattr; char *name; unsigned long address;}``.
+The module list itself (names, bases, section addresses, with the
+``struct module`` versions) is read by the model, gdbkd/model/modules.py.
 """
 
 import hashlib
@@ -109,40 +101,10 @@ def symbol_file(name, base, sections, dirs=(), ko=None):
     return copy, f"{shown}: symbols loaded from {ko} at {base:#x}"
 
 
-def _cstr(dump, addr, n):
-    return dump.read(addr, n).split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
 def modules_in_dump(dump, limit=10000):
     """[(name, base, {section: address})] of the modules loaded in DUMP (a
-    gdbkd.postmortem Dump), read with the vmlinux's cached offsets; [] if this
-    vmlinux's offsets lack what is needed."""
-    f, sz = dump.offsets["fields"], dump.offsets["sizes"]
-    head = dump.sym("modules")
-    need = [f.get("module.list"), f.get("module.name"), f.get("module.sect_attrs"),
-            f.get("module_sect_attrs.nsections"), f.get("module_sect_attrs.attrs"),
-            f.get("module_sect_attr.address"), sz.get("module_sect_attr")]
-    base_off = f.get("module.mem0.base") if f.get("module.mem0.base") is not None \
-        else f.get("module.core_layout.base")
-    name_ptr = f.get("module_sect_attr.battr.attr.name") if f.get("module_sect_attr.battr.attr.name") \
-        is not None else f.get("module_sect_attr.name")
-    if head is None or base_off is None or name_ptr is None or any(v is None for v in need):
-        return []
-    lst, name_off, sa_off, ns_off, attrs_off, addr_off, attr_size = need
-    u64 = lambda a: int.from_bytes(dump.read(a, 8), "little")
-    out = []
-    node = u64(head)
-    while node != head and len(out) < limit:
-        mod = node - lst
-        name = _cstr(dump, mod + name_off, 56)
-        base = u64(mod + base_off)
-        secs = {}
-        sa = u64(mod + sa_off)
-        if sa:
-            n = int.from_bytes(dump.read(sa + ns_off, 4), "little")
-            for i in range(min(n, 256)):
-                a = sa + attrs_off + i * attr_size
-                secs[_cstr(dump, u64(a + name_ptr), 64)] = u64(a + addr_off)
-        out.append((name, base, secs))
-        node = u64(node)
-    return out
+    gdbkd.postmortem Dump), read through the model (gdbkd/model/modules.py) with the
+    vmlinux's cached layouts; [] if this vmlinux's layouts lack what is needed."""
+    from .model.modules import module_list
+    mods, _stop = module_list(dump.kernel, limit)
+    return [(m.name, m.base, m.sections) for m in mods]

@@ -13,6 +13,8 @@ import pkgutil
 
 import gdb
 
+from ..model.reader import MemoryFault
+
 __all__ = ["KdCommand", "KdError", "command", "register_all", "COMMANDS"]
 
 COMMANDS = {}
@@ -77,6 +79,8 @@ class KdCommand(gdb.Command):
         except KdError as e:
             raise gdb.GdbError(f"kd {self.name}: {e}" if str(e) else f"kd {self.name}: usage: {self.parser.format_usage().strip()}")
         except gdb.MemoryError as e:
+            raise gdb.GdbError(f"kd {self.name}: {e}")
+        except MemoryFault as e:
             raise gdb.GdbError(f"kd {self.name}: {e}")
         if out:
             gdb.write(out if out.endswith("\n") else out + "\n")

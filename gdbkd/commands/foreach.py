@@ -6,7 +6,7 @@ from . import KdError, command, _Parser
 from ._util import KernelCommand, is_state, current_task
 from .bt import bt_data, bt_render, add_bt_flags, regs_for_task
 from .task import task_data, task_render
-from ..kernel.tasks import all_tasks, parse_task_spec
+from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks
 
 __all__ = ["Foreach"]
 
@@ -56,17 +56,7 @@ D-state task sleeps. bt flags (-f -l -e -t --fp) follow `bt`.
             opts = p.parse_args(rest)
         elif rest:
             raise KdError(f"{sub} takes no flags here")
-        chosen = []
-        for t in all_tasks():
-            if states and t.st not in states:
-                continue
-            if kernel and not t.is_kthread or user and t.is_kthread:
-                continue
-            if specs and not any((k == "pid" and t.pid == v) or (k == "task" and t.addr == v)
-                                 or (k == "comm" and (t.comm_bytes == v.encode() or t.comm == v))
-                                 for k, v in specs):
-                continue
-            chosen.append(t)
+        chosen = select_tasks(all_tasks(), specs, states, kernel=kernel, user=user)
         try:
             cur = current_task()
         except KdError:

@@ -6,7 +6,8 @@ import gdb
 
 from ._util import KernelCommand
 from . import KdError, command
-from ..kernel.lists import walk_list
+from ..kernel.memory import kernel
+from ..model.lists import walk_list
 from ..kernel.symbolize import eval_address
 from ..kernel.types import lookup_type, field_offset
 from ..textutil import escape
@@ -91,7 +92,7 @@ entry, or a cycle that never returns to the head."""
             except gdb.error as e:
                 raise KdError(f"cannot evaluate {escape(args.start)}: {e}")
         node0 = start if is_head else start + off
-        w = walk_list(node0, include_head=not is_head, direction="prev" if args.reverse else "next",
+        w = walk_list(kernel().reader, node0, include_head=not is_head, direction="prev" if args.reverse else "next",
                       entry_offset=off)
         entries = [n - off for n in w.nodes]
         d = {"head": f"{node0:#x}" if is_head else None, "offset": off,

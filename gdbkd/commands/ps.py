@@ -2,7 +2,7 @@
 
 from . import KdError, command
 from ._util import KernelCommand, is_state
-from ..kernel.tasks import all_tasks, parse_task_spec, STATE_CODES
+from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks, STATE_CODES
 from ..kernel.mm import mm_counters, task_rss_delta
 from ..kernel.sysinfo import totalram_pages, page_size
 
@@ -49,18 +49,8 @@ VSZ and RSS are in KiB; %MEM is RSS against total RAM."""
             if t.mm and not t.is_kthread:
                 deltas[t.mm] = deltas.get(t.mm, 0) + task_rss_delta(t)
         rows = []
-        for t in tasks:
-            if states and t.st not in states:
-                continue
-            if args.kernel and not t.is_kthread or args.user and t.is_kthread:
-                continue
-            if args.active and t.active_cpu is None:
-                continue
-            if specs and not any(
-                    (k == "pid" and t.pid == v) or (k == "task" and t.addr == v)
-                    or (k == "comm" and (t.comm_bytes == v.encode() or t.comm == v))
-                    for k, v in specs):
-                continue
+        for t in select_tasks(tasks, specs, states, kernel=args.kernel, user=args.user,
+                              active=args.active):
             vsz = rss = 0
             if t.mm and not t.is_kthread:
                 c = mm_cache.get(t.mm)

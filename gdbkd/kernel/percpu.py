@@ -15,11 +15,14 @@ threads than CPUs: a dump stub that shows every task as a thread gets None).
 
 import gdb
 
-from .types import lookup_type, read_bytes, symbol_address, vmlinux_symbol_address
+from .types import lookup_type, symbol_address
 from .snapshot import memo
+from .memory import kernel
+from ..model import percpu as _percpu
+from ..model.reader import MemoryFault
 
 __all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "per_cpu", "online_cpus",
-           "possible_cpus", "cpu_of_thread", "threads_by_cpu", "on_thread"]
+           "possible_cpus", "present_cpus", "cpu_of_thread", "threads_by_cpu", "on_thread"]
 
 
 def on_thread(thread, fn):
@@ -45,35 +48,23 @@ def on_thread(thread, fn):
 
 
 def nr_cpu_ids() -> int:
-    def f():
-        a = vmlinux_symbol_address("nr_cpu_ids")       # unsigned int (a macro on !SMP)
-        try:
-            if a is not None:
-                return int.from_bytes(read_bytes(a, 4), "little")
-            return int(gdb.parse_and_eval("nr_cpu_ids"))
-        except (gdb.error, gdb.MemoryError):
-            return 1
-    return memo("nr_cpu_ids", f)
+    return _percpu.nr_cpu_ids(kernel())
 
 
 def cpu_offsets() -> list:
-    """__per_cpu_offset[0 .. nr_cpu_ids) (empty list on !SMP kernels)."""
-    def f():
-        addr = vmlinux_symbol_address("__per_cpu_offset")
-        if addr is None:
-            return [0]
-        n = nr_cpu_ids()
-        raw = read_bytes(addr, 8 * n)
-        return [int.from_bytes(raw[i * 8:i * 8 + 8], "little") for i in range(n)]
-    return memo("cpu_offsets", f)
+    """__per_cpu_offset[0 .. nr_cpu_ids) ([0] on !SMP kernels)."""
+    try:
+        return _percpu.cpu_offsets(kernel())
+    except MemoryFault as e:
+        raise gdb.MemoryError(str(e)) from None
 
 
 def per_cpu_addr(addr: int, cpu: int) -> int:
     """Address of CPU ``cpu``'s copy of the per-CPU object at link address ``addr``."""
-    offs = cpu_offsets()
-    if not 0 <= cpu < len(offs):
-        raise IndexError(f"no CPU {cpu} (nr_cpu_ids = {len(offs)})")
-    return (addr + offs[cpu]) & 0xFFFFFFFFFFFFFFFF
+    try:
+        return _percpu.per_cpu_addr(kernel(), addr, cpu)
+    except MemoryFault as e:
+        raise gdb.MemoryError(str(e)) from None
 
 
 def per_cpu(name: str, cpu: int, typename: str = None) -> gdb.Value:
@@ -83,32 +74,16 @@ def per_cpu(name: str, cpu: int, typename: str = None) -> gdb.Value:
     return gdb.Value(addr).cast(t.pointer()).dereference()
 
 
-def _mask(name):
-    addr = vmlinux_symbol_address(name)
-    if addr is None:
-        return list(range(nr_cpu_ids()))
-    n = nr_cpu_ids()
-    raw = read_bytes(addr, ((n + 63) // 64) * 8)
-    bits = int.from_bytes(raw, "little")
-    return [c for c in range(n) if bits >> c & 1]
-
-
-def _cpus(kind: str) -> list:
-    """CPUs in ``__cpu_<kind>_mask`` (``cpu_<kind>_bits`` before 4.5), else all."""
-    def f():
-        for name in (f"__cpu_{kind}_mask", f"cpu_{kind}_bits"):
-            if vmlinux_symbol_address(name) is not None:
-                return _mask(name)
-        return list(range(nr_cpu_ids()))
-    return memo(f"{kind}_cpus", f)
-
-
 def online_cpus() -> list:
-    return _cpus("online")
+    return _percpu.online_cpus(kernel())
 
 
 def possible_cpus() -> list:
-    return _cpus("possible")
+    return _percpu.possible_cpus(kernel())
+
+
+def present_cpus() -> list:
+    return _percpu.present_cpus(kernel())
 
 
 def _reg(frame, name):

@@ -1,40 +1,32 @@
-"""Per-stop memoization of kernel state read through gdb.
+"""Per-stop memoization of kernel state that is not a model function.
 
-Values computed from guest memory (the task list, per-CPU offsets, module
-ranges) stay valid while the target is stopped and no one writes memory. A
-generation counter bumps on every resume, stop, memory write or symbol-file
-change; :func:`memo` recomputes when the generation moved on.
+One store: the model context's per-stop store (gdbkd/model/kernel.py,
+emptied with the reader's block cache on every resume, stop, memory or
+register write and symbol-file change; see gdbkd/kernel/memory.py). Model
+functions use the :func:`gdbkd.model.kernel.per_stop` decorator; gdb-bound
+helpers (the thread list, gdb registers) use :func:`memo` with a key.
 """
-
-import gdb
 
 __all__ = ["memo", "generation", "invalidate"]
 
-_gen = 0
-_cache = {}
-
 
 def invalidate(_event=None):
-    global _gen
-    _gen += 1
-    _cache.clear()
-
-
-for _name in ("cont", "stop", "memory_changed", "register_changed", "new_objfile",
-              "clear_objfiles", "inferior_call", "exited", "new_inferior", "new_thread"):
-    _ev = getattr(gdb.events, _name, None)
-    if _ev is not None:
-        _ev.connect(invalidate)
+    from .memory import invalidate as inv
+    inv()
 
 
 def generation() -> int:
-    return _gen
+    from .memory import kernel
+    return kernel().reader.generation
 
 
 def memo(key, fn):
-    """``fn()`` computed once per generation under ``key``."""
+    """``fn()`` computed once per stop under ``key``."""
+    from .memory import kernel
+    store = kernel().stop_store()
+    k = ("memo", key)
     try:
-        return _cache[key]
+        return store[k]
     except KeyError:
-        v = _cache[key] = fn()
+        v = store[k] = fn()
         return v

@@ -6,6 +6,8 @@ Type lookups are cached per name and dropped on ``gdb.events.new_objfile``
 
 import gdb
 
+from ..model.reader import MemoryFault
+
 __all__ = ["cache_per_symbols", "lookup_type", "has_field", "container_of", "read_ulong", "read_u32",
            "read_bytes", "read_cstring", "ulong_type", "ptr_size", "symbol_address",
            "try_symbol_address", "vmlinux_symbol_address", "field_offset", "member"]
@@ -62,6 +64,10 @@ def member(typ, path: str):
     t = lookup_type(typ) if isinstance(typ, str) else typ
     off = 0
     for name in path.split("."):
+        index = None
+        if name.endswith("]") and "[" in name:          # "mem[0]": an array element
+            name, _, idx = name[:-1].partition("[")
+            index = int(idx, 0)
         t = t.strip_typedefs()
         if t.code not in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION):
             raise gdb.error(f"There is no member named {name}.")
@@ -70,6 +76,12 @@ def member(typ, path: str):
             raise gdb.error(f"There is no member named {name}.")
         off += hit[0]
         t = hit[1]
+        if index is not None:
+            at = t.strip_typedefs()
+            if at.code != gdb.TYPE_CODE_ARRAY:
+                raise gdb.error(f"{name} is not an array")
+            t = at.target()
+            off += index * t.sizeof
     return off, t
 
 
@@ -103,7 +115,17 @@ def container_of(ptr, typename: str, member: str) -> gdb.Value:
 
 
 def read_bytes(addr: int, n: int) -> bytes:
-    return gdb.selected_inferior().read_memory(addr, n).tobytes()
+    """N bytes at ADDR through kd's reader (gdbkd/kernel/memory.py: the dump in-process
+    or gdb's inferior, cached per stop); raises gdb.MemoryError."""
+    try:
+        return _kernel().reader.read(addr, n)
+    except MemoryFault as e:
+        raise gdb.MemoryError(str(e)) from None
+
+
+def _kernel():
+    from .memory import kernel
+    return kernel()
 
 
 def read_ulong(addr: int) -> int:

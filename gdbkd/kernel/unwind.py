@@ -18,6 +18,8 @@ ends the trace, as there is no kernel caller.
 import gdb
 from gdb.unwinder import Unwinder, register_unwinder
 
+from .types import read_bytes
+
 __all__ = ["register", "entry_text_range", "PT_REGS_WORDS", "exact_pc_function", "is_exception_frame"]
 
 PT_REGS_WORDS = 34  # x0..x30, sp, pc, pstate
@@ -79,7 +81,7 @@ class ExceptionFrameUnwinder(Unwinder):
         (on the task stack): caller fp = [x29], pc = [x29 + 8], sp = x29 + 16."""
         fp = int(pending_frame.read_register("x29")) & _M
         try:
-            raw = gdb.selected_inferior().read_memory(fp, 16).tobytes()
+            raw = read_bytes(fp, 16)
         except gdb.MemoryError:
             return None
         prev_fp = int.from_bytes(raw[:8], "little")
@@ -109,7 +111,7 @@ class ExceptionFrameUnwinder(Unwinder):
             if not rng[0] <= pc < rng[1]:
                 return None
             sp = int(pending_frame.read_register("sp")) & _M
-            raw = gdb.selected_inferior().read_memory(sp, PT_REGS_WORDS * 8).tobytes()
+            raw = read_bytes(sp, PT_REGS_WORDS * 8)
         except (gdb.error, gdb.MemoryError, ValueError, OverflowError):
             return None
         words = [int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i in range(PT_REGS_WORDS)]

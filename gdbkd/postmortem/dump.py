@@ -35,30 +35,15 @@ from ..dump.vmcoreinfo import vmci_hex
 from ..arm64.mmu import mmu_from_vmcoreinfo, M64
 from .offsets import kernel_offsets, vmlinux_build_id
 from .regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, NUM_REGS
+from ..model.kernel import Kernel
+from ..model.layout import RecordedTypes
+from ..model.reader import DumpReader, MemoryFault
+from ..model.tasks import Task, task_list, active_tasks, IDLE_TID_BASE
+from ..model import percpu
 
 __all__ = ["Dump", "Task", "Thread", "IDLE_TID_BASE"]
 
-IDLE_TID_BASE = 4194304
 EM_AARCH64 = 183
-_MAX_TASKS = 1 << 22
-
-
-@dataclass
-class Task:
-    addr: int
-    pid: int
-    tgid: int
-    comm: bytes
-    state: int
-    cpu: int
-    on_cpu: int
-    stack: int
-    flags: int = 0
-    idle_cpu: int = -1
-
-    @property
-    def name(self) -> str:
-        return self.comm.decode("utf-8", "replace")
 
 
 @dataclass
@@ -181,6 +166,10 @@ class Dump:
         off = kernel_offsets(vmlinux, bid)
         self.vmlinux = vmlinux
         self.offsets = off
+        from ..stub.pac import PacStripper
+        self.kernel = Kernel(DumpReader(self, PacStripper.for_dump(self)),
+                             RecordedTypes(off.get("layouts", {}), off.get("model_sizes", {})),
+                             self.sym)
         sym = off["symbols"]
         # The image's runtime range, for the translation fast path.
         if sym.get("_text") and sym.get("_end"):
@@ -238,21 +227,13 @@ class Dump:
         """CPUs present in the machine (``__cpu_present_mask``).
 
         Not the online mask: panic() and crash_kexec() stop the other CPUs and
-        clear their online bits before the dump is taken.
+        clear their online bits before the dump is taken (gdbkd/model/percpu.py).
         """
         self._need_vmlinux()
-        n = self.u32(self.sym("nr_cpu_ids")) if self.sym("nr_cpu_ids") else 64
-        n = max(1, min(n, 4096))
-        mask_sym = self.sym("__cpu_present_mask") or self.sym("__cpu_online_mask")
-        mask = self.read(mask_sym, (n + 63) // 64 * 8)
-        bits = int.from_bytes(mask, "little")
-        return [c for c in range(n) if bits >> c & 1]
+        return percpu.present_cpus(self.kernel)
 
     def per_cpu_addr(self, symbol_addr, cpu):
-        return (symbol_addr + self.u64(self.sym("__per_cpu_offset") + 8 * cpu)) & M64
-
-    def rq_field(self, cpu, key):
-        return self.u64(self.per_cpu_addr(self.sym("runqueues"), cpu) + self.f(key))
+        return percpu.per_cpu_addr(self.kernel, symbol_addr, cpu)
 
     @property
     def crashed_cpu(self):
@@ -291,69 +272,14 @@ class Dump:
         return None if t is None else t.task.pid
 
     # -- tasks --------------------------------------------------------------------------------
-    def read_task(self, addr, idle_cpu=-1) -> Task:
-        f = self.f
-        size = self.offsets["sizes"]["task_struct"] or 8192
-        raw = self.read(addr, size)
-
-        def u(key, fmt="<i"):
-            o = f(key)
-            return None if o is None else struct.unpack_from(fmt, raw, o)[0]
-
-        state = u("task.__state", "<I")
-        if state is None:
-            state = u("task.state", "<q")
-        cpu = u("task.cpu", "<I")
-        if cpu is None:
-            cpu = u("task.thread_info.cpu", "<I")
-        comm = raw[f("task.comm"):f("task.comm") + 16].split(b"\0")[0]
-        return Task(addr=addr, pid=u("task.pid"), tgid=u("task.tgid"), comm=comm,
-                    state=state or 0, cpu=cpu if cpu is not None else -1,
-                    on_cpu=u("task.on_cpu") or 0, stack=u("task.stack", "<Q"),
-                    flags=u("task.flags", "<I") or 0, idle_cpu=idle_cpu)
-
-    def _list(self, head, limit=_MAX_TASKS):
-        """Yield the entries (list_head addresses) of a kernel list, stopping on a loop."""
-        seen = set()
-        node = self.u64(head)
-        while node != head:
-            if node in seen or len(seen) >= limit:
-                raise GdbkdError(f"corrupt kernel list at {head:#x} (loop or too long)")
-            seen.add(node)
-            yield node
-            node = self.u64(node)
-
     def tasks(self):
-        """Every task: idle tasks (one per online CPU) first, then leaders and their threads."""
+        """Every task (gdbkd/model/tasks.py: the same list kd ps shows), sorted by pid;
+        ``problems`` on the list says which parts could not be read."""
         self._need_vmlinux()
-        f = self.f
-        out, seen = [], set()
-        for cpu in self.online_cpus():
-            a = self.sym("init_task") if cpu == 0 else self.rq_field(cpu, "rq.idle")
-            if a and a not in seen:
-                seen.add(a)
-                out.append(self.read_task(a, idle_cpu=cpu))
-        init = self.sym("init_task")
-        for node in self._list(init + f("task.tasks")):
-            leader = node - f("task.tasks")
-            for t in self._threads_of(leader):
-                if t not in seen:
-                    seen.add(t)
-                    out.append(self.read_task(t))
-        return out
-
-    def _threads_of(self, leader):
-        f = self.f
-        if f("task.thread_node") is not None and f("signal.thread_head") is not None:
-            sig = self.u64(leader + f("task.signal"))
-            if sig:
-                head = sig + f("signal.thread_head")
-                members = [n - f("task.thread_node") for n in self._list(head)]
-                return [leader] + [m for m in members if m != leader]
-        if f("task.thread_group") is not None:
-            head = leader + f("task.thread_group")
-            return [leader] + [n - f("task.thread_group") for n in self._list(head)]
-        return [leader]
+        try:
+            return task_list(self.kernel)
+        except MemoryFault as e:
+            raise GdbkdError(f"cannot read the task list: {e}") from None
 
     # -- CPUs at the crash -----------------------------------------------------------------
     def cpu_notes(self):
@@ -394,7 +320,7 @@ class Dump:
             cpu = None
             for t in tasks:
                 if t.stack and t.stack <= st.sp < t.stack + ts:
-                    cpu = t.idle_cpu if t.idle_cpu >= 0 else t.cpu
+                    cpu = t.idle_cpu if t.idle_cpu is not None else t.cpu
                     break
             if cpu is None:
                 cpu = next((c for c, base in irq.items() if base <= st.sp < base + ts), None)
@@ -412,25 +338,16 @@ class Dump:
             return self._threads
         tasks = self.tasks()
         notes = self.cpu_notes()
-        current = {}
-        for cpu in notes:
-            try:
-                current[self.rq_field(cpu, "rq.curr")] = cpu
-            except GdbkdError:
-                pass
-        cc = self.f("task.cpu_context")
+        current = {addr: cpu for cpu, addr in active_tasks(self.kernel).items() if cpu in notes}
         out = []
         for t in tasks:
-            tid = t.pid if t.idle_cpu < 0 else IDLE_TID_BASE + t.idle_cpu
             cpu = current.get(t.addr, -1)
             if cpu >= 0:
                 regs = list(notes[cpu].regs)
             else:
-                try:
-                    regs = regs_from_cpu_context(self.read(t.addr + cc, 13 * 8))
-                except GdbkdError:
-                    regs = [None] * NUM_REGS
-            out.append(Thread(tid=tid, task=t, regs=regs, active_cpu=cpu))
+                cc = t.fields.get("thread.cpu_context", b"")
+                regs = regs_from_cpu_context(cc) if len(cc) >= 13 * 8 else [None] * NUM_REGS
+            out.append(Thread(tid=t.tid, task=t, regs=regs, active_cpu=cpu))
         crashed = self.crashed_cpu
         out.sort(key=lambda th: 0 if (crashed is not None and th.active_cpu == crashed) else 1)
         self._threads = out

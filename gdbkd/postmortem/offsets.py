@@ -29,7 +29,7 @@ from ..paths import GDB_INIT
 
 __all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
 
-OFFSETS_VERSION = 7
+OFFSETS_VERSION = 8
 
 _FIELDS = {
     "task.tasks": ("struct task_struct", "tasks"),
@@ -96,6 +96,21 @@ for s in SYMBOLS:
         out["symbols"][s] = int(gdb.parse_and_eval("(unsigned long)&%s" % s))
     except gdb.error:
         out["symbols"][s] = None
+# the model's layouts (gdbkd/model/layout.py), through the same gdb type walk kd uses
+import sys
+sys.path.insert(0, ROOT)
+from gdbkd.kernel.memory import GdbTypes
+from gdbkd.model.layout import LAYOUTS, SIZES
+_gt = GdbTypes()
+out["layouts"] = {}
+for t, paths in LAYOUTS.items():
+    mem = {}
+    for p in paths:
+        m = _gt.member(t, p)
+        if m is not None:
+            mem[p] = list(m)
+    out["layouts"][t] = {"size": _gt.sizeof(t), "members": mem}
+out["model_sizes"] = {n: _gt.sizeof(n) for n in SIZES}
 print("GDBKD-OFFSETS " + json.dumps(out))
 """
 
@@ -135,7 +150,11 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
                 return data
         except ValueError:
             pass
-    script = (f"FIELDS = {_FIELDS!r}\nSIZES = {_SIZES!r}\nSYMBOLS = {_SYMBOLS!r}\n" + _SCRIPT)
+    from ..model.layout import SYMBOLS as model_symbols
+    root = str(Path(__file__).resolve().parents[2])
+    symbols = _SYMBOLS + [s for s in model_symbols if s not in _SYMBOLS]
+    script = (f"FIELDS = {_FIELDS!r}\nSIZES = {_SIZES!r}\nSYMBOLS = {symbols!r}\n"
+              f"ROOT = {root!r}\n" + _SCRIPT)
     try:
         r = subprocess.run(["gdb-multiarch", "-batch", "-nx", *GDB_INIT, vmlinux,
                             "-ex", "python\n" + script + "\nend"],

@@ -6,11 +6,12 @@ reason instead of wandering off: a NULL pointer, ``LIST_POISON1`` /
 ``CONFIG_ILLEGAL_POINTER_VALUE`` = ``0xdead000000000000`` on arm64 and x86-64,
 include/linux/poison.h — the values ``list_del()`` leaves in a removed entry),
 an unreadable entry, or a cycle that never returns to the head.
+
+The one list walker: kd commands, the task and module lists of the model, and
+the dump server all walk with it. No gdb import.
 """
 
-import gdb
-
-from .types import read_bytes
+from .reader import MemoryFault
 
 __all__ = ["ListWalk", "walk_list", "poison_name", "LIST_POISON1", "LIST_POISON2"]
 
@@ -37,9 +38,10 @@ class ListWalk:
         self.bad_value = None
 
 
-def walk_list(head: int, include_head=False, limit=1000000, direction="next",
+def walk_list(reader, head: int, include_head=False, limit=1000000, direction="next",
               entry_offset=0) -> ListWalk:
-    """Follow ``->next`` (or ``->prev``) from the list_head at ``head`` until it returns.
+    """Follow ``->next`` (or ``->prev``) from the list_head at ``head`` until it returns
+    (reading through ``reader``, a :class:`gdbkd.model.reader.Reader`).
 
     ``include_head``: ``head`` is itself an entry (crash's ``list ADDR`` without -H).
     ``entry_offset``: offset of the list_head in its container, for messages."""
@@ -52,8 +54,8 @@ def walk_list(head: int, include_head=False, limit=1000000, direction="next",
     cur = head
     while True:
         try:
-            nxt = int.from_bytes(read_bytes(cur + off, 8), "little")
-        except gdb.MemoryError:
+            nxt = reader.u64(cur + off)
+        except MemoryFault:
             w.stop = f"cannot read the list_head at {cur:#x}"
             break
         ptr = f"{cur:#x}->{direction}"
@@ -82,3 +84,10 @@ def walk_list(head: int, include_head=False, limit=1000000, direction="next",
         w.nodes.append(nxt)
         cur = nxt
     return w
+
+
+def list_entries(reader, head: int, link_offset: int, limit=1 << 20):
+    """(container addresses, stop reason or None) of the list at ``head`` whose entries
+    link through the list_head at ``link_offset`` in their container."""
+    w = walk_list(reader, head, limit=limit, entry_offset=link_offset)
+    return [n - link_offset for n in w.nodes], w.stop

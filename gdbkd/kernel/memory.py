@@ -1,0 +1,164 @@
+"""The model's context inside gdb: which reader kd reads through, gdb's types, symbols.
+
+:func:`kernel` returns the one :class:`gdbkd.model.kernel.Kernel` kd uses:
+
+* its reader is the dump itself, opened in this process, when ``gdbkd core``
+  (or the user: ``kd reader --dump DUMP…``) attached one — a read is a cache
+  lookup or a page translation, not a remote-protocol round trip; otherwise
+  :class:`GdbReader` over gdb's inferior (a live QEMU gdbstub, a plain
+  ``target remote``, a core file) with large block reads;
+* its types are gdb's (:class:`GdbTypes`), its symbols the vmlinux's
+  ``.symtab`` plus the KASLR offset (gdbkd/kernel/types.py).
+
+The reader's cache and the per-stop store are emptied on every resume, stop,
+memory or register write and symbol-file change (gdb events, below), so the
+cache never serves memory from before the target moved. ``kd reader --cache
+off`` reads through gdb without any cache (the reference the tests compare to).
+"""
+
+import gdb
+
+from ..model.kernel import Kernel
+from ..model.layout import TypeSource
+from ..model.reader import Reader, MemoryFault
+
+__all__ = ["kernel", "GdbReader", "GdbTypes", "attach_dump", "set_cache", "reader_info",
+           "to_gdb_error"]
+
+
+class GdbReader(Reader):
+    """Memory through gdb's selected inferior. Blocks of 4 KiB with 3 blocks of
+    read-ahead: one ``read_memory`` of 16 KiB is a handful of packets to the dump server
+    or QEMU, where 16 reads of a task_struct's worth were 16+ round trips. User-half
+    addresses are not cached: live, each vCPU translates them with its own TTBR0."""
+
+    readahead = 3
+    cache_user = False
+
+    def _fetch(self, addr, n):
+        try:
+            return gdb.selected_inferior().read_memory(addr, n).tobytes()
+        except gdb.MemoryError as e:
+            raise MemoryFault(addr, str(e)) from None
+        except gdb.error as e:           # no inferior / no process
+            raise MemoryFault(addr, str(e)) from None
+
+
+class GdbTypes(TypeSource):
+    """Layouts from gdb's types (cached gdb.Type walks, gdbkd/kernel/types.py)."""
+
+    def member(self, typename, path):
+        from .types import member
+        from .structs import member_kind
+        try:
+            off, t = member(typename, path)
+        except gdb.error:
+            return None
+        return off, t.sizeof, member_kind(t)
+
+    def sizeof(self, name):
+        from .types import lookup_type
+        try:
+            if name.startswith(("struct ", "union ")):
+                return lookup_type(name).sizeof
+            return int(gdb.parse_and_eval(f"sizeof({name})"))
+        except gdb.error:
+            return None
+
+
+def _symbol(name):
+    from .types import vmlinux_symbol_address
+    return vmlinux_symbol_address(name)
+
+
+_kernel = None
+_dump = None           # (paths, Dump) opened in this process
+_cache_on = True
+
+
+def _make_reader():
+    if _dump is not None:
+        from ..model.reader import DumpReader
+        from ..stub.pac import PacStripper
+        d = _dump[1]
+        return DumpReader(d, PacStripper.for_dump(d), cache=_cache_on)
+    return GdbReader(cache=_cache_on)
+
+
+def kernel() -> Kernel:
+    """The model context kd reads through (see the module docstring)."""
+    global _kernel
+    if _kernel is None:
+        _kernel = Kernel(_make_reader(), GdbTypes(), _symbol)
+    return _kernel
+
+
+def _rebuild():
+    global _kernel
+    _kernel = None
+
+
+def attach_dump(paths, vmlinux=None):
+    """Read kernel memory from the dump at PATHS in this process from now on."""
+    global _dump
+    from ..postmortem import open_dump
+    d = open_dump(list(paths) if len(paths) > 1 else paths[0], vmlinux)
+    if _dump is not None:
+        _dump[1].close()
+    _dump = (list(paths), d)
+    _rebuild()
+    return d
+
+
+def detach_dump():
+    global _dump
+    if _dump is not None:
+        _dump[1].close()
+    _dump = None
+    _rebuild()
+
+
+def set_cache(on: bool):
+    global _cache_on
+    _cache_on = bool(on)
+    _rebuild()
+
+
+def cache_enabled() -> bool:
+    return _cache_on
+
+
+def reader_info() -> dict:
+    k = kernel()
+    info = k.reader.stats()
+    info["dump"] = " ".join(_dump[0]) if _dump is not None else None
+    return info
+
+
+def to_gdb_error(e: MemoryFault):
+    return gdb.MemoryError(str(e))
+
+
+def invalidate(_event=None):
+    if _kernel is not None:
+        _kernel.invalidate()
+
+
+def _types_changed(_event=None):
+    if _kernel is not None:
+        _kernel.forget_types()
+
+
+def _new_objfile(event=None):
+    _types_changed()
+
+
+for _name in ("cont", "stop", "memory_changed", "register_changed", "inferior_call", "exited",
+              "new_inferior"):
+    _ev = getattr(gdb.events, _name, None)
+    if _ev is not None:
+        _ev.connect(invalidate)
+for _name in ("new_objfile", "clear_objfiles"):
+    _ev = getattr(gdb.events, _name, None)
+    if _ev is not None:
+        _ev.connect(_types_changed)

@@ -1,0 +1,143 @@
+"""Struct layouts without gdb: which members a struct has, where, and how to decode them.
+
+A :class:`StructLayout` holds the byte offset, size and kind of chosen members
+of one struct and decodes them from one read (``layout.read(reader, addr)``).
+Where the offsets come from is a :class:`TypeSource`:
+
+* inside gdb, gdb's own types (``GdbTypes`` in gdbkd/kernel/memory.py);
+* outside gdb (the dump server, ``gdbkd core`` planning module symbols), the
+  per-vmlinux offsets cache (gdbkd/postmortem/offsets.py), which records the
+  same members by asking gdb once per build-id: :class:`RecordedTypes`.
+
+:data:`LAYOUTS` names every member the gdb-free model (gdbkd/model/) reads, so
+both sources serve the same questions and a fact about a kernel version is
+learned in one place. Members a kernel does not have are simply absent
+(probe with ``"path" in layout``); the versions they exist in are documented
+where the model uses them (tasks.py, modules.py, percpu.py).
+"""
+
+__all__ = ["Member", "StructLayout", "TypeSource", "RecordedTypes", "LAYOUTS", "SIZES",
+           "SYMBOLS"]
+
+# members the model reads, per struct (dotted paths; anonymous unions looked through)
+LAYOUTS = {
+    "struct task_struct": [
+        "__state", "state", "exit_state", "flags", "pid", "tgid", "comm", "real_parent",
+        "parent", "group_leader", "mm", "active_mm", "stack", "tasks", "tasks.next",
+        "thread_node", "thread_node.next", "thread_group", "signal", "on_cpu", "on_rq", "cpu",
+        "thread_info.cpu", "thread_info.flags", "prio", "static_prio", "normal_prio",
+        "rt_priority", "policy", "thread.cpu_context", "se.sum_exec_runtime", "se.vruntime",
+        "utime", "stime", "start_time", "nvcsw", "nivcsw", "sched_info.last_arrival", "cred",
+        "rss_stat"],
+    "struct signal_struct": ["thread_head"],
+    "struct rq": ["curr", "idle", "nr_running", "clock"],
+    "struct module": [
+        "list", "name", "state", "sect_attrs", "core_layout.base", "core_layout.size",
+        "init_layout.base", "init_layout.size", "mem", "mem[0].base", "mem[0].size",
+        "kallsyms", "taints", "srcversion", "version", "refcnt"],
+    "struct module_sect_attrs": ["nsections", "attrs"],
+    "struct module_sect_attr": ["battr.attr.name", "name", "address"],
+    "struct module_memory": ["base", "size"],
+    "struct mod_kallsyms": ["symtab", "num_symtab", "strtab", "typetab"],
+    "struct elf64_sym": ["st_name", "st_info", "st_shndx", "st_value", "st_size"],
+}
+# sizes: a struct type, or a variable (gdb: sizeof(NAME))
+SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
+         "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner"]
+SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
+           "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
+           "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
+           "_stext", "_end", "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack",
+           "panic", "vpanic", "die", "crash_kexec", "__crash_kexec", "modules",
+           "init_stack"]
+
+
+class Member:
+    """One member: byte offset, size, and kind — "u" unsigned, "s" signed, "b" raw bytes
+    (arrays and structs)."""
+
+    __slots__ = ("path", "offset", "size", "kind")
+
+    def __init__(self, path, offset, size, kind):
+        self.path = path
+        self.offset = offset
+        self.size = size
+        self.kind = kind
+
+    def decode(self, buf, base: int = 0):
+        raw = buf[base + self.offset: base + self.offset + self.size]
+        if self.kind == "b":
+            return bytes(raw)
+        return int.from_bytes(raw, "little", signed=(self.kind == "s"))
+
+
+class TypeSource:
+    """Where layouts come from: ``member(typename, path)`` → ``(offset, size, kind)``
+    or None, ``sizeof(name)`` → int or None."""
+
+    def member(self, typename: str, path: str):
+        raise NotImplementedError
+
+    def sizeof(self, name: str):
+        raise NotImplementedError
+
+
+class RecordedTypes(TypeSource):
+    """Layouts recorded as ``{"struct T": {"size": n, "members": {path: [off, size, kind]}}}``
+    plus ``{"sizes": {name: n}}`` (the offsets cache's "layouts" entry)."""
+
+    def __init__(self, layouts: dict, sizes: dict = None):
+        self.layouts = layouts or {}
+        self.sizes = dict(sizes or {})
+
+    def member(self, typename, path):
+        m = self.layouts.get(typename, {}).get("members", {}).get(path)
+        return tuple(m) if m else None
+
+    def sizeof(self, name):
+        if name in self.sizes:
+            return self.sizes[name]
+        return self.layouts.get(name, {}).get("size")
+
+
+class StructLayout:
+    """Chosen members of one struct type, decoded from a single read."""
+
+    def __init__(self, typename: str, size, members: dict):
+        self.typename = typename
+        self.size = size
+        self.members = members
+        if members:
+            self.lo = min(m.offset for m in members.values())
+            self.hi = max(m.offset + m.size for m in members.values())
+        else:
+            self.lo = self.hi = 0
+
+    @classmethod
+    def from_source(cls, types: TypeSource, typename: str, paths) -> "StructLayout":
+        members = {}
+        for p in paths:
+            m = types.member(typename, p)
+            if m is not None:
+                members[p] = Member(p, *m)
+        return cls(typename, types.sizeof(typename), members)
+
+    def __contains__(self, path):
+        return path in self.members
+
+    def offset(self, path) -> int:
+        return self.members[path].offset
+
+    def get_offset(self, path):
+        m = self.members.get(path)
+        return None if m is None else m.offset
+
+    def decode(self, buf, base: int = 0) -> dict:
+        return {p: m.decode(buf, base) for p, m in self.members.items()}
+
+    def read(self, reader, addr: int) -> dict:
+        """Every member of the struct at ``addr`` (one read of the bytes they span)."""
+        if self.lo > 256:
+            buf = reader.read(addr + self.lo, self.hi - self.lo)
+            return {p: m.decode(buf, -self.lo) for p, m in self.members.items()}
+        return self.decode(reader.read(addr, self.hi))
