@@ -36,15 +36,38 @@ class ListWalk:
         self.nodes = []
         self.stop = None
         self.bad_value = None
+        self.recovered = 0
 
 
 def walk_list(reader, head: int, include_head=False, limit=1000000, direction="next",
-              entry_offset=0) -> ListWalk:
+              entry_offset=0, recover=False) -> ListWalk:
     """Follow ``->next`` (or ``->prev``) from the list_head at ``head`` until it returns
     (reading through ``reader``, a :class:`gdbkd.model.reader.Reader`).
 
     ``include_head``: ``head`` is itself an entry (crash's ``list ADDR`` without -H).
-    ``entry_offset``: offset of the list_head in its container, for messages."""
+    ``entry_offset``: offset of the list_head in its container, for messages.
+    ``recover``: when the walk breaks (an unreadable or corrupt entry), walk the other
+    way from the head too and add the entries found there (after the others, in list
+    order); ``stop`` still says where it broke, ``recovered`` how many came back."""
+    w = _walk(reader, head, include_head, limit, direction, entry_offset)
+    w.recovered = 0
+    if recover and w.stop and not w.stop.startswith("stopped after"):
+        back = _walk(reader, head, False, limit, "prev" if direction == "next" else "next",
+                     entry_offset)
+        known = set(w.nodes)
+        tail = []
+        for n in back.nodes:
+            if n in known:
+                break
+            tail.append(n)
+        tail.reverse()
+        # the node the forward walk could not read past may itself be unreadable
+        w.nodes.extend(tail)
+        w.recovered = len(tail)
+    return w
+
+
+def _walk(reader, head, include_head, limit, direction, entry_offset) -> ListWalk:
     off = 0 if direction == "next" else 8
     w = ListWalk()
     seen = {head: -1}

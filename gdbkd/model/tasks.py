@@ -268,9 +268,11 @@ def task_list(k) -> TaskList:
     init = k.need_sym("init_task")
     get(init)
     tasks_off = lay.offset("tasks")
-    w = walk_list(k.reader, init + tasks_off, limit=1 << 22, entry_offset=tasks_off)
+    w = walk_list(k.reader, init + tasks_off, limit=1 << 22, entry_offset=tasks_off, recover=True)
     if w.stop:
-        problems.append(f"task list (init_task.tasks): {w.stop}")
+        problems.append(f"task list (init_task.tasks): {w.stop}"
+                        + (f"; {w.recovered} entries recovered walking back from the head"
+                           if w.recovered else ""))
     leaders = [init] + [n - tasks_off for n in w.nodes]
     tn_off = lay.get_offset("thread_node")
     th_off = k.offset("struct signal_struct", "thread_head") if tn_off is not None else None
@@ -288,7 +290,7 @@ def task_list(k) -> TaskList:
             head, link = leader + tg_off, tg_off
         else:
             continue
-        tw = walk_list(k.reader, head, limit=1 << 16, entry_offset=link)
+        tw = walk_list(k.reader, head, limit=1 << 16, entry_offset=link, recover=True)
         if tw.stop:
             problems.append(f"threads of pid {lt.pid}: {tw.stop}")
         for n in tw.nodes:
