@@ -1,58 +1,71 @@
-"""`kd ps` and `kd foreach bt` on a 10,000-task dump: gdbkd vs drgn 0.3.0, same dump, same run.
+"""Walks over every task on a 10,000-task dump: gdbkd vs drgn 0.3.0, whole processes, cold.
 
 The dump is made once (cached in ~/.cache/gdbkd/bench): the 6.1 guest loads
 bench/manythreads (10,000 sleeping kernel threads), crashes with sysrq-c and is
 saved with QMP dump-guest-memory (ELF) by `gdbkd run --dump-on-crash`.
 
-- gdbkd: `gdbkd core DUMP VMLINUX --batch -ex 'kd ps' -ex 'kd foreach bt'`, each command
-  timed inside gdb (python time around gdb.execute) after the open;
-- drgn: the task list (for_each_task: pid, ppid, state, comm — what `ps` prints) and a
-  stack trace of every task, after `Program` setup.
+Each measurement is one fresh process timed from outside, as a user meets it:
 
-Prints seconds and gdbkd/drgn ratios; asserts nothing.
+- open:  ``gdbkd core D V -s --batch``                      (open to exit, nothing else)
+- ps:    ``gdbkd core D V -s --batch -ex 'kd ps'``           vs a drgn script printing pid,
+         comm and state of every task (for_each_task + the idle tasks, what ps lists)
+- bt:    ``gdbkd core D V -s --batch -ex 'kd foreach bt'``   vs drgn printing
+         ``stack_trace()`` of every task
 
-    .venv/bin/python bench/bench_kd.py [--threads 10000] [--repeat 3]
+gdbkd and drgn alternate within each round; medians over ``--repeat`` rounds. Peak
+RSS is the largest process of each run (gdb for gdbkd). Task and frame counts of
+both are printed so the work is seen to be the same. Asserts nothing.
+
+    .venv/bin/python bench/bench_kd.py [--threads 10000] [--repeat 5] [--only ps,bt,open]
 """
 
 import argparse
-import json
 import os
+import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DRGN = r"""
-import sys, time, json
-import drgn
+DRGN_PS = r"""
+import sys, drgn
 from drgn.helpers.linux.pid import for_each_task
+from drgn.helpers.linux.sched import idle_task, task_state_to_char
+from drgn.helpers.linux.cpumask import for_each_possible_cpu
 prog = drgn.Program()
 prog.set_core_dump(sys.argv[1])
 prog.load_debug_info([sys.argv[2]])
-t0 = time.monotonic()
-rows = [(t.pid.value_(), t.comm.string_()) for t in for_each_task(prog)]
-t1 = time.monotonic()
-n = 0
-for t in for_each_task(prog):
-    try:
-        n += len(prog.stack_trace(t))
-    except Exception:
-        pass
-t2 = time.monotonic()
-print(json.dumps({"ps": t1 - t0, "bt": t2 - t1, "tasks": len(rows), "frames": n}))
+tasks = [idle_task(prog, c) for c in for_each_possible_cpu(prog)] + list(for_each_task(prog))
+out = [f"{t.pid.value_():>7} {task_state_to_char(t)} {t.comm.string_().decode(errors='replace')}"
+       for t in tasks]
+print("\n".join(out))
+print(f"TASKS {len(out)}")
 """
 
-GDB_TIMER = r"""
-import gdb, time, json
-def timed(cmd):
-    t = time.monotonic(); out = gdb.execute(cmd, to_string=True); return time.monotonic() - t, out
-ps_t, ps_out = timed("kd ps")
-bt_t, bt_out = timed("kd foreach bt")
-print("BENCH " + json.dumps({"ps": ps_t, "bt": bt_t, "tasks": len(ps_out.splitlines()) - 1,
-                            "frames": bt_out.count("\n #")}))
+DRGN_BT = r"""
+import sys, drgn
+from drgn.helpers.linux.pid import for_each_task
+from drgn.helpers.linux.sched import idle_task
+from drgn.helpers.linux.cpumask import for_each_possible_cpu
+prog = drgn.Program()
+prog.set_core_dump(sys.argv[1])
+prog.load_debug_info([sys.argv[2]])
+tasks = [idle_task(prog, c) for c in for_each_possible_cpu(prog)] + list(for_each_task(prog))
+n = 0
+for t in tasks:
+    try:
+        tr = prog.stack_trace(t)
+    except Exception as e:
+        print(f"PID {t.pid.value_()}: {e}")
+        continue
+    print(f"PID: {t.pid.value_()}")
+    print(str(tr))
+    n += len(tr)
+print(f"TASKS {len(tasks)} FRAMES {n}")
 """
 
 
@@ -78,46 +91,83 @@ def make_dump(threads):
     return dump, k.vmlinux
 
 
-def run_gdbkd(dump, vmlinux):
-    timer = Path("/tmp") / f"gdbkd-bench-{os.getpid()}.py"
-    timer.write_text(GDB_TIMER)
-    try:
-        r = subprocess.run([sys.executable, "-m", "gdbkd", "core", str(dump), vmlinux, "--batch",
-                            "-ex", f"source {timer}"], cwd=ROOT, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=1800)
-    finally:
-        timer.unlink()
-    line = next((l for l in r.stdout.splitlines() if l.startswith("BENCH ")), None)
-    if line is None:
-        sys.exit(f"bench: gdbkd failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-    return json.loads(line[6:])
+def timed(argv):
+    """(seconds, peak RSS MiB of the largest process, stdout) of one fresh process."""
+    t = time.monotonic()
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, text=True)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.monotonic() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"bench: {' '.join(map(str, argv[:6]))}… exited {p.returncode}")
+    return dt, ru.ru_maxrss / 1024, out
 
 
-def run_drgn(dump, vmlinux):
-    r = subprocess.run([sys.executable, "-c", DRGN, str(dump), vmlinux], capture_output=True, text=True,
-                       timeout=1800)
-    if r.returncode != 0:
-        return None
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def gdbkd_argv(dump, vmlinux, *cmds):
+    argv = [str(ROOT / ".venv/bin/gdbkd"), "core", str(dump), str(vmlinux), "-s", "--batch"]
+    for c in cmds:
+        argv += ["-ex", c]
+    return argv
+
+
+def drgn_argv(script, dump, vmlinux):
+    return [str(ROOT / ".venv/bin/python"), "-c", script, str(dump), str(vmlinux)]
+
+
+def counts_gdbkd_ps(out):
+    return len([l for l in out.splitlines() if re.match(r"^[ >]\s*\d+\s+\d+\s+\d+\s+[0-9a-f]{16}", l)])
+
+
+def counts_gdbkd_bt(out):
+    return (len(re.findall(r"^PID: ", out, re.M)), len(re.findall(r"^\s*#\d+ ", out, re.M)))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=10000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", default="open,ps,bt")
+    ap.add_argument("--dump", help="use this dump (with --vmlinux) instead of making one")
+    ap.add_argument("--vmlinux")
     a = ap.parse_args()
-    dump, vmlinux = make_dump(a.threads)
-    g = [run_gdbkd(dump, vmlinux) for _ in range(a.repeat)]
-    d = [x for x in (run_drgn(dump, vmlinux) for _ in range(a.repeat)) if x]
-    med = lambda rs, k: statistics.median(r[k] for r in rs)
-    print(f"dump: {dump} ({g[0]['tasks']} tasks)")
-    for k, what in (("ps", "kd ps / for_each_task"), ("bt", "kd foreach bt / stack_trace(every task)")):
-        gd = med(g, k)
-        if d:
-            dd = med(d, k)
-            print(f"{what:45} gdbkd {gd:7.2f} s  drgn {dd:7.2f} s  gdbkd/drgn {gd / dd:5.2f}")
+    dump, vmlinux = (a.dump, a.vmlinux) if a.dump else make_dump(a.threads)
+    only = a.only.split(",")
+    print(f"dump: {dump}")
+    print(f"machine: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; medians of {a.repeat}, "
+          f"whole processes, cold, alternating")
+    rows = {}
+    for _ in range(a.repeat):
+        if "open" in only:
+            rows.setdefault("open", []).append((timed(gdbkd_argv(dump, vmlinux)), None))
+        if "ps" in only:
+            g = timed(gdbkd_argv(dump, vmlinux, "kd ps"))
+            d = timed(drgn_argv(DRGN_PS, dump, vmlinux))
+            rows.setdefault("ps", []).append((g, d))
+        if "bt" in only:
+            g = timed(gdbkd_argv(dump, vmlinux, "kd foreach bt"))
+            d = timed(drgn_argv(DRGN_BT, dump, vmlinux))
+            rows.setdefault("bt", []).append((g, d))
+    for k, runs in rows.items():
+        gt = statistics.median(r[0][0] for r in runs)
+        grss = max(r[0][1] for r in runs)
+        if k == "open":
+            print(f"{'open (gdbkd core -s --batch)':38} gdbkd {gt:6.2f} s  {grss:5.0f} MiB")
+            continue
+        dt = statistics.median(r[1][0] for r in runs)
+        drss = max(r[1][1] for r in runs)
+        gout, dout = runs[-1][0][2], runs[-1][1][2]
+        if k == "ps":
+            work = f"tasks gdbkd {counts_gdbkd_ps(gout)} drgn {dout.split('TASKS ')[-1].strip()}"
+            name = "kd ps / drgn task list"
         else:
-            print(f"{what:45} gdbkd {gd:7.2f} s  drgn failed")
+            gtasks, gframes = counts_gdbkd_bt(gout)
+            m = re.search(r"TASKS (\d+) FRAMES (\d+)", dout)
+            work = f"tasks/frames gdbkd {gtasks}/{gframes} drgn {m.group(1)}/{m.group(2)}"
+            name = "kd foreach bt / drgn stack_trace all"
+        print(f"{name:38} gdbkd {gt:6.2f} s  drgn {dt:6.2f} s  ratio {gt / dt:5.2f}   "
+              f"peak RSS gdbkd {grss:5.0f} MiB drgn {drss:5.0f} MiB   {work}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ Examples:
                        help="read kernel memory from this dump (or split parts) in-process")
         g.add_argument("--gdb", action="store_true", help="read through gdb's target")
         p.add_argument("--cache", choices=("on", "off"), help="the per-stop block cache")
+        p.add_argument("--layouts", metavar="FILE",
+                       help="struct layouts of this vmlinux recorded by gdbkd (offsets cache)")
 
     def run(self, args):
         from ..kernel import memory
@@ -45,6 +47,11 @@ Examples:
             memory.detach_dump()
         if args.cache:
             memory.set_cache(args.cache == "on")
+        if args.layouts:
+            try:
+                memory.use_layouts(args.layouts)
+            except (OSError, ValueError) as e:
+                raise KdError(f"cannot read layouts {escape(args.layouts)}: {e}")
         return memory.reader_info()
 
     def render(self, data, args):

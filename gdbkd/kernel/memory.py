@@ -66,6 +66,29 @@ class GdbTypes(TypeSource):
             return None
 
 
+class RecordedThenGdb(TypeSource):
+    """The per-vmlinux offsets cache for the members the model reads (LAYOUTS, SIZES:
+    no gdb type lookup, which costs 0.1–0.7 s the first time: gdb sorts its index and
+    expands the compilation unit), gdb's types for anything else."""
+
+    def __init__(self, recorded, fallback):
+        self.recorded = recorded
+        self.fallback = fallback
+
+    def member(self, typename, path):
+        from ..model.layout import LAYOUTS
+        if typename in self.recorded.layouts and path in LAYOUTS.get(typename, ()):
+            return self.recorded.member(typename, path)
+        return self.fallback.member(typename, path)
+
+    def sizeof(self, name):
+        if name in self.recorded.sizes:
+            return self.recorded.sizes[name]
+        if name in self.recorded.layouts:
+            return self.recorded.layouts[name].get("size")
+        return self.fallback.sizeof(name)
+
+
 def _symbol(name):
     from .types import vmlinux_symbol_address
     return vmlinux_symbol_address(name)
@@ -74,6 +97,7 @@ def _symbol(name):
 _kernel = None
 _dump = None           # (paths, Dump) opened in this process
 _cache_on = True
+_recorded = None       # RecordedTypes from the offsets cache of the loaded vmlinux
 
 
 def _make_reader():
@@ -89,8 +113,20 @@ def kernel() -> Kernel:
     """The model context kd reads through (see the module docstring)."""
     global _kernel
     if _kernel is None:
-        _kernel = Kernel(_make_reader(), GdbTypes(), _symbol)
+        types = GdbTypes() if _recorded is None else RecordedThenGdb(_recorded, GdbTypes())
+        _kernel = Kernel(_make_reader(), types, _symbol)
     return _kernel
+
+
+def use_layouts(path):
+    """Take the model's layouts from the offsets cache file PATH (written by
+    gdbkd/postmortem/offsets.py for the vmlinux gdb has loaded)."""
+    global _recorded
+    import json
+    from ..model.layout import RecordedTypes
+    data = json.loads(open(path).read())
+    _recorded = RecordedTypes(data.get("layouts", {}), data.get("model_sizes", {}))
+    _rebuild()
 
 
 def _rebuild():
@@ -149,6 +185,12 @@ def _types_changed(_event=None):
         _kernel.forget_types()
 
 
+def _symbols_cleared(_event=None):
+    global _recorded
+    _recorded = None          # another vmlinux may come: its layouts are not these
+    _rebuild()
+
+
 def _new_objfile(event=None):
     _types_changed()
 
@@ -158,7 +200,6 @@ for _name in ("cont", "stop", "memory_changed", "register_changed", "inferior_ca
     _ev = getattr(gdb.events, _name, None)
     if _ev is not None:
         _ev.connect(invalidate)
-for _name in ("new_objfile", "clear_objfiles"):
-    _ev = getattr(gdb.events, _name, None)
-    if _ev is not None:
-        _ev.connect(_types_changed)
+gdb.events.new_objfile.connect(_types_changed)
+if getattr(gdb.events, "clear_objfiles", None) is not None:
+    gdb.events.clear_objfiles.connect(_symbols_cleared)

@@ -63,12 +63,10 @@ def load_average():
 
 
 def page_size() -> int:
-    for expr in ("(unsigned long)1 << PAGE_SHIFT",):
-        try:
-            return int(gdb.parse_and_eval(expr))
-        except gdb.error:
-            pass
-    return 4096
+    """PAGESIZE of the kernel's own VMCOREINFO (gdbkd/model/sysinfo.py)."""
+    from .memory import kernel
+    from ..model.sysinfo import page_size as ps
+    return ps(kernel())
 
 
 def memory_bytes():
@@ -87,12 +85,9 @@ def memory_bytes():
 
 
 def totalram_pages():
-    for expr in ("_totalram_pages.counter", "totalram_pages"):
-        try:
-            return int(gdb.parse_and_eval(expr))
-        except gdb.error:
-            continue
-    return None
+    from .memory import kernel
+    from ..model.sysinfo import totalram_pages as trp
+    return trp(kernel())
 
 
 _PANIC_RE = re.compile(rb"^\s*Kernel panic - not syncing: ?(.*)")

@@ -40,16 +40,21 @@ LAYOUTS = {
     "struct module_memory": ["base", "size"],
     "struct mod_kallsyms": ["symtab", "num_symtab", "strtab", "typetab"],
     "struct elf64_sym": ["st_name", "st_info", "st_shndx", "st_value", "st_size"],
+    "struct mm_struct": ["total_vm", "rss_stat", "rss_stat.count"],
+    "struct task_rss_stat": ["count"],
+    "struct percpu_counter": ["count"],
 }
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
-         "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner"]
+         "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
+         "struct percpu_counter"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
            "_stext", "_end", "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack",
            "panic", "vpanic", "die", "crash_kexec", "__crash_kexec", "modules",
-           "init_stack"]
+           "init_stack", "vmcoreinfo_data", "vmcoreinfo_size", "_totalram_pages",
+           "totalram_pages"]
 
 
 class Member:

@@ -31,6 +31,15 @@ __all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
 
 OFFSETS_VERSION = 8
 
+
+def _version():
+    """OFFSETS_VERSION plus a digest of what is recorded: a change to the model's
+    LAYOUTS (gdbkd/model/layout.py) makes every cached file stale by itself."""
+    import hashlib
+    from ..model.layout import LAYOUTS, SIZES, SYMBOLS
+    h = hashlib.sha256(repr((_FIELDS, _SIZES, _SYMBOLS, LAYOUTS, SIZES, SYMBOLS)).encode())
+    return f"{OFFSETS_VERSION}-{h.hexdigest()[:12]}"
+
 _FIELDS = {
     "task.tasks": ("struct task_struct", "tasks"),
     "task.pid": ("struct task_struct", "pid"),
@@ -146,7 +155,8 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
     if cache.exists():
         try:
             data = json.loads(cache.read_text())
-            if data.get("version") == OFFSETS_VERSION:
+            if data.get("version") == _version():
+                data["path"] = str(cache)
                 return data
         except ValueError:
             pass
@@ -175,8 +185,9 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
                              f"({need.split('.', 1)[1]} missing): use the -dbg vmlinux")
     if data["symbols"].get("init_task") is None:
         raise GdbkdError(f"{vmlinux} has no init_task symbol")
-    data["version"] = OFFSETS_VERSION
+    data["version"] = _version()
     data["build_id"] = build_id
     with atomic_write(cache, "w") as fh:
         json.dump(data, fh, indent=1)
+    data["path"] = str(cache)
     return data

@@ -99,7 +99,9 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
         cmds += [f"source {KD_PY}", f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
         # kd reads the dump in this gdb's own process (a cache lookup, not a round trip)
         paths = " ".join(shlex.quote(os.path.abspath(p)) for p in d.paths)
-        cmds.append(_quiet(f"kd reader --dump {paths}"))
+        lay = d.offsets.get("path") if d.offsets else None
+        lay = f" --layouts {shlex.quote(lay)}" if lay else ""
+        cmds.append(_quiet(f"kd reader --dump {paths}{lay}"))
     if report:
         cmds.append("kd analyze")
     return (lines if report else []), cmds
