@@ -7,7 +7,7 @@ from ._util import KernelCommand, resolve_task, current_task
 from ..kernel import stack as kstack
 from ..kernel.tasks import all_tasks, thread_regs, thread_size
 from ..kernel.percpu import threads_by_cpu
-from ..kernel.symbolize import describe, is_text
+from ..kernel.symbolize import describe
 from ..kernel.types import read_bytes
 from ..kernel.access import user_thread
 
@@ -49,14 +49,18 @@ def _regs_json(r: dict) -> dict:
 
 def _frame_json(f, want_line):
     s = f.sym(want_line)
+    name = f.name
+    if s.module and not (f.inline_of and s.debuginfo == "dwarf"):
+        name = None        # module frames: kallsyms' name, not gdb's minimal symbol
     d = {"level": f.level, "pc": f"{f.pc:#x}", "fp": f"{f.fp:#x}" if f.fp else None,
          "sp": f"{f.sp:#x}" if f.sp else None, "kind": f.kind, "stack": f.stack,
-         "function": f.name or s.name, "offset": s.offset if not f.name else None,
-         "module": s.module, "inlined": False, "file": s.file, "line": s.line}
+         "function": name or s.name, "offset": s.offset if not name else None,
+         "module": s.module, "inlined": False, "file": s.file, "line": s.line,
+         "debuginfo": s.debuginfo}
     if f.regs is not None:
         d["exception"] = _regs_json(f.regs)
     out = []
-    if not f.name:          # frame-record unwinding: show inline chain from DWARF blocks
+    if not name:            # frame-record unwinding: show inline chain from DWARF blocks
         for fn in s.inlined:
             e = dict(d)
             e.update(function=fn, inlined=True, offset=None)
@@ -84,20 +88,9 @@ def _user_mode(task, regs, opts) -> dict:
 
 def bt_data(task, regs=None, thread=None, opts=None) -> dict:
     want_line = True
-    u = None
     if regs is not None and (regs.get("cpsr", 4) >> 2) & 3 == 0 and not regs.get("cpsr", 4) & 0x10:
         return _user_mode(task, regs, opts)
-    if thread is not None and regs is not None and not getattr(opts, "fp_only", False):
-        u = kstack.gdb_frames(thread, task)
-        if u is not None and (u.stop.startswith("gdb") or
-                              any(not f.name or not is_text(f.pc) for f in u.frames)):
-            # gdb stops where it has no unwind info (asm entry code): if frame records
-            # get at least as far, they tell the whole story
-            fp_u = kstack.unwind_task(task, regs)
-            if len(fp_u.frames) >= len([f for f in u.frames if not f.inline_of]):
-                u = fp_u
-    if u is None:
-        u = kstack.unwind_task(task, regs)
+    u = kstack.best_unwind(task, regs, thread, getattr(opts, "fp_only", False))
     raw = _raw_words(u) if getattr(opts, "frames_raw", False) else {}
     frames = []
     for i, f in enumerate(u.frames):
@@ -193,6 +186,12 @@ def bt_render(d: dict, opts=None) -> str:
                 pair = words[i:i + 2]
                 lines.append(f"    {int(pair[0][0], 16):016x}: " +
                              " ".join(f"{int(w[1], 16):016x}" for w in pair))
+    nodwarf = {}
+    for f in d["frames"]:
+        if f.get("module") and f.get("debuginfo") not in (None, "dwarf"):
+            nodwarf.setdefault(f["module"], f["debuginfo"])
+    for mod, why in nodwarf.items():
+        lines.append(f"    ({mod}: {why})")
     if d["stop"] and not d["stop"].startswith("end of stack") and "user" not in d["stop"]:
         lines.append(f"    (unwinding stopped: {d['stop']})")
     if "exception_frames" in d:

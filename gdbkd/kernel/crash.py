@@ -40,14 +40,23 @@ def _frame_record_frames(limit):
     signatures from return addresses, which gdb 13 on QEMU 7.2 cannot do)."""
     from . import tasks, stack
     task, regs = tasks.thread_task()
-    u = stack.unwind_task(task, regs, max_frames=limit)
+    return _frames_json(stack.unwind_task(task, regs, max_frames=limit), "frame records")
+
+
+def _frames_json(u, unwinder=None):
     rng = entry_text_range()
     out = []
     for f in u.frames:
         s = f.sym(want_line=True)
-        out.append({"level": f.level, "pc": f.pc, "function": escape(f.name or s.name or hex(f.pc)),
-                    "file": s.file, "line": s.line,
-                    "exception": bool(rng and rng[0] <= f.pc < rng[1]), "unwinder": "frame records"})
+        name = f.name if f.name and not s.module else (s.name or hex(f.pc))
+        d = {"level": f.level, "pc": f.pc, "function": escape(name), "file": s.file, "line": s.line,
+             "exception": bool(rng and rng[0] <= f.pc < rng[1]) and not f.inline_of,
+             "unwinder": unwinder or ("gdb" if u.start.get("source") == "gdb frames"
+                                      else "frame records")}
+        if s.module:
+            d["module"] = s.module
+            d["debuginfo"] = s.debuginfo
+        out.append(d)
     return out
 
 
@@ -58,43 +67,17 @@ def _looks_signed(pc: int) -> bool:
 
 
 def frames(limit=64):
-    out = _gdb_frames(limit)
-    if any(_looks_signed(f["pc"]) for f in out):
-        try:
-            return _frame_record_frames(limit)
-        except Exception:
-            pass
-    return out
-
-
-def _gdb_frames(limit=64):
-    out = []
+    """The selected thread's backtrace, from the same walk as ``kd bt``
+    (stack.best_unwind)."""
+    from . import tasks, stack
+    from .access import user_thread
     try:
-        f = gdb.newest_frame()
-    except gdb.error:
-        return out
-    rng = entry_text_range()
-    prev_exc = False
-    while f is not None and len(out) < limit:
-        try:
-            pc = f.pc() & 0xFFFFFFFFFFFFFFFF
-        except gdb.error:
-            break
-        if prev_exc:        # interrupted by an exception: pc is the faulting instruction
-            name, sal = exact_pc_function(pc)
-        else:
-            name, sal = f.name(), f.find_sal()
-        name = name or symbolize(pc).split("+")[0]
-        prev_exc = bool(rng and rng[0] <= pc < rng[1])
-        out.append({"level": f.level(), "pc": pc, "function": escape(name),
-                    "file": sal.symtab.filename if sal.symtab else None,
-                    "line": sal.line or None,
-                    "exception": bool(rng and rng[0] <= pc < rng[1])})
-        try:
-            f = f.older()
-        except gdb.error:
-            break
-    return out
+        task, regs = tasks.thread_task()
+    except gdb.GdbError:
+        return _gdb_frames(limit)
+    u = stack.best_unwind(task, regs, user_thread())
+    u.frames = u.frames[:limit]
+    return _frames_json(u)
 
 
 def _int_arg(frame, name, reg):

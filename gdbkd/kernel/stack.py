@@ -39,7 +39,7 @@ from .tasks import thread_size
 
 __all__ = ["Frame", "Unwind", "unwind", "unwind_task", "strip_pac", "va_bits", "stack_ranges",
            "stack_of", "read_pt_regs", "pt_regs_valid", "scan_exception_frames", "text_words",
-           "entry_text", "gdb_frames", "PSTATE_MODES"]
+           "entry_text", "gdb_frames", "best_unwind", "PSTATE_MODES"]
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 PSTATE_MODES = {0x0: "EL0t", 0x4: "EL1t", 0x5: "EL1h", 0x8: "EL2t", 0x9: "EL2h"}
@@ -364,6 +364,34 @@ def gdb_frames(thread, task, max_frames=256):
                     break
     return Unwind(frames, stop, ranges, {"pc": frames[0].pc, "fp": frames[0].fp,
                                          "sp": frames[0].sp, "source": "gdb frames"})
+
+
+def best_unwind(task, regs=None, thread=None, fp_only=False) -> Unwind:
+    """The one frame walk of kd (``kd bt``, ``kd analyze``): gdb's own unwinder for a
+    task on a gdb thread (DWARF CFI, inline frames), unless it stops short or leaves
+    text where frame records do not — gdb has no unwind info for asm entry code or
+    for a module whose .ko is not loaded, and then guesses from prologues —, else
+    frame records from ``regs`` or the task's saved ``cpu_context``."""
+    u = None
+    if thread is not None and regs is not None and not fp_only:
+        u = gdb_frames(thread, task)
+        if u is not None and (u.stop.startswith("gdb") or
+                              any(not f.name or not is_text(f.pc) or _unnamed_module_frame(f)
+                                  for f in u.frames)):
+            fp_u = unwind_task(task, regs)
+            if len(fp_u.frames) >= len([f for f in u.frames if not f.inline_of]) or \
+                    any(_unnamed_module_frame(f) for f in u.frames):
+                u = fp_u
+    if u is None:
+        u = unwind_task(task, regs)
+    return u
+
+
+def _unnamed_module_frame(f) -> bool:
+    """A frame gdb unwound through module code it has no DWARF for (its caller is a
+    prologue-analysis guess)."""
+    s = lookup(f.pc, want_line=False)
+    return bool(s.module) and s.debuginfo != "dwarf" and not f.inline_of
 
 
 def scan_exception_frames(task) -> list:

@@ -3,10 +3,17 @@
 gdb knows every ELF symbol (``info symbol``, which also covers assembler
 routines without DWARF such as the exception vectors) and the DWARF blocks
 (``gdb.block_for_pc``: functions inlined at that pc) and lines
-(``gdb.find_pc_line``). Module addresses whose symbols are not loaded are named
-from the module's kallsyms in memory (:mod:`.modsyms`), else
-``[module]+offset`` from the module list (``core_layout`` up to 6.3,
-``mem[MOD_TEXT]`` from 6.4, via :mod:`.modules`).
+(``gdb.find_pc_line``).
+
+Module addresses are named from the module's own kallsyms in memory
+(gdbkd/model/kallsyms.py), the table the kernel itself prints oopses with; an
+address in no symbol is ``[module]+offset``. DWARF (file:line, inlined
+functions) is used for a module address only when it comes from that
+module's own symbol file and names the same function as kallsyms: a stale or
+foreign symbol file (another module's freed ``.init.text`` once lay where this
+module's code is now) would otherwise name it ``init_module``. Without DWARF a
+module address says so (``Sym.debuginfo``). An address in a freed init region
+belongs to no module and gets no module name.
 
 Results are cached per address until the symbol files change.
 """
@@ -32,7 +39,7 @@ class Sym:
     """What is known about one address."""
 
     __slots__ = ("addr", "name", "offset", "section", "objfile", "file", "line", "inlined",
-                 "module")
+                 "module", "debuginfo")
 
     def __init__(self, addr):
         self.addr = addr
@@ -44,6 +51,7 @@ class Sym:
         self.line = None
         self.inlined = []     # functions inlined at addr, innermost first (not the outer one)
         self.module = None
+        self.debuginfo = None  # module addresses: "dwarf", or why not ("kallsyms only: …")
 
     @property
     def start(self):
@@ -63,22 +71,23 @@ class Sym:
     def to_json(self) -> dict:
         return {"addr": f"{self.addr:#x}", "name": self.name, "offset": self.offset,
                 "section": self.section, "module": self.module, "file": self.file,
-                "line": self.line, "inlined": list(self.inlined)}
+                "line": self.line, "inlined": list(self.inlined), "debuginfo": self.debuginfo}
+
+
+def _kernel():
+    from .memory import kernel
+    return kernel()
 
 
 def module_ranges() -> list:
-    """[(base, end, name)] of loaded modules' core (text) allocations."""
-    def f():
-        out = []
-        try:
-            from . import modules
-            for mod in modules.for_each_module():
-                base, size = modules.module_base_size(mod)
-                out.append((base, base + size, modules.module_name(mod)))
-        except (gdb.error, gdb.MemoryError, ImportError, AttributeError):
-            pass
-        return out
-    return memo("module_ranges", f)
+    """[(lo, hi, name)] of the memory loaded modules own now (core, and init while it
+    runs)."""
+    from ..model.kallsyms import module_ranges as ranges
+    from ..model.reader import MemoryFault
+    try:
+        return [(lo, hi, name) for lo, hi, name, _kind in ranges(_kernel())]
+    except MemoryFault:
+        return []
 
 
 def text_ranges() -> list:
@@ -110,67 +119,121 @@ def _info_symbol(addr):
     return m
 
 
-def _prefer_dwarf_name(s, addr):
-    """gdb 13 misnames module text by minimal symbols when a module was loaded from a
-    relocated copy (an ``init_module`` alias in .init.text shadowed .text): when DWARF
-    names a different function, take DWARF's name, offset from that function's start."""
+def _function_block(addr):
+    """(outermost function block, [inlined function names innermost first]) of gdb's
+    DWARF at ``addr``; (None, [])."""
     try:
         blk = gdb.block_for_pc(addr)
     except (RuntimeError, gdb.error):
-        return
+        return None, []
+    funcs = []
     fn = None
     while blk is not None and not blk.is_global and not blk.is_static:
         if blk.function is not None:
+            funcs.append(blk.function.name)
             fn = blk
         blk = blk.superblock
-    if fn is not None and fn.function.name != s.name:
+    return fn, funcs[:-1]
+
+
+def _module_objfile(fn_block, module: str) -> bool:
+    """Whether this DWARF function comes from MODULE's own symbol file (a gdbkd
+    relocated copy, ``gdbkd-ko-UID/NAME-KEY.ko``, or a file the user added named
+    after the module)."""
+    try:
+        path = fn_block.function.symtab.objfile.filename or ""
+    except (AttributeError, RuntimeError):
+        return False
+    base = path.rsplit("/", 1)[-1]
+    stems = (f"{module}-", f"{module.replace('_', '-')}-", f"{module}.", f"{module.replace('_', '-')}.")
+    return base.startswith(stems)
+
+
+def _same_function(dwarf_name: str, ks_name: str) -> bool:
+    return dwarf_name == ks_name or dwarf_name == ks_name.split(".")[0]
+
+
+def _module_lookup(s, addr, want_line) -> bool:
+    """Fill S for a module address from kallsyms (+ the module's own DWARF); False if
+    no module owns ADDR."""
+    from ..model.kallsyms import symbolize as ks_symbolize
+    from ..model.reader import MemoryFault
+    try:
+        hit = ks_symbolize(_kernel(), addr)
+    except MemoryFault:
+        return False
+    if hit is None:
+        return False
+    module, ms, in_init = hit
+    s.module = module
+    s.section = ".init.text" if in_init else None
+    s.objfile = None
+    fn, inlined = _function_block(addr)
+    dwarf = fn is not None and _module_objfile(fn, module)
+    if ms is not None:
+        s.name, s.offset = ms.name, addr - ms.addr
+        if dwarf and not _same_function(fn.function.name, ms.name):
+            dwarf = False
+            s.debuginfo = (f"DWARF names {fn.function.name}, kallsyms {ms.name}: the loaded "
+                           f"symbol file is not this module's build; DWARF ignored")
+    elif dwarf:
         s.name, s.offset = fn.function.name, addr - fn.start
+    else:
+        lo = next((a for a, b, n in module_ranges() if n == module and a <= addr < b), addr)
+        s.name, s.offset = f"[{module}]", addr - lo
+    if dwarf:
+        s.debuginfo = "dwarf"
+        if want_line:
+            s.inlined = inlined
+            try:
+                sal = gdb.find_pc_line(addr)
+                if sal.symtab is not None and sal.line:
+                    s.file, s.line = sal.symtab.filename, sal.line
+            except (RuntimeError, gdb.error):
+                pass
+    elif s.debuginfo is None:
+        s.debuginfo = "no DWARF (module symbols not loaded): name from the module's kallsyms"
+    return True
 
 
 def lookup(addr: int, want_line=True) -> Sym:
     """Symbol, offset, section, source line and inline chain of ``addr``."""
     addr &= 0xFFFFFFFFFFFFFFFF
     key = (addr, want_line)
+    if addr >> 63:
+        # modules come and go while the target runs: their names are kept per stop
+        stop = _kernel().stop_store()
+        s = stop.get(("symbolize", key))
+        if s is not None:
+            return s
+        s = Sym(addr)
+        if _module_lookup(s, addr, want_line):
+            stop[("symbolize", key)] = s
+            return s
     s = _cache.get(key)
     if s is not None:
         return s
     s = Sym(addr)
     m = _info_symbol(addr)
+    if m and "/gdbkd-ko-" in (m.group(4) or ""):
+        m = None            # a module symbol file, but no module owns this memory now
     if m:
         s.name = m.group(1)
         s.offset = int(m.group(2) or 0)
         s.section = m.group(3)
         s.objfile = m.group(4)
-    for lo, hi, name in module_ranges():
-        if lo <= addr < hi:
-            s.module = name
-            _prefer_dwarf_name(s, addr)
-            if not s.name:
-                from .modsyms import module_symbol
-                ms = module_symbol(name, addr)
-                if ms is not None:
-                    s.name, s.offset = ms
-                else:
-                    s.name = f"[{name}]"
-                    s.offset = addr - lo
-            break
     if want_line:
-        try:
-            blk = gdb.block_for_pc(addr)
-        except (RuntimeError, gdb.error):
-            blk = None
-        funcs = []
-        while blk is not None and not blk.is_global and not blk.is_static:
-            if blk.function is not None:
-                funcs.append(blk.function.name)
-            blk = blk.superblock
-        if len(funcs) > 1:
-            s.inlined = funcs[:-1]
-        if funcs and not s.name:
-            s.name = funcs[-1]
+        fn, inlined = _function_block(addr)
+        if fn is not None and "/gdbkd-ko-" in (fn.function.symtab.objfile.filename or ""):
+            fn, inlined = None, []
+        if fn is not None:
+            s.inlined = inlined
+            if not s.name:
+                s.name = fn.function.name
         try:
             sal = gdb.find_pc_line(addr)
-            if sal.symtab is not None and sal.line:
+            if sal.symtab is not None and sal.line and "/gdbkd-ko-" not in \
+                    (sal.symtab.objfile.filename or ""):
                 s.file = sal.symtab.filename
                 s.line = sal.line
         except (RuntimeError, gdb.error):
@@ -209,7 +272,22 @@ def resolve_name(name: str):
         v = gdb.parse_and_eval(f"(unsigned long){name}")
         return int(v) & 0xFFFFFFFFFFFFFFFF
     except gdb.error:
+        return _kallsyms_address(name)
+
+
+def _kallsyms_address(name: str):
+    """A module symbol's address from the modules' kallsyms (no .ko loaded), or None."""
+    from ..model.kallsyms import module_symbols
+    from ..model.reader import MemoryFault
+    try:
+        tables = module_symbols(_kernel())
+    except MemoryFault:
         return None
+    for ms in tables.values():
+        for sym in ms.syms:
+            if sym.name == name and sym.name not in ("init_module", "cleanup_module"):
+                return sym.addr
+    return None
 
 
 def eval_address(expr: str) -> int:

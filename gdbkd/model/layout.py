@@ -16,6 +16,8 @@ learned in one place. Members a kernel does not have are simply absent
 where the model uses them (tasks.py, modules.py, percpu.py).
 """
 
+import struct
+
 __all__ = ["Member", "StructLayout", "TypeSource", "RecordedTypes", "LAYOUTS", "SIZES",
            "SYMBOLS"]
 
@@ -117,6 +119,7 @@ class StructLayout:
             self.hi = max(m.offset + m.size for m in members.values())
         else:
             self.lo = self.hi = 0
+        self._groups = _compile(members.values())
 
     @classmethod
     def from_source(cls, types: TypeSource, typename: str, paths) -> "StructLayout":
@@ -138,11 +141,43 @@ class StructLayout:
         return None if m is None else m.offset
 
     def decode(self, buf, base: int = 0) -> dict:
-        return {p: m.decode(buf, base) for p, m in self.members.items()}
+        """Every member decoded from ``buf`` (the struct starts at ``base``): a few
+        ``struct.unpack_from`` calls, one per group of non-overlapping members."""
+        out = {}
+        for st, paths, lo in self._groups:
+            out.update(zip(paths, st.unpack_from(buf, base + lo)))
+        return out
 
     def read(self, reader, addr: int) -> dict:
         """Every member of the struct at ``addr`` (one read of the bytes they span)."""
         if self.lo > 256:
-            buf = reader.read(addr + self.lo, self.hi - self.lo)
-            return {p: m.decode(buf, -self.lo) for p, m in self.members.items()}
+            return self.decode(reader.read(addr + self.lo, self.hi - self.lo), -self.lo)
         return self.decode(reader.read(addr, self.hi))
+
+
+_INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _compile(members):
+    """[(struct.Struct, paths, first offset)]: members sorted by offset, packed greedily
+    into groups whose members do not overlap (``tasks`` and ``tasks.next`` share bytes),
+    each decoded by one little-endian Struct with pad bytes between members."""
+    groups = []          # [fmt parts, paths, lo, end]
+    for m in sorted(members, key=lambda m: (m.offset, -m.size)):
+        if m.kind in ("u", "s") and m.size in _INT:
+            code = _INT[m.size].lower() if m.kind == "s" else _INT[m.size]
+        else:
+            code = f"{m.size}s"
+        for g in groups:
+            if g[3] <= m.offset:
+                break
+        else:
+            g = [[], [], m.offset, m.offset]
+            groups.append(g)
+        gap = m.offset - g[3]
+        if gap:
+            g[0].append(f"{gap}x")
+        g[0].append(code)
+        g[1].append(m.path)
+        g[3] = m.offset + m.size
+    return [(struct.Struct("<" + "".join(g[0])), g[1], g[2]) for g in groups]

@@ -63,19 +63,21 @@ def _script(cmds) -> str:
 
 def _module_symbols(d, modules_dirs, say):
     """gdb commands loading the symbols of every module loaded in the dump, planned
-    here from the dump (gdbkd/kmods.py) so that gdb needs no type lookup for them."""
+    here from the dump (gdbkd/kmods.py) so that gdb needs no type lookup for them: the
+    .ko under MODULES_DIRS by name, else the one gdbkd built with the loaded module's
+    build-id; one line said per module (which .ko, or why none)."""
     from .. import kmods
+    from ..model.reader import MemoryFault
     cmds = []
     try:
-        mods = kmods.modules_in_dump(d)
-    except Exception as e:                       # corrupt module list: gdb still opens
+        plans = kmods.plan_modules(d.kernel, modules_dirs)
+    except (MemoryFault, GdbkdError) as e:       # corrupt module list: gdb still opens
         say(f"modules: cannot read the module list ({e})")
         return cmds
-    for name, base, secs in mods:
-        copy, status = kmods.symbol_file(name, base, secs, modules_dirs)
-        if copy is not None:
-            cmds.append(_quiet(f"add-symbol-file {copy}"))
-        say(f"module {status}")
+    for p in plans:
+        if p.copy is not None:
+            cmds.append(_quiet(f"add-symbol-file {p.copy}"))
+        say(f"module {p.status}")
     return cmds
 
 
@@ -178,6 +180,10 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
                 print(line, flush=True)
             if not _feed(fifo, _script(cmds), gdb):
                 return gdb.wait()
+            try:       # the thread list (every task) while gdb loads the vmlinux
+                dumpobj.threads()
+            except GdbkdError:
+                pass   # the server says why when gdb asks
             conn = _accept(lsock, gdb)
         finally:
             lsock.close()
