@@ -90,18 +90,10 @@ def find_ko(name: str, extra_dirs=()):
     return kmods.find_ko(name, list(extra_dirs) + search_dirs)
 
 
-def load_module_symbols(mod, ko=None, quiet=True) -> str:
-    """Load the symbols of one ``struct module *``; returns a one-line status."""
-    name = module_name(mod)
-    base, _ = module_base_size(mod)
-    if name in loaded and loaded[name][0] == base:
-        return f"{escape(name)}: symbols already loaded"
-    copy, status = kmods.symbol_file(name, base, module_sections(mod), search_dirs, ko)
-    if copy is None:
-        return status
+def _add_symbol_file(name, base, copy, quiet=True):
     if any(o.filename == str(copy) for o in gdb.objfiles()):    # loaded by gdbkd core already
         loaded[name] = (base, str(copy))
-        return f"{escape(name)}: symbols already loaded"
+        return False
     if name in loaded:
         try:
             gdb.execute(f"remove-symbol-file {loaded[name][1]}", to_string=True)
@@ -109,15 +101,60 @@ def load_module_symbols(mod, ko=None, quiet=True) -> str:
             pass
     gdb.execute(f"add-symbol-file {copy}", to_string=quiet)
     loaded[name] = (base, str(copy))
+    return True
+
+
+def load_module_symbols(mod, ko=None, quiet=True) -> str:
+    """Load the symbols of one ``struct module *``; returns a one-line status (which
+    .ko for which module, or why none: gdbkd/kmods.py)."""
+    from .memory import kernel
+    name = module_name(mod)
+    base, _ = module_base_size(mod)
+    if ko is None and name in loaded and loaded[name][0] == base:
+        return f"{escape(name)}: symbols already loaded"
+    plans = kmods.plan_modules(kernel(), search_dirs, only=name)
+    if not plans:
+        return f"{escape(name)}: not on the module list"
+    p = plans[0]
+    if ko is not None:
+        copy, status = kmods.symbol_file(name, p.base, _sections_of(name), search_dirs, ko,
+                                         build_id=p.build_id, live=_live_ranges(name))
+    else:
+        copy, status = p.copy, p.status
+    if copy is None:
+        return status
+    if not _add_symbol_file(name, p.base, copy, quiet):
+        return f"{escape(name)}: symbols already loaded"
     return status
 
 
+def _sections_of(name):
+    from .memory import kernel
+    from ..model.modules import module_list
+    mods, _ = module_list(kernel())
+    return next((m.sections for m in mods if m.name == name), {})
+
+
+def _live_ranges(name):
+    from .memory import kernel
+    from ..model.kallsyms import module_symbols
+    ms = module_symbols(kernel()).get(name)
+    return (ms.core + ms.init) if ms is not None and (ms.core or ms.init) else None
+
+
 def load_all_module_symbols(extra_dirs=()):
+    """Load every loaded module's symbols: [one-line status per module]."""
+    from .memory import kernel
+    dirs = list(extra_dirs) + search_dirs
     out = []
-    for mod in for_each_module():
-        name = module_name(mod)
-        ko = find_ko(name, extra_dirs)
-        out.append(load_module_symbols(mod, ko))
+    for p in kmods.plan_modules(kernel(), dirs):
+        if p.copy is None:
+            out.append(p.status)
+        elif p.name in loaded and loaded[p.name] == (p.base, str(p.copy)):
+            out.append(f"{escape(p.name)}: symbols already loaded")
+        else:
+            _add_symbol_file(p.name, p.base, p.copy)
+            out.append(p.status)
     return out
 
 
