@@ -7,23 +7,22 @@ functions use the :func:`gdbkd.model.kernel.per_stop` decorator; gdb-bound
 helpers (the thread list, gdb registers) use :func:`memo` with a key.
 """
 
+from . import memory
+
 __all__ = ["memo", "generation", "invalidate"]
 
 
 def invalidate(_event=None):
-    from .memory import invalidate as inv
-    inv()
+    memory.invalidate()
 
 
 def generation() -> int:
-    from .memory import kernel
-    return kernel().reader.generation
+    return memory.kernel().reader.generation
 
 
 def memo(key, fn):
     """``fn()`` computed once per stop under ``key``."""
-    from .memory import kernel
-    store = kernel().stop_store()
+    store = memory.kernel().stop_store()
     k = ("memo", key)
     try:
         return store[k]

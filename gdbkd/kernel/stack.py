@@ -36,6 +36,7 @@ from .percpu import per_cpu_addr, possible_cpus
 from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
 from .tasks import thread_size
+from .unwind import entry_text_range
 
 __all__ = ["Frame", "Unwind", "unwind", "unwind_task", "strip_pac", "va_bits", "stack_ranges",
            "stack_of", "read_pt_regs", "pt_regs_valid", "scan_exception_frames", "text_words",
@@ -59,6 +60,16 @@ def va_bits() -> int:
                     return v
             except gdb.MemoryError:
                 pass
+        # the kernel's own VMCOREINFO (6.12 publishes TCR_EL1_T1SZ; no register needed)
+        from .memory import kernel
+        from ..model.sysinfo import vmcoreinfo
+        vi = vmcoreinfo(kernel())
+        try:
+            t1sz = int(vi.get("NUMBER(TCR_EL1_T1SZ)", "0"), 0)
+            if 12 <= t1sz <= 28:
+                return 64 - t1sz
+        except ValueError:
+            pass
         try:
             tcr = int(gdb.parse_and_eval("$TCR_EL1")) & MASK64
             t1sz = (tcr >> 16) & 0x3F
@@ -72,6 +83,8 @@ def va_bits() -> int:
 
 def strip_pac(v: int) -> int:
     """Remove pointer-authentication bits: bit 55 selects the half of the address space."""
+    if v >> 48 == 0xFFFF and va_bits() <= 48:      # an unsigned kernel pointer: nothing to strip
+        return v
     mask = (1 << va_bits()) - 1
     if (v >> 55) & 1:
         return (v | ~mask) & MASK64
@@ -80,7 +93,6 @@ def strip_pac(v: int) -> int:
 
 def entry_text():
     """(start, end) of .entry.text (one cache, shared with the exception unwinder)."""
-    from .unwind import entry_text_range
     return entry_text_range() or (0, 0)
 
 
@@ -110,10 +122,8 @@ def _global_stacks():
         out = _percpu_ptr_stacks("irq_stack_ptr", size, "IRQ")
         a = vmlinux_symbol_address("overflow_stack")
         if a is not None:
-            try:
-                osz = int(gdb.parse_and_eval("sizeof(overflow_stack)"))
-            except gdb.error:
-                osz = 4096
+            from .memory import kernel
+            osz = kernel().sizeof("overflow_stack") or 4096
             for cpu in possible_cpus():
                 b = per_cpu_addr(a, cpu)
                 out.append((f"overflow:{cpu}", b, b + osz))

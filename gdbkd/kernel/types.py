@@ -123,9 +123,7 @@ def read_bytes(addr: int, n: int) -> bytes:
         raise gdb.MemoryError(str(e)) from None
 
 
-def _kernel():
-    from .memory import kernel
-    return kernel()
+from .memory import kernel as _kernel      # noqa: E402 (memory imports nothing from here)
 
 
 def read_ulong(addr: int) -> int:

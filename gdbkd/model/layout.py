@@ -49,7 +49,7 @@ LAYOUTS = {
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
-         "struct percpu_counter"]
+         "struct percpu_counter", "overflow_stack"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
