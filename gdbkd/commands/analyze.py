@@ -25,6 +25,9 @@ kernel log lines (default 12). Same output live and on dumps."""
     def run(self, args):
         trap = crash.find_trap()
         data = {"trap": trap, "backtrace": crash.frames()}
+        if trap is not None and trap.get("trap") == "die":
+            from ..kernel import explain
+            data["explanation"] = explain.explain(trap)
         task = None
         try:
             from ..kernel import tasks
@@ -70,6 +73,15 @@ kernel log lines (default 12). Same output live and on dumps."""
                 L.append(f"FAR_EL1: {t['far']:#018x}")
             if t.get("esr") is not None:
                 L.append(f"ESR: {t['esr']:#010x}")
+        ex = d.get("explanation")
+        if ex is not None:
+            if ex.get("far") is not None and (t or {}).get("far") is None:
+                L.append(f"FAR: {ex['far']:#018x}")
+            if ex.get("instruction", {}).get("text"):
+                L.append(f"INSTRUCTION: {ex['instruction']['text']}")
+            L.append(f"EXPLANATION: {ex['summary']}" if ex.get("summary")
+                     else f"EXPLANATION: unknown: {ex.get('unknown')}")
+            L += [f"    - {e}" for e in ex.get("evidence", [])]
         if d.get("task"):
             tk = d["task"]
             L.append(f"TASK: {tk['address']:#x}  PID: {tk['pid']}  COMM: \"{tk['comm']}\"")
@@ -83,7 +95,12 @@ kernel log lines (default 12). Same output live and on dumps."""
         for f in d["backtrace"]:
             loc = f" at {f['file']}:{f['line']}" if f.get("file") else ""
             mark = "  [exception]" if f.get("exception") else ""
-            L.append(f" #{f['level']:<2} {f['pc']:#018x} {f['function']}{loc}{mark}")
+            mod = f" [{f['module']}]" if f.get("module") else ""
+            L.append(f" #{f['level']:<2} {f['pc']:#018x} {f['function']}{mod}{loc}{mark}")
+        nodwarf = {f["module"]: f["debuginfo"] for f in d["backtrace"]
+                   if f.get("module") and f.get("debuginfo") not in (None, "dwarf")}
+        for mod, why in nodwarf.items():
+            L.append(f"    ({mod}: {why})")
         if d.get("log"):
             L.append("LOG (last lines):")
             L += ["    " + x for x in d["log"]]

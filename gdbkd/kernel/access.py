@@ -14,7 +14,8 @@ import contextlib
 
 import gdb
 
-from .types import vmlinux_symbol_address, read_bytes
+from .types import vmlinux_symbol_address
+from .selection import selection
 
 __all__ = ["kernel_view", "kernel_thread", "KernelUnmapped", "user_thread"]
 
@@ -39,11 +40,10 @@ def _probe_addr():
 
 
 def _readable(addr) -> bool:
-    try:
-        read_bytes(addr, 8)
-        return True
-    except gdb.MemoryError:
-        return False
+    """Whether the selected thread's CPU maps ``addr`` — asked of the target itself,
+    past kd's block cache (cached kernel memory says nothing about this CPU's tables)."""
+    from .memory import target_readable
+    return target_readable(addr, 8)
 
 
 def kernel_thread():
@@ -55,10 +55,9 @@ def kernel_thread():
     for t in sorted(gdb.selected_inferior().threads(), key=lambda t: t.num):
         if t == sel:
             continue
-        t.switch()
-        if _readable(addr):
-            return t
-    sel.switch()
+        with selection(t):
+            if _readable(addr):
+                return t
     return None
 
 
@@ -66,29 +65,14 @@ def kernel_thread():
 def kernel_view():
     """Run the body with a thread selected through which kernel memory is readable."""
     sel = gdb.selected_thread()
-    try:
-        frame = gdb.selected_frame() if sel is not None else None
-    except gdb.error:
-        frame = None
     _user_threads.append(sel)
     try:
         t = kernel_thread()
-    except BaseException:
-        _user_threads.pop()
-        raise
-    if t is None:
-        _user_threads.pop()
-        raise KernelUnmapped(
-            "no stopped CPU maps kernel memory (all are in user mode under KPTI); "
-            "stop the guest inside the kernel, e.g. `hbreak schedule` + `continue`")
-    try:
-        yield t
+        if t is None:
+            raise KernelUnmapped(
+                "no stopped CPU maps kernel memory (all are in user mode under KPTI); "
+                "stop the guest inside the kernel, e.g. `hbreak schedule` + `continue`")
+        with selection(t):
+            yield t
     finally:
         _user_threads.pop()
-        if sel is not None and t is not None and t != sel and sel.is_valid():
-            sel.switch()
-            if frame is not None:
-                try:
-                    frame.select()
-                except gdb.error:
-                    pass

@@ -171,6 +171,19 @@ def reader_info() -> dict:
     return info
 
 
+def target_readable(addr: int, n: int = 8) -> bool:
+    """Whether the target, through the selected thread, reads ``addr`` (no cache: live,
+    each vCPU maps kernel memory only while it runs in the kernel, KPTI). A dump
+    read in-process maps everything it holds, whichever thread is selected."""
+    if _dump is not None:
+        return True
+    try:
+        gdb.selected_inferior().read_memory(addr, n)
+        return True
+    except (gdb.MemoryError, gdb.error):
+        return False
+
+
 def to_gdb_error(e: MemoryFault):
     return gdb.MemoryError(str(e))
 

@@ -18,6 +18,7 @@ import gdb
 from .types import lookup_type, symbol_address
 from .snapshot import memo
 from .memory import kernel
+from .selection import selection
 from ..model import percpu as _percpu
 from ..model.reader import MemoryFault
 
@@ -27,24 +28,8 @@ __all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "per_cpu", "online_cpus"
 
 def on_thread(thread, fn):
     """Run ``fn(newest_frame)`` with ``thread`` selected; restore thread and frame."""
-    sel = gdb.selected_thread()
-    try:
-        sel_frame = gdb.selected_frame() if sel is not None else None
-    except gdb.error:
-        sel_frame = None
-    switched = sel is None or thread != sel
-    try:
-        if switched:
-            thread.switch()
+    with selection(thread):
         return fn(gdb.newest_frame())
-    finally:
-        if switched and sel is not None and sel.is_valid():
-            sel.switch()
-        if sel_frame is not None:
-            try:
-                sel_frame.select()
-            except gdb.error:
-                pass
 
 
 def nr_cpu_ids() -> int:

@@ -100,28 +100,23 @@ def live_vbar_offset():
     value gives an offset that is not a multiple of 2 MiB and is skipped. Returns
     None if no CPU shows the kernel's own vectors."""
     vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
+    from .selection import selection
     sel = gdb.selected_thread()
-    found = None
-    try:
-        threads = sorted(gdb.selected_inferior().threads(), key=lambda t: t.num)
-        for t in [sel] + [t for t in threads if t != sel]:
-            if t is None:
-                continue
-            t.switch()
+    threads = sorted(gdb.selected_inferior().threads(), key=lambda t: t.num)
+    for t in [sel] + [t for t in threads if t != sel]:
+        if t is None:
+            continue
+        with selection(t):
             try:
                 vbar = int(gdb.parse_and_eval("$VBAR")) & 0xFFFFFFFFFFFFFFFF
             except gdb.error:
                 continue
-            delta = (vbar - vectors) & 0xFFFFFFFFFFFFFFFF
-            if delta >= 1 << 63:
-                delta -= 1 << 64
-            if vbar and delta % KASLR_ALIGN == 0:
-                found = delta
-                break
-    finally:
-        if sel is not None and sel.is_valid():
-            sel.switch()
-    return found
+        delta = (vbar - vectors) & 0xFFFFFFFFFFFFFFFF
+        if delta >= 1 << 63:
+            delta -= 1 << 64
+        if vbar and delta % KASLR_ALIGN == 0:
+            return delta
+    return None
 
 
 def relocate(offset: int):
