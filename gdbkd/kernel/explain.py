@@ -124,6 +124,7 @@ class Expr:
         self.text = text
         self.type = typ
         self.how = how
+        self.also = []         # other variables DWARF puts in the same register
 
 
 def _name_register(reg, pc, insns, depth=0):
@@ -133,7 +134,9 @@ def _name_register(reg, pc, insns, depth=0):
     if names:
         typ = _symbol_type(names[0], pc)
         how = f"DWARF: {' and '.join(names)} in {reg} at {pc:#x}"
-        return Expr(names[0] if len(names) == 1 else names[0], typ, how), names
+        e = Expr(names[0], typ, how)
+        e.also = names[1:]
+        return e, names
     if depth >= 3:
         raise _Unknown(f"{reg} holds no variable at {pc:#x} (DWARF), and tracing it stops here")
     d, why = F.reaching_def(insns, pc, reg)
@@ -347,6 +350,10 @@ def _explain(trap, res, ev):
             ev.append(str(e))
     access_expr = (expr + member) if acc.index else (f"{base.text}{member}" if member else f"*{base.text}")
     res["expression"] = access_expr
+    if acc.index and far is not None:
+        off = (far - base_val) & M64          # from the pointer that was bad, not the element
+        if off >> 63:
+            off -= 1 << 64
     res["offset"] = off
     if mt is not None:
         res["member_type"] = str(mt)
@@ -354,8 +361,10 @@ def _explain(trap, res, ev):
     if t is not None and t.code == gdb.TYPE_CODE_PTR:
         res["struct"] = str(t.target())
     state = "is NULL" if base_val == 0 else f"is {_describe_value(base_val)}"
-    where = f" at offset {off:#x}" if off or member else ""
-    res["summary"] = f"`{base.text}` {state}; {verb} `{access_expr}`{idx_txt}{where}"
+    where = f", at offset {off:#x}" if off or member else ""
+    also = "".join(f" (= `{n}`)" for n in base.also)
+    res["base"]["also"] = list(base.also)
+    res["summary"] = f"`{base.text}`{also} {state}; {verb} `{access_expr}`{idx_txt}{where}"
     p = F.poison_of(base_val) or (F.poison_of(far) if far is not None else None)
     if p:
         res["list_poison"] = _explain_poison(p, base, base_val, member, R, pc, ev)

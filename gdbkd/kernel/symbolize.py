@@ -153,6 +153,19 @@ def _same_function(dwarf_name: str, ks_name: str) -> bool:
     return dwarf_name == ks_name or dwarf_name == ks_name.split(".")[0]
 
 
+def _own_elf_symbol(s, addr, module) -> bool:
+    """Name ADDR from MODULE's own loaded symbol file's ELF symbols (gdb's ``info
+    symbol``, accepted only from that module's file)."""
+    m = _info_symbol(addr)
+    if not m or not m.group(4):
+        return False
+    base = m.group(4).rsplit("/", 1)[-1]
+    if not base.startswith((f"{module}-", f"{module.replace('_', '-')}-")):
+        return False
+    s.name, s.offset, s.section = m.group(1), int(m.group(2) or 0), m.group(3)
+    return True
+
+
 def _module_lookup(s, addr, want_line) -> bool:
     """Fill S for a module address from kallsyms (+ the module's own DWARF); False if
     no module owns ADDR."""
@@ -178,6 +191,8 @@ def _module_lookup(s, addr, want_line) -> bool:
                            f"symbol file is not this module's build; DWARF ignored")
     elif dwarf:
         s.name, s.offset = fn.function.name, addr - fn.start
+    elif _own_elf_symbol(s, addr, module):
+        pass              # data: kallsyms keeps text only without CONFIG_KALLSYMS_ALL
     else:
         lo = next((a for a, b, n in module_ranges() if n == module and a <= addr < b), addr)
         s.name, s.offset = f"[{module}]", addr - lo
