@@ -33,6 +33,7 @@ import re
 
 from .kernel import per_stop
 from .reader import MemoryFault
+from .sysinfo import vmcoreinfo as _kernel_vmcoreinfo
 
 __all__ = ["MemoryMap", "memory_map", "PhysThroughLinear", "kernel_mmu", "vmcoreinfo"]
 
@@ -44,21 +45,15 @@ def _s64(v):
     return v - (1 << 64) if v >> 63 else v
 
 
-@per_stop
 def vmcoreinfo(k) -> dict:
-    """The VMCOREINFO entries: the dump's note, or the kernel's copy in memory."""
-    from ..dump.vmcoreinfo import parse_vmcoreinfo
-    dump = getattr(k.reader, "dump", None)
-    info = getattr(dump, "vmcoreinfo", None)
-    if info:
-        return info
-    data, size = k.sym("vmcoreinfo_data"), k.sym("vmcoreinfo_size")
-    if data is None or size is None:
+    """The kernel's VMCOREINFO in memory (model/sysinfo.py), else the dump's note."""
+    info = _kernel_vmcoreinfo(k)
+    if not info:
+        info = getattr(getattr(k.reader, "dump", None), "vmcoreinfo", None) or {}
+    if not info:
         raise MemoryFault(0, "this kernel keeps no VMCOREINFO (vmcoreinfo_data): "
                              "built without CONFIG_CRASH_CORE?")
-    ptr = k.reader.u64(data)
-    n = min(k.reader.u64(size), 1 << 16)
-    return parse_vmcoreinfo(k.reader.read(ptr, n))
+    return info
 
 
 def _number(info, name, default=None):
