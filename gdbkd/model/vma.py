@@ -26,7 +26,7 @@ from .reader import MemoryFault
 from .trees import maple_entries
 from .fs import d_path
 
-__all__ = ["vma_list", "vma_info", "mm_info", "VM_FLAGS", "decode_vm_flags"]
+__all__ = ["vma_list", "vma_info", "mm_info", "VM_FLAGS", "decode_vm_flags", "user_pages"]
 
 VM_FLAGS = [
     (0x1, "READ"), (0x2, "WRITE"), (0x4, "EXEC"), (0x8, "SHARED"), (0x10, "MAYREAD"),
@@ -131,3 +131,32 @@ def vma_info(k, vma: int, mm: dict = None) -> dict:
     return {"vma": vma, "start": f["vm_start"], "end": f["vm_end"], "flags": flags,
             "flag_names": decode_vm_flags(flags), "file": file, "pgoff": f["vm_pgoff"],
             "name": name}
+
+
+def user_pages(k, pgd: int, start: int, end: int, limit: int = 1 << 16):
+    """[(virtual page, physical address or None)] of ``[start, end)`` in the user page
+    tables at ``pgd`` (``mm->pgd``, a linear-map address).
+
+    The walk is the kernel's own walker (gdbkd/arm64/mmu.py over the linear map,
+    :func:`gdbkd.model.memmap.kernel_mmu`) started at this mm's table: TTBR0 tables
+    are indexed by the same bits below VA_BITS as TTBR1 tables, so a user address
+    is walked with its upper bits set as a kernel address would have them."""
+    import copy
+    from .memmap import kernel_mmu, memory_map
+    from ..arm64.mmu import AddressNotMapped
+    base = kernel_mmu(k)
+    mmu = copy.copy(base)
+    mmu.pgd_pa = memory_map(k).virt_to_phys(pgd)
+    mmu._tlb = {}
+    ps = mmu.page_size
+    high = ((1 << 64) - 1) >> mmu.va_bits << mmu.va_bits
+    out = []
+    va = start & ~(ps - 1)
+    while va < end and len(out) < limit:
+        try:
+            pa, _ = mmu.walk(va | high)
+        except AddressNotMapped:
+            pa = None
+        out.append((va, pa))
+        va += ps
+    return out
