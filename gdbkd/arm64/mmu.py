@@ -32,7 +32,7 @@ import struct
 
 from ..errors import GdbkdError
 from ..dump.base import DumpError
-from ..dump.vmcoreinfo import vmci_number, vmci_symbol
+from ..dump.vmcoreinfo import vmci_int, vmci_number, vmci_symbol
 
 __all__ = ["Arm64Mmu", "AddressNotMapped", "mmu_from_vmcoreinfo"]
 
@@ -78,14 +78,20 @@ class Arm64Mmu:
         self.walks = 0
 
     # -- page-table walk -----------------------------------------------------------
-    def walk(self, va: int):
-        """Return (pa, mapping size) for ``va`` from swapper_pg_dir, or raise AddressNotMapped."""
+    def walk(self, va: int, trace=None, pgd_pa=None):
+        """Return (pa, mapping size) for ``va`` from swapper_pg_dir, or raise AddressNotMapped.
+
+        ``trace``: a list to which each level's ``(level, entry address, index,
+        descriptor)`` is appended (``kd vtop``). ``pgd_pa``: walk this top-level table
+        instead (a process's, for user addresses)."""
         va &= M64
-        if va >> self.va_bits != (M64 >> self.va_bits):
+        if pgd_pa is None and va >> self.va_bits != (M64 >> self.va_bits):
             raise AddressNotMapped(f"address {va:#x} is not a kernel virtual address "
                                    f"({self.va_bits}-bit VA)")
+        if pgd_pa is not None and va >> self.va_bits not in (0, M64 >> self.va_bits):
+            raise AddressNotMapped(f"address {va:#x} is outside the {self.va_bits}-bit VA ranges")
         self.walks += 1
-        table = self.pgd_pa
+        table = self.pgd_pa if pgd_pa is None else pgd_pa
         ps, bpl = self.page_shift, self.bits_per_level
         for level in range(self.levels, 0, -1):
             shift = ps + bpl * (level - 1)
@@ -97,6 +103,8 @@ class Arm64Mmu:
                 desc = _U64.unpack(self.phys.read_phys(table + 8 * idx, 8))[0]
             except DumpError as e:
                 raise AddressNotMapped(f"address {va:#x}: page table at {table:#x} unreadable ({e})")
+            if trace is not None:
+                trace.append((level, table + 8 * idx, idx, desc))
             kind = desc & 3
             oa = self._oa(desc)
             if level == 1:
@@ -247,7 +255,7 @@ class Arm64Mmu:
 
 def mmu_from_vmcoreinfo(phys, info: dict, image_range=None, osrelease=None) -> Arm64Mmu:
     """Build the translator from VMCOREINFO (+ the image's runtime range) and verify fast paths."""
-    page_size = int(info.get("PAGESIZE", "0") or 0)
+    page_size = vmci_int(info, "PAGESIZE", 0)
     va_bits_cfg = vmci_number(info, "VA_BITS")
     if va_bits_cfg is None:
         raise DumpError("VMCOREINFO has no NUMBER(VA_BITS): not an arm64 kernel dump?")

@@ -8,7 +8,7 @@ list of files, it opens the parts of a ``makedumpfile --split`` dump as one.
 
 import os
 
-from .base import (DumpError, PageExcluded, PageNotInDump, Note, PhysicalDump, parse_notes,
+from .base import (open_regular, DumpError, PageExcluded, PageNotInDump, Note, PhysicalDump, parse_notes,
                    NT_PRSTATUS, NT_FPREGSET)
 from .elf import ElfDump
 from .diskdump import KdumpDump, KdumpSplitDump, KDUMP_SIGNATURE
@@ -46,11 +46,13 @@ def open_physical(path) -> PhysicalDump:
 
 def _sniff(path) -> str:
     """'elf' or 'kdump' (plain or flattened) from the file's first bytes, or DumpError."""
+    fd = open_regular(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
+        head = os.pread(fd, 4096, 0)
     except OSError as e:
-        raise DumpError(f"cannot open dump {path}: {e.strerror}")
+        raise DumpError(f"cannot read dump {path}: {e.strerror}")
+    finally:
+        os.close(fd)
     if len(head) < 16:
         raise DumpError(f"{path} is too small to be a dump ({len(head)} bytes)")
     if head[:4] == b"\x7fELF":

@@ -8,6 +8,7 @@ Translation and the kernel's view live in :mod:`gdbkd.arm64` and
 """
 
 import os
+import stat
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,7 +16,17 @@ from dataclasses import dataclass
 from ..errors import GdbkdError
 
 __all__ = ["DumpError", "PageExcluded", "PageNotInDump", "Note", "PhysicalDump",
-           "parse_notes", "NT_PRSTATUS", "NT_FPREGSET", "NT_VMCOREINFO_NAME"]
+           "parse_notes", "check_extent", "NT_PRSTATUS", "NT_FPREGSET", "NT_VMCOREINFO_NAME",
+           "MAX_NOTES", "MAX_VMCOREINFO", "MAX_READ"]
+
+#: Limits on sizes a dump's headers give, checked before anything is allocated.
+#: A note area holds VMCOREINFO (at most one page, kernel/crash_core.c) and one
+#: NT_PRSTATUS (392 bytes) + NT_FPREGSET (528) per CPU: 4096 CPUs need ~4 MiB.
+MAX_NOTES = 64 << 20
+MAX_VMCOREINFO = 1 << 20
+#: the largest single read of the dump file gdbkd ever makes (a bitmap chunk, a
+#: page of up to 2 * 1 MiB, a note area)
+MAX_READ = MAX_NOTES
 
 NT_PRSTATUS = 1
 NT_FPREGSET = 2
@@ -41,6 +52,20 @@ class Note:
     desc: bytes
 
 
+def check_extent(path, what, offset, size, file_size, limit=None):
+    """Raise a one-line DumpError unless [offset, offset + size) lies in a file of
+    ``file_size`` bytes and ``size`` is at most ``limit``; ``what`` names the field."""
+    if offset < 0 or size < 0:
+        raise DumpError(f"corrupt dump {path}: {what} has a negative offset or size "
+                        f"(offset {offset}, size {size})")
+    if limit is not None and size > limit:
+        raise DumpError(f"corrupt dump {path}: {what} claims {size} bytes (at offset {offset:#x}), "
+                        f"more than the {limit} a real dump has")
+    if offset + size > file_size:
+        raise DumpError(f"dump {path} is truncated or corrupt: {what} at offset {offset:#x} "
+                        f"needs {offset + size} bytes, the file has {file_size}")
+
+
 def parse_notes(data: bytes, what="notes"):
     """Split an ELF64 note area (namesz, descsz, type, name, desc; 4-byte aligned)."""
     notes = []
@@ -61,6 +86,22 @@ def parse_notes(data: bytes, what="notes"):
     return notes
 
 
+def open_regular(path) -> int:
+    """A read-only descriptor of the regular file ``path``, or a one-line DumpError.
+
+    Opened O_NONBLOCK, so a FIFO or a device given by mistake is refused instead
+    of blocking the open until a writer comes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise DumpError(f"cannot open dump {path}: {e.strerror}")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DumpError(f"{path} is not a regular file (a dump must be a file gdbkd can seek in)")
+    os.set_blocking(fd, True)
+    return fd
+
+
 class PhysicalDump:
     """Base class: subclasses fill ``notes``, ``ranges``, ``block_size`` and ``_read_block``."""
 
@@ -73,10 +114,7 @@ class PhysicalDump:
 
     def __init__(self, path):
         self.path = str(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        except OSError as e:
-            raise DumpError(f"cannot open dump {self.path}: {e.strerror}")
+        self._fd = open_regular(self.path)
         self.file_size = os.fstat(self._fd).st_size
         self.notes = []
         #: sorted, non-overlapping (start, end) physical ranges the dump describes
@@ -86,8 +124,10 @@ class PhysicalDump:
         self.machine = None
 
     # -- file access -------------------------------------------------------------
-    def pread(self, offset: int, size: int) -> bytes:
-        """Read exactly ``size`` bytes of the underlying file (or fail: truncated)."""
+    def pread(self, offset: int, size: int, what="data") -> bytes:
+        """Read exactly ``size`` bytes of the underlying file (or fail: truncated);
+        ``what`` names the field the offset came from, for the message."""
+        check_extent(self.path, what, offset, size, self.file_size, MAX_READ)
         data = os.pread(self._fd, size, offset)
         if len(data) != size:
             raise DumpError(f"dump {self.path} is truncated: needs {offset + size} bytes, "

@@ -17,13 +17,20 @@ and modules that no PT_LOAD names.
 """
 
 import bisect
+import struct
 
-from elftools.elf.elffile import ELFFile
-from elftools.common.exceptions import ELFError
-
-from .base import PhysicalDump, DumpError, PageExcluded, PageNotInDump, parse_notes
+from .base import (PhysicalDump, DumpError, PageExcluded, PageNotInDump, parse_notes, check_extent,
+                   MAX_NOTES)
 
 __all__ = ["ElfDump"]
+
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR = struct.Struct("<IIQQQQQQ")
+_PT_LOAD, _PT_NOTE = 1, 4
+_PN_XNUM = 0xffff
+_EM_AARCH64 = 183
+_ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+M64 = (1 << 64) - 1
 
 
 class _Seg:
@@ -39,33 +46,61 @@ class ElfDump(PhysicalDump):
     def __init__(self, path):
         super().__init__(path)
         try:
-            with open(self.path, "rb") as f:
-                elf = ELFFile(f)
-                if elf["e_type"] != "ET_CORE":
-                    raise DumpError(f"{self.path} is an ELF file but not a core dump ({elf['e_type']})")
-                if elf.elfclass != 64 or not elf.little_endian:
-                    raise DumpError(f"{self.path}: only little-endian ELF64 dumps are supported")
-                self.machine = elf["e_machine"]
-                phdrs = [seg.header for seg in elf.iter_segments()]
-        except ELFError as e:
-            raise DumpError(f"corrupt ELF dump {self.path}: {e}")
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _phdrs(self):
+        """The program headers, every offset and count checked against the file."""
+        if self.file_size < _EHDR.size:
+            raise DumpError(f"dump {self.path} is truncated: {self.file_size} bytes, "
+                            f"less than an ELF header")
+        (ident, e_type, machine, _ver, _entry, phoff, shoff, _flags, _ehsize, phentsize,
+         phnum, _shentsize, _shnum, _shstrndx) = _EHDR.unpack(self.pread(0, _EHDR.size, "ELF header"))
+        if ident[:4] != b"\x7fELF":
+            raise DumpError(f"{self.path} is not an ELF file")
+        if ident[4] != 2 or ident[5] != 1:
+            raise DumpError(f"{self.path}: only little-endian ELF64 dumps are supported")
+        if e_type != 4:
+            raise DumpError(f"{self.path} is an ELF file but not a core dump "
+                            f"({_ET_NAMES.get(e_type, e_type)})")
+        self.machine = "EM_AARCH64" if machine == _EM_AARCH64 else machine
+        if phnum == _PN_XNUM:        # more than 65534 segments: the count is section 0's sh_info
+            phnum = struct.unpack("<I", self.pread(shoff + 44, 4, "ELF e_shoff (PN_XNUM count)"))[0]
+        if phentsize != _PHDR.size:
+            raise DumpError(f"corrupt ELF dump {self.path}: e_phentsize {phentsize}, "
+                            f"expected {_PHDR.size}")
+        check_extent(self.path, f"ELF program headers (e_phoff {phoff:#x}, e_phnum {phnum})",
+                     phoff, phnum * _PHDR.size, self.file_size)
+        table = self.pread(phoff, phnum * _PHDR.size, "ELF program headers") if phnum else b""
+        return [_PHDR.unpack_from(table, i * _PHDR.size) for i in range(phnum)]
+
+    def _open(self):
         segs = []
         self.virtual_segments = []
-        for ph in phdrs:
-            if ph.p_type == "PT_NOTE":
-                if ph.p_offset + ph.p_filesz > self.file_size:
-                    raise DumpError(f"dump {self.path} is truncated (notes past the end of file)")
-                self.notes += parse_notes(self.pread(ph.p_offset, ph.p_filesz), f"notes of {self.path}")
-            elif ph.p_type == "PT_LOAD" and ph.p_memsz:
-                segs.append(_Seg(ph.p_paddr, ph.p_vaddr, ph.p_filesz, ph.p_memsz, ph.p_offset))
-                if ph.p_vaddr != ph.p_paddr:
-                    self.virtual_segments.append((ph.p_vaddr, ph.p_paddr, ph.p_memsz))
+        note_bytes = 0
+        for i, (ptype, _pf, offset, vaddr, paddr, filesz, memsz, _align) in enumerate(self._phdrs()):
+            if ptype == _PT_NOTE:
+                note_bytes += filesz
+                what = f"PT_NOTE (program header {i})"
+                check_extent(self.path, what, offset, filesz, self.file_size)
+                check_extent(self.path, "the notes of all PT_NOTEs", 0, note_bytes, note_bytes, MAX_NOTES)
+                self.notes += parse_notes(self.pread(offset, filesz, what), f"notes of {self.path}")
+            elif ptype == _PT_LOAD and memsz:
+                filesz = min(filesz, memsz)
+                if paddr + memsz > M64 + 1:
+                    raise DumpError(f"corrupt ELF dump {self.path}: PT_LOAD (program header {i}) "
+                                    f"p_paddr {paddr:#x} + p_memsz {memsz:#x} wraps past 2^64")
+                if offset + filesz > self.file_size:
+                    raise DumpError(f"dump {self.path} is truncated: PT_LOAD (program header {i}) "
+                                    f"at p_offset {offset:#x} needs {offset + filesz} bytes, the "
+                                    f"file has {self.file_size}")
+                segs.append(_Seg(paddr, vaddr, filesz, memsz, offset))
+                if vaddr != paddr:
+                    self.virtual_segments.append((vaddr, paddr, memsz))
         if not segs:
             raise DumpError(f"{self.path} has no memory (no PT_LOAD segment)")
-        last = max(s.offset + s.filesz for s in segs)
-        if last > self.file_size:
-            raise DumpError(f"dump {self.path} is truncated: its segments need {last} bytes, "
-                            f"the file has {self.file_size}")
         # /proc/vmcore maps the kernel image's RAM twice (image + linear map):
         # keep one segment per physical range, the first one wins.
         segs.sort(key=lambda s: (s.paddr, -s.memsz))

@@ -9,7 +9,7 @@ or 0x-hex on arm64 for addresses), ``KERNELOFFSET`` (hex without 0x),
 
 from .base import DumpError
 
-__all__ = ["parse_vmcoreinfo", "vmci_symbol", "vmci_number", "vmci_hex"]
+__all__ = ["parse_vmcoreinfo", "vmci_symbol", "vmci_number", "vmci_hex", "vmci_int"]
 
 
 def parse_vmcoreinfo(raw) -> dict:
@@ -32,7 +32,18 @@ def vmci_hex(info: dict, key: str, default=None):
     try:
         return int(v, 16)
     except ValueError:
-        raise DumpError(f"corrupt VMCOREINFO: {key}={v!r} is not hex")
+        raise DumpError(f"corrupt VMCOREINFO: {key}={v[:40]!r} is not hex")
+
+
+def vmci_int(info: dict, key: str, default=None):
+    """A plain decimal entry (``PAGESIZE``, ``SIZE(...)``, ``OFFSET(...)``)."""
+    v = info.get(key)
+    if v is None:
+        return default
+    try:
+        return int(v, 10)
+    except ValueError:
+        raise DumpError(f"corrupt VMCOREINFO: {key}={v[:40]!r} is not a decimal number")
 
 
 def vmci_symbol(info: dict, name: str, default=None):
@@ -46,4 +57,4 @@ def vmci_number(info: dict, name: str, default=None):
     try:
         return int(v, 0) if v.lower().startswith(("0x", "-0x")) else int(v)
     except ValueError:
-        raise DumpError(f"corrupt VMCOREINFO: NUMBER({name})={v!r}")
+        raise DumpError(f"corrupt VMCOREINFO: NUMBER({name})={v[:40]!r} is not a number")

@@ -30,20 +30,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GdbkdError
-from ..dump import open_physical, parse_vmcoreinfo, NT_FPREGSET
-from ..dump.vmcoreinfo import vmci_hex
+from ..dump import open_physical, parse_vmcoreinfo, DumpError, NT_FPREGSET
+from ..dump.vmcoreinfo import vmci_hex, vmci_int
 from ..arm64.mmu import mmu_from_vmcoreinfo, M64
 from .offsets import kernel_offsets, vmlinux_build_id
 from .regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, NUM_REGS
 from ..model.kernel import Kernel
 from ..model.layout import RecordedTypes
 from ..model.reader import DumpReader, MemoryFault
-from ..model.tasks import Task, task_list, active_tasks, IDLE_TID_BASE
+from ..model.tasks import Task, TaskList, task_list, active_tasks, IDLE_TID_BASE
 from ..model import percpu
 
-__all__ = ["Dump", "Task", "Thread", "IDLE_TID_BASE"]
+__all__ = ["Dump", "Task", "Thread", "IDLE_TID_BASE", "UNREADABLE_TID_BASE"]
 
 EM_AARCH64 = 183
+#: thread id of the task running on CPU n when its task_struct cannot be read
+#: (above the idle tasks' IDLE_TID_BASE + cpu, cpu < 4096)
+UNREADABLE_TID_BASE = IDLE_TID_BASE + 4096
 
 
 @dataclass
@@ -83,7 +86,12 @@ class Dump:
             _check_not_a_dump(vmlinux)
         self.phys = open_physical(path)
         try:
-            self._init_dump()
+            try:
+                self._init_dump()
+            except DumpError as e:      # a VMCOREINFO or note problem: say which dump
+                if self.path in str(e):
+                    raise
+                raise DumpError(f"{self.path}: {e}") from None
             if vmlinux is not None:
                 self.attach_vmlinux(vmlinux)
         except BaseException:
@@ -112,13 +120,15 @@ class Dump:
         self.osrelease = self.vmcoreinfo.get("OSRELEASE", "")
         self.build_id = self.vmcoreinfo.get("BUILD-ID", "").lower()
         self.kaslr_offset = vmci_hex(self.vmcoreinfo, "KERNELOFFSET", 0)
-        self.page_size = int(self.vmcoreinfo.get("PAGESIZE", "4096"))
+        self.page_size = vmci_int(self.vmcoreinfo, "PAGESIZE", 4096)
         self.producer = self._producer()
         self.mmu = mmu_from_vmcoreinfo(p, self.vmcoreinfo, None, self.osrelease)
         self.vmlinux = None
         self.offsets = None
         self._threads = None
         self._cpu_notes = None
+        #: what could not be read while building the thread list (one line each)
+        self.thread_problems = []
 
     def _producer(self):
         p = self.phys
@@ -245,12 +255,19 @@ class Dump:
         if self.offsets is None:
             return None
         a = self.sym("panic_cpu")
-        v = self.i32(a) if a is not None else -1
+        try:
+            v = self.i32(a) if a is not None else -1
+        except GdbkdError:
+            v = -1
         if v >= 0:
             return v
         traps = [t for t in (self.sym(n) for n in ("die", "panic", "vpanic", "crash_kexec", "__crash_kexec"))
                  if t is not None]
-        for cpu, st in sorted(self.cpu_notes().items()):
+        try:
+            notes = self.cpu_notes()
+        except GdbkdError:
+            return None
+        for cpu, st in sorted(notes.items()):
             # gdb (DWARF) puts the symbol after the patchable-entry NOPs: allow a little before it
             if any(t - 0x10 <= st.pc < t + 0x80 for t in traps):
                 return cpu
@@ -297,8 +314,14 @@ class Dump:
                 pr.append(st)
         result = {}
         if self.producer == "qemu":
-            for st in pr:
-                result[st.pid - 1] = st
+            for i, st in enumerate(pr):
+                cpu = st.pid - 1
+                if not 0 <= cpu < 4096 or cpu in result:
+                    self.thread_problems.append(
+                        f"CPU note {i} (NT_PRSTATUS) has pr_pid {st.pid}, not QEMU's CPU "
+                        f"number + 1: taken as CPU {i} by its order")
+                    cpu = i
+                result[cpu] = st
         else:
             result = self._match_kernel_notes(pr)
         self._cpu_notes = result
@@ -333,12 +356,30 @@ class Dump:
         return result
 
     def threads(self):
-        """All tasks as gdb threads (tid, registers), crashed task first."""
+        """All tasks as gdb threads (tid, registers), crashed task first.
+
+        What cannot be read is left out and said in :attr:`thread_problems`: an
+        unreadable task; a CPU whose running task cannot be read still gets a
+        thread (tid UNREADABLE_TID_BASE + cpu) with its registers from the notes.
+        Raises GdbkdError only when there is not one thread to show."""
         if self._threads is not None:
             return self._threads
-        tasks = self.tasks()
-        notes = self.cpu_notes()
-        current = {addr: cpu for cpu, addr in active_tasks(self.kernel).items() if cpu in notes}
+        problems = self.thread_problems
+        try:
+            tasks = self.tasks()
+        except (GdbkdError, IndexError) as e:
+            tasks = TaskList([], [str(e)])
+        problems += tasks.problems
+        try:
+            notes = self.cpu_notes()
+        except (GdbkdError, IndexError) as e:
+            problems.append(f"CPU notes could not be matched to CPUs: {e}")
+            notes = {}
+        try:
+            current = {addr: cpu for cpu, addr in active_tasks(self.kernel).items() if cpu in notes}
+        except (GdbkdError, IndexError) as e:
+            problems.append(f"the tasks running on each CPU could not be read: {e}")
+            current = {}
         out = []
         for t in tasks:
             cpu = current.get(t.addr, -1)
@@ -348,6 +389,17 @@ class Dump:
                 cc = t.fields.get("thread.cpu_context", b"")
                 regs = regs_from_cpu_context(cc) if len(cc) >= 13 * 8 else [None] * NUM_REGS
             out.append(Thread(tid=t.tid, task=t, regs=regs, active_cpu=cpu))
+        running = {th.active_cpu for th in out}
+        for cpu in sorted(set(notes) - running):
+            addr = next((a for a, c in current.items() if c == cpu), 0)
+            problems.append(f"CPU {cpu}'s running task" + (f" {addr:#x}" if addr else "")
+                            + " could not be read: its thread has the CPU's registers only")
+            t = Task(addr, {"pid": 0, "tgid": 0, "comm": b"<unreadable>", "flags": 0, "cpu": cpu})
+            t.active_cpu = cpu
+            out.append(Thread(tid=UNREADABLE_TID_BASE + cpu, task=t, regs=list(notes[cpu].regs),
+                              active_cpu=cpu))
+        if not out:
+            raise GdbkdError("no thread to show: " + "; ".join(problems[:3]))
         crashed = self.crashed_cpu
         out.sort(key=lambda th: 0 if (crashed is not None and th.active_cpu == crashed) else 1)
         self._threads = out

@@ -12,6 +12,14 @@ qAttached, vCont? (empty: no vCont), qRcmd (``monitor info``), k, D.
 M, X, G, P are refused: the dump is read-only (opened O_RDONLY). c/s/vCont
 answer with the same stop: a dump cannot run.
 Memory is read lazily: nothing is decompressed before gdb asks for it.
+
+Hostile input: the input buffer holds at most :data:`MAX_PACKET` bytes of one
+packet (gdb sends at most the PacketSize announced here); a longer
+unterminated packet is dropped with a warning, and junk between packets is
+skipped with one ``find``, not byte by byte. A request that cannot be
+answered gets an error reply and the server keeps serving. A dump page that
+is corrupt or excluded is also said on stderr (once per page); addresses that
+are merely unmapped are not, since gdb probes them routinely.
 """
 
 import os
@@ -19,12 +27,14 @@ import sys
 
 from ..errors import GdbkdError
 from ..textutil import escape
-from ..dump import PageExcluded
+from ..dump import DumpError, PageExcluded, PageNotInDump
 from ..postmortem.regs import NUM_REGS, REG_SIZES
 
 __all__ = ["StubServer", "target_xml", "rsp_checksum", "rsp_escape_binary"]
 
 PACKET_SIZE = 0x4000
+#: the longest packet kept while waiting for its '#' (escaped binary data doubles it)
+MAX_PACKET = 4 * PACKET_SIZE
 
 
 def target_xml() -> str:
@@ -61,6 +71,12 @@ def _xml_escape(s: str) -> str:
             .replace('"', "&quot;"))
 
 
+def _error_reply(text: str) -> str:
+    """An ``E.`` reply: the text on one line, without the protocol's framing characters."""
+    text = " ".join(text.split())
+    return "E." + text.replace("$", "").replace("#", "").replace("}", "").replace("*", "")[:200]
+
+
 def _state_letter(state: int) -> str:
     # TASK_* bits (include/linux/sched.h): 0 running, 1 S, 2 D, 4 T, 8 t, 0x10 X/Z...
     if state == 0:
@@ -79,7 +95,8 @@ class StubServer:
         self.log = log
         self.err = err or sys.stderr
         self.ack = True
-        self.buf = b""
+        self.buf = bytearray()
+        self._tinfo = []
         self.cur_g = None      # thread for g/p/m
         self._threads = None
         self._by_tid = None
@@ -95,6 +112,8 @@ class StubServer:
         if self._threads is None:
             self._threads = self.dump.threads()
             self._by_tid = {t.tid: t for t in self._threads}
+            for p in getattr(self.dump, "thread_problems", ())[:20]:
+                self._warn(("threads", p), f"gdbkd stub: warning: {p}")
         return self._threads
 
     def thread(self, tid=None):
@@ -121,29 +140,38 @@ class StubServer:
         self.buf += data
 
     def _next_packet(self):
+        buf = self.buf
         while True:
-            while not self.buf:
+            start = buf.find(b"$")
+            if start < 0:              # acks, ^C and junk: nothing to keep
+                buf.clear()
                 self._read()
-            c = self.buf[:1]
-            if c in (b"+", b"-", b"\x03"):
-                self.buf = self.buf[1:]
                 continue
-            if c != b"$":
-                self.buf = self.buf[1:]
-                continue
-            end = self.buf.find(b"#")
-            while end < 0 or len(self.buf) < end + 3:
+            if start:
+                del buf[:start]
+            end = buf.find(b"#")
+            if end < 0 or len(buf) < end + 3:
+                if (end if end >= 0 else len(buf)) > MAX_PACKET:
+                    nxt = buf.find(b"$", 1)
+                    self._warn(("long",), f"gdbkd stub: dropped a packet longer than "
+                                          f"{MAX_PACKET} bytes with no end")
+                    del buf[:nxt if nxt > 0 else len(buf)]
+                    continue
                 self._read()
-                end = self.buf.find(b"#")
-            pkt = self.buf[1:end]
-            cs = self.buf[end + 1:end + 3]
-            self.buf = self.buf[end + 3:]
+                continue
+            pkt = bytes(buf[1:end])
+            cs = bytes(buf[end + 1:end + 3])
+            del buf[:end + 3]
             if self.ack:
                 ok = cs.lower() == b"%02x" % rsp_checksum(pkt)
-                os.write(self.outfd, b"+" if ok else b"-")
+                self._write(b"+" if ok else b"-")
                 if not ok:
                     continue
             return pkt
+
+    def _write(self, data):
+        while data:
+            data = data[os.write(self.outfd, data):]
 
     def send(self, data):
         if isinstance(data, str):
@@ -151,8 +179,7 @@ class StubServer:
         if self.log:
             self.log.write(b"<- " + data[:200] + b"\n")
             self.log.flush()
-        pkt = b"$" + data + b"#%02x" % rsp_checksum(data)
-        os.write(self.outfd, pkt)
+        self._write(b"$" + data + b"#%02x" % rsp_checksum(data))
 
     def serve(self):
         try:
@@ -175,8 +202,8 @@ class StubServer:
         try:
             return self._handle(pkt)
         except GdbkdError as e:
-            return "E." + str(e).replace("$", "").replace("#", "")[:200]
-        except (ValueError, IndexError) as e:      # a malformed packet
+            return _error_reply(str(e))
+        except (ValueError, IndexError, OverflowError) as e:      # a malformed packet
             return f"E.malformed packet ({type(e).__name__})"
         except Exception as e:                     # corrupt dump data: answer, keep serving
             self._warn(("internal", type(e).__name__), f"gdbkd stub: internal error on "
@@ -320,16 +347,17 @@ class StubServer:
             try:
                 out.append(self.dump.read(a, n))
             except GdbkdError as e:
-                excluded = isinstance(e, PageExcluded)
-                if excluded:
-                    self._warn(("excl", a // ps), f"gdbkd stub: {a:#x}: page excluded from the "
-                                                  f"dump (makedumpfile -d)")
+                if isinstance(e, PageExcluded):
+                    msg = "page excluded from the dump (makedumpfile -d)"
+                    self._warn(("bad", a // ps), f"gdbkd stub: {a:#x}: {msg}")
+                elif isinstance(e, DumpError) and not isinstance(e, PageNotInDump):
+                    msg = str(e)             # a corrupt page: news to the user, say it once
+                    self._warn(("bad", a // ps), f"gdbkd stub: {a:#x}: {msg}")
+                else:
+                    msg = str(e)
                 if out:
                     break
-                if not self.error_text:
-                    return "E14"
-                msg = "page excluded from the dump (makedumpfile -d)" if excluded else str(e)
-                return "E." + msg.replace("$", "").replace("#", "")[:200]
+                return _error_reply(msg) if self.error_text else "E14"
             a += n
             left -= n
         data = b"".join(out)
