@@ -1,5 +1,6 @@
 """gdbkd command line: thin click frontends over live/, artifacts/, postmortem/, labs/."""
 
+import functools
 import json
 import os
 import sys
@@ -32,6 +33,47 @@ def common(f):
     return f
 
 
+#: an example for each command's --help (commands defined in other modules get theirs here too)
+EXAMPLES = {
+    "run": ["gdbkd run", "gdbkd run --batch --exec 'echo c > /proc/sysrq-trigger' --dump-on-crash vmcore",
+            "gdbkd run debian-5.10 --module tests/e2e/kdtest_mod --nokaslr"],
+    "attach": ["gdbkd attach 127.0.0.1:1234 --vmlinux ~/.cache/gdbkd/kernels/6.1.0-*/vmlinux-*"],
+    "fetch": ["gdbkd fetch", "gdbkd fetch debian-6.12 --json"],
+    "profiles": ["gdbkd profiles"],
+    "doctor": ["gdbkd doctor"],
+    "demo": ["gdbkd demo", "gdbkd demo --batch"],
+    "gdbinit": ["gdbkd gdbinit >> ~/.gdbinit", "gdbkd gdbinit > kd.gdb; gdb-multiarch -x kd.gdb vmlinux"],
+    "core": ["gdbkd core vmcore vmlinux", "gdbkd core vmcore vmlinux -s --batch -ex 'kd bt'"],
+    "convert": ["gdbkd convert vmcore vmlinux -o vmcore.elf; gdb-multiarch vmlinux vmcore.elf"],
+    "stub": ["gdb-multiarch vmlinux -ex 'target remote | gdbkd stub vmcore vmlinux'"],
+    "lab": ["gdbkd lab list", "gdbkd lab run 1 --kernel 6.1"],
+    "lab list": ["gdbkd lab list --json"],
+    "lab run": ["gdbkd lab run 3", "gdbkd lab run 4 --batch --json --dump lab4.vmcore"],
+}
+
+#: commands whose gdb loads `kd`: gdb's Python is checked first (gdbkd/gdbpython.py)
+NEEDS_GDB_PYTHON = {"run", "attach", "demo", "core", "lab run"}
+
+
+def _dress(cmd, path):
+    """Give CMD (and its subcommands) the example epilog and the gdb-Python check."""
+    if path in EXAMPLES and not cmd.epilog:
+        cmd.epilog = "\b\nExamples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[path])
+    if path in NEEDS_GDB_PYTHON and not getattr(cmd.callback, "_checks_gdb_python", False):
+        inner = cmd.callback
+
+        @functools.wraps(inner)
+        def callback(*a, **kw):
+            from .gdbpython import ensure
+            ensure()
+            return inner(*a, **kw)
+        callback._checks_gdb_python = True
+        cmd.callback = callback
+    for name, sub in getattr(cmd, "commands", {}).items():
+        _dress(sub, f"{path} {name}")
+    return cmd
+
+
 class _LazyGroup(click.Group):
     """Subcommands defined in other modules, imported only when that command runs
     (or help lists it): `gdbkd core` starts gdb before the heavy imports."""
@@ -49,10 +91,14 @@ class _LazyGroup(click.Group):
                 self.add_command(getattr(__import__(mod, fromlist=[attr]), attr), name)
             except ImportError:
                 return None
-        return super().get_command(ctx, name)
+        cmd = super().get_command(ctx, name)
+        return _dress(cmd, name) if cmd is not None else None
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Shell completion: see docs/cli.md (eval \"$(_GDBKD_COMPLETE=bash_source gdbkd)\").")
+@click.version_option(None, "-V", "--version", package_name="gdbkd", prog_name="gdbkd",
+                      message="%(prog)s %(version)s (Python " + "%d.%d" % sys.version_info[:2] + ")")
 def cli():
     """gdbkd — a kernel crash debugger for arm64 Linux built on GDB."""
 
@@ -134,7 +180,22 @@ def doctor():
 
 
 @cli.command()
-@click.option("--batch", is_flag=True)
+def gdbinit():
+    """Print the line that gives a plain gdb-multiarch the `kd` commands.
+
+    Put it in ~/.gdbinit, or in a file to `source`. It names this gdbkd's package and
+    its dependencies' directories: print it again after moving or reinstalling gdbkd.
+    Exits 1 (the line still printed) when gdb's Python cannot load them."""
+    from .gdbpython import boot_command, check
+    click.echo(boot_command())
+    err = check()
+    if err:
+        click.echo(f"gdbkd: {err}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--batch", is_flag=True, help="no prompt (default when stdin is not a terminal)")
 def demo(batch):
     """Boot the default guest, crash it (sysrq-c), show the crash caught in gdb."""
     from .live import run_session

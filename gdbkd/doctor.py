@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import sys
 
 __all__ = ["check"]
 
@@ -30,15 +29,14 @@ def check(print_fn=print):
     print_fn(f"{'ok' if ok else 'note':8} {'dpkg arm64 architecture':28} "
              f"{'enabled' if ok else 'not needed (gdbkd uses a private apt config)'}")
     if shutil.which("gdb-multiarch"):
+        from .gdbpython import check as check_gdb_python, python_version
         r = subprocess.run(["gdb-multiarch", "-nx", "-batch", "-ex", "python import sys; print('%d.%d' % sys.version_info[:2])"],
                            capture_output=True, text=True)
-        gpy = r.stdout.strip()
-        mine = "%d.%d" % sys.version_info[:2]
-        same = gpy == mine
-        print_fn(f"{'ok' if same else 'MISSING':8} {'gdb python = venv python':28} gdb {gpy}, gdbkd {mine}"
-                 + ("" if same else " (recreate .venv with /usr/bin/python3: ./install.sh)"))
-        if not same:
-            problems.append("python")
+        versions = f"gdb's Python {r.stdout.strip() or '?'}, gdbkd's {python_version()}"
+        err = check_gdb_python(use_cache=False)
+        print_fn(f"{'ok' if not err else 'MISSING':8} {'gdb python loads kd':28} {err or versions}")
+        if err:
+            problems.append("gdb python")
     for mod in ("pygdbmi", "elftools", "capstone", "click"):
         try:
             __import__(mod)

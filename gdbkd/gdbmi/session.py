@@ -42,7 +42,6 @@ class GdbSession:
             raise GdbkdError(f"{GDB} not found: run ./install.sh (apt: gdb-multiarch)")
         e = dict(os.environ)
         e.update(env or {})
-        e.setdefault("GDBKD_PATH", str(KD_PY.parents[1]))
         self.log = open(log_path, "w") if log_path else None
         self.proc = subprocess.Popen(
             [GDB, "--nx", "--quiet", "--interpreter=mi3", *GDB_INIT],
@@ -144,8 +143,10 @@ class GdbSession:
         self.vmlinux = str(path)
 
     def source_kd(self):
-        out = self.cli(f"source {KD_PY}")
-        if "kd: cannot load" in out:
+        from ..gdbpython import boot_command
+        from ..kd_bootstrap import FAIL
+        out = self.cli(boot_command())
+        if FAIL in out:
             raise GdbkdError(out.strip().splitlines()[-1])
         return out
 

@@ -25,6 +25,7 @@ from elftools.elf.elffile import ELFFile
 
 from ..cache import cache_root, atomic_write
 from ..errors import GdbkdError
+from ..gdbpython import path_prelude
 from ..paths import GDB_INIT
 
 __all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
@@ -106,8 +107,6 @@ for s in SYMBOLS:
     except gdb.error:
         out["symbols"][s] = None
 # the model's layouts (gdbkd/model/layout.py), through the same gdb type walk kd uses
-import sys
-sys.path.insert(0, ROOT)
 from gdbkd.kernel.memory import GdbTypes
 from gdbkd.model.layout import LAYOUTS, SIZES
 _gt = GdbTypes()
@@ -161,10 +160,9 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
         except ValueError:
             pass
     from ..model.layout import SYMBOLS as model_symbols
-    root = str(Path(__file__).resolve().parents[2])
     symbols = _SYMBOLS + [s for s in model_symbols if s not in _SYMBOLS]
     script = (f"FIELDS = {_FIELDS!r}\nSIZES = {_SIZES!r}\nSYMBOLS = {symbols!r}\n"
-              f"ROOT = {root!r}\n" + _SCRIPT)
+              + path_prelude() + "\n" + _SCRIPT)
     try:
         r = subprocess.run(["gdb-multiarch", "-batch", "-nx", *GDB_INIT, vmlinux,
                             "-ex", "python\n" + script + "\nend"],

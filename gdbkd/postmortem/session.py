@@ -36,6 +36,7 @@ import tempfile
 import time
 
 from ..errors import GdbkdError
+from ..gdbpython import boot_command
 from ..paths import GDB_INIT, kd_py
 from ..procutil import die_with_parent
 
@@ -98,7 +99,7 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     if with_kd or report:
         # kd learns the module directories too (for `kd mod -S` and friends), loads nothing
         dirs = "".join(f" --modules-dir {shlex.quote(str(m))}" for m in modules_dirs)
-        cmds += [f"source {KD_PY}", f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
+        cmds += [boot_command(), f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
         # kd reads the dump in this gdb's own process (a cache lookup, not a round trip)
         paths = " ".join(shlex.quote(os.path.abspath(p)) for p in d.paths)
         lay = d.offsets.get("path") if d.offsets else None
@@ -155,13 +156,12 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
     d = tempfile.mkdtemp(prefix="gdbkd-core-")   # 0700
     fifo, sock = os.path.join(d, "init.gdb"), os.path.join(d, "stub.sock")
     os.mkfifo(fifo, 0o600)
-    env = dict(os.environ, GDBKD_PATH=str(KD_PY.parents[1]))
     gdb = None
     dumpobj = None
     old_int = signal.getsignal(signal.SIGINT)
     try:
         try:
-            gdb = subprocess.Popen(_gdb_argv(fifo, batch, ex), env=env,
+            gdb = subprocess.Popen(_gdb_argv(fifo, batch, ex),
                                    stdin=subprocess.DEVNULL if batch else None,
                                    preexec_fn=die_with_parent)
         except FileNotFoundError:
