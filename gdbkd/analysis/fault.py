@@ -31,19 +31,9 @@ POISON_POINTER_DELTA = 0xdead000000000000
 #: include/linux/poison.h values (with CONFIG_ILLEGAL_POINTER_VALUE = 0xdead000000000000)
 POISONS = {0x100 + POISON_POINTER_DELTA: "LIST_POISON1", 0x122 + POISON_POINTER_DELTA: "LIST_POISON2"}
 
-_md = None
-
-
 def _engine():
-    global _md
-    if _md is None:
-        import capstone
-        arch = getattr(capstone, "CS_ARCH_AARCH64", None)
-        if arch is None:
-            arch = capstone.CS_ARCH_ARM64
-        _md = capstone.Cs(arch, capstone.CS_MODE_ARM)
-        _md.detail = True
-    return _md
+    from ..arm64.insn import engine
+    return engine(detail=True)
 
 
 def reg_norm(name: str):

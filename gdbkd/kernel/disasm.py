@@ -2,8 +2,7 @@
 
 Reading the bytes from the target (not the vmlinux file) shows the code as it
 runs: alternatives patched at boot, ftrace NOPs/branches, module text.
-capstone 5 names the architecture ``CS_ARCH_ARM64``, capstone 6
-``CS_ARCH_AARCH64``; both are accepted.
+The engine is gdbkd/arm64/insn.py's.
 """
 
 import re
@@ -12,19 +11,10 @@ from .types import read_bytes
 
 __all__ = ["Insn", "disassemble", "frame_record_ready", "capstone_available"]
 
-_cs = None
-
 
 def _engine():
-    global _cs
-    if _cs is None:
-        import capstone
-        arch = getattr(capstone, "CS_ARCH_AARCH64", None)
-        if arch is None:
-            arch = capstone.CS_ARCH_ARM64
-        _cs = capstone.Cs(arch, capstone.CS_MODE_ARM)
-        _cs.skipdata = True
-    return _cs
+    from ..arm64.insn import engine
+    return engine()
 
 
 def capstone_available() -> bool:

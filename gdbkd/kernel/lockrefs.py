@@ -40,10 +40,8 @@ _M = 0xFFFFFFFFFFFFFFFF
 
 
 def _md():
-    import capstone
-    md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
-    md.detail = True
-    return md
+    from ..arm64.insn import engine
+    return engine(detail=True)
 
 
 def _plt_target(addr):
