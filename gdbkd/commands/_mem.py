@@ -17,7 +17,7 @@ __all__ = ["emit", "hexify", "address_arg", "kernel", "ADDR_KEYS"]
 ADDR_KEYS = frozenset((
     "addr", "object", "slab", "slab_base", "cache_addr", "page", "phys", "virt", "head",
     "mapping", "task", "stack", "start", "end", "caller", "base", "value", "mask", "va", "pa",
-    "entry", "table", "memory", "pgd", "hit", "vm", "private", "output", "flags_raw"))
+    "entry", "table", "memory", "pgd", "pgd_pa", "descriptor", "image_va", "hit", "vm", "private", "output", "flags_raw"))
 
 
 def hexify(data, key=None):
