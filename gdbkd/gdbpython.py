@@ -44,10 +44,10 @@ def dependency_path() -> list:
     script's own directory and gdbkd's package parent, in sys.path order."""
     stdlib = os.path.realpath(os.path.dirname(os.__file__))
     dynload = sysconfig.get_config_var("DESTSHARED") or os.path.join(stdlib, "lib-dynload")
-    skip = {package_parent(), os.path.realpath(os.path.dirname(sys.argv[0] or ".")),
-            stdlib, os.path.realpath(dynload)}
+    skip = {package_parent(), stdlib, os.path.realpath(dynload)}
     out = []
-    for p in sys.path:
+    # sys.path[0] is the script's directory or the current one (python -m, -c), not an install
+    for p in sys.path[0 if sys.flags.safe_path else 1:]:
         if not p or not os.path.isdir(p):
             continue
         rp = os.path.realpath(p)

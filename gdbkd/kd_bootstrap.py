@@ -63,8 +63,10 @@ def load(deps=None, installed_for=None, probe=("capstone",)) -> bool:
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if deps is None:
         deps = _default_deps(pkg_parent)
+    deps = [p for p in deps if p and p != pkg_parent]
+    sys.path[:] = [p for p in sys.path if p not in deps]     # gdbkd's order, not gdb's
     at = sys.path.index(pkg_parent) + 1 if pkg_parent in sys.path else 0
-    sys.path[at:at] = [p for p in deps if p and p not in sys.path]
+    sys.path[at:at] = deps
     try:
         for mod in probe:
             importlib.import_module(mod)
