@@ -107,6 +107,8 @@ vmalloc area (vmalloc buffers, task stacks, modules). Values are 64-bit words at
                         r["symbol"] = s.label()
                 if "slab" in r:
                     r["slab"]["cache"] = escape(r["slab"]["cache"])
+                if "module" in r:
+                    r["module"]["name"] = escape(r["module"]["name"])
                 if "vmalloc" in r:
                     c = r["vmalloc"]["caller"]
                     r["vmalloc"]["caller_name"] = lookup(c, want_line=False).label() if c else None
@@ -140,6 +142,9 @@ def _note(r) -> str:
         return f"stack of PID {s['pid']} ({s['comm']}) +{s['offset']:#x}"
     if "symbol" in r:
         return r["symbol"]
+    if "module" in r:
+        m = r["module"]
+        return f"module {m['name']}+{m['offset']:#x}"
     if "vmalloc" in r:
         v = r["vmalloc"]
         return f"vmalloc {v['start']:016x} ({v['caller_name'] or '-'})"

@@ -84,13 +84,27 @@ class MemoryMap:
             vstart = (-vsize - (2 << 20)) & M64
         self.vmemmap_start = vstart
         self.vmemmap = (vstart - (self.phys_offset >> self.page_shift) * self.page_struct_size) & M64
-        self.modules = (_number(info, "MODULES_VADDR"), _number(info, "MODULES_END"))
+        self.modules = self._module_range()
         self.vmalloc = (_number(info, "VMALLOC_START"), _number(info, "VMALLOC_END"))
         self.vmemmap_range = (vstart, _number(info, "VMEMMAP_END"))
         self.pg_slab = _number(info, "PG_slab")
         self.slab_mapcount = _number(info, "PAGE_SLAB_MAPCOUNT_VALUE")
         self.pg_head_mask = _number(info, "PG_head_mask")
         self._ram = None
+
+    def _module_range(self):
+        """Where modules are loaded: ``module_alloc_base`` .. + 128 MiB (MODULES_VSIZE) when
+        KASLR placed it next to the image (v4.6–v6.5, arch/arm64/kernel/kaslr.c), else
+        VMCOREINFO's MODULES_VADDR .. MODULES_END."""
+        a = self.k.sym("module_alloc_base")
+        if a is not None:
+            try:
+                base = self.k.reader.u64(a)
+                if base >> 63:
+                    return base, base + (128 << 20)
+            except MemoryFault:
+                pass
+        return _number(self.info, "MODULES_VADDR"), _number(self.info, "MODULES_END")
 
     def _find_page_offset(self):
         """PAGE_OFFSET: the candidate whose linear alias of ``linux_banner`` reads the same

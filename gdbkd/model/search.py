@@ -25,6 +25,7 @@ import re
 
 from .addrinfo import vmap_areas
 from .memmap import memory_map
+from .modules import module_list
 from .reader import MemoryFault
 
 __all__ = ["Matcher", "clip", "Region", "kernel_regions", "physical_regions", "value_pattern", "string_pattern",
@@ -220,7 +221,8 @@ def search(k, pattern, regions, align=8, overlap=0, limit=10000, progress=None) 
 
 def annotate(k, addrs) -> list:
     """For each kernel virtual address: {"region", and "slab" {cache, object, offset,
-    allocated} | "stack" {task, pid, comm} | "vmalloc" (start, caller)} where known.
+    allocated} | "stack" {task, pid, comm} | "vmalloc" {start, caller} | "module"
+    {name, base, offset}} where known.
     Slabs are decoded once each."""
     from . import slab as slabm
     from .addrinfo import task_stack_of, find_vmap_area
@@ -259,5 +261,10 @@ def annotate(k, addrs) -> list:
                 va = find_vmap_area(k, a)
                 if va is not None:
                     d["vmalloc"] = {"start": va[0], "caller": va[3]}
+        if d["region"] == "modules":
+            for m in module_list(k)[0]:
+                if m.contains(a):
+                    d["module"] = {"name": m.name, "base": m.base, "offset": a - m.base}
+                    break
         out.append(d)
     return out
