@@ -33,6 +33,11 @@ def common(f):
     return f
 
 
+def _complete_profile(ctx, param, incomplete):
+    from .qemu.profiles import list_profiles
+    return [n for n in list_profiles() if n.startswith(incomplete)]
+
+
 #: an example for each command's --help (commands defined in other modules get theirs here too)
 EXAMPLES = {
     "run": ["gdbkd run", "gdbkd run --batch --exec 'echo c > /proc/sysrq-trigger' --dump-on-crash vmcore",
@@ -104,7 +109,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("profile", default="debian-6.1")
+@click.argument("profile", default="debian-6.1", shell_complete=_complete_profile)
 @click.option("--module", "modules", multiple=True, type=click.Path(), help="module source dir or .ko to put in the guest")
 @click.option("--exec", "execs", multiple=True, help="guest shell command, typed after gdb attached (repeatable)")
 @click.option("--boot-exec", "boot_execs", multiple=True, help="guest shell command run by /init before gdb attaches")
@@ -143,7 +148,7 @@ def attach(target, vmlinux, batch, as_json, ex, timeout, modules_dir):
 
 
 @cli.command()
-@click.argument("profile", default="debian-6.1")
+@click.argument("profile", default="debian-6.1", shell_complete=_complete_profile)
 @click.option("--json", "as_json", is_flag=True)
 def fetch(profile, as_json):
     """Download/build PROFILE's artifacts and print their paths."""
