@@ -7,6 +7,10 @@ them never needs them:
 - lzo: ``python-lzo`` (module ``lzo``)
 - snappy: ``python-snappy`` (module ``snappy``) or ``cramjam``
 - zstd: ``zstandard``, or ``compression.zstd`` (Python 3.14+), or ``pyzstd``
+
+A corrupt page can claim any expanded size: zlib output is capped at the page
+size, and the sizes snappy (its varint prefix) and zstd (the frame's content
+size) declare are checked before anything is allocated.
 """
 
 import zlib
@@ -46,15 +50,36 @@ def _lzo():
     return lambda data, n: lzo.decompress(data, False, n)
 
 
+def _snappy_length(data):
+    """The expanded size a raw snappy block declares (its little-endian base-128 varint)."""
+    n = shift = 0
+    for i, b in enumerate(data[:10]):
+        n |= (b & 0x7f) << shift
+        if not b & 0x80:
+            return n
+        shift += 7
+    return -1
+
+
+def _bounded_snappy(fn):
+    def run(data, n):
+        declared = _snappy_length(data)
+        if declared != n:
+            raise DumpError(f"corrupt snappy page in the dump (it declares {declared} bytes, "
+                            f"the page has {n})")
+        return fn(data)
+    return run
+
+
 def _snappy():
     try:
         import snappy
-        return lambda data, n: snappy.uncompress(data)
+        return _bounded_snappy(snappy.uncompress)
     except ImportError:
         pass
     try:
         import cramjam
-        return lambda data, n: bytes(cramjam.snappy.decompress_raw(data))
+        return _bounded_snappy(lambda data: bytes(cramjam.snappy.decompress_raw(data)))
     except ImportError:
         _missing("snappy", "python-snappy")
 
@@ -63,7 +88,14 @@ def _zstd():
     try:
         import zstandard
         d = zstandard.ZstdDecompressor()
-        return lambda data, n: d.decompress(data, max_output_size=n)
+
+        def run(data, n):
+            declared = zstandard.frame_content_size(data)
+            if declared > n:        # -1: not declared, then max_output_size bounds it
+                raise DumpError(f"corrupt zstd page in the dump (it declares {declared} "
+                                f"bytes, the page has {n})")
+            return d.decompress(data, max_output_size=n)
+        return run
     except ImportError:
         pass
     try:
@@ -85,7 +117,7 @@ def decompress(flags: int, data: bytes, size: int) -> bytes:
     """Decompress one page (``size`` bytes once expanded) stored with ``flags``."""
     if flags & FLAG_ZLIB:
         try:
-            out = zlib.decompress(data)
+            out = zlib.decompressobj().decompress(data, size + 1)
         except zlib.error as e:
             raise DumpError(f"corrupt zlib page in the dump ({e})")
     else:

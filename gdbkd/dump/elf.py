@@ -67,6 +67,9 @@ class ElfDump(PhysicalDump):
                             f"({_ET_NAMES.get(e_type, e_type)})")
         self.machine = "EM_AARCH64" if machine == _EM_AARCH64 else machine
         if phnum == _PN_XNUM:        # more than 65534 segments: the count is section 0's sh_info
+            if shoff < _EHDR.size:
+                raise DumpError(f"corrupt ELF dump {self.path}: e_phnum is PN_XNUM but e_shoff "
+                                f"{shoff:#x} gives no section header to hold the count")
             phnum = struct.unpack("<I", self.pread(shoff + 44, 4, "ELF e_shoff (PN_XNUM count)"))[0]
         if phentsize != _PHDR.size:
             raise DumpError(f"corrupt ELF dump {self.path}: e_phentsize {phentsize}, "

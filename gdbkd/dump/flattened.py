@@ -28,6 +28,7 @@ index in about 2 s on this machine; the old insertion into a sorted list took
 
 import bisect
 import heapq
+import operator
 import os
 import struct
 from array import array
@@ -102,21 +103,13 @@ class FlatFile:
         """Index the records as sorted disjoint extents (starts, ends, file position of start)."""
         n = len(offs)
         order = sorted(range(n), key=offs.__getitem__)
-        end = -1
-        disjoint = True
-        for r in order:
-            if offs[r] < end:
-                disjoint = False
-                break
-            end = offs[r] + sizes[r]
-        starts, ends, pos = array("q"), array("q"), array("q")
-        if disjoint:
-            for r in order:
-                starts.append(offs[r])
-                ends.append(offs[r] + sizes[r])
-                pos.append(fps[r])
+        starts = array("q", [offs[r] for r in order])
+        ends = array("q", [offs[r] + sizes[r] for r in order])
+        if not any(map(operator.lt, starts[1:], ends[:-1])):      # no overlap
+            pos = array("q", [fps[r] for r in order])
         else:
-            points = sorted(set(offs).union(o + s for o, s in zip(offs, sizes)))
+            points = sorted(set(starts).union(ends))
+            starts, ends, pos = array("q"), array("q"), array("q")
             heap, j, prev = [], 0, -1
             for a, b in zip(points, points[1:]):
                 while j < n and offs[order[j]] <= a:
@@ -150,7 +143,10 @@ class FlatFile:
         return got
 
     def pread(self, offset: int, size: int, what="data") -> bytes:
-        if offset < 0 or size < 0 or offset + size > self.size or size > MAX_READ:
+        if size > MAX_READ:
+            raise DumpError(f"corrupt dump {self.path}: {what} at offset {offset:#x} claims "
+                            f"{size} bytes")
+        if offset < 0 or size < 0 or offset + size > self.size:
             raise DumpError(f"dump {self.path} is truncated or corrupt: {what} at offset "
                             f"{offset:#x} ({size} bytes) is past the end of the reassembled "
                             f"flattened file ({self.size} bytes)")
