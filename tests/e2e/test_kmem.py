@@ -256,3 +256,26 @@ def test_bad_input_is_one_line(on_dump):
     assert len(errs) == len(ERROR_COMMANDS), errs
     assert any("no slab cache named no_such_cache" in e for e in errs)
     assert any("user address" in e for e in errs)
+
+
+def test_struct_reads_the_module_cache(slab_guest, on_dump):
+    """kd struct over the cache kd kmem -s found: its sizes are the module's struct size
+    (200 bytes, logged by the module) and its name is the cache's."""
+    res, _, _ = on_dump
+    row = _json_of(res[f"kd kmem --json -s {CACHE}"])["caches"][0]
+    addr = row["cache_addr"]
+    cmds = [f"kd struct --json kmem_cache.object_size,name,cpu_slab {addr}",
+            f"kd struct -o kmem_cache.object_size {addr}", "kd whatis --json jiffies",
+            "kd struct --json -o list_head"]
+    r, errs, stderr = _core(slab_guest.dump, slab_guest.kernel.vmlinux, cmds)
+    assert not errs, errs
+    s = _json_of(r[cmds[0]])
+    vals = {m["name"]: m["value"] for m in s["objects"][0]["members"]}
+    assert int(vals["object_size"]) == 200 == row["objsize"]
+    assert f'"{CACHE}"' in vals["name"]
+    assert s["objects"][0]["members"][0]["addr"] == hex(int(addr, 16) + s["members"][0]["offset"])
+    assert re.search(r"\[[0-9a-f]{16}\] \[0x[0-9a-f]+\] object_size = 200", r[cmds[1]])
+    w = _json_of(r[cmds[2]])
+    assert w["kind"] == "symbol" and "unsigned long" in w["type"]
+    lh = _json_of(r[cmds[3]])
+    assert [(m["name"], m["offset"]) for m in lh["members"]] == [("next", 0), ("prev", 8)]
