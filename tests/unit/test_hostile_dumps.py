@@ -103,8 +103,8 @@ def test_elf_segment_lies(tmp_path):
     cases = [((note + 32, struct.pack("<Q", 1 << 40)), "PT_NOTE .* needs 1099511628288 bytes"),
              ((note + 32, struct.pack("<Q", 65 << 20)), "notes of all PT_NOTEs claims"),
              ((note + 8, struct.pack("<Q", 1 << 63)), "PT_NOTE .* needs"),
-             ((load + 32, struct.pack("<Q", 1 << 40)), "PT_LOAD .* needs"),
-             ((load + 24, struct.pack("<Q", (1 << 64) - 4096)), "wraps past 2\\^64")]
+             ((load + 8, struct.pack("<Q", 1 << 40)), "PT_LOAD .* needs"),
+             ((load + 24, struct.pack("<Q", (1 << 64) - 16)), "wraps past 2\\^64")]
     for i, (patch, match) in enumerate(cases):
         bad = patched_copy(src, tmp_path / f"bad{i}.elf", [patch])
         _one_line_error(bad, match)
