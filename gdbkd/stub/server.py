@@ -280,7 +280,10 @@ class StubServer:
             return self._reg_hex(self._regs(self.thread(self.cur_g)), n)
         if p.startswith("m"):
             a, _, n = p[1:].partition(",")
-            return self._read_mem(int(a, 16), int(n, 16))
+            a, n = int(a, 16), int(n, 16)
+            if not (0 <= a < 1 << 64 and n >= 0):
+                raise ValueError("address or length out of range")
+            return self._read_mem(a, n)
         if p[:1] in ("M", "X", "G", "P") or p.startswith("vFlash"):
             return "E.the dump is read-only"
         if p.startswith("vCont?") or p.startswith("vMustReplyEmpty"):
