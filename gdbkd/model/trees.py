@@ -28,6 +28,10 @@ Layouts, probed through ``k.layout`` rather than assumed:
   number of used slots follows ``ma_data_end()`` (lib/maple_tree.c): the
   metadata end for arange nodes and for range nodes whose last pivot is 0,
   else all pivots (one fewer when the last pivot is the node's maximum).
+* a root is checked before the walk (:class:`WrongType` otherwise): an
+  rbtree's top node has no parent, an xarray's top node points back to the
+  xarray (``xa_node->array``), a maple tree's root node has the tree
+  (``| MA_ROOT_PARENT``) as its parent.
 * ``struct hlist_node`` {``next``, ``pprev``}, ``struct hlist_head``
   {``first``}: NULL-terminated, unchanged since 2.6.
 """
@@ -35,7 +39,7 @@ Layouts, probed through ``k.layout`` rather than assumed:
 from .kernel import per_stop
 from .reader import MemoryFault
 
-__all__ = ["TreeWalk", "rbtree_inorder", "xarray_entries", "maple_entries", "hlist_entries",
+__all__ = ["TreeWalk", "WrongType", "rbtree_inorder", "xarray_entries", "maple_entries", "hlist_entries",
            "XA_ZERO_ENTRY", "XA_RETRY_ENTRY"]
 
 M64 = (1 << 64) - 1
@@ -44,6 +48,14 @@ XA_ZERO_ENTRY = 0x406
 MAPLE_NODE_MASK = 255
 MAPLE_LEAF_64, MAPLE_RANGE_64, MAPLE_ARANGE_64 = 1, 2, 3
 _MAPLE_TYPES = {0: "maple_dense", 1: "maple_leaf_64", 2: "maple_range_64", 3: "maple_arange_64"}
+
+
+class WrongType(Exception):
+    """The memory named as a tree root is not one (its root node does not say so)."""
+
+
+def _is_kernel_ptr(v: int) -> bool:
+    return v >> 48 == 0xFFFF
 
 
 class TreeWalk:
@@ -77,6 +89,16 @@ def rbtree_inorder(k, root: int, limit: int = 1 << 20) -> TreeWalk:
     except MemoryFault as e:
         w.stop = f"cannot read the rb_root at {root:#x}: {e}"
         return w
+    if node:
+        if not _is_kernel_ptr(node) or node & 3:
+            raise WrongType(f"{root:#x} is not an rb_root: its rb_node is {node:#x}")
+        try:
+            pc = _ptr(k, node)
+        except MemoryFault as e:
+            raise WrongType(f"{root:#x} is not an rb_root: {e}") from None
+        if pc & ~3:
+            raise WrongType(f"{root:#x} is not an rb_root: its top node {node:#x} has a parent "
+                            f"({pc & ~3:#x})")
     stack, seen = [], set()
     while stack or node:
         while node:
@@ -159,9 +181,21 @@ def xarray_entries(k, xa: int, values: bool = True, limit: int = 1 << 22) -> Tre
         w.stop = f"cannot read the xarray at {xa:#x}: {e}"
         return w
     if not _xa_is_node(head):
+        if head and not head & 1 and head not in (XA_ZERO_ENTRY, XA_RETRY_ENTRY) \
+                and not _is_kernel_ptr(head):
+            raise WrongType(f"{xa:#x} is not an xarray: xa_head is {head:#x}")
         if head and head not in (XA_ZERO_ENTRY, XA_RETRY_ENTRY) and (values or not head & 1):
             w.entries.append((0, 0, head))
         return w
+    arr = k.offset("struct xa_node", "array")
+    if arr is not None:
+        try:
+            back = _ptr(k, head - 2 + arr)
+        except MemoryFault as e:
+            raise WrongType(f"{xa:#x} is not an xarray: {e}") from None
+        if back != xa:
+            raise WrongType(f"{xa:#x} is not an xarray: its top node {head - 2:#x} belongs to "
+                            f"{back:#x}")
     seen = set()
 
     def visit(entry, base):
@@ -230,9 +264,17 @@ def maple_entries(k, mt: int, limit: int = 1 << 22) -> TreeWalk:
         w.stop = f"cannot read the maple tree at {mt:#x}: {e}"
         return w
     if not _xa_is_node(root):
+        if root and not root & 1 and not _is_kernel_ptr(root):
+            raise WrongType(f"{mt:#x} is not a maple tree: ma_root is {root:#x}")
         if root:
             w.entries.append((0, 0, root))
         return w
+    try:
+        parent = _ptr(k, root & ~MAPLE_NODE_MASK)
+    except MemoryFault as e:
+        raise WrongType(f"{mt:#x} is not a maple tree: {e}") from None
+    if parent & ~7 != mt:           # the root node's parent is tree | MA_ROOT_PARENT
+        raise WrongType(f"{mt:#x} is not a maple tree: its root node's parent is {parent:#x}")
     seen = set()
 
     def visit(enode, lo, hi, depth):
