@@ -1,5 +1,5 @@
 """drgn 0.3.0's view of a dump, for tests/e2e/test_kd_state.py (run as a script:
-``python drgn_state_ref.py DUMP VMLINUX PID...``; prints JSON)."""
+``python drgn_state_ref.py DUMP VMLINUX PID... [wq=HEX rbroot=HEX xa=HEX mt=HEX]``; prints JSON)."""
 
 import json
 import sys
@@ -10,12 +10,32 @@ from drgn.helpers.linux.mm import for_each_vma, follow_phys
 from drgn.helpers.linux.pid import find_task
 
 
+def trees(prog, wq, rbroot, xa, mt):
+    """Entries of the test module's wait queue and trees, by address (the module's
+    symbols are not loaded into drgn)."""
+    from drgn import Object
+    from drgn.helpers.linux.wait import waitqueue_for_each_entry
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each
+    from drgn.helpers.linux.xarray import xa_for_each
+    from drgn.helpers.linux.mapletree import mt_for_each
+    return {
+        "waitq": [[e.value_(), e.private.value_()] for e in
+                  waitqueue_for_each_entry(Object(prog, "struct wait_queue_head *", wq))],
+        "rbtree": [n.value_() for n in rbtree_inorder_for_each(Object(prog, "struct rb_root *", rbroot))],
+        "xarray": [[i, e.value_()] for i, e in xa_for_each(Object(prog, "struct xarray *", xa))],
+        "maple": [[a, b, e.value_()] for a, b, e in mt_for_each(Object(prog, "struct maple_tree *", mt))],
+    }
+
+
 def main():
     prog = drgn.Program()
     prog.set_core_dump(sys.argv[1])
     prog.load_debug_info([sys.argv[2]])
     out = {"files": {}, "vmas": {}, "phys": {}}
-    for pid in map(int, sys.argv[3:]):
+    addrs = dict(a.split("=") for a in sys.argv[3:] if "=" in a)
+    if addrs:
+        out["trees"] = trees(prog, *(int(addrs[n], 16) for n in ("wq", "rbroot", "xa", "mt")))
+    for pid in (int(a) for a in sys.argv[3:] if "=" not in a):
         t = find_task(prog, pid)
         files = {}
         for fd, f in for_each_file(t):
@@ -34,6 +54,25 @@ def main():
             out["phys"][pid] = phys
     out["mounts"] = [[m.value_(), mount_dst(m).decode(), mount_fstype(m).decode(),
                       mount_src(m).decode()] for m in for_each_mount(prog)]
+    from drgn.helpers.linux.net import for_each_netdev, netdev_ipv4_addrs
+    from drgn.helpers.linux.irq import for_each_irq_desc, irq_desc_action_names, irq_desc_kstat_cpu
+    from drgn.helpers.linux.timer import timer_base_for_each, hrtimer_clock_base_for_each
+    from drgn.helpers.linux.percpu import per_cpu
+    from drgn.helpers.linux.cpumask import for_each_present_cpu
+    from drgn.helpers.linux.timekeeping import ktime_get_coarse_ns
+    out["netdevs"] = [[d.name.string_().decode(), [str(a) for a in netdev_ipv4_addrs(d)]]
+                      for d in for_each_netdev(prog)]
+    cpus = list(for_each_present_cpu(prog))
+    out["irqs"] = [[irq, d.value_(), [n.decode() for n in irq_desc_action_names(d)],
+                    [irq_desc_kstat_cpu(d, c) for c in cpus]] for irq, d in for_each_irq_desc(prog)]
+    out["timers"] = sorted([c, t.value_(), t.expires.value_(), t.function.value_()]
+                           for c in cpus for base in per_cpu(prog["timer_bases"], c)
+                           for t in timer_base_for_each(base.address_of_()))
+    out["hrtimers"] = sorted([c, t.value_(), t.node.expires.value_(), t.function.value_()]
+                             for c in cpus for cb in per_cpu(prog["hrtimer_bases"], c).clock_base
+                             for t in hrtimer_clock_base_for_each(cb.address_of_()))
+    out["now_ns"] = ktime_get_coarse_ns(prog).value_()
+    out["jiffies"] = prog["jiffies_64"].value_()
     print(json.dumps(out))
 
 

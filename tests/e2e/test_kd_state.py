@@ -36,8 +36,12 @@ def _build_prog(out: Path) -> Path:
 
 def _commands(g):
     p, w = g.prog_pid, g.waiter_pid
+    a = g.addrs
     return [f"kd files {p}", "kd files 1", f"kd files {w}", f"kd vm {p}", f"kd vm -p {p}",
-            "kd mount", "kd mount -n"]
+            "kd mount", "kd mount -n", "kd net", f"kd net -s {p}", "kd irq", "kd irq -s",
+            "kd timer", "kd timer -r", f"kd waitq {a['wq']:#x}",
+            f"kd tree -t rbtree -o {g.rb_offset} {a['rbroot']:#x}", f"kd tree -t xarray {a['xa']:#x}",
+            f"kd tree -t radix {a['xa']:#x}", f"kd tree -t maple {a['mt']:#x}"]
 
 
 def _run_core(dump, vmlinux, cmds):
@@ -87,7 +91,8 @@ def state(kernel61, tmp_path_factory):
             g.qmp("cont")
         post = [json.loads(x) for x in _run_core(dump, kernel61.vmlinux, [c + " --json" for c in cmds])]
         ref = subprocess.run([sys.executable, str(HERE / "drgn_state_ref.py"), str(dump),
-                              str(kernel61.vmlinux), str(g.prog_pid), "1", str(g.waiter_pid)],
+                              str(kernel61.vmlinux), str(g.prog_pid), "1", str(g.waiter_pid),
+                              *(f"{n}={g.addrs[n]:x}" for n in ("wq", "rbroot", "xa", "mt"))],
                              capture_output=True, text=True, timeout=600, cwd=HERE.parents[1])
         assert ref.returncode == 0, ref.stderr[-3000:]
         g.cmds, g.dump = cmds, dump
@@ -151,6 +156,72 @@ def test_mount_matches_drgn(state):
     assert init and 1 in init[0]["pids"] and state.prog_pid in init[0]["pids"]
 
 
+def test_net_matches_drgn_and_the_program(state):
+    ns = state.post["kd net"]["namespaces"]
+    init = [n for n in ns if n["init"]][0]
+    assert [[d["name"], [a.split("/")[0] for a in d["ipv4"]]] for d in init["devices"]] == \
+        state.drgn["netdevs"]
+    lo = init["devices"][0]
+    assert lo["name"] == "lo" and "UP" in lo["flag_names"] and "LOOPBACK" in lo["flag_names"]
+    assert lo["ipv4"] == ["127.0.0.1/8"] and lo["mtu"] == 65536
+    socks = {s["fd"]: s for s in state.post[f"kd net -s {state.prog_pid}"]["sockets"]}
+    assert sorted(socks) == [6, 7, 8]
+    assert (socks[6]["family"], socks[6]["type"], socks[6]["state"], socks[6]["local"]) == \
+        ("INET", "STREAM", "LISTEN", "127.0.0.1:4242")
+    assert (socks[7]["family"], socks[7]["type"], socks[7]["local"]) == ("INET", "DGRAM", "127.0.0.1:5353")
+    assert (socks[8]["family"], socks[8]["type"]) == ("UNIX", "STREAM")
+
+
+def test_irq_matches_drgn(state):
+    irqs = state.post["kd irq"]["irqs"]
+    cpus = state.post["kd irq"]["cpus"]
+    got = [[r["irq"], r["desc"], [a["name"] for a in r["actions"] if a["name"]],
+            [r["counts"][str(c)] for c in cpus]] for r in irqs]
+    assert got == state.drgn["irqs"] and got
+    assert any(a["handler_name"] == "arch_timer_handler_virt" for r in irqs for a in r["actions"])
+    summary = state.post["kd irq -s"]["irqs"]
+    assert summary and all(r["actions"] for r in summary)
+
+
+def test_timers_match_drgn_and_the_module(state):
+    wheel = state.post["kd timer"]
+    got = sorted([b["cpu"], t["timer"], t["expires"], t["function"]] for b in wheel["bases"]
+                 for t in b["timers"])
+    assert got == state.drgn["timers"] and wheel["jiffies"] == state.drgn["jiffies"]
+    mine = [t for b in wheel["bases"] for t in b["timers"] if t["timer"] == state.addrs["timer"]]
+    assert len(mine) == 1 and mine[0]["function_name"].startswith("kdstate_timer_fn")
+    assert 3500 * 250 < mine[0]["delta"] <= 3600 * 250          # an hour ahead, HZ=250
+    hr = state.post["kd timer -r"]
+    got = sorted([b["cpu"], t["hrtimer"], t["expires"], t["function"]] for b in hr["clock_bases"]
+                 for t in b["timers"])
+    assert got == state.drgn["hrtimers"] and hr["now_ns"] == state.drgn["now_ns"]
+    mine = [t for b in hr["clock_bases"] for t in b["timers"] if t["hrtimer"] == state.addrs["hrtimer"]]
+    assert len(mine) == 1 and mine[0]["function_name"].startswith("kdstate_hrtimer_fn")
+    assert 3500e9 < mine[0]["delta_ns"] <= 3600e9
+
+
+def test_waitq_and_trees_match_drgn_and_the_module(state):
+    ref = state.drgn["trees"]
+    wq = state.post[f"kd waitq {state.addrs['wq']:#x}"]
+    assert [[w["entry"], w["private"]] for w in wq["waiters"]] == ref["waitq"]
+    assert [w["pid"] for w in wq["waiters"]] == [state.waiter_pid]
+    assert wq["waiters"][0]["state"] == "IN" and wq["waiters"][0]["comm"] == "sh"
+    rb = state.post[f"kd tree -t rbtree -o {state.rb_offset} {state.addrs['rbroot']:#x}"]
+    assert [e["node"] for e in rb["entries"]] == ref["rbtree"]
+    # keys 10..50 in order: the nodes of kdstate_nodes[0..4], in array order
+    assert [e["entry"] for e in rb["entries"]] == sorted(e["entry"] for e in rb["entries"])
+    items = state.addrs["items"]
+    for kind in ("xarray", "radix"):
+        xa = state.post[f"kd tree -t {kind} {state.addrs['xa']:#x}"]
+        assert [[e["index"], e["entry"]] for e in xa["entries"]] == ref["xarray"]
+        assert [e["index"] for e in xa["entries"]] == [1, 7, 300, 70000]
+        assert [e["entry"] for e in xa["entries"]] == [items + 8 * i for i in range(4)]
+    mt = state.post[f"kd tree -t maple {state.addrs['mt']:#x}"]
+    assert [[e["first"], e["last"], e["entry"]] for e in mt["entries"]] == ref["maple"]
+    assert [(e["first"], e["last"]) for e in mt["entries"]] == [(0x1000, 0x1fff), (0x5000, 0x8fff),
+                                                               (0x100000, 0x100000)]
+
+
 def test_text_forms(state):
     p = state.prog_pid
     files, vm, mount = _run_core(state.dump, state.kernel.vmlinux,
@@ -168,6 +239,14 @@ BAD = {
     "kd vm -R 0-1 1": "goes with -p",
     "kd mount 0xffff000012345678": "not the mount namespace of any task",
     "kd mount -t 99999": "no task 99999",
+    "kd net -s 99999": "no task 99999",
+    "kd irq 4000": "no irq descriptor for irq 4000",
+    "kd timer -C 9": "no CPU 9",
+    "kd waitq init_task": "is not a struct wait_queue_head",
+    "kd tree -t rbtree init_task": "is not an rb_root",
+    "kd tree -t maple init_task": "is not a maple tree",
+    "kd tree -t xarray init_task": "is not an xarray",
+    "kd tree -t bogus init_task": "invalid choice",
 }
 
 
