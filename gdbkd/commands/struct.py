@@ -9,7 +9,7 @@ import gdb
 from . import KdError, command
 from ._mem import emit, address_arg, kernel
 from ._util import KernelCommand
-from ..kernel.types import lookup_type
+from ..kernel.types import lookup_type, member
 from ..model.reader import MemoryFault
 from ..textutil import escape
 
@@ -34,29 +34,11 @@ def _type(kind, name):
 
 
 def _member(t, path):
-    """(offset, type) of a dotted member path, anonymous members looked through."""
-    off = 0
-    for part in path.split("."):
-        t = t.strip_typedefs()
-        found = _find(t, part)
-        if found is None:
-            raise KdError(f"{t} has no member {escape(part)}")
-        o, t = found
-        off += o
-    return off, t
-
-
-def _find(t, name):
-    for f in t.fields():
-        if f.name == name:
-            return f.bitpos // 8, f.type
-        if not f.name and f.type is not None:
-            ft = f.type.strip_typedefs()
-            if ft.code in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION):
-                hit = _find(ft, name)
-                if hit is not None:
-                    return f.bitpos // 8 + hit[0], hit[1]
-    return None
+    """(offset, type) of a dotted member path (kernel/types.py's walk)."""
+    try:
+        return member(t, path)
+    except gdb.error as e:
+        raise KdError(f"{t}: {e}")
 
 
 def _fmt(v) -> str:
@@ -115,9 +97,7 @@ class _Aggregate(KernelCommand):
                 if n is None:
                     val = gdb.Value(buf[o:o + ft.sizeof], ft)
                 elif paths:
-                    val = v
-                    for part in n.split("."):
-                        val = val[part]
+                    val = gdb.Value(buf[o:o + ft.sizeof], ft)
                 else:
                     val = v[n]
                 vals.append({"name": n, "offset": o, "addr": a + o, "value": _fmt(val)})
