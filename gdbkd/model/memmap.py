@@ -29,8 +29,6 @@ which covers all RAM, so the page-table walker (gdbkd/arm64/mmu.py) works the
 same on a dump and live.
 """
 
-import re
-
 from .kernel import per_stop
 from .reader import MemoryFault
 from .sysinfo import vmcoreinfo as _kernel_vmcoreinfo
@@ -271,7 +269,3 @@ def kernel_mmu(k):
             info["SYMBOL(swapper_pg_dir)"] = f"{pgd:x}"
     return mmu_from_vmcoreinfo(PhysThroughLinear(k, mm), info, None, info.get("OSRELEASE"))
 
-
-def release_tuple(info) -> tuple:
-    m = re.match(r"(\d+)\.(\d+)", info.get("OSRELEASE", ""))
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)

@@ -237,7 +237,7 @@ def test_search_finds_dangling_pointers(slab_guest, on_dump):
         # every hit really holds the value (read back through kd rd on the same dump)
     some = slab_guest.dangling[0]
     r, _, _ = _core(slab_guest.dump, slab_guest.kernel.vmlinux,
-                    [f"kd rd --json {some[0]:#x}", f"kd search --json -c kdslab-vmalloc-marker",
+                    [f"kd rd --json {some[0]:#x}", "kd search --json -c kdslab-vmalloc-marker",
                      f"kd search --json -p {some[1]:#x}"])
     assert _json_of(r[f"kd rd --json {some[0]:#x}"])["values"] == [some[1]]
     s = _json_of(r["kd search --json -c kdslab-vmalloc-marker"])
