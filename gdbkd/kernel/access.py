@@ -67,12 +67,25 @@ def kernel_view():
     sel = gdb.selected_thread()
     _user_threads.append(sel)
     try:
+        if _dump_in_process():
+            # kd reads the dump itself: any thread (or none, when the dump server
+            # could not list them) sees all of it, and KPTI advice would be wrong
+            yield sel
+            return
         t = kernel_thread()
         if t is None:
             raise KernelUnmapped(
-                "no stopped CPU maps kernel memory (all are in user mode under KPTI); "
-                "stop the guest inside the kernel, e.g. `hbreak schedule` + `continue`")
+                "no thread reads kernel memory: on a live target every stopped CPU is in "
+                "user mode under KPTI (stop the guest inside the kernel, e.g. `hbreak "
+                "schedule` + `continue`); on a dump served to gdb, the server's messages "
+                "say which memory it could not read")
         with selection(t):
             yield t
     finally:
         _user_threads.pop()
+
+
+def _dump_in_process() -> bool:
+    """Whether kd reads a dump opened in this process (gdbkd core, kd reader --dump)."""
+    from . import memory
+    return getattr(memory, "_dump", None) is not None

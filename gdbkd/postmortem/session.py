@@ -26,7 +26,6 @@ gdb is this process's child, started with PR_SET_PDEATHSIG; Ctrl-C is gdb's
 import errno
 import os
 import select
-import shlex
 import shutil
 import signal
 import socket
@@ -40,9 +39,10 @@ from ..gdbpython import boot_command
 from ..paths import GDB_INIT, kd_py
 from ..procutil import die_with_parent
 
-__all__ = ["run_core", "core_commands"]
+__all__ = ["run_core", "core_commands", "gdb_quote"]
 
 KD_PY = kd_py()
+REPORT = "kd analyze"
 
 
 def _quiet(cmd: str):
@@ -50,16 +50,49 @@ def _quiet(cmd: str):
     return (cmd, True)
 
 
-def _script(cmds) -> str:
+def _script(cmds, status=None) -> str:
     """Python for gdb that runs CMDS (strings, or (command, quiet) pairs) in order; a
-    failing command is reported like gdb reports a failing -ex, and the rest still run."""
+    failing command is reported like gdb reports a failing -ex, and the rest still run.
+    When the crash report (``kd analyze``) fails, its error is written to the file STATUS."""
     items = [c if isinstance(c, tuple) else (c, False) for c in cmds]
     return ("import gdb\n"
             f"for _c, _q in {items!r}:\n"
             "    try:\n"
             "        gdb.execute(_c, to_string=_q)\n"
             "    except gdb.error as _e:\n"
-            "        gdb.write(str(_e) + '\\n', gdb.STDERR)\n")
+            "        gdb.write(str(_e) + '\\n', gdb.STDERR)\n"
+            f"        if _c == {REPORT!r} and {status!r}:\n"
+            f"            open({status!r}, 'w').write(str(_e))\n")
+
+
+#: characters gdb's argument splitting (libiberty buildargv, gdb.string_to_argv) takes as is
+_GDB_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./+,:=@%-")
+
+
+def gdb_quote(arg) -> str:
+    """ARG as one word of gdb's argument splitting (add-symbol-file, exec-file, kd's
+    commands): every other character backslash-escaped. Not shlex.quote: buildargv
+    takes backslashes even inside single quotes. A newline cannot be passed (gdb reads
+    a command per line): GdbkdError."""
+    arg = os.fspath(arg)
+    if "\n" in arg or "\r" in arg:
+        raise GdbkdError(f"{arg!r}: gdb cannot be given a path with a newline; rename it")
+    return "".join(c if c in _GDB_PLAIN else "\\" + c for c in arg)
+
+
+def _check_debug_info(vmlinux):
+    """GdbkdError unless VMLINUX has DWARF (.debug_info) or names a separate debug file
+    (.gnu_debuglink): offsets may come from the build-id cache, but kd needs gdb's types."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.common.exceptions import ELFError
+    try:
+        with open(vmlinux, "rb") as f:
+            names = {sec.name for sec in ELFFile(f).iter_sections()}
+    except (OSError, ELFError) as e:      # open_dump has read it already: hardly happens
+        raise GdbkdError(f"cannot read the sections of {vmlinux}: {e}")
+    if not names & {".debug_info", ".zdebug_info", ".gnu_debuglink"}:
+        raise GdbkdError(f"{vmlinux} has no debug info (no .debug_info section): kd needs the "
+                         f"vmlinux with DWARF (Debian: linux-image-…-dbg)")
 
 
 def _module_symbols(d, modules_dirs, say):
@@ -94,19 +127,20 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     modules_dirs = list(modules_dirs) + [str(p) for p in kdirs[:1]]
     lines = [f"KASLR offset: {off:#x}"]
     mod_cmds = _module_symbols(d, modules_dirs, lines.append)
-    cmds = ["set architecture aarch64", _quiet(f"add-symbol-file -o {off:#x} {vmlinux}"),
-            f"exec-file {vmlinux}", *mod_cmds, f"target remote {target}"]
+    vml = gdb_quote(os.path.abspath(vmlinux))
+    cmds = ["set architecture aarch64", _quiet(f"add-symbol-file -o {off:#x} {vml}"),
+            f"exec-file {vml}", *mod_cmds, f"target remote {target}"]
     if with_kd or report:
         # kd learns the module directories too (for `kd mod -S` and friends), loads nothing
-        dirs = "".join(f" --modules-dir {shlex.quote(str(m))}" for m in modules_dirs)
+        dirs = "".join(f" --modules-dir {gdb_quote(str(m))}" for m in modules_dirs)
         cmds += [boot_command(), f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
         # kd reads the dump in this gdb's own process (a cache lookup, not a round trip)
-        paths = " ".join(shlex.quote(os.path.abspath(p)) for p in d.paths)
+        paths = " ".join(gdb_quote(os.path.abspath(p)) for p in d.paths)
         lay = d.offsets.get("path") if d.offsets else None
-        lay = f" --layouts {shlex.quote(lay)}" if lay else ""
+        lay = f" --layouts {gdb_quote(lay)}" if lay else ""
         cmds.append(_quiet(f"kd reader --dump {paths}{lay}"))
     if report:
-        cmds.append("kd analyze")
+        cmds.append(REPORT)
     return (lines if report else []), cmds
 
 
@@ -156,6 +190,8 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
     d = tempfile.mkdtemp(prefix="gdbkd-core-")   # 0700
     fifo, sock = os.path.join(d, "init.gdb"), os.path.join(d, "stub.sock")
     os.mkfifo(fifo, 0o600)
+    sfd, status = tempfile.mkstemp(prefix="gdbkd-core-report-")   # the report's failure, if any
+    os.close(sfd)
     gdb = None
     dumpobj = None
     old_int = signal.getsignal(signal.SIGINT)
@@ -169,6 +205,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C is gdb's
         from . import open_dump                  # the heavy imports run while gdb starts
         dumpobj = open_dump(dump, vmlinux)
+        _check_debug_info(vmlinux)
         lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         lsock.bind(sock)
         lsock.listen(1)
@@ -178,7 +215,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
                                         modules_dirs=modules_dirs)
             for line in lines:
                 print(line, flush=True)
-            if not _feed(fifo, _script(cmds), gdb):
+            if not _feed(fifo, _script(cmds, status), gdb):
                 return gdb.wait()
             try:       # the thread list (every task) while gdb loads the vmlinux
                 dumpobj.threads()
@@ -192,7 +229,13 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
             from ..stub.server import StubServer
             with conn:
                 StubServer(dumpobj, infd=conn.fileno(), outfd=conn.fileno()).serve()
-        return gdb.wait()
+        rc = gdb.wait()
+        failed = open(status).read().strip()
+        if batch and report and failed and rc == 0:
+            print(f"gdbkd core: {dumpobj.path}: the crash report could not be made "
+                  f"({failed.splitlines()[0][:200]})", file=sys.stderr, flush=True)
+            return 3
+        return rc
     except BaseException:
         if gdb is not None and gdb.poll() is None:
             gdb.kill()
@@ -201,6 +244,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
     finally:
         signal.signal(signal.SIGINT, old_int)
         shutil.rmtree(d, ignore_errors=True)
+        os.unlink(status)
         if dumpobj is not None:
             dumpobj.close()
         sys.stdout.flush()

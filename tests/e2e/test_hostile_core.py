@@ -1,0 +1,81 @@
+"""`gdbkd core` on hostile command lines and files (issue 14): paths gdb must get
+quoted, a vmlinux without DWARF, a dump whose crashed task is unreadable."""
+
+import os
+import struct
+import subprocess
+
+import pytest
+
+from conftest import gdbkd
+
+pytestmark = pytest.mark.e2e
+
+WEIRD = "d i r'x\"y\\z"
+
+
+def _dumps():
+    from gdbkd.postmortem.testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
+    td = ensure_test_dumps()
+    return td, ensure_makedumpfile_dumps(td)
+
+
+def test_paths_with_spaces_and_quotes_reach_gdb(tmp_path):
+    """A vmlinux and a dump under a directory named with a space, both quotes and a
+    backslash: gdb loads the symbols (add-symbol-file, exec-file) and kd reads the dump."""
+    td, _ = _dumps()
+    d = tmp_path / WEIRD
+    d.mkdir()
+    (d / "vm linux'1").symlink_to(td.vmlinux)
+    (d / "core \"1\"").symlink_to(td.elf)
+    sleeper = td.meta["sleepers"]["busybox-sleeper"]
+    r = gdbkd("core", str(d / "core \"1\""), str(d / "vm linux'1"), "-s", "--batch",
+              "-ex", "info address init_task", "-ex", "info files", "-ex", "kd ps")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'Symbol "init_task" is static storage at address' in r.stdout, r.stdout[-2000:]
+    assert "file type elf64-littleaarch64" in r.stdout         # exec-file opened it (gdb names the symlink's target)
+    assert any(l.split()[:1] == [str(sleeper)] and "busybox-sleeper" in l
+               for l in r.stdout.splitlines()), r.stdout[-3000:]
+    assert "Traceback" not in r.stderr
+
+
+def test_newline_in_path_is_one_line_error(tmp_path):
+    td, _ = _dumps()
+    (tmp_path / "vm\nlinux").symlink_to(td.vmlinux)
+    r = gdbkd("core", str(td.elf), str(tmp_path / "vm\nlinux"), "-s", "--batch")
+    assert r.returncode != 0 and "newline" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_vmlinux_without_dwarf_is_refused(tmp_path):
+    """Same build-id, so the offsets come from the cache; gdb would have no types."""
+    td, _ = _dumps()
+    stripped = tmp_path / "vmlinux-stripped"
+    subprocess.run(["aarch64-linux-gnu-objcopy", "--strip-debug", str(td.vmlinux), str(stripped)],
+                   check=True)
+    r = gdbkd("core", str(td.elf), str(stripped), "--batch")
+    assert r.returncode != 0, r.stdout[-2000:]
+    assert "has no debug info (no .debug_info section)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_unreadable_crashed_task_page(tmp_path):
+    """The crashed task's task_struct page unreadable: gdb still gets every thread, kd
+    log still works, no live (KPTI) advice; the crashed CPU's thread has its registers."""
+    from gdbkd.postmortem import open_dump
+    from gdbkd.dump import open_physical
+    from hostile import patched_copy
+    td, mdf = _dumps()
+    src = mdf["mdf-zlib-d31.kdump"]
+    with open_dump(src, td.vmlinux) as d:
+        pfn = d.mmu.translate(d.crashed_thread.task.addr) // 4096
+    with open_physical(src) as p:
+        pos = p._pd_off + p._desc_index(pfn) * 24
+    bad = patched_copy(src, tmp_path / "bad.kdump", [(pos + 8, struct.pack("<I", 0))])
+    r = gdbkd("core", str(bad), str(td.vmlinux), "-s", "--batch", "-ex", "info threads",
+              "-ex", "bt 3", "-ex", "kd log")
+    out = r.stdout + r.stderr
+    assert "Could not read registers" not in out and "hbreak schedule" not in out, out[-3000:]
+    assert "warning: CPU" in r.stderr and "could not be read" in r.stderr, r.stderr[-2000:]
+    assert "<unreadable>" in r.stdout and "sysrq: Trigger a crash" in r.stdout, r.stdout[-3000:]
+    assert "Traceback" not in out
