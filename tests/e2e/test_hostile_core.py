@@ -79,3 +79,17 @@ def test_unreadable_crashed_task_page(tmp_path):
     assert "warning: CPU" in r.stderr and "could not be read" in r.stderr, r.stderr[-2000:]
     assert "<unreadable>" in r.stdout and "sysrq: Trigger a crash" in r.stdout, r.stdout[-3000:]
     assert "Traceback" not in out
+
+
+def test_failed_report_is_recorded(tmp_path):
+    """The start-up script gdbkd core feeds gdb writes the report's failure to the status
+    file (run_core then exits 3 under --batch); other commands' failures do not count."""
+    from gdbkd.postmortem.session import _script, REPORT
+    status = tmp_path / "status"
+    status.write_text("")
+    script = tmp_path / "init.py"
+    script.write_text(_script(["no-such-command", "echo still running\\n", REPORT], str(status)))
+    r = subprocess.run(["gdb-multiarch", "-nx", "-batch", "-ex", f"source {script}"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert "still running" in r.stdout
+    assert status.read_text() == 'Undefined command: "kd".  Try "help".'
