@@ -61,18 +61,23 @@ NEEDS_GDB_PYTHON = {"run", "attach", "demo", "core", "lab run"}
 
 
 def _dress(cmd, path):
-    """Give CMD (and its subcommands) the example epilog and the gdb-Python check."""
+    """Give CMD (and its subcommands) the example epilog, no progress bars under --batch or
+    --json (gdbkd/progress.py), and the gdb-Python check before commands that load `kd`."""
     if path in EXAMPLES and not cmd.epilog:
         cmd.epilog = "\b\nExamples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[path])
-    if path in NEEDS_GDB_PYTHON and not getattr(cmd.callback, "_checks_gdb_python", False):
-        inner = cmd.callback
+    if cmd.callback is not None and not getattr(cmd.callback, "_dressed", False):
+        inner, check = cmd.callback, path in NEEDS_GDB_PYTHON
 
         @functools.wraps(inner)
         def callback(*a, **kw):
-            from .gdbpython import ensure
-            ensure()
+            if kw.get("batch") or kw.get("as_json"):
+                from .progress import quiet
+                quiet()
+            if check:
+                from .gdbpython import ensure
+                ensure()
             return inner(*a, **kw)
-        callback._checks_gdb_python = True
+        callback._dressed = True
         cmd.callback = callback
     for name, sub in getattr(cmd, "commands", {}).items():
         _dress(sub, f"{path} {name}")
@@ -84,7 +89,8 @@ class _LazyGroup(click.Group):
     (or help lists it): `gdbkd core` starts gdb before the heavy imports."""
 
     lazy = {"core": "gdbkd.postmortem.cli:core", "stub": "gdbkd.postmortem.cli:stub",
-            "convert": "gdbkd.postmortem.cli:convert", "lab": "gdbkd.labs.cli:lab"}
+            "convert": "gdbkd.postmortem.cli:convert", "lab": "gdbkd.labs.cli:lab",
+            "proxy": "gdbkd.stub.cli:proxy"}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
@@ -121,9 +127,11 @@ def cli():
 @click.option("--cpu", default="", help="QEMU -cpu (default from the profile)")
 @click.option("--memory", default="", help="QEMU -m (default from the profile)")
 @click.option("--stop-on", multiple=True, help="interrupt the guest once the console matches this regex (repeatable: all must match)")
+@click.option("--no-task-threads", is_flag=True,
+              help="gdb sees QEMU's vCPU threads, not every task (no gdbkd proxy in between)")
 @common
 def run(profile, modules, execs, boot_execs, dump_on_crash, dump_format, nokaslr, gdb_port, append, cpu, memory,
-        stop_on, batch, as_json, ex, timeout, modules_dir):
+        stop_on, no_task_threads, batch, as_json, ex, timeout, modules_dir):
     """Boot PROFILE (qemu_profiles/PROFILE.toml) under gdb; catch and report the crash."""
     from .live import run_session
     sys.exit(run_session(_opts(profile=profile, modules=list(modules), execs=list(execs),
@@ -131,20 +139,24 @@ def run(profile, modules, execs, boot_execs, dump_on_crash, dump_format, nokaslr
                                dump_on_crash=dump_on_crash or "", dump_format=dump_format,
                                nokaslr=nokaslr, gdb_port=gdb_port, append=append, cpu=cpu,
                                memory=memory, stop_on=list(stop_on), batch=batch, json=as_json,
-                               ex=list(ex), timeout=timeout, modules_dir=list(modules_dir))))
+                               ex=list(ex), timeout=timeout, modules_dir=list(modules_dir),
+                               task_threads=not no_task_threads)))
 
 
 @cli.command()
 @click.argument("target", default="127.0.0.1:1234")
 @click.option("--vmlinux", required=True, type=click.Path(), help="the running kernel's vmlinux")
+@click.option("--no-task-threads", is_flag=True,
+              help="gdb sees QEMU's vCPU threads, not every task (no gdbkd proxy in between)")
 @common
-def attach(target, vmlinux, batch, as_json, ex, timeout, modules_dir):
+def attach(target, vmlinux, no_task_threads, batch, as_json, ex, timeout, modules_dir):
     """Attach to a running guest's gdbstub at TARGET (HOST:PORT); catch and report the crash."""
     from .live import attach_session
     if not os.path.isfile(vmlinux):
         raise GdbkdError(f"vmlinux {vmlinux} does not exist")
     sys.exit(attach_session(target, vmlinux, _opts(batch=batch, json=as_json, ex=list(ex), timeout=timeout,
-                                                   modules_dir=list(modules_dir))))
+                                                   modules_dir=list(modules_dir),
+                                                   task_threads=not no_task_threads)))
 
 
 @cli.command()

@@ -21,6 +21,7 @@ from .artifacts.initramfs import ensure_base_initramfs, write_overlay, READY_MAR
 from .artifacts.kernel import ensure_kernel
 from .artifacts.modules import build_module_dir
 from .cache import progress
+from .progress import Bar
 from .errors import GdbkdError
 from .gdbmi.session import GdbSession, GdbDied
 from .qemu.machine import Machine
@@ -55,6 +56,7 @@ class LiveOptions:
     stop_on: list = field(default_factory=list)   # console regexes: interrupt the guest once all appear (hangs)
     boot_timeout: float = 90.0
     keep: bool = False
+    task_threads: bool = True      # gdb ⇄ gdbkd proxy ⇄ QEMU: every task a gdb thread
 
 
 class _Term:
@@ -108,11 +110,55 @@ class _Stopper:
             signal.signal(s, h)
 
 
-def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True):
+class _Proxy:
+    """``gdbkd proxy TARGET VMLINUX --listen SOCK`` as a child process (gdbkd/stub/proxy.py):
+    gdb connects to SOCK and sees every task as a thread. Stopped with the session."""
+
+    def __init__(self, target, vmlinux):
+        import subprocess
+        import tempfile
+        from .procutil import die_with_parent
+        self.dir = tempfile.mkdtemp(prefix="gdbkd-proxy-")      # 0700
+        self.sock = os.path.join(self.dir, "proxy.sock")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gdbkd", "proxy", target, str(vmlinux),
+                                      "--listen", self.sock], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=die_with_parent)
+        deadline = time.monotonic() + 120      # the first run asks gdb for the layouts
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
+                self.close()
+                raise GdbkdError(f"gdbkd proxy: {err[-1] if err else 'exited'}")
+            if time.monotonic() > deadline:
+                self.close()
+                raise GdbkdError("gdbkd proxy did not start")
+            time.sleep(0.02)
+
+    def close(self):
+        import shutil
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True, task_threads=True):
     env = {"GDBKD_MODULES_PATH": os.pathsep.join(str(d) for d in modules_dirs)}
-    g = GdbSession(vmlinux, env=env, log_path=log_path)
+    proxy = _Proxy(target, vmlinux) if task_threads else None
     try:
-        g.connect(target)
+        g = GdbSession(vmlinux, env=env, log_path=log_path)
+    except BaseException:
+        if proxy:
+            proxy.close()
+        raise
+    g.proxy = proxy
+    try:
+        g.connect(proxy.sock if proxy else target)
         g.source_kd()
         for attempt in range(40):
             try:
@@ -129,9 +175,18 @@ def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True):
         for b in TRAP_BREAKPOINTS:
             g.mi(f"-break-insert {b}")
     except BaseException:
-        g.close()
+        _close(g)
         raise
     return g, out
+
+
+def _close(g, detach=False):
+    """End gdb, then the proxy between it and QEMU (if any)."""
+    try:
+        g.close(detach=detach)
+    finally:
+        if getattr(g, "proxy", None):
+            g.proxy.close()
 
 
 def _report(g, opts, stop_reason):
@@ -268,7 +323,8 @@ def run_session(opts: LiveOptions) -> int:
                 raise GdbkdError("the guest did not reach its shell; console:\n" + _console_tail(m))
             try:
                 g, sym_out = _setup_gdb(kernel.vmlinux, f"127.0.0.1:{m.gdb_port}", mod_dirs,
-                                        os.path.join(m.dir, "gdb.log"))
+                                        os.path.join(m.dir, "gdb.log"),
+                                        task_threads=opts.task_threads)
             except GdbkdError:
                 if not m.alive():
                     raise GdbkdError("QEMU exited while gdb was attaching; console:\n" + _console_tail(m))
@@ -288,7 +344,8 @@ def run_session(opts: LiveOptions) -> int:
                     out = os.path.abspath(opts.dump_on_crash)
                     q = Qmp(m.qmp_path)
                     try:
-                        q.dump(out, opts.dump_format)
+                        with Bar(f"writing {os.path.basename(out)}", 0, say=False) as bar:
+                            q.dump(out, opts.dump_format, progress=bar.moveto)
                     finally:
                         q.close()
                     result["dump"] = out
@@ -307,7 +364,7 @@ def run_session(opts: LiveOptions) -> int:
         raise GdbkdError(f"{e}; QEMU stopped, session ended") from None
     finally:
         if g:
-            g.close()
+            _close(g)
         if m:
             m.stop()
         import shutil
@@ -320,7 +377,8 @@ def attach_session(target: str, vmlinux: str, opts: LiveOptions) -> int:
     g = None
     try:
         with _Stopper():
-            g, sym_out = _setup_gdb(vmlinux, target, opts.modules_dir, None)
+            g, sym_out = _setup_gdb(vmlinux, target, opts.modules_dir, None,
+                                    task_threads=opts.task_threads)
             if not opts.json:
                 progress("gdb attached: " + " | ".join(l for l in sym_out.splitlines() if "KASLR" in l))
             g.cont()
@@ -346,4 +404,4 @@ def attach_session(target: str, vmlinux: str, opts: LiveOptions) -> int:
         raise GdbkdError(f"{e}; session ended") from None
     finally:
         if g:
-            g.close(detach=True)
+            _close(g, detach=True)

@@ -1,0 +1,64 @@
+"""``gdbkd proxy``: gdb ⇄ gdbkd ⇄ QEMU's gdbstub, every task a gdb thread (gdbkd/stub/proxy.py)."""
+
+import os
+import socket
+import sys
+
+import click
+
+from ..errors import GdbkdError
+
+__all__ = ["proxy", "serve_proxy"]
+
+
+def serve_proxy(target, vmlinux, listen=None, ready=None):
+    """Connect to the gdbstub at TARGET and serve one gdb on stdin/stdout, or on the unix
+    socket LISTEN (created 0600; removed once gdb is connected). ``ready()`` is called
+    when the socket listens."""
+    from .proxy import connect_qemu, LiveProxy
+    link = connect_qemu(target)
+    try:
+        if listen is None:
+            LiveProxy(link, vmlinux).serve()
+            return
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            lsock.bind(listen)
+        finally:
+            os.umask(old)
+        lsock.listen(1)
+        if ready:
+            ready()
+        try:
+            conn, _ = lsock.accept()
+        finally:
+            lsock.close()
+            os.unlink(listen)
+        with conn:
+            LiveProxy(link, vmlinux, infd=conn.fileno(), outfd=conn.fileno()).serve()
+    finally:
+        link.sock.close()
+
+
+@click.command()
+@click.argument("target")
+@click.argument("vmlinux", type=click.Path())
+@click.option("--listen", metavar="SOCKET", help="serve gdb on a new unix socket "
+              "(`target remote SOCKET`, faster than a pipe) instead of stdin/stdout")
+def proxy(target, vmlinux, listen):
+    """Show every task of a live guest as a gdb thread: sit between gdb and QEMU's gdbstub
+    at TARGET (HOST:PORT on this machine, or a unix socket).
+
+    \b
+    Example, in gdb-multiarch:
+      (gdb) file vmlinux
+      (gdb) target remote | gdbkd proxy 127.0.0.1:1234 vmlinux
+      (gdb) info threads
+    """
+    if not os.path.isfile(vmlinux):
+        raise GdbkdError(f"vmlinux {vmlinux} does not exist")
+    try:
+        serve_proxy(target, vmlinux, listen)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,719 @@
+"""gdbkd between gdb and QEMU's gdbstub: every task a gdb thread on a live guest.
+
+QEMU's gdbstub shows one gdb thread per vCPU. This proxy speaks the remote
+protocol to gdb on one side and to QEMU on the other and, while the guest is
+stopped, shows every task as a thread — the same thread ids and names as the
+dump server (a task's pid; CPU n's idle task 4194304 + n):
+
+* a task running on a vCPU is that vCPU: its registers, run control and
+  register writes go to QEMU for that vCPU;
+* a sleeping task has the registers cpu_switch_to saved in
+  ``task->thread.cpu_context``; it cannot be stepped or continued, and its
+  registers cannot be written (a one-line ``E.`` reason);
+* the task list comes from the gdb-free model (gdbkd/model/tasks.py, the same
+  code as ``kd ps`` and the dump server) over a :class:`RspReader` with the
+  per-stop block cache; it is rebuilt at every stop.
+
+Which vCPU runs which task: a vCPU's ``TPIDR_EL1`` is its CPU's per-CPU offset
+(``__per_cpu_offset[cpu]``); the task is ``SP_EL0`` (``current``) when the
+vCPU is in EL1, else ``rq->curr`` of that CPU. Memory: kernel addresses are
+read through a vCPU that maps the kernel (KPTI: a vCPU in user mode or the
+entry trampoline has only the trampoline mapped; its ``VBAR_EL1 - vectors``
+is not a multiple of 2 MiB); user addresses through the selected task's vCPU.
+The KASLR offset is ``VBAR_EL1 - vectors`` of such a vCPU.
+
+Before the kernel is up (or with a vmlinux the proxy cannot use) gdb gets
+QEMU's vCPU threads unchanged. QEMU listens on 127.0.0.1 only (gdbkd's
+Machine); the proxy connects there and serves gdb on a pipe or a unix socket.
+"""
+
+import os
+import re
+import select
+import socket
+import sys
+
+from ..errors import GdbkdError
+from ..textutil import escape
+from ..model.reader import Reader, MemoryFault
+from .server import rsp_checksum, _xml_escape, _state_letter
+
+__all__ = ["QemuLink", "RspReader", "LiveProxy", "connect_qemu"]
+
+IDLE_TID_BASE = 4194304
+KASLR_ALIGN = 2 << 20
+M64 = (1 << 64) - 1
+_CORE_SIZES = [8] * 33 + [4]           # x0-x30, sp, pc, cpsr: QEMU's `g` packet
+MAX_PACKET = 1 << 20
+
+
+class LinkClosed(GdbkdError):
+    pass
+
+
+class QemuLink:
+    """A remote-protocol client to QEMU's gdbstub (no-ack mode, plain thread ids)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.ack = True
+        self.hg = None           # the vCPU QEMU's g/p/m/M refer to
+        self.packet_size = 0x1000
+        r = self.request("qSupported:swbreak+;hwbreak+;vContSupported+")
+        m = re.search(r"PacketSize=([0-9a-fA-F]+)", r)
+        if m:
+            self.packet_size = int(m.group(1), 16)
+        self.supported = r
+        if "QStartNoAckMode+" in r and self.request("QStartNoAckMode") == "OK":
+            self.ack = False
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def _recv(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise LinkClosed("QEMU's gdbstub closed the connection")
+        self.buf += data
+        if len(self.buf) > MAX_PACKET:
+            raise LinkClosed("QEMU sent an oversized packet")
+
+    def send(self, data: str):
+        raw = data.encode("latin-1")
+        self.sock.sendall(b"$" + raw + b"#%02x" % rsp_checksum(raw))
+        if self.ack:
+            while True:
+                while not self.buf:
+                    self._recv()
+                c, self.buf = self.buf[:1], self.buf[1:]
+                if c == b"+":
+                    break
+                if c == b"-":
+                    self.sock.sendall(b"$" + raw + b"#%02x" % rsp_checksum(raw))
+
+    def packet_ready(self) -> bool:
+        b = self.buf.lstrip(b"+")
+        i = b.find(b"#")
+        return b.startswith(b"$") and i >= 0 and len(b) >= i + 3
+
+    def read_packet(self) -> str:
+        while True:
+            self.buf = self.buf.lstrip(b"+")
+            if self.buf[:1] not in (b"", b"$"):
+                self.buf = self.buf[1:]
+                continue
+            end = self.buf.find(b"#")
+            if self.buf.startswith(b"$") and end >= 0 and len(self.buf) >= end + 3:
+                pkt = self.buf[1:end]
+                self.buf = self.buf[end + 3:]
+                if self.ack:
+                    self.sock.sendall(b"+")
+                return _unescape(pkt).decode("latin-1")
+            self._recv()
+
+    def request(self, data: str, on_output=None) -> str:
+        """Send a packet and return the reply (console ``O`` packets go to on_output)."""
+        self.send(data)
+        while True:
+            r = self.read_packet()
+            if r.startswith("O") and r != "OK" and _is_hex(r[1:]):
+                if on_output is not None:
+                    on_output(r)
+                continue
+            return r
+
+    def select_thread(self, vcpu: int):
+        if self.hg != vcpu:
+            if self.request(f"Hg{vcpu:x}") != "OK":
+                raise MemoryFault(0, f"QEMU refused to select vCPU thread {vcpu}")
+            self.hg = vcpu
+
+    def interrupt(self):
+        self.sock.sendall(b"\x03")
+
+
+def _is_hex(s):
+    return bool(s) and all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+def _unescape(pkt: bytes) -> bytes:
+    if b"}" not in pkt and b"*" not in pkt:
+        return pkt
+    out = bytearray()
+    i = 0
+    while i < len(pkt):
+        c = pkt[i]
+        if c == 0x7d and i + 1 < len(pkt):
+            out.append(pkt[i + 1] ^ 0x20)
+            i += 2
+        elif c == 0x2a and out and i + 1 < len(pkt):        # run-length encoding
+            out += bytes([out[-1]]) * (pkt[i + 1] - 29)
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return bytes(out)
+
+
+class RspReader(Reader):
+    """Guest memory through QEMU's gdbstub, cached per stop. Kernel addresses are read
+    through a vCPU that maps the kernel; user addresses through ``user_vcpu``."""
+
+    readahead = 3
+    cache_user = False
+
+    def __init__(self, link: QemuLink, proxy):
+        super().__init__(cache=True)
+        self.link = link
+        self.proxy = proxy
+
+    def _fetch(self, addr, n):
+        vcpu = self.proxy.kernel_vcpu() if addr >> 63 else self.proxy.user_vcpu()
+        if vcpu is None:
+            raise MemoryFault(addr, "no stopped vCPU maps this address")
+        self.link.select_thread(vcpu)
+        out = []
+        chunk = max(64, (self.link.packet_size - 8) // 2)
+        a = addr
+        while a < addr + n:
+            k = min(chunk, addr + n - a)
+            r = self.link.request(f"m{a:x},{k:x}")
+            if not r or r.startswith("E") or not _is_hex(r):
+                raise MemoryFault(a, "Cannot access memory (QEMU: "
+                                     f"{r[:20] or 'empty reply'})")
+            data = bytes.fromhex(r)
+            out.append(data)
+            a += len(data)
+            if not data:
+                raise MemoryFault(a, "QEMU returned no bytes")
+        return b"".join(out)
+
+
+class _Regs:
+    """QEMU's register numbering, names and sizes, from its target description."""
+
+    def __init__(self, link: QemuLink):
+        self.by_name = {}
+        self.size = {}
+        self.xml = {}                       # annex -> bytes (served to gdb unchanged)
+        self._num = 0
+        self._load("target.xml", link)
+
+    def _load(self, annex, link):
+        data = b""
+        while True:
+            r = link.request(f"qXfer:features:read:{annex}:{len(data):x},ffb")
+            if not r or r[0] not in "ml":
+                break
+            data += r[1:].encode("latin-1")
+            if r[0] == "l":
+                break
+        self.xml[annex] = data
+        text = data.decode("latin-1")
+        for m in re.finditer(r'<xi:include href="([^"]+)"|<reg ([^>]*)>', text):
+            if m.group(1):
+                self._load(m.group(1), link)
+                continue
+            attrs = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            if "regnum" in attrs:
+                self._num = int(attrs["regnum"])
+            self.by_name[attrs.get("name", "")] = self._num
+            self.size[self._num] = int(attrs.get("bitsize", "64")) // 8
+            self._num += 1
+
+
+class LiveProxy:
+    """Serve gdb (``infd``/``outfd``) with tasks as threads over QEMU's gdbstub."""
+
+    def __init__(self, link: QemuLink, vmlinux=None, infd=0, outfd=1, err=None):
+        self.link = link
+        self.infd, self.outfd = infd, outfd
+        self.err = err or sys.stderr
+        self.gbuf = b""
+        self.ack = True
+        self.regs = _Regs(link)
+        self.offsets = None
+        self.vmlinux = vmlinux
+        self._warned = set()
+        if vmlinux:
+            try:
+                from ..postmortem.offsets import kernel_offsets
+                self.offsets = kernel_offsets(vmlinux)
+            except GdbkdError as e:
+                self._warn("offsets", f"gdbkd proxy: {e}; showing vCPU threads only")
+        self.reader = RspReader(link, self)
+        self.kernel = None
+        self.cur_g = None            # tid gdb selected for registers
+        self.cur_c = None
+        self._view = None            # the thread view of this stop
+        self.last_stop_vcpu = None
+        self.error_text = False
+        path = os.environ.get("GDBKD_PROXY_LOG")
+        self.log = open(path, "ab") if path else None
+
+    # -- gdb side transport ------------------------------------------------------------------
+    def _warn(self, key, msg):
+        if key not in self._warned:
+            self._warned.add(key)
+            print(msg, file=self.err, flush=True)
+
+    def _gdb_read(self):
+        data = os.read(self.infd, 65536)
+        if not data:
+            raise EOFError
+        self.gbuf += data
+        if len(self.gbuf) > MAX_PACKET:
+            self.gbuf = self.gbuf[-MAX_PACKET:]
+
+    def _gdb_packet(self, interrupt_ok=False):
+        """The next packet from gdb; "\\x03" for an interrupt when ``interrupt_ok``."""
+        while True:
+            while not self.gbuf:
+                self._gdb_read()
+            c = self.gbuf[:1]
+            if c == b"\x03":
+                self.gbuf = self.gbuf[1:]
+                if interrupt_ok:
+                    return "\x03"
+                continue
+            if c != b"$":
+                self.gbuf = self.gbuf[1:]
+                continue
+            end = self.gbuf.find(b"#")
+            while end < 0 or len(self.gbuf) < end + 3:
+                self._gdb_read()
+                end = self.gbuf.find(b"#")
+            pkt = self.gbuf[1:end]
+            cs = self.gbuf[end + 1:end + 3]
+            self.gbuf = self.gbuf[end + 3:]
+            if self.ack:
+                ok = cs.lower() == b"%02x" % rsp_checksum(pkt)
+                os.write(self.outfd, b"+" if ok else b"-")
+                if not ok:
+                    continue
+            return _unescape(pkt).decode("latin-1")
+
+    def send(self, data):
+        raw = data.encode("latin-1") if isinstance(data, str) else data
+        if self.log:
+            self.log.write(b"<- " + raw[:200] + b"\n")
+            self.log.flush()
+        os.write(self.outfd, b"$" + raw + b"#%02x" % rsp_checksum(raw))
+
+    # -- the view of one stop --------------------------------------------------------------
+    def invalidate(self):
+        self.reader.invalidate()
+        self._view = None
+
+    def _vcpus(self):
+        out = []
+        r = self.link.request("qfThreadInfo")
+        while r.startswith("m"):
+            out += [int(x, 16) for x in r[1:].split(",") if x]
+            r = self.link.request("qsThreadInfo")
+        return sorted(out)
+
+    def _reg(self, vcpu, name):
+        n = self.regs.by_name.get(name)
+        if n is None:
+            return None
+        self.link.select_thread(vcpu)
+        r = self.link.request(f"p{n:x}")
+        if not _is_hex(r) or "x" in r:
+            return None
+        return int.from_bytes(bytes.fromhex(r), "little")
+
+    def view(self):
+        """{"vcpus": [...], "kmap": vcpu, "tasks": [...] or None, ...} for this stop."""
+        if self._view is None:
+            self._view = self._build_view()
+        return self._view
+
+    def _build_view(self):
+        vcpus = self._vcpus()
+        v = {"vcpus": vcpus, "kmap": vcpus[0] if vcpus else None, "tasks": None,
+             "by_tid": {}, "vcpu_of_tid": {}, "tid_of_vcpu": {}, "cpu_of_vcpu": {}}
+        if self.offsets is None or not vcpus:
+            return v
+        vectors = self.offsets["symbols"].get("vectors")
+        kaslr = None
+        for c in vcpus:
+            vbar = self._reg(c, "VBAR")
+            if vbar is None or vectors is None:
+                continue
+            delta = (vbar - vectors) & M64
+            if delta >= 1 << 63:
+                delta -= 1 << 64
+            if vbar and delta % KASLR_ALIGN == 0:
+                kaslr, v["kmap"] = delta, c
+                break
+        if kaslr is None:
+            self._warn("kaslr", "gdbkd proxy: no vCPU shows the kernel's vectors yet; "
+                                "showing vCPU threads")
+            return v
+        self._view = v                     # the reader asks for kernel_vcpu() while we build
+        try:
+            tasks = self._tasks(kaslr)
+        except (MemoryFault, GdbkdError, KeyError, IndexError, ValueError) as e:
+            self._warn(("tasks", str(e)[:60]), f"gdbkd proxy: cannot read the task list ({e}); "
+                                              f"showing vCPU threads")
+            return v
+        from ..model.percpu import cpu_offsets
+        from ..model.tasks import active_tasks
+        offs = cpu_offsets(self.kernel)
+        by_addr = {t.addr: t for t in tasks}
+        active = active_tasks(self.kernel)
+        for c in vcpus:
+            tp = self._reg(c, "TPIDR_EL1")
+            cpu = offs.index(tp) if tp is not None and offs.count(tp) == 1 else None
+            if cpu is None and len(offs) == len(vcpus):
+                cpu = vcpus.index(c)
+            if cpu is None:
+                continue
+            v["cpu_of_vcpu"][c] = cpu
+            cpsr = self._reg(c, "cpsr")
+            cur = self._reg(c, "SP_EL0") if cpsr is not None and (cpsr >> 2) & 3 >= 1 else None
+            t = by_addr.get(cur) or by_addr.get(active.get(cpu))
+            if t is None:
+                continue
+            t.active_cpu = cpu
+            v["vcpu_of_tid"][t.tid] = c
+            v["tid_of_vcpu"][c] = t.tid
+        v["tasks"] = tasks
+        v["by_tid"] = {t.tid: t for t in tasks}
+        return v
+
+    def _tasks(self, kaslr):
+        from ..model.kernel import Kernel
+        from ..model.layout import RecordedTypes
+        from ..model.tasks import task_list
+        syms = self.offsets["symbols"]
+        if self.kernel is None or self.kernel._kaslr != kaslr:
+            self.kernel = Kernel(self.reader, RecordedTypes(self.offsets.get("layouts", {}),
+                                                            self.offsets.get("model_sizes", {})),
+                                 lambda n, s=syms, k=kaslr: None if s.get(n) is None
+                                 else (s[n] + k) & M64)
+            self.kernel._kaslr = kaslr
+        return task_list(self.kernel)
+
+    def kernel_vcpu(self):
+        v = self._view
+        return v["kmap"] if v is not None else (self._vcpus() or [None])[0]
+
+    def user_vcpu(self):
+        v = self.view()
+        if v["tasks"] is None:
+            return self.cur_g if self.cur_g in v["vcpus"] else (v["vcpus"] or [None])[0]
+        return v["vcpu_of_tid"].get(self.cur_g)
+
+    # -- thread ids ------------------------------------------------------------------------
+    def _threads(self):
+        """[(tid, name, extra, core)] gdb sees now."""
+        v = self.view()
+        if v["tasks"] is None:
+            return [(c, f"CPU#{c - 1}", f"vCPU {c - 1}", c - 1) for c in v["vcpus"]]
+        out = []
+        for t in v["tasks"]:
+            extra = f"pid {t.pid} {escape(t.name)} [{_state_letter(t.state)}]"
+            if t.active_cpu is not None and t.tid in v["vcpu_of_tid"]:
+                extra += f" on cpu {t.active_cpu}"
+            core = t.active_cpu if t.active_cpu is not None else t.cpu
+            out.append((t.tid, t.name, extra, core))
+        order = {tid: i for i, tid in enumerate(v["vcpu_of_tid"])}
+        out.sort(key=lambda x: (0, order[x[0]]) if x[0] in order else (1, 0))
+        return out
+
+    def _vcpu_for(self, tid):
+        """The vCPU behind gdb thread TID, or None for a sleeping task (or unknown tid)."""
+        v = self.view()
+        if v["tasks"] is None:
+            return tid if tid in v["vcpus"] else None
+        return v["vcpu_of_tid"].get(tid)
+
+    def _tid_for_vcpu(self, vcpu):
+        v = self.view()
+        if v["tasks"] is None:
+            return vcpu
+        return v["tid_of_vcpu"].get(vcpu, vcpu)
+
+    def _known(self, tid):
+        v = self.view()
+        return tid in (v["by_tid"] if v["tasks"] is not None else v["vcpus"])
+
+    def _selected(self, tid=None):
+        tid = self.cur_g if tid is None else tid
+        if tid is None or tid <= 0 or not self._known(tid):
+            v = self.view()
+            tid = next(iter(v["tid_of_vcpu"].values()), None) if v["tasks"] is not None \
+                else (v["vcpus"] or [None])[0]
+        return tid
+
+    # -- registers --------------------------------------------------------------------------
+    def _sleeping_regs(self, tid):
+        from ..postmortem.regs import regs_from_cpu_context
+        t = self.view()["by_tid"][tid]
+        cc = t.fields.get("thread.cpu_context", b"")
+        return regs_from_cpu_context(cc) if len(cc) >= 13 * 8 else [None] * 34
+
+    def _g(self):
+        tid = self._selected()
+        vcpu = self._vcpu_for(tid)
+        if vcpu is not None:
+            self.link.select_thread(vcpu)
+            return self.link.request("g")
+        regs = self._sleeping_regs(tid)
+        return "".join("xx" * s if regs[i] is None else
+                       (regs[i] & ((1 << 8 * s) - 1)).to_bytes(s, "little").hex()
+                       for i, s in enumerate(_CORE_SIZES))
+
+    def _p(self, n):
+        tid = self._selected()
+        vcpu = self._vcpu_for(tid)
+        if vcpu is not None:
+            self.link.select_thread(vcpu)
+            return self.link.request(f"p{n:x}")
+        size = self.regs.size.get(n)
+        if size is None:
+            return "E00"
+        if n < len(_CORE_SIZES):
+            v = self._sleeping_regs(tid)[n]
+            if v is not None:
+                return (v & ((1 << 8 * size) - 1)).to_bytes(size, "little").hex()
+        return "xx" * size
+
+    # -- run control -------------------------------------------------------------------------
+    def _resume(self, pkt):
+        """Translate a c/s/C/S/vCont packet to vCPU ids; None + reason if refused."""
+        v = self.view()
+        if pkt.startswith("vCont;"):
+            parts = []
+            for act in pkt[6:].split(";"):
+                a, _, t = act.partition(":")
+                if t and t not in ("-1", "0"):
+                    tid = int(t, 16)
+                    vcpu = self._vcpu_for(tid)
+                    if vcpu is None:
+                        return None, self._refusal(tid, a)
+                    parts.append(f"{a}:{vcpu:x}")
+                else:
+                    parts.append(a)
+            return "vCont;" + ";".join(parts), None
+        if pkt[:1] in ("s", "S", "c", "C"):
+            tid = self.cur_c if self.cur_c not in (None, 0, -1) else self.cur_g
+            if tid not in (None, 0, -1) and v["tasks"] is not None:
+                vcpu = self._vcpu_for(tid)
+                if vcpu is None:
+                    if pkt[:1] in ("s", "S"):
+                        return None, self._refusal(tid, pkt[:1])
+                else:
+                    self.link.request(f"Hc{vcpu:x}")
+            return pkt, None
+        return pkt, None
+
+    def _refusal(self, tid, action):
+        what = "stepped" if action.lower().startswith("s") else "resumed"
+        t = self.view()["by_tid"].get(tid)
+        name = f"pid {t.pid} ({escape(t.name)})" if t is not None else f"thread {tid}"
+        return (f"E.{name} is not running on a CPU: a sleeping task cannot be {what}; "
+                f"select a task that runs on a vCPU (kd ps -A)")
+
+    def _stop_reply(self, r):
+        """QEMU's stop reply with its vCPU thread id replaced by that vCPU's task."""
+        m = re.search(r"thread:([0-9a-fA-F.p-]+);", r)
+        if not m:
+            return r
+        vcpu = int(m.group(1).split(".")[-1].lstrip("p"), 16)
+        self.last_stop_vcpu = vcpu
+        tid = self._tid_for_vcpu(vcpu)
+        self.cur_g = tid
+        return r[:m.start(1)] + f"{tid:x}" + r[m.end(1):]
+
+    def _run(self, pkt):
+        self.invalidate()
+        self.link.hg = None
+        self.link.send(pkt)
+        while True:
+            if self.link.packet_ready():
+                r = self.link.read_packet()
+                if r.startswith("O") and _is_hex(r[1:]):
+                    self.send(r)
+                    continue
+                self.invalidate()
+                if r[:1] in ("W", "X"):
+                    return r
+                return self._stop_reply(r)
+            rl, _, _ = select.select([self.link, self.infd], [], [])
+            if self.infd in rl:
+                try:
+                    self._gdb_read()
+                except EOFError:
+                    self.link.interrupt()
+                    raise
+                while self.gbuf[:1] == b"\x03":
+                    self.gbuf = self.gbuf[1:]
+                    self.link.interrupt()
+            if self.link in rl:
+                self.link._recv()
+
+    # -- packets ---------------------------------------------------------------------------
+    def handle(self, p: str):
+        try:
+            return self._handle(p)
+        except MemoryFault as e:
+            if self.error_text:
+                return "E." + str(e).replace("$", "").replace("#", "")[:200]
+            return "E14"         # gdb 13 cannot parse "E.text" in an m reply
+        except (ValueError, IndexError) as e:
+            return f"E.malformed packet ({type(e).__name__})"
+
+    def _handle(self, p):
+        if p.startswith("qSupported"):
+            self.error_text = "error-message+" in p
+            return (f"PacketSize={0x4000:x};qXfer:features:read+;qXfer:threads:read+;"
+                    f"QStartNoAckMode+;vContSupported+;swbreak+;hwbreak+")
+        if p == "QStartNoAckMode":
+            return "OK"
+        if p == "?":
+            r = self.link.request("?")
+            return self._stop_reply(r)
+        if p.startswith("qXfer:features:read:"):
+            annex, _, rng = p[len("qXfer:features:read:"):].partition(":")
+            data = self.regs.xml.get(annex)
+            if data is None:
+                return "E00"
+            return _xfer(data, rng)
+        if p.startswith("qXfer:threads:read::"):
+            items = "".join(f'<thread id="{tid:x}" name="{_xml_escape(escape(name))}" core="{core}">'
+                            f'{_xml_escape(extra)}</thread>'
+                            for tid, name, extra, core in self._threads())
+            return _xfer(f'<?xml version="1.0"?><threads>{items}</threads>'.encode(),
+                         p[len("qXfer:threads:read::"):])
+        if p == "qfThreadInfo":
+            self._tinfo = [t[0] for t in self._threads()]
+            return self._thread_chunk()
+        if p == "qsThreadInfo":
+            return self._thread_chunk()
+        if p.startswith("qThreadExtraInfo,"):
+            tid = int(p.split(",")[1], 16)
+            extra = next((t[2] for t in self._threads() if t[0] == tid), "")
+            return extra.encode().hex()
+        if p == "qC":
+            return f"QC{self._selected():x}"
+        if p.startswith("H"):
+            t = p[2:]
+            tid = int(t, 16) if t not in ("", "-1", "0") else None
+            if tid is not None and not self._known(tid):
+                return "E01"
+            if p[1] == "g":
+                self.cur_g = tid if tid is not None else self.cur_g
+            elif p[1] == "c":
+                self.cur_c = tid
+            return "OK"
+        if p.startswith("T"):
+            return "OK" if self._known(int(p[1:], 16)) else "E01"
+        if p == "g":
+            return self._g()
+        if p.startswith("p"):
+            return self._p(int(p[1:], 16))
+        if p.startswith(("P", "G")):
+            vcpu = self._vcpu_for(self._selected())
+            if vcpu is None:
+                return "E.a sleeping task's saved registers cannot be written"
+            self.link.select_thread(vcpu)
+            self.invalidate()
+            return self.link.request(p)
+        if p.startswith("m"):
+            a, _, n = p[1:].partition(",")
+            addr, n = int(a, 16), min(int(n, 16), 0x2000)
+            return self.reader.read(addr, n).hex()
+        if p.startswith(("M", "X")):
+            a = int(p[1:].split(",", 1)[0], 16)
+            vcpu = self.kernel_vcpu() if a >> 63 else self.user_vcpu()
+            if vcpu is None:
+                return "E.no stopped vCPU maps this address"
+            self.link.select_thread(vcpu)
+            self.invalidate()
+            return self.link.request(p)
+        if p.startswith("vCont?"):
+            return self.link.request("vCont?")
+        if p in ("c", "s") or p.startswith(("vCont;", "C", "S")):
+            pkt, why = self._resume(p)
+            if pkt is None:
+                return why
+            return self._run(pkt)
+        if p.startswith("qRcmd,"):
+            return self.link.request(p, on_output=self.send)
+        if p == "k":
+            try:
+                self.link.send("k")
+            except OSError:
+                pass
+            return None
+        if p.startswith("D"):
+            try:
+                self.link.request("D")
+            except (OSError, LinkClosed):
+                pass
+            self.send("OK")
+            return None
+        if p.startswith(("Z", "z")):
+            self.invalidate()
+            return self.link.request(p)
+        if p.startswith(("qAttached", "qSymbol", "qOffsets", "qTStatus", "vMustReplyEmpty")):
+            return self.link.request(p)
+        return self.link.request(p)
+
+    def _thread_chunk(self):
+        if not self._tinfo:
+            return "l"
+        part, self._tinfo = self._tinfo[:1500], self._tinfo[1500:]
+        return "m" + ",".join(f"{t:x}" for t in part)
+
+    def serve(self):
+        try:
+            while True:
+                p = self._gdb_packet()
+                if self.log:
+                    self.log.write(b"-> " + p[:200].encode("latin-1") + b"\n")
+                    self.log.flush()
+                reply = self.handle(p)
+                if reply is None:
+                    return
+                self.send(reply)
+                if p == "QStartNoAckMode":
+                    self.ack = False
+        except (EOFError, BrokenPipeError, ConnectionError, LinkClosed):
+            return
+
+
+def _xfer(data: bytes, rng: str):
+    from .server import rsp_escape_binary
+    off, _, ln = rng.partition(",")
+    off, ln = int(off, 16), int(ln, 16)
+    chunk = data[off:off + min(ln, 0x2000)]
+    more = off + len(chunk) < len(data)
+    return (b"m" if more else b"l") + rsp_escape_binary(chunk)
+
+
+def connect_qemu(target: str) -> QemuLink:
+    """A link to QEMU's gdbstub at HOST:PORT (loopback only) or a unix socket path."""
+    if ":" in target and not target.startswith("/"):
+        host, _, port = target.rpartition(":")
+        host = host or "127.0.0.1"
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise GdbkdError(f"gdbkd proxy connects to a gdbstub on this machine only "
+                             f"(127.0.0.1), not {host}")
+        try:
+            s = socket.create_connection((host, int(port)), timeout=10)
+        except (OSError, ValueError) as e:
+            raise GdbkdError(f"cannot connect to the gdbstub at {target}: {e}")
+    else:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(target)
+        except OSError as e:
+            raise GdbkdError(f"cannot connect to the gdbstub at {target}: {e}")
+    s.settimeout(None)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if s.family != socket.AF_UNIX else None
+    return QemuLink(s)
