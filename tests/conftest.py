@@ -36,6 +36,29 @@ def gdbkd(*args, timeout=300, input=None):
                           cwd=ROOT, input=input, stdin=None if input is not None else subprocess.DEVNULL)
 
 
+def on_pty(argv, cwd=ROOT):
+    """Run ARGV with stdin/stdout/stderr on a new pty (a terminal, as a user's);
+    returns (exit status, everything it wrote)."""
+    import os
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(cwd)
+        os.execv(argv[0], argv)
+    out = []
+    while True:
+        try:
+            d = os.read(fd, 65536)
+        except OSError:           # EIO: the child closed the pty
+            break
+        if not d:
+            break
+        out.append(d)
+    _, st = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(st), b"".join(out).decode("utf-8", "replace")
+
+
 @pytest.fixture(scope="session")
 def kernel61():
     from gdbkd.qemu.profiles import load_profile

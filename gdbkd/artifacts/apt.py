@@ -7,11 +7,13 @@ mirror configured on the machine is honoured), and only the suite names change.
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 from ..cache import cache_root, key_of, progress
 from ..errors import GdbkdError
+from ..progress import Bar
 
 __all__ = ["Apt", "host_archive_uris"]
 
@@ -100,25 +102,35 @@ class Apt:
                 fields[last] = v.strip()
         return fields
 
-    def download(self, name, arch, version, dest: Path, sha256=None):
-        """Download one .deb into ``dest`` (skipped when already there); return its path."""
+    def download(self, name, arch, version, dest: Path, sha256=None, size=None):
+        """Download one .deb into ``dest`` (skipped when already there); return its path.
+        SIZE (bytes, apt's Size field) makes the bar on a terminal a bar."""
         dest.mkdir(parents=True, exist_ok=True)
         fname = f"{name}_{version.replace(':', '%3a')}_{arch}.deb"
         out = dest / fname
         if out.exists():
             return out
-        progress(f"downloading {name} {version} ({arch})")
         tmp = dest / f".dl-{os.getpid()}"
         tmp.mkdir(exist_ok=True)
-        r = subprocess.run(["apt-get", "-q", *self._opts(), "download", f"{name}:{arch}={version}"],
-                           cwd=tmp, capture_output=True, text=True)
-        got = list(tmp.glob("*.deb"))
-        if r.returncode != 0 or not got:
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
-            err = (r.stderr.strip().splitlines() or ["download failed"])[-1]
-            raise GdbkdError(f"cannot download {name} {version}: {err[:160]}", 3)
+        with Bar(f"downloading {name} {version} ({arch})", int(size or 0)) as bar:
+            p = subprocess.Popen(["apt-get", "-q", *self._opts(), "download", f"{name}:{arch}={version}"],
+                                 cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            while True:
+                try:
+                    _, err = p.communicate(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:       # apt writes the .deb in place as it arrives
+                    bar.moveto(sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()))
+                except BaseException:
+                    p.kill()
+                    p.wait()
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            got = list(tmp.glob("*.deb"))
+            if p.returncode != 0 or not got:
+                shutil.rmtree(tmp, ignore_errors=True)
+                err = (err.strip().splitlines() or ["download failed"])[-1]
+                raise GdbkdError(f"cannot download {name} {version}: {err[:160]}", 3)
         os.replace(got[0], out)
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
         return out

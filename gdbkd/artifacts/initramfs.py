@@ -91,7 +91,7 @@ def _busybox() -> Path:
     f = apt.show("busybox-static:arm64")
     if not f:
         raise GdbkdError("busybox-static:arm64 not found in the Debian archive")
-    deb = apt.download("busybox-static", "arm64", f["Version"], cache_root() / "debs")
+    deb = apt.download("busybox-static", "arm64", f["Version"], cache_root() / "debs", size=f.get("Size"))
     tmp = d / f".x{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..cache import cache_root, key_of, progress, atomic_dir, atomic_write
 from ..errors import GdbkdError
 from ..paths import GDB_INIT
+from ..progress import Bar, Ticker
 from .apt import Apt
 
 __all__ = ["Kernel", "ensure_kernel", "add_gdb_index", "compact_gdb_index"]
@@ -87,10 +88,10 @@ def add_gdb_index(vmlinux: Path):
     if ".gdb_index" in r.stdout or ".debug_names" in r.stdout:
         compact_gdb_index(vmlinux)
         return
-    progress(f"indexing {vmlinux.name} for gdb (one time, ~30 s)")
     d = vmlinux.parent
-    _run(["gdb-multiarch", "-batch", "-nx", *GDB_INIT,
-          "-ex", f"save gdb-index {d}", str(vmlinux)], "gdb index")
+    with Ticker(f"indexing {vmlinux.name} for gdb (one time, ~30 s)"):
+        _run(["gdb-multiarch", "-batch", "-nx", *GDB_INIT,
+              "-ex", f"save gdb-index {d}", str(vmlinux)], "gdb index")
     idx = d / (vmlinux.name + ".gdb-index")
     tmp = d / (vmlinux.name + ".indexed")
     _run(["aarch64-linux-gnu-objcopy", "--add-section", f".gdb_index={idx}",
@@ -100,16 +101,30 @@ def add_gdb_index(vmlinux: Path):
     compact_gdb_index(vmlinux)
 
 
-def _extract(deb: Path, dest: Path, *members):
-    """Extract selected members (tar patterns) of a .deb's data into dest."""
+def _extract(deb: Path, dest: Path, *members, label=None):
+    """Extract selected members (tar patterns) of a .deb's data into dest; the data
+    stream goes through this process to show LABEL's bar (its size: Installed-Size)."""
     dest.mkdir(parents=True, exist_ok=True)
+    size = subprocess.run(["dpkg-deb", "-f", str(deb), "Installed-Size"], capture_output=True, text=True).stdout
     p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-    r = subprocess.run(["tar", "-x", "-C", str(dest), "--wildcards", *members],
-                       stdin=p1.stdout, capture_output=True, text=True)
-    p1.stdout.close()
-    p1.wait()
-    if r.returncode != 0:
-        raise GdbkdError(f"cannot unpack {deb.name}: {r.stderr.strip()[:200]}")
+    p2 = subprocess.Popen(["tar", "-x", "-C", str(dest), "--wildcards", *members],
+                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with Bar(label or f"unpacking {deb.name}", int(size.strip() or 0) * 1024) as bar:
+            for chunk in iter(lambda: p1.stdout.read(1 << 20), b""):
+                p2.stdin.write(chunk)
+                bar.update(len(chunk))
+    except BrokenPipeError:
+        pass                                   # tar failed: its message below
+    finally:
+        for p in (p1, p2):
+            for f in (p.stdin, p.stdout):
+                if f:
+                    f.close()
+    err = p2.stderr.read().decode(errors="replace")
+    p2.stderr.close()
+    if p2.wait() != 0 or p1.wait() != 0:
+        raise GdbkdError(f"cannot unpack {deb.name}: {err.strip()[:200] or 'dpkg-deb failed'}")
 
 
 def _debian_candidates(apt: Apt, kcfg):
@@ -138,11 +153,10 @@ def _debian_candidates(apt: Apt, kcfg):
 
 def _build_kernel_dir(rel, debs, kcfg, out: Path):
     img_deb, dbg_deb, hdr_deb, com_deb, kb_deb = debs
-    progress(f"unpacking kernel {rel}")
     # bookworm ships /lib/modules, trixie (merged /usr) /usr/lib/modules: take the whole image
-    _extract(img_deb, out / "pkg", "./boot/*", "./*lib/modules/*")
-    progress(f"unpacking vmlinux of {rel} (~15 s)")
-    _extract(dbg_deb, out / "pkg", f"./usr/lib/debug/boot/vmlinux-{rel}", f"./usr/lib/debug/boot/System.map-{rel}")
+    _extract(img_deb, out / "pkg", "./boot/*", "./*lib/modules/*", label=f"unpacking kernel {rel}")
+    _extract(dbg_deb, out / "pkg", f"./usr/lib/debug/boot/vmlinux-{rel}", f"./usr/lib/debug/boot/System.map-{rel}",
+             label=f"unpacking vmlinux of {rel}")
     hdr = out / "hdr"
     for d in (hdr_deb, com_deb, kb_deb):
         _run(["dpkg-deb", "-x", str(d), str(hdr)], f"unpack {d.name}")
@@ -235,7 +249,8 @@ def _ensure_kernel(profile, offline_ok=True) -> Kernel:
         d = cache_root() / "kernels" / f"{rel}-{key}"
         if not (d / ".complete").exists():
             try:
-                debs = [apt.download(n, a, f["Version"], cache_root() / "debs") for n, a, f in pkgs]
+                debs = [apt.download(n, a, f["Version"], cache_root() / "debs", size=f.get("Size"))
+                        for n, a, f in pkgs]
             except GdbkdError as e:
                 last_err = e
                 progress(f"{e}; trying an older ABI")

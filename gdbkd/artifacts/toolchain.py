@@ -248,7 +248,7 @@ def _build(d: Path, name: str, spec: ToolchainSpec):
     apt = Apt(list(spec.suites))
     apt.update()
     pkgs = _resolve(apt, spec)
-    debs = [apt.download(n, a, f["Version"], cache_root() / "debs") for n, a, f in pkgs]
+    debs = [apt.download(n, a, f["Version"], cache_root() / "debs", size=f.get("Size")) for n, a, f in pkgs]
     progress(f"unpacking toolchain {name} ({len(debs)} packages)")
     root = d / "root"
     for deb in debs:

@@ -68,9 +68,11 @@ def convert(files, output):
     from . import open_dump
     from .convert import convert as do_convert
     dump, vmlinux = _split_files(files)
+    from ..progress import Bar
     d = open_dump(dump, vmlinux)
     try:
-        info = do_convert(d, vmlinux, output)
+        with Bar(f"writing {output}", 0, say=False) as bar:
+            info = do_convert(d, vmlinux, output, written=bar.moveto)
     finally:
         d.close()
     click.echo(f"gdbkd: wrote {output}" + (f" ({info})" if info else ""), err=True)

@@ -131,8 +131,9 @@ def core_segments(dump):
     return [tuple(s) for s in segs]
 
 
-def convert(dump, vmlinux, out, progress=None) -> dict:
-    """Write ``out`` (an ELF core with the kernel's virtual view) from ``dump`` (path or Dump)."""
+def convert(dump, vmlinux, out, progress=None, written=None) -> dict:
+    """Write ``out`` (an ELF core with the kernel's virtual view) from ``dump`` (path or Dump).
+    PROGRESS(message) is told what is written, WRITTEN(done, total) the bytes so far."""
     from .dump import Dump
     own = False
     if not isinstance(dump, Dump):
@@ -182,12 +183,16 @@ def convert(dump, vmlinux, out, progress=None) -> dict:
             f.write(notes)
             f.write(b"\0" * (data_off - note_off - len(notes)))
             chunk = 1 << 20
+            all_done = 0
             for va, pa, size in segs:
                 done = 0
                 while done < size:
                     n = min(chunk, size - done)
                     f.write(dump.phys.read_phys(pa + done, n))
                     done += n
+                    all_done += n
+                    if written:
+                        written(all_done, total)
         return {"threads": len(threads), "segments": len(segs), "bytes": total,
                 "seconds": time.monotonic() - t0, "kaslr_offset": dump.kaslr_offset}
     finally:

@@ -49,9 +49,21 @@ class Qmp:
             raise GdbkdError(f"QMP {cmd}: {msg['error'].get('desc', msg['error'])}")
         return msg.get("return")
 
-    def dump(self, out, fmt="elf"):
-        """dump-guest-memory to ``out`` (absolute path). fmt: elf | kdump-zlib."""
-        return self.execute("dump-guest-memory", paging=False, protocol=f"file:{out}", format=fmt)
+    def dump(self, out, fmt="elf", progress=None):
+        """dump-guest-memory to ``out`` (absolute path). fmt: elf | kdump-zlib.
+        PROGRESS(done, total) is called while QEMU writes (a detached dump polled
+        with query-dump)."""
+        if progress is None:
+            return self.execute("dump-guest-memory", paging=False, protocol=f"file:{out}", format=fmt)
+        self.execute("dump-guest-memory", paging=False, protocol=f"file:{out}", format=fmt, detach=True)
+        while True:
+            st = self.execute("query-dump")
+            progress(st.get("completed", 0), st.get("total", 0))
+            if st.get("status") == "completed":
+                return None
+            if st.get("status") != "active":
+                raise GdbkdError(f"QMP dump-guest-memory to {out}: {st.get('status', 'failed')}")
+            time.sleep(0.2)
 
     def close(self):
         try:
