@@ -16,7 +16,8 @@ Sockets of a task: its open files whose ``f_op`` is ``socket_file_ops``;
 ``skc_rcv_saddr``, ``skc_dport`` (network order), ``skc_num`` (host order),
 ``skc_family``, ``skc_state``, ``skc_v6_daddr``, ``skc_v6_rcv_saddr``};
 ``sk_type`` and ``sk_protocol`` are plain ``u16`` since 5.6 (commit
-bf9765145b85; bitfields before, not read here).
+bf9765145b85; bitfields before, not read here). INET, INET6 and UNIX sockets keep
+TCP_* states in ``skc_state`` (af_unix uses TCP_LISTEN, TCP_ESTABLISHED, TCP_CLOSE).
 """
 
 import ipaddress
@@ -122,7 +123,7 @@ def sock_info(k, sk: int) -> dict:
     return {"sock": sk, "family": FAMILIES.get(fam, str(fam)), "family_num": fam,
             "type": SOCK_TYPES.get(f.get("sk_type"), str(f.get("sk_type"))),
             "protocol": f.get("sk_protocol"),
-            "state": TCP_STATES.get(st, str(st)) if fam in (2, 10) else str(st),
+            "state": TCP_STATES.get(st, str(st)) if fam in (1, 2, 10) else str(st),
             "local": _endpoint(fam, laddr, f["__sk_common.skc_num"]),
             "remote": _endpoint(fam, raddr, dport)}
 

@@ -41,7 +41,7 @@ def _commands(g):
             "kd mount", "kd mount -n", "kd net", f"kd net -s {p}", "kd irq", "kd irq -s",
             "kd timer", "kd timer -r", f"kd waitq {a['wq']:#x}",
             f"kd tree -t rbtree -o {g.rb_offset} {a['rbroot']:#x}", f"kd tree -t xarray {a['xa']:#x}",
-            f"kd tree -t radix {a['xa']:#x}", f"kd tree -t maple {a['mt']:#x}"]
+            f"kd tree -t radix {a['xa']:#x}", f"kd tree -t maple {a['mt']:#x}", "kd dev"]
 
 
 def _run_core(dump, vmlinux, cmds):
@@ -80,6 +80,7 @@ def state(kernel61, tmp_path_factory):
         out = g.sh("dmesg | grep 'kdstate: timer'")
         g.addrs = {k: int(v, 16) for k, v in re.findall(r"(\w+(?:-\w+)?) ([0-9a-f]{16})", out)}
         g.rb_offset = int(re.search(r"rb-offset (\d+)", out).group(1))
+        g.proc_devices = g.sh("cat /proc/devices")
         time.sleep(0.5)              # the waiter reaches its sleep
         cmds = _commands(g)
         dump = d / "dump.elf"
@@ -169,7 +170,7 @@ def test_net_matches_drgn_and_the_program(state):
     assert (socks[6]["family"], socks[6]["type"], socks[6]["state"], socks[6]["local"]) == \
         ("INET", "STREAM", "LISTEN", "127.0.0.1:4242")
     assert (socks[7]["family"], socks[7]["type"], socks[7]["local"]) == ("INET", "DGRAM", "127.0.0.1:5353")
-    assert (socks[8]["family"], socks[8]["type"]) == ("UNIX", "STREAM")
+    assert (socks[8]["family"], socks[8]["type"], socks[8]["state"]) == ("UNIX", "STREAM", "CLOSE")
 
 
 def test_irq_matches_drgn(state):
@@ -220,6 +221,24 @@ def test_waitq_and_trees_match_drgn_and_the_module(state):
     assert [[e["first"], e["last"], e["entry"]] for e in mt["entries"]] == ref["maple"]
     assert [(e["first"], e["last"]) for e in mt["entries"]] == [(0x1000, 0x1fff), (0x5000, 0x8fff),
                                                                (0x100000, 0x100000)]
+
+
+def test_dev_matches_proc_devices(state):
+    want = {"char": [], "block": []}
+    part = None
+    for line in state.proc_devices.splitlines():
+        if line.startswith("Character"):
+            part = "char"
+        elif line.startswith("Block"):
+            part = "block"
+        elif line.strip() and part:
+            major, name = line.split(None, 1)
+            want[part].append((int(major), name.strip()))
+    dev = state.post["kd dev"]
+    for part in ("char", "block"):
+        assert sorted((d["major"], d["name"]) for d in dev[part]) == sorted(want[part]) and want[part]
+    mem = [d for d in dev["char"] if d["name"] == "mem"][0]
+    assert mem["major"] == 1 and mem["ops_name"] == "memory_fops"
 
 
 def test_text_forms(state):
