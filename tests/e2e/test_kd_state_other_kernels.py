@@ -15,22 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gdbkd
+from test_kd_state import _run_core
 
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 
 
-def _run_core(dump, vmlinux, cmds):
-    ex = []
-    for c in cmds:
-        ex += ["-ex", "echo @@@\\n", "-ex", c]
-    ex += ["-ex", "echo @@@\\n"]
-    r = gdbkd("core", str(dump), str(vmlinux), "-s", "--batch", *ex, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "Traceback" not in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
-    return [json.loads(x) for x in r.stdout.split("@@@\n")[1:-1]]
+def _run_core_json(dump, vmlinux, cmds):
+    return [json.loads(x) for x in _run_core(dump, vmlinux, cmds)]
 
 
 @pytest.mark.parametrize("profile", ["debian-5.10", "debian-6.12"])
@@ -41,7 +34,7 @@ def test_state_commands_match_drgn(profile):
     reader = td.meta["sleepers"]["busybox-reader"]
     cmds = [f"kd files {reader}", "kd files 1", f"kd vm {sleeper}", "kd vm -p 1", "kd mount",
             "kd net", "kd irq", "kd timer", "kd timer -r", "kd dev"]
-    out = dict(zip(cmds, _run_core(td.elf, td.vmlinux, [c + " --json" for c in cmds])))
+    out = dict(zip(cmds, _run_core_json(td.elf, td.vmlinux, [c + " --json" for c in cmds])))
     ref = subprocess.run([sys.executable, str(HERE / "drgn_state_ref.py"), str(td.elf), str(td.vmlinux),
                           str(reader), "1", str(sleeper)], capture_output=True, text=True,
                          timeout=900, cwd=HERE.parents[1])
