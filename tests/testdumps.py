@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..cache import cache_root, key_of, atomic_dir, progress
-from ..errors import GdbkdError
+from gdbkd.cache import cache_root, key_of, atomic_dir, progress
+from gdbkd.errors import GdbkdError
 
 __all__ = ["ensure_test_dumps", "ensure_makedumpfile_dumps", "cached_test_dumps", "TestDumps",
            "SLEEPER_COMMS", "MAKEDUMPFILE_VARIANTS", "MAKEDUMPFILE_SUITES", "MAKEDUMPFILE_PARTS",
@@ -76,12 +76,12 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
 
 
 def _make_dumps(kernel, profile, memory: str, out: Path, cpu=None):
-    from ..artifacts.initramfs import ensure_base_initramfs, write_overlay
+    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
     base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
     with tempfile.TemporaryDirectory(prefix="gdbkd-dump-") as td:
         td = Path(td)
         initrd = write_overlay(base, {}, td / "initrd.img", rc=_RC)   # aligns the overlay itself
-        from ..qemu.machine import Machine
+        from gdbkd.qemu.machine import Machine
         progress(f"booting {kernel.release} ({memory}) to make test dumps")
         g = Machine(profile, kernel, initrd, append_extra="panic=0", memory=memory, cpu=cpu)
         try:
@@ -100,7 +100,7 @@ def _make_dumps(kernel, profile, memory: str, out: Path, cpu=None):
             if not g.console.wait_for("end Kernel panic", 60):
                 raise GdbkdError("the test guest did not panic: " + g.console.text()[-300:])
             time.sleep(0.5)
-            from ..qemu.qmp import Qmp
+            from gdbkd.qemu.qmp import Qmp
             q = Qmp(g.qmp_path)
             try:
                 # Both dumps must show the same instant: stop the guest first. The panic loop
@@ -136,8 +136,8 @@ def ensure_test_dumps(profile_name: str = "debian-6.1", memory: str = "1G", cpu=
     """Return cached QEMU dumps (ELF + kdump-zlib) of a crashed guest, making them if absent.
 
     CPU overrides the profile's QEMU CPU (``max``: LPA2 52-bit VA and pointer auth)."""
-    from ..qemu.profiles import load_profile
-    from ..artifacts.kernel import ensure_kernel
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
     profile = load_profile(profile_name)
     kernel = ensure_kernel(profile)
     parts = ["v2-stopped", kernel.release, memory, _RC, os.path.getsize(kernel.image)]
@@ -189,7 +189,7 @@ def _makedumpfile_root(suite: str = "bookworm") -> Path:
     here under qemu-user: bookworm's is the one the in-guest kdump flow uses;
     trixie's (1.7.6) is the first with zstd."""
     import shutil
-    from ..kdump.tools import ensure_sysroot, SUITE
+    from gdbkd.kdump.tools import ensure_sysroot, SUITE
     if not shutil.which("qemu-aarch64-static"):
         raise GdbkdError("running makedumpfile:arm64 needs qemu-user-static "
                          "(apt-get install qemu-user-static)")
@@ -237,7 +237,7 @@ def _procvmcore_from_qemu(dump_elf: Path, out: Path):
 
 def _split_part_pages(path: Path) -> int:
     """Dumped pages a --split part holds in its own pfn range."""
-    from ..dump.diskdump import KdumpDump
+    from gdbkd.dump.diskdump import KdumpDump
     with KdumpDump(path, split_part=True) as k:
         return k.part_pages
 
