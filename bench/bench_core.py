@@ -12,7 +12,7 @@ from its start (Python interpreter included, for drgn too) to its exit:
 - drgn: ``Program.set_core_dump`` + ``load_debug_info`` +
   ``crashed_thread().stack_trace()`` (names only).
 
-Dumps: the 1 GiB and 4 GiB guests of gdbkd.postmortem.testdumps (made on first
+Dumps: the 1 GiB and 4 GiB guests of tests/testdumps.py (made on first
 use, ~10 s and ~30 s), in QEMU's ELF and kdump-zlib (flattened, 64K blocks)
 formats, plus makedumpfile's ``-c -d 31`` output of the 1 GiB one when
 ensure_makedumpfile_dumps made it (drgn cannot open QEMU's kdump-zlib).
@@ -26,6 +26,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # testdumps
 
 DRGN = r"""
 import sys
@@ -82,7 +85,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sizes", default="1G,4G")
     args = ap.parse_args()
-    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    from testdumps import ensure_test_dumps
     results = {}
     for size in args.sizes.split(","):
         td = ensure_test_dumps(memory=size)

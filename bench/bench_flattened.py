@@ -44,7 +44,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=1_000_000)
     args = ap.parse_args()
-    from gdbkd.postmortem.testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
+    from testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
     from hostile import flatten
     src = ensure_makedumpfile_dumps(ensure_test_dumps())["mdf-zlib-d31.kdump"]
     with tempfile.TemporaryDirectory() as d:

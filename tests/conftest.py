@@ -94,7 +94,7 @@ def no_leftover_qemu():
 def real_dumps():
     """(TestDumps, {makedumpfile variant: path}) of the 6.1 guest, made when not cached
     (a QEMU boot and makedumpfile runs, ~1 min once) so the tests over them never skip."""
-    from gdbkd.postmortem.testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
+    from testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
     td = ensure_test_dumps()
     return td, ensure_makedumpfile_dumps(td)
 

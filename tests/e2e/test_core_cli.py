@@ -43,7 +43,7 @@ def test_core_bad_input(tmp_path, kernel61):
 def test_gdb_bt_crosses_the_irq_stack(kernel61):
     """The CPU stopped by panic's IPI: gdb's own bt goes from the IPI handler on the IRQ
     stack through call_on_irq_stack and the el1 IRQ entry back to the idle loop."""
-    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    from testdumps import ensure_test_dumps
     import re
     td = ensure_test_dumps()
     r = gdbkd("core", str(td.elf), kernel61.vmlinux, "--batch", "-ex", "info threads")
@@ -72,7 +72,7 @@ def test_core_split_dump(kernel61):
     a missing part is one line."""
     if not shutil.which("qemu-aarch64-static"):
         pytest.skip("makedumpfile:arm64 needs qemu-user-static (apt-get install qemu-user-static)")
-    from gdbkd.postmortem.testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
+    from testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
     td = ensure_test_dumps()
     parts = [str(p) for p in ensure_makedumpfile_dumps(td)["mdf-split-d31"]]
     assert len(parts) == 3
@@ -101,7 +101,7 @@ def test_stub_listen_serves_one_gdb_on_a_socket(tmp_path):
     import subprocess
     import sys
     import time
-    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    from testdumps import ensure_test_dumps
     from gdbkd.postmortem import open_dump
     td = ensure_test_dumps()
     with open_dump(td.elf) as d:

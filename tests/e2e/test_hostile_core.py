@@ -15,7 +15,7 @@ WEIRD = "d i r'x\"y\\z"
 
 
 def _dumps():
-    from gdbkd.postmortem.testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
+    from testdumps import ensure_test_dumps, ensure_makedumpfile_dumps
     td = ensure_test_dumps()
     return td, ensure_makedumpfile_dumps(td)
 

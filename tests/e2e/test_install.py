@@ -51,6 +51,7 @@ def test_wheel_carries_what_a_user_needs(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "gdbkd/kd_bootstrap.py" in names and "gdbkd/gdbpython.py" in names
     assert "gdbkd/qemu/profiles_data/debian-6.1.toml" in names
+    assert not [n for n in names if "testdumps" in n or n.startswith("tests/")]   # test machinery stays out
     for lab in range(1, 9):
         assert any(re.match(rf"gdbkd/labs/lab{lab}_\w+/lab.toml$", n) for n in names), lab
         assert any(re.match(rf"gdbkd/labs/lab{lab}_\w+/Kbuild$", n) for n in names), lab

@@ -106,7 +106,7 @@ def test_core_prompt_threads_ctrl_c_and_quit(tmp_path):
     """`gdbkd core` at a real terminal: the report, then gdb's prompt on the dump served
     by the forked server; Ctrl-C reaches gdb only; after quit no server is left and its
     socket directory is gone."""
-    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    from testdumps import ensure_test_dumps
     td = ensure_test_dumps()
     link = tmp_path / f"dump-{uuid.uuid4().hex[:6]}.elf"      # a unique name to find the server by
     link.symlink_to(td.elf)

@@ -68,7 +68,7 @@ def run_gdb(vmlinux, *, stub_dump=None, core=None, offset=0, want_bt=(), exprs=(
 
 @pytest.fixture(scope="module")
 def dumps():
-    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    from testdumps import ensure_test_dumps
     return ensure_test_dumps()
 
 
@@ -76,7 +76,7 @@ def dumps():
 def mdf(dumps):
     if not shutil.which("qemu-aarch64-static"):
         pytest.skip("makedumpfile:arm64 needs qemu-user-static (apt-get install qemu-user-static)")
-    from gdbkd.postmortem.testdumps import ensure_makedumpfile_dumps
+    from testdumps import ensure_makedumpfile_dumps
     return ensure_makedumpfile_dumps(dumps)
 
 

@@ -43,7 +43,7 @@ GUESTS = {"4k-lpa2": ("debian-6.12", "max"),      # the profile's cortex-a57 has
 
 @pytest.fixture(scope="module", params=sorted(GUESTS))
 def dump(request):
-    from gdbkd.postmortem.testdumps import ensure_test_dumps
+    from testdumps import ensure_test_dumps
     profile, cpu = GUESTS[request.param]
     return ensure_test_dumps(profile, "1G", cpu=cpu)
 

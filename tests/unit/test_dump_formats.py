@@ -1,6 +1,6 @@
 """Dump readers on real dumps of a crashed 6.1 guest (QEMU ELF, QEMU kdump-zlib, makedumpfile).
 
-The dumps are made by gdbkd.postmortem.testdumps (QEMU boot + sysrq crash + QMP
+The dumps are made by tests/testdumps.py (QEMU boot + sysrq crash + QMP
 dump, makedumpfile:arm64 under qemu-user: bookworm's 1.7.2 for zlib, lzo,
 flattened, ELF and --split, trixie's 1.7.6 for zstd) and cached; a machine
 without them makes them first (conftest.real_dumps), so these tests never skip. The snappy
