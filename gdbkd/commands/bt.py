@@ -20,6 +20,9 @@ def add_bt_flags(p):
     p.add_argument("-e", dest="exceptions", action="store_true")
     p.add_argument("-t", dest="text", action="store_true")
     p.add_argument("--fp", dest="fp_only", action="store_true")
+    p.add_argument("--args", dest="args", action="store_true",
+                   help="every parameter of every frame: its value and how it was found "
+                        "(DWARF location, entry value, callee-saved spill, move before a call)")
 
 
 def regs_for_task(task, cur=None):
@@ -93,13 +96,17 @@ def bt_data(task, regs=None, thread=None, opts=None) -> dict:
     u = kstack.best_unwind(task, regs, thread, getattr(opts, "fp_only", False))
     raw = _raw_words(u) if getattr(opts, "frames_raw", False) else {}
     frames = []
+    owners = []
     for i, f in enumerate(u.frames):
         entries = _frame_json(f, want_line)
         if i in raw:
             entries[-1]["raw"] = raw[i]
         frames.extend(entries)
+        owners.extend([f] * len(entries))
     for i, fr in enumerate(frames):
         fr["level"] = i
+    if getattr(opts, "args", False):
+        _add_args(u, task, thread, frames, owners)
     d = {"task": task.brief(), "source": u.start.get("source"), "frames": frames, "stop": u.stop,
          "stacks": [{"name": n, "lo": f"{lo:#x}", "hi": f"{hi:#x}"} for n, lo, hi in u.ranges
                     if n == "task" or any(fr["stack"] == n for fr in frames)]}
@@ -111,6 +118,33 @@ def bt_data(task, regs=None, thread=None, opts=None) -> dict:
                             "symbol": describe(kstack.strip_pac(v))}
                            for a, v in kstack.text_words(task, start)]
     return d
+
+
+def _add_args(u, task, thread, frames, owners):
+    """Each JSON frame gets ``args`` (kernel/args.py) and, when none can be listed,
+    ``args_reason`` (OWNERS: the unwound Frame each JSON frame came from)."""
+    from ..kernel.args import contexts, frame_args
+    ctxs = {id(c.frame): c for c in contexts(u, task, thread)}
+    for e, f in zip(frames, owners):
+        e["args"] = []
+        ctx = ctxs.get(id(f))
+        if ctx is None or e["inlined"]:
+            e["args_reason"] = "inlined: kd recovers the parameters of out-of-line frames only"
+            continue
+        fa = frame_args(ctx)
+        e["args"] = fa["args"]
+        if fa["reason"]:
+            e["args_reason"] = fa["reason"]
+
+
+def _fmt_arg(a) -> str:
+    v = a["value"]
+    if v is None:
+        return f"{a['name']} = ?  ({a['reason']})"
+    shown = f"{v:#x}" if "*" in a["type"] or v < 0 or v > 4096 else str(v)
+    if v < 0:
+        shown = str(v)
+    return f"{a['name']} = {shown}{'@entry' if a.get('at_entry') else ''}  [{a['how']}]"
 
 
 def _raw_words(u) -> dict:
@@ -178,6 +212,11 @@ def bt_render(d: dict, opts=None) -> str:
         lines.append(f" #{f['level']:<2} [{int(addr, 16):016x}] {name} at {int(f['pc'], 16):016x}")
         if opts is not None and getattr(opts, "lines", False) and f["file"]:
             lines.append(f"     {f['file']}: {f['line']}")
+        if "args" in f:
+            for a in f["args"]:
+                lines.append(f"     {_fmt_arg(a)}")
+            if f.get("args_reason"):
+                lines.append(f"     (args: {f['args_reason']})")
         if "exception" in f:
             lines.extend(_regs_block(f["exception"]))
         if "raw" in f:
@@ -211,7 +250,7 @@ def bt_render(d: dict, opts=None) -> str:
 class Bt(KernelCommand):
     """Kernel backtrace of a task (crash's bt).
 
-Usage: kd bt [-a] [-f] [-l] [-e] [-t] [--fp] [PID|TASK|COMM ...]
+Usage: kd bt [-a] [-f] [-l] [-e] [-t] [--fp] [--args] [PID|TASK|COMM ...]
 
 Without a task: the task running on the selected gdb thread (live: the vCPU's
 current task; postmortem: the selected thread). Sleeping tasks are unwound
@@ -223,6 +262,8 @@ entries (struct pt_regs, printed as a register block), IRQ and overflow stacks.
   -e    search the whole stack for exception frames (pt_regs) and print them
   -t    list every kernel-text address found on the stack
   --fp  for a task on a gdb thread, use frame records instead of gdb's unwinder
+  --args  every parameter of every frame, its value and how it was found (kd args N
+        spells out the evidence); "?" with the reason when the chain is incomplete
 Frame lines read: #N [frame record address] function at pc."""
 
     name = "bt"
