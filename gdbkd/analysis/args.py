@@ -179,13 +179,13 @@ def add_imm(i):
     """(source register or "sp", signed immediate, bits) of ``add/sub xD, xS|sp, #imm``, else None."""
     if i.mnemonic not in ("add", "sub"):
         return None
-    m = re.fullmatch(r"([wx])\d+,\s*([wx]\d+|sp|wsp),\s*#(0x[0-9a-f]+|\d+)(?:,\s*lsl #(\d+))?",
-                     i.op_str.strip())
+    m = re.fullmatch(r"([wx]|(?=sp)|(?=wsp))(?:\d+|sp|wsp),\s*([wx]\d+|sp|wsp),\s*#(0x[0-9a-f]+|\d+)"
+                     r"(?:,\s*lsl #(\d+))?", i.op_str.strip())
     if not m:
         return None
     imm = int(m.group(3), 0) << int(m.group(4) or 0)
     return F.reg_norm(m.group(2)), (imm if i.mnemonic == "add" else -imm), \
-        (64 if m.group(1) == "x" else 32)
+        (32 if m.group(1) == "w" else 64)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from ..kernel.symbolize import describe
 from ..kernel.types import read_bytes
 from ..kernel.access import user_thread
 
-__all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task"]
+__all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_arg"]
 
 
 def add_bt_flags(p):
@@ -137,7 +137,7 @@ def _add_args(u, task, thread, frames, owners):
             e["args_reason"] = fa["reason"]
 
 
-def _fmt_arg(a) -> str:
+def fmt_arg(a) -> str:
     v = a["value"]
     if v is None:
         return f"{a['name']} = ?  ({a['reason']})"
@@ -214,7 +214,7 @@ def bt_render(d: dict, opts=None) -> str:
             lines.append(f"     {f['file']}: {f['line']}")
         if "args" in f:
             for a in f["args"]:
-                lines.append(f"     {_fmt_arg(a)}")
+                lines.append(f"     {fmt_arg(a)}")
             if f.get("args_reason"):
                 lines.append(f"     (args: {f['args_reason']})")
         if "exception" in f:

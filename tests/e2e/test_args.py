@@ -1,0 +1,200 @@
+"""kd bt --args / kd args against the truth, live and on the dump (real QEMU + gdb, Debian 6.1).
+
+The fixture module tests/e2e/kdargs_mod is loaded with argument values drawn for this
+run. gdb puts a breakpoint on the first instruction of each function of its call chain
+and records x0..x7 there (the arguments as the function received them); then the chain
+faults and gdb stops in ``die``. Live (the same gdb) and on a QMP dump taken at that
+stop (``gdbkd core``), every argument kd gives a value for must equal the recorded
+one, and the arguments the code keeps live across its call must all have a value.
+"""
+
+import json
+import random
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import GDBKD, ROOT
+from kdlive import Guest
+
+pytestmark = pytest.mark.e2e
+HERE = Path(__file__).resolve().parent
+CHAIN = ("kda_top", "kda_mid", "kda_inner", "kda_leaf")
+#: parameter name, register, C size in bytes, signed
+PARAMS = {
+    "kda_top": [("a", 8, False), ("b", 8, False), ("idx", 4, False), ("d", 4, True), ("f", 1, False)],
+    "kda_mid": [("a", 8, False), ("b", 8, False), ("idx", 4, False), ("o", 8, False), ("d", 4, True)],
+    "kda_inner": [("o", 8, False), ("idx", 4, False), ("key", 8, False), ("tag", 2, False), ("d", 4, True)],
+    "kda_leaf": [("o", 8, False), ("idx", 4, False), ("salt", 8, False)],
+}
+#: kept in callee-saved registers across the call below (see the fixture's disassembly
+#: in its comment): these must be recovered. kda_leaf is interrupted: all registers known.
+LIVE_ACROSS = {"kda_top": {"a", "f"}, "kda_mid": {"a", "b", "o"},
+               "kda_inner": {"tag", "d", "key"}, "kda_leaf": {"o", "idx"}}
+
+_HELPER = r"""
+import gdb, json
+TRUTH = []
+
+class EntryBreak(gdb.Breakpoint):
+    def __init__(self, name, addr):
+        super().__init__(f"*{addr:#x}", internal=True)
+        self.fname = name
+    def stop(self):
+        f = gdb.newest_frame()
+        TRUTH.append({"function": self.fname,
+                      "regs": [int(f.read_register(f"x{i}")) & (2**64 - 1) for i in range(8)]})
+        return False
+
+def kda_setup(names):
+    from gdbkd.kernel.symbolize import resolve_name
+    for n in names:
+        EntryBreak(n, resolve_name(n))
+    gdb.execute("break die")
+
+def kda_truth(path):
+    json.dump(TRUTH, open(path, "w"))
+
+def kda_dump(qmp, path):
+    from gdbkd.qemu.qmp import Qmp
+    q = Qmp(qmp)
+    try:
+        q.dump(path, "elf")
+    finally:
+        q.close()
+"""
+
+
+def _expect(fn, regs):
+    """{param: C value} from the entry registers."""
+    out = {}
+    for k, (name, size, signed) in enumerate(PARAMS[fn]):
+        v = regs[k] & ((1 << (8 * size)) - 1)
+        if signed and v >> (8 * size - 1):
+            v -= 1 << (8 * size)
+        out[name] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def chain(kernel61, tmp_path_factory):
+    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
+    from gdbkd.artifacts.modules import build_module_dir
+    from gdbkd.qemu.profiles import load_profile
+    d = tmp_path_factory.mktemp("kdargs")
+    rnd = random.Random()
+    vals = {"x": rnd.randrange(1, 1 << 63), "y": rnd.randrange(1, 1 << 63),
+            "i": rnd.randrange(1, 1 << 20), "delta": -rnd.randrange(1, 1 << 30),
+            "flags": rnd.randrange(1, 255)}
+    ko = build_module_dir(HERE / "kdargs_mod", kernel61)[0]
+    params = " ".join(f"{k}={v}" for k, v in vals.items())
+    base = ensure_base_initramfs(kernel61, load_profile("debian-6.1").guest["boot_modules"])
+    initrd = write_overlay(base, {"lib/modules/gdbkd/kdargs.ko": ko}, d / "initrd.img",
+                           rc=f"insmod /lib/modules/gdbkd/kdargs.ko {params}\n")
+    helper = d / "helper.py"
+    helper.write_text(_HELPER)
+    ready, truth, dump = d / "ready", d / "truth.json", d / "kdargs.elf"
+    g = Guest(kernel61, initrd, d, kaslr=True)
+    try:
+        g.start()
+        kd_cmds = ["kd bt --args --json", "kd args kda_mid --json", "kd unwind --explain --json"]
+        proc, collect = g.gdb([f"source {helper}", "kd symbols", f"python kda_setup({list(CHAIN)!r})",
+                               f"!touch {ready}", "continue", f"python kda_truth({str(truth)!r})",
+                               *kd_cmds, f"python kda_dump({g.qmp_path!r}, {str(dump)!r})"],
+                              timeout=300, background=True)
+        for _ in range(600):
+            if ready.exists():
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        g.sock.sendall(b"echo 1 > /sys/module/kdargs/parameters/go\n")
+        res = collect()
+        errs = [r for r in res if r["err"]]
+        assert not errs, errs
+        out = {r["cmd"]: r["out"] for r in res}
+        live = {c: json.loads(out[c]) for c in kd_cmds}
+        post = _core(dump, kernel61.vmlinux, kd_cmds)
+        yield {"vals": vals, "truth": json.loads(truth.read_text()), "live": live, "post": post,
+               "dump": dump, "vmlinux": kernel61.vmlinux}
+    finally:
+        g.stop()
+
+
+def _core(dump, vmlinux, cmds):
+    ex = []
+    for c in cmds:
+        ex += ["-ex", "echo @@@\\n", "-ex", c]
+    ex += ["-ex", "echo @@@\\n"]
+    r = subprocess.run([*GDBKD, "core", str(dump), str(vmlinux), "-s", "--batch", *ex],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
+    return {c: json.loads(o) for c, o in zip(cmds, r.stdout.split("@@@\n")[1:-1])}
+
+
+def _chain_frames(bt):
+    frames = {f["function"]: f for f in bt["frames"] if f["function"] in CHAIN}
+    assert list(frames) == list(reversed(CHAIN)) or set(frames) == set(CHAIN), list(frames)
+    return frames
+
+
+def _check(chain, bt):
+    truth = {t["function"]: _expect(t["function"], t["regs"]) for t in chain["truth"]}
+    assert set(truth) == set(CHAIN), truth
+    # the truth is the drawn values (the breakpoints read what the C code passed)
+    v = chain["vals"]
+    assert truth["kda_top"]["a"] == v["x"] and truth["kda_top"]["b"] == v["y"]
+    assert truth["kda_top"]["d"] == v["delta"] and truth["kda_top"]["f"] == v["flags"]
+    assert truth["kda_mid"]["b"] == v["y"] + 1 and truth["kda_inner"]["key"] == v["y"] + 1
+    shown = 0
+    for fn, f in _chain_frames(bt).items():
+        args = {a["name"]: a for a in f["args"]}
+        assert [a["name"] for a in f["args"]] == [p[0] for p in PARAMS[fn]], (fn, f["args"])
+        for name, a in args.items():
+            if a["value"] is None:
+                assert a["reason"], a
+                assert name not in LIVE_ACROSS[fn], (fn, a)
+                continue
+            assert a["how"] and a["evidence"], a
+            assert a["value"] == truth[fn][name], (fn, name, a, truth[fn][name])
+            shown += 1
+    return shown
+
+
+def test_live_args_equal_the_truth(chain):
+    shown = _check(chain, chain["live"]["kd bt --args --json"][0])
+    assert shown >= sum(len(s) for s in LIVE_ACROSS.values())
+
+
+def test_dump_args_equal_the_truth(chain):
+    shown = _check(chain, chain["post"]["kd bt --args --json"][0])
+    assert shown >= sum(len(s) for s in LIVE_ACROSS.values())
+
+
+def test_live_equals_dump(chain):
+    for c in chain["live"]:
+        assert chain["live"][c] == chain["post"][c], c
+
+
+def test_sources_named(chain):
+    """The chain's arguments come from each kind of evidence the issue lists."""
+    hows = [a["how"] for f in _chain_frames(chain["post"]["kd bt --args --json"][0]).values()
+            for a in f["args"] if a["how"]]
+    joined = " | ".join(hows)
+    for src in ("DWARF location", "callee-saved spill", "move before call", "call site", "pt_regs"):
+        assert src in joined, (src, hows)
+
+
+def test_kd_args_spells_out_the_evidence(chain):
+    """kd args FUNCTION: the same values as kd bt --args, each with its whole chain."""
+    for where in ("live", "post"):
+        one = chain[where]["kd args kda_mid --json"]
+        bt = _chain_frames(chain[where]["kd bt --args --json"][0])["kda_mid"]
+        assert one["function"] == "kda_mid" and one["level"] == bt["level"]
+        assert one["args"] == bt["args"]
+        b = next(a for a in one["args"] if a["name"] == "b")
+        # b = y + 1 is kept in x19, saved by kda_inner's prologue: the evidence says so
+        assert any("kda_inner saved its caller's x19" in e for e in b["evidence"]), b
