@@ -15,6 +15,9 @@ sys.path.insert(0, str(ROOT))
 
 from gdbkd.labs import list_labs  # noqa: E402
 
+#: kd commands whose output each lab's transcript shows after the report
+EXTRA = {6: ["kd bt --args", "kd args lab6_rx_one"], 8: ["kd unwind --explain"]}
+
 
 def header_comment(lab):
     src = sorted(lab.dir.glob("*.c"))
@@ -37,6 +40,8 @@ def main(which):
         if lab.expect == "hang":
             svg = out_dir / f"{lab.number}-{lab.slug}.svg"
             extra = ["-ex", "kd ps UN", "-ex", "kd deadlock", "-ex", f"kd deadlock --render {svg}"]
+        for c in EXTRA.get(lab.number, []):
+            extra += ["-ex", c]
         r = subprocess.run(cmd + extra, capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL,
                            timeout=600)
         # the transcript: gdbkd's own output; the KASLR offset and addresses differ per run
