@@ -90,7 +90,8 @@ class _LazyGroup(click.Group):
 
     lazy = {"core": "gdbkd.postmortem.cli:core", "stub": "gdbkd.postmortem.cli:stub",
             "convert": "gdbkd.postmortem.cli:convert", "lab": "gdbkd.labs.cli:lab",
-            "proxy": "gdbkd.stub.cli:proxy"}
+            "proxy": "gdbkd.stub.cli:proxy",
+            "triage": "gdbkd.triage.cli:triage"}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))

@@ -1,0 +1,211 @@
+"""One dump's triage row: identity, vmlinux, the kd reports, title and signature.
+
+:func:`triage_dump` is the unit of work of ``gdbkd triage``: a module-level function of
+plain arguments returning a plain dict, so local processes and Dask workers run the very
+same code. It runs ``gdbkd core DUMP VMLINUX -s --batch`` with the ``kd`` commands below in
+a child process (gdb is a child of that one: a crash in it ends one row, not the batch) and
+never raises for a bad dump: the row then has ``ok: false`` and a one-line ``error``.
+
+The row holds no timing and no host name, so the same dump gives the same row wherever it
+runs. The crash time is the kernel's own wall clock (``tk_core.timekeeper.xtime_sec``, the
+last timekeeping tick before the dump), else the dump file's mtime.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import GdbkdError
+
+__all__ = ["triage_dump", "error_row", "pick_vmlinux", "vmlinux_index", "identify", "readable", "KD_COMMANDS",
+           "TIMEOUT"]
+
+#: seconds one dump may take in gdb before its row says so
+TIMEOUT = 600
+
+#: section name -> gdb command; each section's output starts after a marker line
+KD_COMMANDS = {
+    "analyze": "kd analyze --json --log 0",
+    "deadlock": "kd deadlock --json --dot {dot}",
+    "sys": "kd sys --json",
+    "mod": "kd mod --json",
+    "xtime": 'printf "%d\\n", tk_core.timekeeper.xtime_sec',
+}
+_MARK = "@@gdbkd-triage "
+
+_index_cache = {}       # (dir, its mtime) -> {build-id: path}, per process
+
+
+def readable(path) -> bool:
+    """Whether this process can read PATH (a Dask worker is asked this for each dump)."""
+    return os.path.isfile(path) and os.access(path, os.R_OK)
+
+
+def identify(path) -> dict:
+    """{release, build_id, format} from the dump's VMCOREINFO (no vmlinux needed)."""
+    from ..postmortem import open_dump
+    d = open_dump(str(path))
+    try:
+        if not d.osrelease:
+            raise GdbkdError(f"{path}: the dump has no VMCOREINFO (no OSRELEASE): "
+                             "cannot tell which kernel it is")
+        return {"release": d.osrelease, "build_id": d.build_id or None, "format": d.format}
+    finally:
+        d.close()
+
+
+def vmlinux_index(vmlinux_dir) -> dict:
+    """{build-id: path} of the ELF vmlinux files under VMLINUX_DIR (two levels deep;
+    other files are ignored)."""
+    from ..postmortem.offsets import vmlinux_build_id
+    root = Path(vmlinux_dir)
+    if not root.is_dir():
+        raise GdbkdError(f"--vmlinux-dir {vmlinux_dir} is not a directory")
+    key = (str(root.resolve()), root.stat().st_mtime_ns)
+    if key in _index_cache:
+        return _index_cache[key]
+    found = {}
+    cands = sorted(p for p in root.iterdir()) + sorted(q for p in root.iterdir() if p.is_dir()
+                                                      for q in p.iterdir())
+    for p in cands:
+        if not p.is_file() or p.suffix in (".ko", ".gz", ".xz", ".txt", ".json"):
+            continue
+        try:
+            with open(p, "rb") as f:
+                if f.read(4) != b"\x7fELF":
+                    continue
+            bid = vmlinux_build_id(p)
+        except (OSError, GdbkdError):
+            continue
+        if bid:
+            found.setdefault(bid, str(p))
+    _index_cache[key] = found
+    return found
+
+
+def pick_vmlinux(ident: dict, vmlinux_dir) -> str:
+    """The vmlinux under VMLINUX_DIR for a dump: the one with the dump's build-id; for a
+    dump without BUILD-ID (kernels before 5.9), the only one whose path names its release."""
+    idx = vmlinux_index(vmlinux_dir)
+    rel, bid = ident["release"], ident.get("build_id")
+    if bid:
+        if bid in idx:
+            return idx[bid]
+        same = [p for p in idx.values() if rel in p]
+        hint = f" ({', '.join(os.path.basename(p) for p in same)} names that release but has " \
+               f"another build-id)" if same else ""
+        raise GdbkdError(f"no vmlinux for {rel} with build-id {bid[:12]}… in {vmlinux_dir}{hint}")
+    same = sorted(p for p in idx.values() if rel in p)
+    if len(same) == 1:
+        return same[0]
+    raise GdbkdError(f"the dump has no BUILD-ID and {len(same) or 'no'} vmlinux files in "
+                     f"{vmlinux_dir} name release {rel}: give --vmlinux")
+
+
+def _run_core(dump, vmlinux, dot_path):
+    argv = [sys.executable, "-m", "gdbkd", "core", str(dump), str(vmlinux), "-s", "--batch"]
+    for name, cmd in KD_COMMANDS.items():
+        argv += ["-ex", f"echo \\n{_MARK}{name}\\n", "-ex", cmd.format(dot=dot_path)]
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
+                           stdin=subprocess.DEVNULL, errors="replace")
+    except subprocess.TimeoutExpired:
+        raise GdbkdError(f"gdbkd core took more than {TIMEOUT} s")
+    return r
+
+
+def _sections(stdout: str) -> dict:
+    """{section: [lines]} of the marked gdb output."""
+    out, cur = {}, None
+    for line in stdout.splitlines():
+        if line.startswith(_MARK):
+            cur = line[len(_MARK):].strip()
+            out[cur] = []
+        elif cur is not None:
+            out[cur].append(line)
+    return out
+
+
+def _json_of(lines):
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+def _gdb_errors(stderr: str) -> list:
+    errs = [l.strip() for l in stderr.splitlines()
+            if l.startswith(("Error occurred in Python", "gdbkd", "kd:")) or "rror" in l[:30]]
+    return list(dict.fromkeys(errs))[:5]
+
+
+def _hex(v):
+    return f"{v:#x}" if isinstance(v, int) else v
+
+
+def triage_dump(dump, vmlinux=None, vmlinux_dir=None) -> dict:
+    """The triage row of one dump (see the module docstring); never raises for bad input."""
+    from ..analysis.crashsig import classify
+    row = {"dump": str(dump), "name": os.path.basename(str(dump))}
+    try:
+        if not readable(dump):
+            raise GdbkdError(f"{dump}: no such readable file")
+        ident = identify(dump)
+        row.update(release=ident["release"], build_id=ident["build_id"])
+        if vmlinux is None:
+            vmlinux = pick_vmlinux(ident, vmlinux_dir)
+        else:
+            from ..postmortem.offsets import vmlinux_build_id
+            vb = vmlinux_build_id(vmlinux)
+            if ident["build_id"] and vb and vb != ident["build_id"]:
+                raise GdbkdError(f"{vmlinux} is not this dump's kernel (build-id {vb[:12]}…, "
+                                 f"the dump's {ident['build_id'][:12]}…)")
+        row["vmlinux"] = str(vmlinux)
+        with tempfile.TemporaryDirectory(prefix="gdbkd-triage-") as td:
+            dot_path = os.path.join(td, "waitfor.dot")
+            r = _run_core(dump, vmlinux, dot_path)
+            dot = Path(dot_path).read_text() if os.path.isfile(dot_path) else None
+        secs = _sections(r.stdout)
+        if r.returncode not in (0, 3) or not secs:
+            err = _gdb_errors(r.stderr) or r.stderr.strip().splitlines()[-1:] or [f"exit {r.returncode}"]
+            raise GdbkdError(f"gdbkd core failed: {err[0][:300]}")
+        analyze, deadlock = _json_of(secs.get("analyze", [])), _json_of(secs.get("deadlock", []))
+        sysinfo, mods = _json_of(secs.get("sys", [])), _json_of(secs.get("mod", []))
+        notes = [f"kd {n} gave no report" for n, v in
+                 (("analyze", analyze), ("deadlock", deadlock), ("sys", sysinfo), ("mod", mods)) if v is None]
+        if notes:
+            notes += _gdb_errors(r.stderr)
+        xt = next((l.strip() for l in secs.get("xtime", []) if l.strip().isdigit()), None)
+        if xt is not None:
+            row.update(time=int(xt), time_source="kernel clock")
+        else:
+            row.update(time=int(os.stat(dump).st_mtime), time_source="file mtime")
+        row.update(classify(analyze, deadlock, sysinfo))
+        task = (analyze or {}).get("task")
+        row["panic_task"] = dict(task, address=_hex(task.get("address"))) if task else None
+        row["taint"] = ((sysinfo or {}).get("tainted") or {}).get("flags")
+        row["panic"] = (sysinfo or {}).get("panic")
+        row["modules"] = sorted(m["name"] for m in (mods or {}).get("modules", []))
+        row["analyze"] = analyze
+        if deadlock and deadlock.get("waits"):
+            row["deadlock"] = deadlock
+            row["deadlock_dot"] = dot
+        row["notes"] = notes
+        row["ok"] = True
+    except GdbkdError as e:
+        row.update(ok=False, error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except OSError as e:
+        row.update(ok=False, error=f"{e.strerror or e}: {e.filename or dump}")
+    return row
+
+
+def error_row(dump, message) -> dict:
+    """A row for a dump that never reached triage_dump (e.g. no worker can read it)."""
+    return {"dump": str(dump), "name": os.path.basename(str(dump)), "ok": False, "error": message}
+

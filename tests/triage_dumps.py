@@ -1,0 +1,169 @@
+"""Real crash dumps for the triage tests and bench (tests/e2e/test_triage*.py, bench/bench_triage.py).
+
+Each dump is made once by booting the Debian 6.1 guest under QEMU (KASLR on) and cached
+under ``~/.cache/gdbkd/triage-dumps/<name>-<key>/`` (content-keyed by the lab's sources, the
+kernel release and the boot tag), as ``kdump-zlib`` (~20 MB each instead of 1 GB):
+
+- ``sysrq``: ``gdbkd run --exec 'echo c > /proc/sysrq-trigger' --dump-on-crash``
+  (QEMU dumps at gdb's ``panic`` breakpoint);
+- ``sysrq-loop``: the cached test dump (tests/testdumps.py: the same sysrq crash, dumped
+  while the panicked kernel spins in ``panic()``'s delay loop, another boot);
+- ``labN`` / ``labN-boot2``: oops labs by ``gdbkd lab run N --dump`` (dumped at ``die``);
+  hang labs (5, 7) booted with the lab's overlay and dumped over QMP once the hung-task
+  detector named all the lab's blocked threads (as ``gdbkd lab run`` stops; no gdb in the
+  loop). ``lab1-boot2`` is the same crash as ``lab1`` in a separate boot (another KASLR
+  offset, other addresses).
+
+One QEMU at a time (the machine is shared); a failed boot raises with its stderr tail.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["ensure_triage_dumps", "FLEET", "bad_dump"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: name -> (kind, lab number or None). Two deadlocks (5: ABBA mutexes, 7: mutex/rwsem/semaphore).
+FLEET = {
+    "sysrq": ("sysrq", None),
+    "lab1": ("lab", 1),
+    "lab1-boot2": ("lab", 1),
+    "lab2": ("lab", 2),
+    "lab3": ("lab", 3),
+    "lab4": ("lab", 4),
+    "lab6": ("lab", 6),
+    "lab8": ("lab", 8),
+    "lab5": ("lab", 5),
+    "lab7": ("lab", 7),
+}
+
+
+def _lab_digest(n) -> str:
+    from gdbkd.labs import get_lab
+    h = hashlib.sha256()
+    d = get_lab(n).dir
+    for p in sorted(d.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _make_hang(lab_no, out: Path):
+    """A hang lab dumped by QMP once the hung-task detector named every blocked thread of
+    the lab (no gdb in the loop: the guest is stopped and dumped as it hangs)."""
+    import re
+    import tempfile
+    import time
+    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
+    from gdbkd.artifacts.kernel import ensure_kernel
+    from gdbkd.labs import get_lab, build_lab, lab_rc
+    from gdbkd.qemu.machine import Machine
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.qemu.qmp import Qmp
+    profile = load_profile("debian-6.1")
+    kernel = ensure_kernel(profile)
+    lab = get_lab(lab_no)
+    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+    want = set(lab.hang_comms) | set(lab.victim_comms)
+    with tempfile.TemporaryDirectory(prefix="gdbkd-triage-") as td:
+        initrd = write_overlay(base, build_lab(lab, kernel), Path(td) / "initrd.img", rc=lab_rc(lab))
+        m = Machine(profile, kernel, initrd)
+        try:
+            m.start()
+            if not m.console.wait_for("GDBKD-READY", 120):
+                raise RuntimeError(f"lab {lab_no}: no shell: {m.console.text()[-500:]}")
+            for cmd in lab.trigger:
+                m.console.send(cmd + "\n")
+                time.sleep(0.3)
+            end = time.monotonic() + 150
+            while set(re.findall(r"task (\S+):\d+ blocked for more than", m.console.text())) < want:
+                if time.monotonic() > end:
+                    raise RuntimeError(f"lab {lab_no}: no hang report: {m.console.text()[-800:]}")
+                time.sleep(0.5)
+            q = Qmp(m.qmp_path)
+            try:
+                q.execute("stop")
+                q.dump(str(out / "vmcore.kdump"), "kdump-zlib")
+            finally:
+                q.close()
+            (out / "serial.log").write_text(m.console.text())
+        finally:
+            m.stop()
+
+
+def _make(name, kind, lab, out: Path):
+    dump = out / "vmcore.kdump"
+    from gdbkd.labs import get_lab
+    if kind == "lab" and get_lab(lab).expect == "hang":
+        return _make_hang(lab, out)
+    argv = [sys.executable, "-m", "gdbkd"]
+    if kind == "sysrq":
+        argv += ["run", "--batch", "--json", "--exec", "echo c > /proc/sysrq-trigger",
+                 "--dump-on-crash", str(dump), "--dump-format", "kdump-zlib"]
+    else:
+        argv += ["lab", "run", str(lab), "--batch", "--json", "--timeout", "150",
+                 "--dump", str(dump), "--dump-format", "kdump-zlib"]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=900,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0 or not dump.is_file():
+        raise RuntimeError(f"making the {name} dump failed ({r.returncode}): {r.stderr[-2000:]}")
+    (out / "run.json").write_text(r.stdout)
+
+
+def ensure_triage_dumps(names=None) -> dict:
+    """{name: Path of a cached dump} for NAMES (default: all of FLEET plus ``sysrq-loop``),
+    making the missing ones."""
+    from gdbkd.cache import cache_root, key_of, atomic_dir, progress
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
+    names = list(FLEET) + ["sysrq-loop"] if names is None else list(names)
+    kernel = ensure_kernel(load_profile("debian-6.1"))
+    out = {}
+    for name in names:
+        if name == "sysrq-loop":
+            from testdumps import ensure_test_dumps
+            out[name] = ensure_test_dumps().kdump_flat
+            continue
+        kind, lab = FLEET[name]
+        boot = name.rsplit("-", 1)[1] if "-boot" in name else "boot1"
+        key = key_of("triage-dump-v1", kind, lab, _lab_digest(lab) if lab else "", kernel.release, boot)
+        d = cache_root() / "triage-dumps" / f"{name}-{key}"
+        if not (d / "vmcore.kdump").is_file():
+            progress(f"making the triage dump {name} (a QEMU boot)")
+            with atomic_dir(d) as tmp:
+                _make(name, kind, lab, Path(tmp))
+        out[name] = d / "vmcore.kdump"
+    return out
+
+
+def bad_dump(tmp: Path) -> Path:
+    """A file that is no dump (junk bytes with a dump-like name)."""
+    p = Path(tmp) / "junk.vmcore"
+    p.write_bytes(b"not a crash dump\n" * 64)
+    return p
+
+
+def vmlinux_dir(tmp: Path) -> Path:
+    """A directory holding the 6.1 vmlinux (a symlink) and an unrelated ELF file, for
+    --vmlinux-dir."""
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
+    k = ensure_kernel(load_profile("debian-6.1"))
+    d = Path(tmp) / "vmlinuxes"
+    d.mkdir(exist_ok=True)
+    link = d / os.path.basename(k.vmlinux)
+    if not link.exists():
+        link.symlink_to(k.vmlinux)
+    shutil.copy(sys.executable, d / "not-a-kernel")
+    return d
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    for n, p in ensure_triage_dumps(sys.argv[1:] or None).items():
+        print(n, p, p.stat().st_size)
