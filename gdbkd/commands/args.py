@@ -1,9 +1,8 @@
 """kd args: the parameters of one frame, each with its whole chain of evidence."""
 
 from . import KdError, command
-from ._util import KernelCommand, resolve_task, current_task
-from .bt import bt_data, regs_for_task, fmt_arg
-from ..kernel.access import user_thread
+from ._util import KernelCommand
+from .bt import bt_data, fmt_arg, task_arg
 
 __all__ = ["Args"]
 
@@ -28,19 +27,7 @@ is shown only when the chain is complete; otherwise the missing link is named.""
                                                "selected thread's task)")
 
     def run(self, args):
-        cur = None
-        try:
-            cur = current_task() if user_thread() is not None else None
-        except KdError:
-            cur = None
-        if args.task is not None:
-            t = resolve_task(args.task)
-            th, regs = regs_for_task(t, cur)
-        elif cur is not None:
-            t, regs = cur
-            th = user_thread()
-        else:
-            raise KdError("no current task: give a PID or task address")
+        t, th, regs = task_arg(args.task)
 
         class _Opts:
             args = True

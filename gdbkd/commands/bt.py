@@ -11,7 +11,7 @@ from ..kernel.symbolize import describe
 from ..kernel.types import read_bytes
 from ..kernel.access import user_thread
 
-__all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_arg"]
+__all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_arg", "task_arg"]
 
 
 def add_bt_flags(p):
@@ -44,6 +44,23 @@ def regs_for_task(task, cur=None):
         if task.stack <= r.get("sp", 0) < task.stack + size:
             return th, r
     return None, None
+
+
+def task_arg(arg=None):
+    """(task, gdb thread, regs) of a task argument (pid | task address | comm), or of the
+    selected thread's task when ARG is None; thread and regs are None for a task no gdb
+    thread runs (then it is unwound from its saved cpu_context)."""
+    try:
+        cur = current_task() if user_thread() is not None else None
+    except KdError:
+        cur = None
+    if arg is not None:
+        t = resolve_task(arg)
+        th, regs = regs_for_task(t, cur)
+        return t, th, regs
+    if cur is None:
+        raise KdError("no current task: give a PID or task address")
+    return cur[0], user_thread(), cur[1]
 
 
 def _regs_json(r: dict) -> dict:

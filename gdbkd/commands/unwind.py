@@ -1,9 +1,8 @@
 """kd unwind: the arm64 frame-record walk, optionally step by step (lab 8)."""
 
-from . import KdError, command
-from ._util import KernelCommand, resolve_task, current_task
-from .bt import regs_for_task
-from ..kernel.access import user_thread
+from . import command
+from ._util import KernelCommand
+from .bt import task_arg
 
 __all__ = ["Unwind"]
 
@@ -34,17 +33,7 @@ Unlike kd bt, this is always the frame-record walk (no DWARF unwinding)."""
 
     def run(self, args):
         from ..kernel.unwind_explain import explain_unwind
-        try:
-            cur = current_task() if user_thread() is not None else None
-        except KdError:
-            cur = None
-        if args.task is not None:
-            t = resolve_task(args.task)
-            _th, regs = regs_for_task(t, cur)
-        elif cur is not None:
-            t, regs = cur
-        else:
-            raise KdError("no current task: give a PID or task address")
+        t, _thread, regs = task_arg(args.task)
         return explain_unwind(t, regs)
 
     def render(self, d, args):

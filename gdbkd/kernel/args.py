@@ -47,6 +47,9 @@ from ..analysis import fault as F
 from .types import read_bytes
 from .symbolize import lookup
 from . import stack as kstack
+# the fault explanation's DWARF helpers: the function (not inlined) block at a pc, and
+# gdb's ``info scope`` parsed (whole location lists with absolute ranges), cached per pc
+from .explain import _function_block, _scope
 
 __all__ = ["frame_args", "Known", "FrameCtx", "contexts"]
 
@@ -166,19 +169,6 @@ class FrameCtx:
             return self.sp.then(f"{self.name}'s sp at entry = sp - ({p.sp_off}) (straight-line "
                                 f"prologue up to the pc)", self.sp.value - p.sp_off)
         return None
-
-
-def _function_block(pc):
-    try:
-        b = gdb.block_for_pc(pc)
-    except RuntimeError:
-        return None
-    fn = None
-    while b is not None and not b.is_global and not b.is_static:
-        if b.function is not None:
-            fn = b
-        b = b.superblock
-    return fn
 
 
 def _thread_registers(thread):
@@ -468,20 +458,6 @@ def _entry_from_call_site(ctx, reg, depth):
 
 
 # -- parameters --------------------------------------------------------------------------------
-_scopes = {}
-
-
-def _scope(addr):
-    """parse_scope of ``info scope *addr`` (whole location lists, absolute ranges)."""
-    if addr not in _scopes:
-        try:
-            txt = gdb.execute(f"info scope *{addr:#x}", to_string=True)
-        except gdb.error:
-            txt = ""
-        _scopes[addr] = F.parse_scope(txt)
-    return _scopes[addr]
-
-
 def _fit(k: Known, typ):
     """The C value of the parameter from a known register value (None if too few bits)."""
     size = typ.strip_typedefs().sizeof or 8

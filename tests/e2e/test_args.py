@@ -270,3 +270,30 @@ def test_kd_args_spells_out_the_evidence(chain):
         b = next(a for a in one["args"] if a["name"] == "b")
         # b = y + 1 is kept in x19, saved by kda_inner's prologue: the evidence says so
         assert any("kda_inner saved its caller's x19" in e for e in b["evidence"]), b
+
+
+def test_lab8_unwind_explain_recovers_past_the_smashed_record(kernel61, no_leftover_qemu):
+    """Lab 8's overflow overwrites lab8_submit's frame record with "FFFFFFFF"/"LLLLLLLL"
+    (its source): the walk stops there, and the recovery finds lab8_proc_write's record
+    at lab8_submit's entry sp, names lab8_proc_write (the only bl lab8_submit) and goes
+    on to the system call entry, each recovered frame marked."""
+    r = subprocess.run([*GDBKD, "lab", "run", "8", "--batch", "--json", "--timeout", "150",
+                        "-ex", "kd unwind --explain --json"], capture_output=True, text=True,
+                       timeout=900, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    u = json.loads(json.loads(r.stdout.strip().splitlines()[-1])["ex"][0]["output"])
+    assert u["broken"] and not u["recovery"]["failed"], u["recovery"]
+    names = [f["function"] for f in u["frames"]]
+    k = names.index("lab8_submit")
+    assert names[k - 1] == "lab8_decode_line"
+    bad = u["frames"][k]["record"]
+    assert bad["broken"] and bad["caller_fp"] == int.from_bytes(b"FFFFFFFF", "little") \
+        and bad["lr"] == int.from_bytes(b"LLLLLLLL", "little")
+    assert names[k + 1:k + 4] == ["lab8_proc_write", "proc_reg_write", "vfs_write"], names
+    assert [f["recovered"] for f in u["frames"][k + 1:k + 4]] == [True, True, False]
+    assert not any(f["recovered"] for f in u["frames"][:k + 1])
+    # lab8_submit's prologue gives its frame size; the record found is right above it
+    p = u["frames"][k]["prologue"]
+    assert u["frames"][k + 1]["fp"] == u["frames"][k]["fp"] - p["x29_off"]
+    assert "user space" in u["stop"]
+    assert all(c["ok"] for f in u["frames"] for c in f["checks"])
