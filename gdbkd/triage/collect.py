@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import GdbkdError
 
-__all__ = ["triage_dump", "error_row", "pick_vmlinux", "vmlinux_index", "identify", "readable", "KD_COMMANDS",
+__all__ = ["triage_dump", "kd_reports", "error_row", "pick_vmlinux", "vmlinux_index", "identify", "readable", "KD_COMMANDS",
            "TIMEOUT"]
 
 #: seconds one dump may take in gdb before its row says so
@@ -149,6 +149,27 @@ def _hex(v):
     return f"{v:#x}" if isinstance(v, int) else v
 
 
+def kd_reports(dump, vmlinux) -> dict:
+    """The kd JSON reports of one dump, by ``gdbkd core --batch``: {"analyze", "deadlock",
+    "sys", "mod": JSON or None, "xtime": int or None, "dot": the wait-for graph's DOT,
+    "notes": [why a report is missing]}. Raises GdbkdError when gdbkd core fails."""
+    with tempfile.TemporaryDirectory(prefix="gdbkd-triage-") as td:
+        dot_path = os.path.join(td, "waitfor.dot")
+        r = _run_core(dump, vmlinux, dot_path)
+        dot = Path(dot_path).read_text() if os.path.isfile(dot_path) else None
+    secs = _sections(r.stdout)
+    if r.returncode not in (0, 3) or not secs:
+        err = _gdb_errors(r.stderr) or r.stderr.strip().splitlines()[-1:] or [f"exit {r.returncode}"]
+        raise GdbkdError(f"gdbkd core failed: {err[0][:300]}")
+    rep = {n: _json_of(secs.get(n, [])) for n in ("analyze", "deadlock", "sys", "mod")}
+    notes = [f"kd {n} gave no report" for n, v in rep.items() if v is None]
+    if notes:
+        notes += _gdb_errors(r.stderr)
+    xt = next((l.strip() for l in secs.get("xtime", []) if l.strip().isdigit()), None)
+    rep.update(xtime=int(xt) if xt is not None else None, dot=dot, notes=notes)
+    return rep
+
+
 def triage_dump(dump, vmlinux=None, vmlinux_dir=None) -> dict:
     """The triage row of one dump (see the module docstring); never raises for bad input."""
     from ..analysis.crashsig import classify
@@ -167,23 +188,10 @@ def triage_dump(dump, vmlinux=None, vmlinux_dir=None) -> dict:
                 raise GdbkdError(f"{vmlinux} is not this dump's kernel (build-id {vb[:12]}…, "
                                  f"the dump's {ident['build_id'][:12]}…)")
         row["vmlinux"] = str(vmlinux)
-        with tempfile.TemporaryDirectory(prefix="gdbkd-triage-") as td:
-            dot_path = os.path.join(td, "waitfor.dot")
-            r = _run_core(dump, vmlinux, dot_path)
-            dot = Path(dot_path).read_text() if os.path.isfile(dot_path) else None
-        secs = _sections(r.stdout)
-        if r.returncode not in (0, 3) or not secs:
-            err = _gdb_errors(r.stderr) or r.stderr.strip().splitlines()[-1:] or [f"exit {r.returncode}"]
-            raise GdbkdError(f"gdbkd core failed: {err[0][:300]}")
-        analyze, deadlock = _json_of(secs.get("analyze", [])), _json_of(secs.get("deadlock", []))
-        sysinfo, mods = _json_of(secs.get("sys", [])), _json_of(secs.get("mod", []))
-        notes = [f"kd {n} gave no report" for n, v in
-                 (("analyze", analyze), ("deadlock", deadlock), ("sys", sysinfo), ("mod", mods)) if v is None]
-        if notes:
-            notes += _gdb_errors(r.stderr)
-        xt = next((l.strip() for l in secs.get("xtime", []) if l.strip().isdigit()), None)
-        if xt is not None:
-            row.update(time=int(xt), time_source="kernel clock")
+        rep = kd_reports(dump, vmlinux)
+        analyze, deadlock, sysinfo, mods = rep["analyze"], rep["deadlock"], rep["sys"], rep["mod"]
+        if rep["xtime"] is not None:
+            row.update(time=rep["xtime"], time_source="kernel clock")
         else:
             row.update(time=int(os.stat(dump).st_mtime), time_source="file mtime")
         row.update(classify(analyze, deadlock, sysinfo))
@@ -195,8 +203,8 @@ def triage_dump(dump, vmlinux=None, vmlinux_dir=None) -> dict:
         row["analyze"] = analyze
         if deadlock and deadlock.get("waits"):
             row["deadlock"] = deadlock
-            row["deadlock_dot"] = dot
-        row["notes"] = notes
+            row["deadlock_dot"] = rep["dot"]
+        row["notes"] = rep["notes"]
         row["ok"] = True
     except GdbkdError as e:
         row.update(ok=False, error=str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -50,7 +50,7 @@ def _client(address, timeout):
         raise GdbkdError(f"cannot reach the Dask scheduler at {address}: {msg[:200]}")
 
 
-def run_dask(dumps, address, vmlinux=None, vmlinux_dir=None, timeout=30) -> list:
+def run_dask(dumps, address, vmlinux=None, vmlinux_dir=None, timeout=15) -> list:
     """Rows of DUMPS, each one task on a worker of the Dask cluster at ADDRESS that can read
     it."""
     client = _client(address, timeout)
@@ -67,20 +67,14 @@ def run_dask(dumps, address, vmlinux=None, vmlinux_dir=None, timeout=30) -> list
                 continue
             futures[i] = client.submit(triage_dump, d, vmlinux, vmlinux_dir, key=f"gdbkd-triage-{i}-{d}",
                                        workers=ws, allow_other_workers=False, pure=False)
-        from distributed import wait
-        wait(list(futures.values()))
         for i, f in futures.items():
-            rows[i] = f.result() if f.status == "finished" else \
-                error_row(dumps[i], f"the Dask task failed: {_task_error(f)}")
+            try:
+                rows[i] = f.result()
+            # triage_dump returns bad input as a row; what arrives here is the cluster's own
+            # failure (KilledWorker, a cancelled task, a lost connection), of any type
+            except Exception as e:
+                text = str(e).splitlines()[0] if str(e) else type(e).__name__
+                rows[i] = error_row(dumps[i], f"the Dask task failed: {text[:200]}")
         return rows
     finally:
         client.close()
-
-
-def _task_error(future) -> str:
-    try:
-        e = future.exception(timeout=5)
-    except Exception as x:       # the future's own failure to report (lost worker, timeout)
-        e = x
-    text = str(e).splitlines()[0] if e is not None and str(e) else type(e).__name__
-    return text[:200]
