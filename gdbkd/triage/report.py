@@ -46,11 +46,19 @@ def render_json(res) -> str:
     return json.dumps(res, sort_keys=False)
 
 
-def render_text(res) -> str:
+def _n(count, word):
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def _summary(res) -> str:
     bs, errs = res["buckets"], res["errors"]
     n = sum(b["count"] for b in bs)
-    L = [f"{len(bs)} bucket{'s' if len(bs) != 1 else ''}, {n} dump{'s' if n != 1 else ''} triaged"
-         + (f", {len(errs)} error{'s' if len(errs) != 1 else ''}" if errs else "")]
+    return f"{_n(len(bs), 'bucket')}, {_n(n, 'dump')} triaged" + (f", {_n(len(errs), 'error')}" if errs else "")
+
+
+def render_text(res) -> str:
+    bs, errs = res["buckets"], res["errors"]
+    L = [_summary(res)]
     if bs:
         L.append(f"{'COUNT':>5}  {'SIGNATURE':16}  {'FIRST (UTC)':19}  {'LAST (UTC)':19}  TITLE")
     for b in bs:
@@ -90,11 +98,10 @@ def _svg(dot: str):
 def render_html(res, title="gdbkd triage") -> str:
     e = html.escape
     bs, rows, errs = res["buckets"], res["dumps"], res["errors"]
-    n = sum(b["count"] for b in bs)
     H = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
          f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
          f"<h1>{e(title)}</h1>",
-         f'<p id="summary">{len(bs)} buckets, {n} dumps triaged, {len(errs)} errors.</p>',
+         f'<p id="summary">{e(_summary(res))}.</p>',
          "<h2>Buckets</h2>", '<table id="buckets"><thead><tr><th>Count</th><th>Signature</th><th>Title</th>'
          "<th>First (UTC)</th><th>Last (UTC)</th><th>Release</th><th>Dumps</th></tr></thead><tbody>"]
     for b in bs:
