@@ -19,12 +19,13 @@ One QEMU at a time (the machine is shared); a failed boot raises with its stderr
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ensure_triage_dumps", "FLEET", "bad_dump"]
+__all__ = ["ensure_triage_dumps", "FLEET", "MORE_BOOTS", "bad_dump", "vmlinux_dir", "fleet_dir"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,6 +116,21 @@ def _make(name, kind, lab, out: Path):
     (out / "run.json").write_text(r.stdout)
 
 
+#: 9 more boots of the same crashes: with FLEET and ``sysrq-loop``, the 20 dumps of the bench
+MORE_BOOTS = ["sysrq-boot2", "lab2-boot2", "lab3-boot2", "lab4-boot2", "lab5-boot2", "lab6-boot2",
+              "lab7-boot2", "lab8-boot2", "lab1-boot3"]
+
+
+def _kind_of(name):
+    """(kind, lab) of a FLEET name or of ``sysrq-bootK`` / ``labN-bootK``."""
+    if name in FLEET:
+        return FLEET[name]
+    m = re.fullmatch(r"(sysrq|lab(\d))-boot\d+", name)
+    if not m:
+        raise KeyError(f"unknown triage dump {name!r}")
+    return ("sysrq", None) if m.group(1) == "sysrq" else ("lab", int(m.group(2)))
+
+
 def ensure_triage_dumps(names=None) -> dict:
     """{name: Path of a cached dump} for NAMES (default: all of FLEET plus ``sysrq-loop``),
     making the missing ones."""
@@ -129,7 +145,7 @@ def ensure_triage_dumps(names=None) -> dict:
             from testdumps import ensure_test_dumps
             out[name] = ensure_test_dumps().kdump_flat
             continue
-        kind, lab = FLEET[name]
+        kind, lab = _kind_of(name)
         boot = name.rsplit("-", 1)[1] if "-boot" in name else "boot1"
         key = key_of("triage-dump-v1", kind, lab, _lab_digest(lab) if lab else "", kernel.release, boot)
         d = cache_root() / "triage-dumps" / f"{name}-{key}"
@@ -149,18 +165,27 @@ def bad_dump(tmp: Path) -> Path:
 
 
 def vmlinux_dir(tmp: Path) -> Path:
-    """A directory holding the 6.1 vmlinux (a symlink) and an unrelated ELF file, for
-    --vmlinux-dir."""
+    """A directory holding the 6.1 vmlinux (a symlink) and another ELF program with a build-id
+    of its own (``vmlinux-not-a-kernel``), for --vmlinux-dir."""
     from gdbkd.qemu.profiles import load_profile
     from gdbkd.artifacts.kernel import ensure_kernel
-    k = ensure_kernel(load_profile("debian-6.1"))
-    d = Path(tmp) / "vmlinuxes"
+    vml = ensure_kernel(load_profile("debian-6.1")).vmlinux
+    d = Path(tmp) / "vmlinux"
     d.mkdir(exist_ok=True)
-    link = d / os.path.basename(k.vmlinux)
-    if not link.exists():
-        link.symlink_to(k.vmlinux)
-    shutil.copy(sys.executable, d / "not-a-kernel")
+    (d / os.path.basename(vml)).symlink_to(vml)
+    shutil.copy("/bin/ls", d / "vmlinux-not-a-kernel")
     return d
+
+
+def fleet_dir(tmp: Path, names=None, junk=True) -> dict:
+    """{name: TMP/name.vmcore} symlinks to ensure_triage_dumps(NAMES), plus ``junk`` (bad_dump)."""
+    out = {}
+    for name, p in ensure_triage_dumps(names).items():
+        out[name] = Path(tmp) / f"{name}.vmcore"
+        out[name].symlink_to(p)
+    if junk:
+        out["junk"] = bad_dump(tmp)
+    return out
 
 
 if __name__ == "__main__":

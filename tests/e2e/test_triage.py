@@ -9,7 +9,6 @@ build-id of its own.
 
 import json
 import os
-import shutil
 
 import pytest
 
@@ -20,24 +19,15 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    from triage_dumps import ensure_triage_dumps, bad_dump
+    from triage_dumps import fleet_dir, vmlinux_dir, bad_dump
     from testdumps import ensure_test_dumps
-    from gdbkd.qemu.profiles import load_profile
-    from gdbkd.artifacts.kernel import ensure_kernel
     d = tmp_path_factory.mktemp("fleet")
-    paths = {}
-    for name, p in ensure_triage_dumps(["lab1", "lab5", "sysrq-loop"]).items():
-        paths[name] = d / f"{name}.vmcore"
-        paths[name].symlink_to(p)
+    paths = fleet_dir(d, ["lab1", "lab5", "sysrq-loop"], junk=False)
     paths["sysrq-elf"] = d / "sysrq-elf.vmcore"
     paths["sysrq-elf"].symlink_to(ensure_test_dumps().elf)
     paths["junk"] = bad_dump(d)
-    vdir = d / "vmlinux"
-    vdir.mkdir()
-    vml = ensure_kernel(load_profile("debian-6.1")).vmlinux
-    (vdir / os.path.basename(vml)).symlink_to(vml)
-    shutil.copy("/bin/ls", vdir / "vmlinux-not-a-kernel")       # an ELF with another build-id
-    return paths, vdir, vml
+    vdir = vmlinux_dir(d)
+    return paths, vdir, str(next(vdir.glob("vmlinux-6*")).resolve())
 
 
 def test_triage_local(fleet, tmp_path):
@@ -59,7 +49,7 @@ def test_triage_local(fleet, tmp_path):
     assert rows["sysrq-loop"]["title"] == rows["sysrq-elf"]["title"] == "sysrq triggered crash"
     # facts
     for x in (l1, l5, rows["sysrq-loop"]):
-        assert x["release"] == "6.1.0-56-cloud-arm64" and x["vmlinux"] == str(vdir / os.path.basename(vml))
+        assert x["release"] == "6.1.0-56-cloud-arm64" and x["vmlinux"] == str(next(vdir.glob("vmlinux-6*")))
         assert x["time_source"] == "kernel clock"
     assert l1["panic_task"]["comm"] == "insmod" and l1["taint"] == "OE" and "lab1_null" in l1["modules"]
     assert l1["analyze"]["trap"]["trap"] == "die" and l1["analyze"]["explanation"]["summary"]

@@ -14,7 +14,6 @@ install.sh because this tier does not run in CI).
 """
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -32,20 +31,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    from triage_dumps import ensure_triage_dumps, bad_dump
-    from gdbkd.qemu.profiles import load_profile
-    from gdbkd.artifacts.kernel import ensure_kernel
+    from triage_dumps import fleet_dir, vmlinux_dir
     d = tmp_path_factory.mktemp("fleet")
-    paths = {}
-    for name, p in ensure_triage_dumps().items():
-        paths[name] = d / f"{name}.vmcore"
-        paths[name].symlink_to(p)
-    paths["junk"] = bad_dump(d)
-    vdir = d / "vmlinux"
-    vdir.mkdir()
-    vml = ensure_kernel(load_profile("debian-6.1")).vmlinux
-    (vdir / os.path.basename(vml)).symlink_to(vml)
-    return paths, vdir
+    return fleet_dir(d), vmlinux_dir(d)
 
 
 def _argv(fleet):
