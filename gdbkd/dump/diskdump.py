@@ -55,6 +55,7 @@ from .base import (PhysicalDump, DumpError, PageExcluded, PageNotInDump, Note, p
                    check_extent, MAX_NOTES, MAX_VMCOREINFO)
 from .compress import decompress, COMPRESSED, method_name
 from .flattened import FlatFile, is_flattened
+from ..textutil import escape
 
 __all__ = ["KdumpDump", "KdumpSplitDump", "KDUMP_SIGNATURE"]
 
@@ -228,7 +229,9 @@ class KdumpDump(_KdumpBitmaps):
         self.header_version = version
         self.block_size = block_size
         self.cache_blocks = max(16, (32 << 20) // block_size)
-        fields = [uts[i * 65:(i + 1) * 65].split(b"\0")[0].decode("ascii", "replace") for i in range(6)]
+        # escaped: they reach messages and terminals, and a corrupt header can hold anything
+        fields = [escape(uts[i * 65:(i + 1) * 65].split(b"\0")[0].decode("ascii", "replace"))
+                  for i in range(6)]
         self.utsname = dict(zip(("sysname", "nodename", "release", "version", "machine",
                                  "domainname"), fields))
         self.machine = self.utsname["machine"]

@@ -149,14 +149,14 @@ class StubServer:
                 continue
             if start:
                 del buf[:start]
-            end = buf.find(b"#")
+            end = buf.find(b"#", 0, MAX_PACKET + 1)
+            if end < 0 and len(buf) > MAX_PACKET:
+                nxt = buf.find(b"$", 1)
+                self._warn(("long",), f"gdbkd stub: dropped a packet longer than "
+                                      f"{MAX_PACKET} bytes with no end")
+                del buf[:nxt if nxt > 0 else len(buf)]
+                continue
             if end < 0 or len(buf) < end + 3:
-                if (end if end >= 0 else len(buf)) > MAX_PACKET:
-                    nxt = buf.find(b"$", 1)
-                    self._warn(("long",), f"gdbkd stub: dropped a packet longer than "
-                                          f"{MAX_PACKET} bytes with no end")
-                    del buf[:nxt if nxt > 0 else len(buf)]
-                    continue
                 self._read()
                 continue
             pkt = bytes(buf[1:end])

@@ -228,3 +228,11 @@ def test_page_descriptor_lies(tmp_path):
             with pytest.raises(DumpError, match=match) as ei:
                 p.read_phys(pfn * 4096, 8)
             assert f"{pos:#x}" in str(ei.value)
+
+
+def test_control_characters_in_utsname(tmp_path):
+    """Found by the fuzz tier: a newline in the header's utsname.machine made the
+    'not an arm64 dump' error two lines."""
+    bad = patched_copy(_zlib_kdump(), tmp_path / "bad", [(269, b"\0\0\0\n")])
+    msg = _one_line_error(bad, "not an arm64 dump")
+    assert "\\n" in msg

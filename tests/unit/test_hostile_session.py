@@ -119,3 +119,17 @@ def test_server_odd_requests(dump, tmp_path):
         assert c.cmd("qAttached") == b"1"
     finally:
         c.close()
+
+
+def test_server_long_packet_then_real_one(dump, tmp_path):
+    """Found by the fuzz tier: an unterminated packet just over MAX_PACKET whose tail
+    arrives with the next real packet was taken as one packet with the real one's end
+    (a checksum error), and the real packet was lost: the session hung."""
+    from gdbkd.stub.server import MAX_PACKET
+    err = open(tmp_path / "stderr", "w+")
+    c = Client(dump, err)
+    try:
+        os.write(c.c2s_w, b"$" + b"x" * (MAX_PACKET + 2))
+        assert c.cmd("qAttached") == b"1"
+    finally:
+        c.close()
