@@ -17,7 +17,7 @@ import zlib
 
 from .base import DumpError
 
-__all__ = ["decompress", "FLAG_ZLIB", "FLAG_LZO", "FLAG_SNAPPY", "FLAG_ZSTD", "COMPRESSED",
+__all__ = ["decompress", "require", "FLAG_ZLIB", "FLAG_LZO", "FLAG_SNAPPY", "FLAG_ZSTD", "COMPRESSED",
            "method_name"]
 
 # page_desc.flags (makedumpfile diskdump_mod.h)
@@ -113,6 +113,22 @@ def _zstd():
 _LOADERS = {FLAG_LZO: _lzo, FLAG_SNAPPY: _snappy, FLAG_ZSTD: _zstd}
 
 
+def _loader(f):
+    fn = _impl.get(f)
+    if fn is None:
+        fn = _impl[f] = _LOADERS[f]()
+    return fn
+
+
+def require(flags: int):
+    """DumpError with the pip command when a method in ``flags`` (the kdump header's
+    ``status``: how its pages are compressed) has no module here: said when the dump is
+    opened, not page by page later."""
+    for f in _LOADERS:
+        if flags & f:
+            _loader(f)
+
+
 def decompress(flags: int, data: bytes, size: int) -> bytes:
     """Decompress one page (``size`` bytes once expanded) stored with ``flags``."""
     if flags & FLAG_ZLIB:
@@ -124,9 +140,7 @@ def decompress(flags: int, data: bytes, size: int) -> bytes:
         f = next((f for f in (FLAG_LZO, FLAG_SNAPPY, FLAG_ZSTD) if flags & f), None)
         if f is None:
             raise DumpError(f"unknown page compression in the dump (flags {flags:#x})")
-        fn = _impl.get(f)
-        if fn is None:
-            fn = _impl[f] = _LOADERS[f]()
+        fn = _loader(f)
         try:
             out = fn(data, size)
         except DumpError:

@@ -53,7 +53,7 @@ from collections import OrderedDict
 
 from .base import (PhysicalDump, DumpError, PageExcluded, PageNotInDump, Note, parse_notes,
                    check_extent, MAX_NOTES, MAX_VMCOREINFO)
-from .compress import decompress, COMPRESSED, method_name
+from .compress import decompress, require, COMPRESSED, method_name
 from .flattened import FlatFile, is_flattened
 from ..textutil import escape
 
@@ -238,6 +238,7 @@ class KdumpDump(_KdumpBitmaps):
         self.current_cpu = current_cpu
         self.nr_cpus = nr_cpus
         self.status = status
+        require(status)          # a missing decompressor: one line now, not one per page later
         self._header = h
         sub = self._raw(block_size, _SUB.size, f"the sub-header (kdump_sub_header at {block_size:#x})")
         (self.phys_base, self.dump_level, split, spfn, epfn, off_vmci, size_vmci, off_note,

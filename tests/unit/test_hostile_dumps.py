@@ -236,3 +236,23 @@ def test_control_characters_in_utsname(tmp_path):
     bad = patched_copy(_zlib_kdump(), tmp_path / "bad", [(269, b"\0\0\0\n")])
     msg = _one_line_error(bad, "not an arm64 dump")
     assert "\\n" in msg
+
+
+def test_missing_decompressor_said_at_open(tmp_path):
+    """The real lzo dump in an interpreter without python-lzo (-S: no site-packages):
+    opening it is the one line with the pip command, not one error per page later."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    code = (f"import sys; sys.path[:0] = [{str(root)!r}]\n"
+            "from gdbkd.dump import open_physical, DumpError\n"
+            "try:\n"
+            f"    open_physical({str(MDF['mdf-lzo-d31.kdump'])!r})\n"
+            "except DumpError as e:\n"
+            "    print(e)\n")
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("this dump has lzo-compressed pages; install the Python module to read "
+                        "them: pip install python-lzo\n")
