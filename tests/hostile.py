@@ -9,7 +9,7 @@ import random
 import shutil
 import struct
 
-__all__ = ["flatten", "patched_copy", "FLAT_HEADER"]
+__all__ = ["flatten", "patched_copy", "unreadable_task_copy", "FLAT_HEADER"]
 
 FLAT_HEADER = (b"makedumpfile".ljust(16, b"\0") + struct.pack(">qq", 1, 1)).ljust(4096, b"\0")
 
@@ -59,3 +59,18 @@ def patched_copy(src, dst, patches):
             f.seek(off)
             f.write(b)
     return dst
+
+
+def unreadable_task_copy(src, dst, vmlinux, pick):
+    """Copy the plain kdump file ``src`` to ``dst`` with the page holding the task_struct
+    that ``pick(dump)`` returns made unreadable (its page descriptor's size set to 0);
+    returns the task's address."""
+    from gdbkd.postmortem import open_dump
+    from gdbkd.dump import open_physical
+    with open_dump(src, vmlinux) as d:
+        addr = pick(d).addr
+        pfn = d.mmu.translate(addr) // d.phys.block_size
+    with open_physical(src) as p:
+        pos = p._pd_off + p._desc_index(pfn) * 24
+    patched_copy(src, dst, [(pos + 8, struct.pack("<I", 0))])
+    return addr

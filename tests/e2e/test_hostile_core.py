@@ -1,8 +1,6 @@
 """`gdbkd core` on hostile command lines and files (issue 14): paths gdb must get
 quoted, a vmlinux without DWARF, a dump whose crashed task is unreadable."""
 
-import os
-import struct
 import subprocess
 
 import pytest
@@ -62,16 +60,10 @@ def test_vmlinux_without_dwarf_is_refused(tmp_path):
 def test_unreadable_crashed_task_page(tmp_path):
     """The crashed task's task_struct page unreadable: gdb still gets every thread, kd
     log still works, no live (KPTI) advice; the crashed CPU's thread has its registers."""
-    from gdbkd.postmortem import open_dump
-    from gdbkd.dump import open_physical
-    from hostile import patched_copy
+    from hostile import unreadable_task_copy
     td, mdf = _dumps()
-    src = mdf["mdf-zlib-d31.kdump"]
-    with open_dump(src, td.vmlinux) as d:
-        pfn = d.mmu.translate(d.crashed_thread.task.addr) // 4096
-    with open_physical(src) as p:
-        pos = p._pd_off + p._desc_index(pfn) * 24
-    bad = patched_copy(src, tmp_path / "bad.kdump", [(pos + 8, struct.pack("<I", 0))])
+    bad = tmp_path / "bad.kdump"
+    unreadable_task_copy(mdf["mdf-zlib-d31.kdump"], bad, td.vmlinux, lambda d: d.crashed_thread.task)
     r = gdbkd("core", str(bad), str(td.vmlinux), "-s", "--batch", "-ex", "info threads",
               "-ex", "bt 3", "-ex", "kd log")
     out = r.stdout + r.stderr

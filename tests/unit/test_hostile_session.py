@@ -3,15 +3,13 @@ task_struct made unreadable, served through the real RSP server; and the server'
 own hostile input (unterminated packets, junk, out-of-order thread queries)."""
 
 import os
-import struct
 
 import pytest
 
 from gdbkd.postmortem import open_dump
 from gdbkd.postmortem.dump import UNREADABLE_TID_BASE
-from gdbkd.dump import open_physical
 from conftest import module_dumps
-from hostile import patched_copy
+from hostile import unreadable_task_copy
 from test_stub_protocol import Client
 
 pytestmark = pytest.mark.unit
@@ -21,19 +19,8 @@ _dumps = module_dumps(globals())
 
 
 def _with_bad_task_page(tmp_path, pick):
-    """A copy of the makedumpfile zlib dump whose page holding the task_struct that
-    ``pick(dump)`` returns has a page descriptor of size 0 (unreadable); returns
-    (copy, task address)."""
-    src = MDF["mdf-zlib-d31.kdump"]
-    d = open_dump(src, TD.vmlinux)
-    try:
-        addr = pick(d).addr
-        pfn = d.mmu.translate(addr) // 4096
-    finally:
-        d.close()
-    with open_physical(src) as p:
-        pos = p._pd_off + p._desc_index(pfn) * 24
-    return patched_copy(src, tmp_path / "bad.kdump", [(pos + 8, struct.pack("<I", 0))]), addr
+    bad = tmp_path / "bad.kdump"
+    return bad, unreadable_task_copy(MDF["mdf-zlib-d31.kdump"], bad, TD.vmlinux, pick)
 
 
 def test_unreadable_task_is_left_out_with_a_warning(tmp_path):
