@@ -79,8 +79,13 @@ class QemuLink:
         if len(self.buf) > MAX_PACKET:
             raise LinkClosed("QEMU sent an oversized packet")
 
+    log = None
+
     def send(self, data: str):
         raw = data.encode("latin-1")
+        if self.log:
+            self.log.write(b"  Q-> " + raw[:100] + b"\n")
+            self.log.flush()
         self.sock.sendall(b"$" + raw + b"#%02x" % rsp_checksum(raw))
         if self.ack:
             while True:
@@ -109,6 +114,9 @@ class QemuLink:
                 self.buf = self.buf[end + 3:]
                 if self.ack:
                     self.sock.sendall(b"+")
+                if self.log:
+                    self.log.write(b"  Q<- " + pkt[:100] + b"\n")
+                    self.log.flush()
                 return _unescape(pkt).decode("latin-1")
             self._recv()
 
@@ -251,6 +259,7 @@ class LiveProxy:
         self.error_text = False
         path = os.environ.get("GDBKD_PROXY_LOG")
         self.log = open(path, "ab") if path else None
+        link.log = self.log
 
     # -- gdb side transport ------------------------------------------------------------------
     def _warn(self, key, msg):
