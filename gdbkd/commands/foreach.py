@@ -61,30 +61,43 @@ D-state task sleeps. bt flags (-f -l -e -t --fp) follow `bt`.
             cur = current_task()
         except KdError:
             cur = None
+        self._opts = opts
+        # text: each task's part is written as soon as it is made (first output at once, and
+        # memory stays flat over 10,000 tasks); --json collects them into one document
+        stream = not args.json
         out = []
-        for t in chosen:
+        sep = "\n" if sub == "ps" else "\n\n"
+        for i, t in enumerate(chosen):
             if sub == "bt":
                 th, regs = regs_for_task(t, cur)
-                out.append({"bt": bt_data(t, regs, th, opts)})
+                r = {"bt": bt_data(t, regs, th, opts)}
             elif sub == "task":
-                out.append({"task": task_data(t)})
+                r = {"task": task_data(t)}
             else:
-                out.append({"ps": t.brief()})
-        self._opts = opts
+                r = {"ps": t.brief()}
+            if stream:
+                gdb.write((sep if i else "") + self._render_one(r))
+            else:
+                out.append(r)
+        if stream:
+            if chosen:
+                gdb.write("\n")
+            return {"command": sub, "results": None, "count": len(chosen)}
         return {"command": sub, "results": out}
 
+    def _render_one(self, r):
+        if "bt" in r:
+            return bt_render(r["bt"], self._opts)
+        if "task" in r:
+            return task_render(r["task"])
+        p = r["ps"]
+        return (f"{'>' if p['active'] else ' '}{p['pid']:>6}  {int(p['task'], 16):016x}  "
+                f"{p['state']}  {p['comm']}")
+
     def render(self, data, args):
+        if data["results"] is None:            # written while it ran
+            return "" if data["count"] else "(no matching tasks)"
         if not data["results"]:
             return "(no matching tasks)"
-        parts = []
-        for r in data["results"]:
-            if "bt" in r:
-                parts.append(bt_render(r["bt"], self._opts))
-            elif "task" in r:
-                parts.append(task_render(r["task"]))
-            else:
-                p = r["ps"]
-                parts.append(f"{'>' if p['active'] else ' '}{p['pid']:>6}  {int(p['task'], 16):016x}  "
-                             f"{p['state']}  {p['comm']}")
         sep = "\n" if data["command"] == "ps" else "\n\n"
-        return sep.join(parts)
+        return sep.join(self._render_one(r) for r in data["results"])

@@ -290,6 +290,8 @@ def task_list(k) -> TaskList:
             head, link = leader + tg_off, tg_off
         else:
             continue
+        if _alone(lt, head, "thread_node" if link == tn_off else "thread_group"):
+            continue
         tw = walk_list(k.reader, head, limit=1 << 16, entry_offset=link, recover=True)
         if tw.stop:
             problems.append(f"threads of pid {lt.pid}: {tw.stop}")
@@ -305,6 +307,16 @@ def task_list(k) -> TaskList:
     order.sort(key=lambda t: (t.pid, t.idle_cpu if t.idle_cpu is not None else t.cpu
                               if t.pid == 0 else 0))
     return TaskList(order, problems)
+
+
+def _alone(task, head, member) -> bool:
+    """Whether the thread list at HEAD holds only TASK, seen from TASK's own list_head
+    (already read with the task): its next and prev both point at the head. Most thread
+    groups have one thread; this spares reading each group's signal_struct."""
+    raw = task.fields.get(member)
+    if not raw or len(raw) < 16:
+        return False
+    return int.from_bytes(raw[:8], "little") == head == int.from_bytes(raw[8:16], "little")
 
 
 def all_tasks(k) -> TaskList:
