@@ -57,13 +57,13 @@ def rsp_checksum(data: bytes) -> int:
 
 
 def rsp_escape_binary(data: bytes) -> bytes:
-    out = bytearray()
-    for b in data:
-        if b in (0x23, 0x24, 0x7d, 0x2a):
-            out += bytes((0x7d, b ^ 0x20))
-        else:
-            out.append(b)
-    return bytes(out)
+    """Binary data escaped for a packet: ``}`` first, then ``#``, ``$`` and ``*`` become
+    ``}`` + (byte ^ 0x20). Four C-level replaces: the thread list of a 10,000-task dump is
+    ~0.8 MB of XML, a per-byte Python loop over it cost ~0.2 s of gdbkd core's start."""
+    if not any(c in data for c in (b"}", b"#", b"$", b"*")):
+        return bytes(data)
+    return (bytes(data).replace(b"}", b"}\x5d").replace(b"#", b"}\x03")
+            .replace(b"$", b"}\x04").replace(b"*", b"}\x0a"))
 
 
 def _xml_escape(s: str) -> str:
