@@ -17,6 +17,7 @@ kernel release and the boot tag), as ``kdump-zlib`` (~20 MB each instead of 1 GB
 One QEMU at a time (the machine is shared); a failed boot raises with its stderr tail.
 """
 
+import contextlib
 import hashlib
 import os
 import re
@@ -25,7 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ensure_triage_dumps", "FLEET", "MORE_BOOTS", "bad_dump", "vmlinux_dir", "fleet_dir"]
+__all__ = ["ensure_triage_dumps", "FLEET", "MORE_BOOTS", "bad_dump", "vmlinux_dir", "fleet_dir",
+           "dask_cluster"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,6 +188,60 @@ def fleet_dir(tmp: Path, names=None, junk=True) -> dict:
     if junk:
         out["junk"] = bad_dump(tmp)
     return out
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port, proc, what, timeout=60):
+    import socket
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {proc.stderr.read()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def dask_cluster(workdir, workers=2):
+    """A real ``dask scheduler`` and WORKERS ``dask worker`` processes (one thread each) on
+    127.0.0.1, this venv's; yields the scheduler address once every worker registered, and
+    ends the processes it started."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    port = _free_port()
+    procs = []
+    try:
+        sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=workdir)
+        procs.append(sched)
+        _wait_port(port, sched, "dask scheduler")
+        addr = f"tcp://127.0.0.1:{port}"
+        for i in range(workers):
+            procs.append(subprocess.Popen([dask, "worker", addr, "--host", "127.0.0.1", "--nthreads", "1",
+                                           "--no-dashboard", "--name", f"w{i}", "--local-directory", str(workdir)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir))
+        from distributed import Client
+        with Client(addr, timeout=30) as c:
+            c.wait_for_workers(workers, timeout=60)
+        yield addr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":

@@ -15,10 +15,7 @@ install.sh because this tier does not run in CI).
 
 import json
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -94,53 +91,12 @@ def test_fleet_titles_and_signatures(local):
         assert b["first"] <= b["last"] and b["title"] == rows[Path(b["dumps"][0]).name.removesuffix(".vmcore")]["title"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port, proc, what, timeout=60):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited: {proc.stderr.read()[-2000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not listen on {port}")
-
-
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A real `dask scheduler` and 2 `dask worker` processes on 127.0.0.1 (one thread each)."""
-    dask = str(Path(sys.executable).with_name("dask"))
-    port = _free_port()
-    procs = []
-    try:
-        sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-        procs.append(sched)
-        _wait_port(port, sched, "dask scheduler")
-        addr = f"tcp://127.0.0.1:{port}"
-        for i in range(2):
-            procs.append(subprocess.Popen([dask, "worker", addr, "--host", "127.0.0.1", "--nthreads", "1",
-                                           "--no-dashboard", "--name", f"w{i}", "--local-directory", str(tmp_path)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path))
-        from distributed import Client
-        with Client(addr, timeout=30) as c:
-            c.wait_for_workers(2, timeout=60)
+    from triage_dumps import dask_cluster
+    with dask_cluster(tmp_path, 2) as addr:
         yield addr
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 def test_fleet_on_dask_equals_local(fleet, local, dask_cluster):
