@@ -19,13 +19,15 @@ EXAMPLES = ["gdbkd triage /srv/vmcores/*/vmcore --vmlinux-dir /srv/vmlinux --htm
 @click.option("--vmlinux", type=click.Path(), help="the vmlinux of every dump")
 @click.option("--vmlinux-dir", type=click.Path(),
               help="a directory of vmlinux files: each dump gets the one with its build-id")
+@click.option("--modules-dir", "modules_dirs", multiple=True, type=click.Path(),
+              help="where module .ko files with DWARF are (repeatable; as gdbkd core's)")
 @click.option("--json", "as_json", is_flag=True, help="print every row, the buckets and the errors as JSON")
 @click.option("--html", "html_out", type=click.Path(), help="also write a static HTML report here")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="local processes (default: the CPU count)")
 @click.option("--dask", "dask_addr", metavar="tcp://HOST:PORT",
               help="run each dump as a task on this Dask scheduler's workers (the fleet extra)")
-def triage(dumps, vmlinux, vmlinux_dir, as_json, html_out, jobs, dask_addr):
+def triage(dumps, vmlinux, vmlinux_dir, modules_dirs, as_json, html_out, jobs, dask_addr):
     """Triage crash DUMPs: a title and a stable signature each, grouped in buckets.
 
     Exits 0 when every dump was triaged, 3 when some gave error rows (the report is still
@@ -44,10 +46,11 @@ def triage(dumps, vmlinux, vmlinux_dir, as_json, html_out, jobs, dask_addr):
     dumps = [os.path.abspath(d) for d in dumps]
     vmlinux = os.path.abspath(vmlinux) if vmlinux else None
     vmlinux_dir = os.path.abspath(vmlinux_dir) if vmlinux_dir else None
+    modules_dirs = tuple(os.path.abspath(m) for m in modules_dirs)
     if dask_addr:
-        rows = run_dask(dumps, dask_addr, vmlinux, vmlinux_dir)
+        rows = run_dask(dumps, dask_addr, vmlinux, vmlinux_dir, modules_dirs)
     else:
-        rows = run_local(dumps, vmlinux, vmlinux_dir, jobs)
+        rows = run_local(dumps, vmlinux, vmlinux_dir, jobs, modules_dirs)
     res = result(rows)
     if html_out:
         with open(html_out, "w") as f:

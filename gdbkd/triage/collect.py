@@ -105,8 +105,10 @@ def pick_vmlinux(ident: dict, vmlinux_dir) -> str:
                      f"{vmlinux_dir} name release {rel}: give --vmlinux")
 
 
-def _run_core(dump, vmlinux, dot_path):
+def _run_core(dump, vmlinux, dot_path, modules_dirs=()):
     argv = [sys.executable, "-m", "gdbkd", "core", str(dump), str(vmlinux), "-s", "--batch"]
+    for m in modules_dirs:
+        argv += ["--modules-dir", str(m)]
     for name, cmd in KD_COMMANDS.items():
         argv += ["-ex", f"echo \\n{_MARK}{name}\\n", "-ex", cmd.format(dot=dot_path)]
     try:
@@ -149,13 +151,13 @@ def _hex(v):
     return f"{v:#x}" if isinstance(v, int) else v
 
 
-def kd_reports(dump, vmlinux) -> dict:
+def kd_reports(dump, vmlinux, modules_dirs=()) -> dict:
     """The kd JSON reports of one dump, by ``gdbkd core --batch``: {"analyze", "deadlock",
     "sys", "mod": JSON or None, "xtime": int or None, "dot": the wait-for graph's DOT,
     "notes": [why a report is missing]}. Raises GdbkdError when gdbkd core fails."""
     with tempfile.TemporaryDirectory(prefix="gdbkd-triage-") as td:
         dot_path = os.path.join(td, "waitfor.dot")
-        r = _run_core(dump, vmlinux, dot_path)
+        r = _run_core(dump, vmlinux, dot_path, modules_dirs)
         dot = Path(dot_path).read_text() if os.path.isfile(dot_path) else None
     secs = _sections(r.stdout)
     if r.returncode not in (0, 3) or not secs:
@@ -170,8 +172,9 @@ def kd_reports(dump, vmlinux) -> dict:
     return rep
 
 
-def triage_dump(dump, vmlinux=None, vmlinux_dir=None) -> dict:
-    """The triage row of one dump (see the module docstring); never raises for bad input."""
+def triage_dump(dump, vmlinux=None, vmlinux_dir=None, modules_dirs=()) -> dict:
+    """The triage row of one dump (see the module docstring); never raises for bad input.
+    MODULES_DIRS go to ``gdbkd core --modules-dir`` (module .ko files with DWARF)."""
     from ..analysis.crashsig import classify
     row = {"dump": str(dump), "name": os.path.basename(str(dump))}
     try:
@@ -188,7 +191,7 @@ def triage_dump(dump, vmlinux=None, vmlinux_dir=None) -> dict:
                 raise GdbkdError(f"{vmlinux} is not this dump's kernel (build-id {vb[:12]}…, "
                                  f"the dump's {ident['build_id'][:12]}…)")
         row["vmlinux"] = str(vmlinux)
-        rep = kd_reports(dump, vmlinux)
+        rep = kd_reports(dump, vmlinux, modules_dirs)
         analyze, deadlock, sysinfo, mods = rep["analyze"], rep["deadlock"], rep["sys"], rep["mod"]
         if rep["xtime"] is not None:
             row.update(time=rep["xtime"], time_source="kernel clock")

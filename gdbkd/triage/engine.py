@@ -23,14 +23,15 @@ from .collect import triage_dump, error_row, readable
 __all__ = ["run_local", "run_dask"]
 
 
-def run_local(dumps, vmlinux=None, vmlinux_dir=None, jobs=None) -> list:
+def run_local(dumps, vmlinux=None, vmlinux_dir=None, jobs=None, modules_dirs=()) -> list:
     """Rows of DUMPS, triaged by JOBS local processes (1: in this process's children only)."""
     jobs = jobs or os.cpu_count() or 1
     if jobs == 1 or len(dumps) == 1:
-        return [triage_dump(d, vmlinux, vmlinux_dir) for d in dumps]
+        return [triage_dump(d, vmlinux, vmlinux_dir, modules_dirs) for d in dumps]
     from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=min(jobs, len(dumps))) as ex:
-        return list(ex.map(triage_dump, dumps, [vmlinux] * len(dumps), [vmlinux_dir] * len(dumps)))
+    n = len(dumps)
+    with ProcessPoolExecutor(max_workers=min(jobs, n)) as ex:
+        return list(ex.map(triage_dump, dumps, [vmlinux] * n, [vmlinux_dir] * n, [modules_dirs] * n))
 
 
 def _readable_all(paths):
@@ -50,7 +51,7 @@ def _client(address, timeout):
         raise GdbkdError(f"cannot reach the Dask scheduler at {address}: {msg[:200]}")
 
 
-def run_dask(dumps, address, vmlinux=None, vmlinux_dir=None, timeout=15) -> list:
+def run_dask(dumps, address, vmlinux=None, vmlinux_dir=None, modules_dirs=(), timeout=15) -> list:
     """Rows of DUMPS, each one task on a worker of the Dask cluster at ADDRESS that can read
     it."""
     client = _client(address, timeout)
@@ -65,7 +66,7 @@ def run_dask(dumps, address, vmlinux=None, vmlinux_dir=None, timeout=15) -> list
             if not ws:
                 rows[i] = error_row(d, f"{d}: no Dask worker can read it")
                 continue
-            futures[i] = client.submit(triage_dump, d, vmlinux, vmlinux_dir, key=f"gdbkd-triage-{i}-{d}",
+            futures[i] = client.submit(triage_dump, d, vmlinux, vmlinux_dir, modules_dirs, key=f"gdbkd-triage-{i}-{d}",
                                        workers=ws, allow_other_workers=False, pure=False)
         for i, f in futures.items():
             try:
