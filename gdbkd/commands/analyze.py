@@ -14,7 +14,8 @@ class Analyze(KdCommand):
 Usage: kd analyze [--log N]
 Shows which trap was hit (die = oops, panic, crash_kexec), the oops or panic
 message, the faulting function and registers (from the exception's pt_regs),
-the backtrace through the el1 exception entry with file:line, and the last N
+the backtrace through the el1 exception entry with file:line (marked when
+memory it needs cannot be read: the stack is then cut short), and the last N
 kernel log lines (default 12). Same output live and on dumps."""
 
     name = "analyze"
@@ -24,7 +25,8 @@ kernel log lines (default 12). Same output live and on dumps."""
 
     def run(self, args):
         trap = crash.find_trap()
-        data = {"trap": trap, "backtrace": crash.frames()}
+        bt, cut = crash.backtrace()
+        data = {"trap": trap, "backtrace": bt, "backtrace_cut": cut}
         if trap is not None and trap.get("trap") == "die":
             from ..kernel import explain
             data["explanation"] = explain.explain(trap)
@@ -101,6 +103,8 @@ kernel log lines (default 12). Same output live and on dumps."""
                    if f.get("module") and f.get("debuginfo") not in (None, "dwarf")}
         for mod, why in nodwarf.items():
             L.append(f"    ({mod}: {why})")
+        if d.get("backtrace_cut"):
+            L.append(f"    ({escape(d['backtrace_cut'])})")
         if d.get("log"):
             L.append("LOG (last lines):")
             L += ["    " + x for x in d["log"]]

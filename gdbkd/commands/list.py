@@ -64,7 +64,9 @@ containing structure: the list_head address minus OFFSET.
   -r                       follow ->prev instead of ->next
 The walk stops, with a message naming the cause, at a NULL pointer,
 LIST_POISON1/LIST_POISON2 (an entry removed with list_del()), an unreadable
-entry, or a cycle that never returns to the head."""
+entry, or a cycle that never returns to the head. Every entry's ->prev (->next
+with -r), and the head's, is checked against the walk (drgn's validate_list,
+lx-list-check): the first that disagrees is reported after the entries."""
 
     name = "list"
 
@@ -93,10 +95,16 @@ entry, or a cycle that never returns to the head."""
                 raise KdError(f"cannot evaluate {escape(args.start)}: {e}")
         node0 = start if is_head else start + off
         w = walk_list(kernel().reader, node0, include_head=not is_head, direction="prev" if args.reverse else "next",
-                      entry_offset=off)
+                      entry_offset=off, check_prev=True)
         entries = [n - off for n in w.nodes]
+        bad = w.bad_link
         d = {"head": f"{node0:#x}" if is_head else None, "offset": off,
-             "entries": [f"{e:#x}" for e in entries], "count": len(entries), "stop": w.stop}
+             "entries": [f"{e:#x}" for e in entries], "count": len(entries), "stop": w.stop,
+             "link_error": w.link_error,
+             "bad_link": None if bad is None else
+             {"entry": f"{bad['node'] - off:#x}", "list_head": f"{bad['node']:#x}",
+              "field": bad["field"], "value": f"{bad['value']:#x}",
+              "expected": f"{bad['expected']:#x}"}}
         if args.show:
             shown = []
             for e in entries:
@@ -115,4 +123,6 @@ entry, or a cycle that never returns to the head."""
                 lines.append(d["shown"][i])
         if d["stop"]:
             lines.append(f"kd list: {d['stop']}")
+        if d.get("link_error"):
+            lines.append(f"kd list: {d['link_error']}")
         return "\n".join(lines)

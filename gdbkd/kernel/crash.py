@@ -13,7 +13,7 @@ import gdb
 
 from .types import read_cstring
 from .symbolize import lookup
-from .unwind import entry_text_range, exact_pc_function
+from .unwind import entry_text_range
 from ..textutil import escape
 
 __all__ = ["find_trap", "read_pt_regs", "frames", "format_panic", "PT_REG_NAMES"]
@@ -69,15 +69,38 @@ def _looks_signed(pc: int) -> bool:
 def frames(limit=64):
     """The selected thread's backtrace, from the same walk as ``kd bt``
     (stack.best_unwind)."""
+    return backtrace(limit)[0]
+
+
+def backtrace(limit=64):
+    """(frames, cut): the selected thread's backtrace (:func:`frames`) and, when the walk
+    ended at memory it could not read, its stop reason (else None). A thread whose task
+    cannot be told (its task_struct unreadable) gets gdb's own frames."""
     from . import tasks, stack
     from .access import user_thread
     try:
         task, regs = tasks.thread_task()
     except gdb.GdbError:
-        return _gdb_frames(limit)
-    u = stack.best_unwind(task, regs, user_thread())
+        u = stack.gdb_frames(user_thread(), None, max_frames=limit)
+        if u is None:
+            return [], None
+    else:
+        u = stack.best_unwind(task, regs, user_thread())
     u.frames = u.frames[:limit]
-    return _frames_json(u)
+    return _frames_json(u), (u.stop if u.cut_short else None)
+
+
+def _gdb_pcs(limit):
+    """The pcs of gdb's newest LIMIT frames of the selected thread."""
+    out = []
+    try:
+        f = gdb.newest_frame()
+        while f is not None and len(out) < limit:
+            out.append(f.pc() & 0xFFFFFFFFFFFFFFFF)
+            f = f.older()
+    except gdb.error:
+        pass
+    return out
 
 
 def _int_arg(frame, name, reg):
@@ -176,8 +199,7 @@ def _trap_from_frame_records():
     """The trap function among the frame-record unwinder's frames, when gdb's own
     unwinding stopped at a pointer-auth-signed return address (gdb 13 cannot strip
     kernel PACs); the message then comes from the kernel log."""
-    gdb_frames = _gdb_frames(4)
-    if not any(_looks_signed(fr["pc"]) for fr in gdb_frames):
+    if not any(_looks_signed(pc) for pc in _gdb_pcs(4)):
         return None
     try:
         recs = _frame_record_frames(24)

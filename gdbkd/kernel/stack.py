@@ -40,12 +40,15 @@ from .unwind import entry_text_range
 
 __all__ = ["Frame", "Unwind", "unwind", "unwind_task", "strip_pac", "va_bits", "stack_ranges",
            "stack_of", "read_pt_regs", "pt_regs_valid", "scan_exception_frames", "text_words",
-           "entry_text", "gdb_frames", "best_unwind", "PSTATE_MODES"]
+           "entry_text", "gdb_frames", "best_unwind", "PSTATE_MODES", "CUT_SHORT"]
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 PSTATE_MODES = {0x0: "EL0t", 0x4: "EL1t", 0x5: "EL1h", 0x8: "EL2t", 0x9: "EL2h"}
 FRAME_META_TYPE_FINAL = 1
 FRAME_META_TYPE_PT_REGS = 2
+#: in a stop reason: the walk ended at memory it could not read (a corrupt or excluded
+#: page of a dump, an unmapped stack), not at the end of the stack
+CUT_SHORT = "backtrace cut short"
 
 
 def va_bits() -> int:
@@ -240,6 +243,11 @@ class Unwind:
         self.ranges = ranges
         self.start = start        # {"pc","fp","sp","lr","source"}
 
+    @property
+    def cut_short(self) -> bool:
+        """The walk ended because memory could not be read (``stop`` says where and why)."""
+        return CUT_SHORT in (self.stop or "")
+
 
 def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -> Unwind:
     ranges = stack_ranges(task)
@@ -285,8 +293,8 @@ def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -
         seen.add(cur.fp)
         try:
             raw = read_bytes(cur.fp, 16)
-        except gdb.MemoryError:
-            stop = f"cannot read frame record at {cur.fp:#x}"
+        except gdb.MemoryError as e:
+            stop = f"{CUT_SHORT}: frame record at {cur.fp:#x}: {e}"
             break
         prev_fp = int.from_bytes(raw[:8], "little")
         ret = int.from_bytes(raw[8:], "little")
@@ -346,12 +354,17 @@ def gdb_frames(thread, task, max_frames=256):
             out.append(f)
             try:
                 nxt = fr.older()
+            except gdb.MemoryError as e:
+                stop = f"gdb: {e} ({CUT_SHORT}: unreadable memory)"
+                break
             except gdb.error as e:
                 stop = f"gdb: {e}"
                 break
             if nxt is None:
                 r = fr.unwind_stop_reason()
-                if r not in (gdb.FRAME_UNWIND_NO_REASON, gdb.FRAME_UNWIND_OUTERMOST):
+                if r == gdb.FRAME_UNWIND_MEMORY_ERROR:
+                    stop = f"gdb: {gdb.frame_stop_reason_string(r)} ({CUT_SHORT}: unreadable memory)"
+                elif r not in (gdb.FRAME_UNWIND_NO_REASON, gdb.FRAME_UNWIND_OUTERMOST):
                     stop = f"gdb: {gdb.frame_stop_reason_string(r)}"
                 break
             fr = nxt

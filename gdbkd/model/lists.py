@@ -7,6 +7,13 @@ reason instead of wandering off: a NULL pointer, ``LIST_POISON1`` /
 include/linux/poison.h — the values ``list_del()`` leaves in a removed entry),
 an unreadable entry, or a cycle that never returns to the head.
 
+With ``check_prev`` the walk also checks every back link against the way it
+came, as drgn's ``validate_list`` and scripts/gdb's ``lx-list-check`` do: the
+``prev`` of each entry it reaches (``next`` when walking backwards), and the
+head's once the walk is back at it. The forward chain is still followed; the
+first disagreement is kept (``ListWalk.link_error``): the trace of a
+``list_add``/``list_del`` that raced, or of a write through a stale pointer.
+
 The one list walker: kd commands, the task and module lists of the model, and
 the dump server all walk with it. No gdb import.
 """
@@ -30,17 +37,24 @@ def poison_name(v: int):
 
 class ListWalk:
     """Result of a walk: ``nodes`` (list_head addresses, head excluded) and ``stop``
-    (None when the walk came back to the head; else a one-line reason)."""
+    (None when the walk came back to the head; else a one-line reason).
+
+    With ``check_prev``: ``link_error`` is the first back link that disagrees with
+    the walk (one line, else None) and ``bad_link`` the same as a dict: ``node``
+    (the list_head), ``field`` ("prev", or "next" for a backward walk), ``value``
+    (what it holds), ``expected`` (the node the walk came from)."""
 
     def __init__(self):
         self.nodes = []
         self.stop = None
         self.bad_value = None
         self.recovered = 0
+        self.link_error = None
+        self.bad_link = None
 
 
 def walk_list(reader, head: int, include_head=False, limit=1000000, direction="next",
-              entry_offset=0, recover=False) -> ListWalk:
+              entry_offset=0, recover=False, check_prev=False) -> ListWalk:
     """Follow ``->next`` (or ``->prev``) from the list_head at ``head`` until it returns
     (reading through ``reader``, a :class:`gdbkd.model.reader.Reader`).
 
@@ -48,8 +62,10 @@ def walk_list(reader, head: int, include_head=False, limit=1000000, direction="n
     ``entry_offset``: offset of the list_head in its container, for messages.
     ``recover``: when the walk breaks (an unreadable or corrupt entry), walk the other
     way from the head too and add the entries found there (after the others, in list
-    order); ``stop`` still says where it broke, ``recovered`` how many came back."""
-    w = _walk(reader, head, include_head, limit, direction, entry_offset)
+    order); ``stop`` still says where it broke, ``recovered`` how many came back.
+    ``check_prev``: check each back link against the walk (module docstring); the
+    list_heads are then read 16 bytes at a time, so it costs no extra read."""
+    w = _walk(reader, head, include_head, limit, direction, entry_offset, check_prev)
     w.recovered = 0
     if recover and w.stop and not w.stop.startswith("stopped after"):
         back = _walk(reader, head, False, limit, "prev" if direction == "next" else "next",
@@ -67,7 +83,21 @@ def walk_list(reader, head: int, include_head=False, limit=1000000, direction="n
     return w
 
 
-def _walk(reader, head, include_head, limit, direction, entry_offset) -> ListWalk:
+def _name(node, entry_offset):
+    return f"{node:#x}" if not entry_offset else f"{node - entry_offset:#x} (list_head {node:#x})"
+
+
+def _link_mismatch(w, node, back, came_from, direction, entry_offset):
+    """Record the first back link of NODE that is not CAME_FROM."""
+    if w.bad_link is not None or back == came_from:
+        return
+    field = "prev" if direction == "next" else "next"
+    w.bad_link = {"node": node, "field": field, "value": back, "expected": came_from}
+    w.link_error = (f"entry {_name(node, entry_offset)}: ->{field} is {back:#x}, but the walk "
+                    f"reached it from {came_from:#x} (a racy list_add/list_del, or a stale write)")
+
+
+def _walk(reader, head, include_head, limit, direction, entry_offset, check_prev=False) -> ListWalk:
     off = 0 if direction == "next" else 8
     w = ListWalk()
     seen = {head: -1}
@@ -75,14 +105,30 @@ def _walk(reader, head, include_head, limit, direction, entry_offset) -> ListWal
         w.nodes.append(head)
         seen[head] = 0
     cur = head
+    came_from = None          # the node before cur in the walk (None: cur is the head)
+    head_back = None          # the head's own back link, checked when the walk returns
     while True:
+        back = None
         try:
-            nxt = reader.u64(cur + off)
+            if check_prev:
+                try:
+                    raw = reader.read(cur, 16)
+                    nxt = int.from_bytes(raw[off:off + 8], "little")
+                    back = int.from_bytes(raw[8 - off:16 - off], "little")
+                except MemoryFault:      # the back link alone unreadable: follow what can be
+                    nxt = reader.u64(cur + off)
+            else:
+                nxt = reader.u64(cur + off)
         except MemoryFault:
             w.stop = f"cannot read the list_head at {cur:#x}"
             break
+        if back is not None:
+            if came_from is None:
+                head_back = back
+            else:
+                _link_mismatch(w, cur, back, came_from, direction, entry_offset)
         ptr = f"{cur:#x}->{direction}"
-        what = f"{cur:#x}" if not entry_offset else f"{cur - entry_offset:#x} (list_head {cur:#x})"
+        what = _name(cur, entry_offset)
         pname = poison_name(nxt)
         if pname:
             w.stop = (f"{ptr} is {pname} ({nxt:#x}): entry {what} was removed with "
@@ -94,6 +140,8 @@ def _walk(reader, head, include_head, limit, direction, entry_offset) -> ListWal
             w.bad_value = 0
             break
         if nxt == head:
+            if head_back is not None:
+                _link_mismatch(w, head, head_back, cur, direction, entry_offset)
             break
         if nxt in seen:
             w.stop = (f"cycle: {ptr} = {nxt:#x}, entry #{seen[nxt] + 1} again, without "
@@ -105,7 +153,7 @@ def _walk(reader, head, include_head, limit, direction, entry_offset) -> ListWal
             break
         seen[nxt] = len(w.nodes)
         w.nodes.append(nxt)
-        cur = nxt
+        came_from, cur = cur, nxt
     return w
 
 

@@ -35,7 +35,11 @@ _FILES = click.argument("files", nargs=-1, required=True, type=click.Path(),
 @click.option("-ex", "--ex", "ex", multiple=True, help="gdb/kd command (repeatable)")
 @click.option("--modules-dir", multiple=True, type=click.Path())
 @click.option("-s", "--silent", is_flag=True, help="no crash report at start (as crash -s)")
-def core(files, batch, ex, modules_dir, silent):
+@click.option("--check", is_flag=True,
+              help="only check that the dump and the vmlinux agree (OSRELEASE, BUILD-ID, "
+                   "KERNELOFFSET, VA_BITS, PHYS_OFFSET, the CPU notes, DWARF) and print the "
+                   "report; exit 1 if anything disagrees")
+def core(files, batch, ex, modules_dir, silent, check):
     """Open a kernel crash dump DUMP with VMLINUX in gdb (every task a thread).
 
     For a makedumpfile --split dump give all its parts: PART1 PART2 ... VMLINUX."""
@@ -43,6 +47,11 @@ def core(files, batch, ex, modules_dir, silent):
     for p, what in [(p, "dump") for p in _dump_list(dump)] + [(vmlinux, "vmlinux")]:
         if not os.path.isfile(p):
             raise GdbkdError(f"{what} {p} does not exist")
+    if check:
+        from .check import run_check
+        text, findings = run_check(dump, vmlinux)
+        click.echo(text)
+        sys.exit(1 if any(f.status == "warn" for f in findings) else 0)
     from .session import run_core
     sys.exit(run_core(dump, vmlinux, batch=batch, ex=ex, modules_dirs=modules_dir, report=not silent))
 

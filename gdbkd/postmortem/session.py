@@ -83,16 +83,18 @@ def gdb_quote(arg) -> str:
 def _check_debug_info(vmlinux):
     """GdbkdError unless VMLINUX has DWARF (.debug_info) or names a separate debug file
     (.gnu_debuglink): offsets may come from the build-id cache, but kd needs gdb's types."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.common.exceptions import ELFError
-    try:
-        with open(vmlinux, "rb") as f:
-            names = {sec.name for sec in ELFFile(f).iter_sections()}
-    except (OSError, ELFError) as e:      # open_dump has read it already: hardly happens
-        raise GdbkdError(f"cannot read the sections of {vmlinux}: {e}")
-    if not names & {".debug_info", ".zdebug_info", ".gnu_debuglink"}:
-        raise GdbkdError(f"{vmlinux} has no debug info (no .debug_info section): kd needs the "
-                         f"vmlinux with DWARF (Debian: linux-image-…-dbg)")
+    from .check import debug_info_problem
+    why = debug_info_problem(vmlinux)
+    if why:
+        raise GdbkdError(why)
+
+
+def _warn_disagreements(d, vmlinux):
+    """One stderr line per fact the dump and the vmlinux disagree on (postmortem/check.py;
+    ``gdbkd core --check`` gives the whole report)."""
+    from .check import open_warnings
+    for w in open_warnings(d, vmlinux):
+        print(f"gdbkd core: warning: {w}", file=sys.stderr, flush=True)
 
 
 def _module_symbols(d, modules_dirs, say):
@@ -206,6 +208,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         from . import open_dump                  # the heavy imports run while gdb starts
         dumpobj = open_dump(dump, vmlinux)
         _check_debug_info(vmlinux)
+        _warn_disagreements(dumpobj, vmlinux)
         lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         lsock.bind(sock)
         lsock.listen(1)
