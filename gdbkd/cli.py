@@ -43,7 +43,7 @@ EXAMPLES = {
     "run": ["gdbkd run", "gdbkd run --batch --exec 'echo c > /proc/sysrq-trigger' --dump-on-crash vmcore",
             "gdbkd run debian-5.10 --module tests/e2e/kdtest_mod --nokaslr"],
     "attach": ["gdbkd attach 127.0.0.1:1234 --vmlinux ~/.cache/gdbkd/kernels/6.1.0-*/vmlinux-*"],
-    "fetch": ["gdbkd fetch", "gdbkd fetch debian-6.12 --json"],
+    "fetch": ["gdbkd fetch", "gdbkd fetch debian-6.12 --json", "gdbkd fetch --source"],
     "profiles": ["gdbkd profiles"],
     "doctor": ["gdbkd doctor"],
     "demo": ["gdbkd demo", "gdbkd demo --batch"],
@@ -163,7 +163,9 @@ def attach(target, vmlinux, no_task_threads, batch, as_json, ex, timeout, module
 @cli.command()
 @click.argument("profile", default="debian-6.1", shell_complete=_complete_profile)
 @click.option("--json", "as_json", is_flag=True)
-def fetch(profile, as_json):
+@click.option("--source", is_flag=True,
+              help="also the kernel's Debian source package (~140 MB, once): gdb then shows source lines")
+def fetch(profile, as_json, source):
     """Download/build PROFILE's artifacts and print their paths."""
     from .qemu.profiles import load_profile
     from .artifacts.kernel import ensure_kernel
@@ -172,6 +174,9 @@ def fetch(profile, as_json):
     k = ensure_kernel(p)
     d = {"profile": p.name, "release": k.release, "image": k.image, "vmlinux": k.vmlinux,
          "headers": k.kdir, "modules": k.modules_dir}
+    if source or p.kernel.get("fetch_source"):
+        from .artifacts.source import ensure_source
+        d["source"] = ensure_source(p, k)["tree"]
     if p.guest.get("initramfs", True):
         d["initramfs"] = str(ensure_base_initramfs(k, p.guest.get("boot_modules", [])))
     if as_json:

@@ -282,6 +282,9 @@ def _wait_for_stop(g, m, opts, term, interactive):
 def _prepare_guest(opts, run_dir: Path):
     profile = load_profile(opts.profile)
     kernel = ensure_kernel(profile)
+    if profile.kernel.get("fetch_source"):       # the profile asks for the kernel source in gdb
+        from .artifacts.source import ensure_source
+        ensure_source(profile, kernel)
     files = dict(opts.extra_files)
     mod_dirs = list(opts.modules_dir) + list(profile.guest.get("modules_dirs", []))
     kos = []

@@ -42,7 +42,8 @@ def build_module_dir(src, kernel) -> list:
         raise GdbkdError(f"module source {src} has no Kbuild or Makefile")
     if not kernel.kdir or not Path(kernel.kdir).is_dir():
         raise GdbkdError(f"no kernel headers for {kernel.release}: cannot build {src.name}")
-    tool_key = key_of(sorted(kernel.make_vars.items()), kernel.make_prefix)   # a new compiler rebuilds
+    tool_key = key_of(sorted(kernel.make_vars.items()), kernel.make_prefix,   # a new compiler rebuilds;
+                      str(src))    # so does a new place: the DWARF names SRC's files (gdb's source)
     out = cache_root() / "modules" / f"{src.name}-{kernel.release}-{_tree_hash(src)}-{tool_key[:8]}"
     if not out.exists():
         progress(f"building module {src.name} for {kernel.release}")

@@ -39,22 +39,47 @@ def _func_range(addr):
     return s.start, end
 
 
+def _source_line(addr, s, texts):
+    """The text of S's source line (S: lookup(ADDR)), from the file gdb finds for the
+    symtab through its source path and substitute-path rules; None when it finds none."""
+    symtabs = []
+    try:
+        symtabs.append(gdb.find_pc_line(addr).symtab)
+        if s.name:    # the patchable-entry NOPs before low_pc: lookup named the declaration
+            sym = gdb.lookup_global_symbol(s.name) or gdb.lookup_static_symbol(s.name)
+            symtabs.append(sym.symtab if sym is not None else None)
+    except (RuntimeError, gdb.error):
+        pass
+    path = next((st.fullname() for st in symtabs if st is not None and st.filename == s.file), None)
+    if path not in texts:
+        try:
+            with open(path, errors="replace") as f:
+                texts[path] = f.read().splitlines()
+        except (OSError, TypeError):
+            texts[path] = None
+    body = texts[path]
+    return body[s.line - 1] if body and 0 < s.line <= len(body) else None
+
+
 @command
 class Dis(KernelCommand):
     """Disassemble arm64 code from target memory (crash's dis).
 
-Usage: kd dis [-l] ADDR|FUNC [COUNT]
+Usage: kd dis [-l|-s] ADDR|FUNC [COUNT]
 
 FUNC alone disassembles the whole function; ADDR alone one instruction;
 COUNT instructions otherwise. Bytes come from guest memory, so patched code
 (alternatives, ftrace, breakpoints) shows as it runs. Branch and address
 targets are annotated with symbols.
-  -l   interleave source file:line"""
+  -l   interleave source file:line
+  -s   interleave source file:line and the source line itself (gdbkd fetch --source)"""
 
     name = "dis"
 
     def add_arguments(self, p):
         p.add_argument("-l", dest="lines", action="store_true")
+        p.add_argument("-s", dest="source", action="store_true",
+                       help="the source text of each line too (the kernel's: gdbkd fetch --source)")
         p.add_argument("where")
         p.add_argument("count", nargs="?", type=int)
 
@@ -80,6 +105,8 @@ targets are annotated with symbols.
             insns = disassemble(addr, count=args.count or 1)
         out = []
         prev_line = None
+        args.lines = args.lines or args.source
+        texts = {}
         for ins in insns:
             s = lookup(ins.addr, want_line=args.lines)
             d = {"addr": f"{ins.addr:#x}", "symbol": s.label(), "bytes": ins.bytes.hex(),
@@ -90,6 +117,8 @@ targets are annotated with symbols.
             if args.lines and s.file and (s.file, s.line) != prev_line:
                 d["source"] = f"{s.file}: {s.line}"
                 prev_line = (s.file, s.line)
+                if args.source:
+                    d["text"] = _source_line(ins.addr, s, texts)
             out.append(d)
         return out
 
@@ -99,6 +128,9 @@ targets are annotated with symbols.
         for d in data:
             if "source" in d:
                 lines.append(d["source"])
+            if d.get("text") is not None:
+                lines.append("  " + "".join(c if c >= " " and c != "\x7f" else "?"      # a host file
+                                            for c in d["text"].expandtabs(8)))
             ann = f"  <{d['target']}>" if "target" in d else ""
             lines.append(f"0x{int(d['addr'], 16):016x} <{d['symbol']}>:{' ' * (width - len(d['symbol']))} "
                          f"{d['mnemonic']:<7} {d['operands']}{ann}")

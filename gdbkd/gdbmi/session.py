@@ -141,6 +141,9 @@ class GdbSession:
         opt = f"-o {offset:#x} " if offset else ""
         self.cli(f"symbol-file {opt}{path}", timeout=300)
         self.vmlinux = str(path)
+        from ..artifacts.source import gdb_source_commands
+        for c in gdb_source_commands(path):      # the kernel source, when it was fetched
+            self.cli(c)
 
     def source_kd(self):
         from ..gdbpython import boot_command

@@ -253,9 +253,11 @@ def lookup(addr: int, want_line=True) -> Sym:
                 s.line = sal.line
         except (RuntimeError, gdb.error):
             pass
-        if s.file is None and s.name and not s.name.startswith("["):
+        if (s.file is None or (fn is None and (s.offset or 0) < 16)) and s.name \
+                and not s.name.startswith("["):
             # e.g. the patchable-entry NOPs before a function's DWARF low_pc: use the
-            # symbol's own declaration
+            # symbol's own declaration (the line table may give them the previous
+            # function's last line: sysrq_handle_crash+0 was "sysrq.c: 399", moom_callback)
             try:
                 sym = gdb.lookup_global_symbol(s.name) or gdb.lookup_static_symbol(s.name)
             except gdb.error:

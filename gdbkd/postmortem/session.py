@@ -130,8 +130,9 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     lines = [f"KASLR offset: {off:#x}"]
     mod_cmds = _module_symbols(d, modules_dirs, lines.append)
     vml = gdb_quote(os.path.abspath(vmlinux))
+    from ..artifacts.source import gdb_source_commands      # the kernel source, when fetched
     cmds = ["set architecture aarch64", _quiet(f"add-symbol-file -o {off:#x} {vml}"),
-            f"exec-file {vml}", *mod_cmds, f"target remote {target}"]
+            f"exec-file {vml}", *map(_quiet, gdb_source_commands(vmlinux)), *mod_cmds, f"target remote {target}"]
     if with_kd or report:
         # kd learns the module directories too (for `kd mod -S` and friends), loads nothing
         dirs = "".join(f" --modules-dir {gdb_quote(str(m))}" for m in modules_dirs)
