@@ -418,8 +418,14 @@ class LiveProxy:
 
     # -- thread ids ------------------------------------------------------------------------
     def _threads(self):
-        """[(tid, name, extra, core)] gdb sees now."""
+        """[(tid, name, extra, core)] gdb sees now (built once per stop)."""
         v = self.view()
+        if "threads" in v:
+            return v["threads"]
+        v["threads"] = self._make_threads(v)
+        return v["threads"]
+
+    def _make_threads(self, v):
         if v["tasks"] is None:
             return [(c, f"CPU#{c - 1}", f"vCPU {c - 1}", c - 1) for c in v["vcpus"]]
         out = []
@@ -593,11 +599,13 @@ class LiveProxy:
                 return "E00"
             return _xfer(data, rng)
         if p.startswith("qXfer:threads:read::"):
-            items = "".join(f'<thread id="{tid:x}" name="{_xml_escape(escape(name))}" core="{core}">'
-                            f'{_xml_escape(extra)}</thread>'
-                            for tid, name, extra, core in self._threads())
-            return _xfer(f'<?xml version="1.0"?><threads>{items}</threads>'.encode(),
-                         p[len("qXfer:threads:read::"):])
+            v = self.view()
+            if "xml" not in v:          # once per stop: gdb reads it in 4 KiB chunks
+                items = "".join(f'<thread id="{tid:x}" name="{_xml_escape(escape(name))}" '
+                                f'core="{core}">{_xml_escape(extra)}</thread>'
+                                for tid, name, extra, core in self._threads())
+                v["xml"] = f'<?xml version="1.0"?><threads>{items}</threads>'.encode()
+            return _xfer(v["xml"], p[len("qXfer:threads:read::"):])
         if p == "qfThreadInfo":
             self._tinfo = [t[0] for t in self._threads()]
             return self._thread_chunk()
@@ -605,8 +613,10 @@ class LiveProxy:
             return self._thread_chunk()
         if p.startswith("qThreadExtraInfo,"):
             tid = int(p.split(",")[1], 16)
-            extra = next((t[2] for t in self._threads() if t[0] == tid), "")
-            return extra.encode().hex()
+            v = self.view()
+            if "extra" not in v:
+                v["extra"] = {t[0]: t[2] for t in self._threads()}
+            return v["extra"].get(tid, "").encode().hex()
         if p == "qC":
             return f"QC{self._selected():x}"
         if p.startswith("H"):
