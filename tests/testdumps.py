@@ -62,7 +62,7 @@ class TestDumps:
 
 def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
     """Whether the crashed CPU's saved pc is in the exception vector table."""
-    from .dump import Dump
+    from gdbkd.postmortem.dump import Dump
     d = Dump(elf, vmlinux)
     try:
         vec = d.sym("vectors")
@@ -205,7 +205,7 @@ def _procvmcore_from_qemu(dump_elf: Path, out: Path):
     linear-map virtual address, as the kdump kernel's /proc/vmcore does.
     """
     import struct
-    from .dump import Dump
+    from gdbkd.postmortem.dump import Dump
     from .convert import _note
     d = Dump(dump_elf)
     try:

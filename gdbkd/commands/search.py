@@ -6,6 +6,7 @@ from . import KdError, command
 from ._mem import emit, address_arg, kernel
 from ._util import KernelCommand
 from ..kernel.symbolize import lookup
+from .vtop import _task_pgd
 from ..model import search as searchm
 from ..model.memmap import memory_map
 from ..model.reader import MemoryFault
@@ -29,7 +30,8 @@ class Search(KernelCommand):
     """Search memory for a 64-bit value or a string (crash's search).
 
 Kernel memory by default: the kernel image, the linear map of all RAM, and every
-vmalloc area (vmalloc buffers, task stacks, modules). Values are 64-bit words at
+vmalloc area (vmalloc buffers, task stacks, modules; not ioremapped device memory).
+With -u, a task's user memory: the pages present in its VMAs. Values are 64-bit words at
 8-byte aligned addresses. Each hit is annotated: kernel symbol, slab object
 (cache + offset, allocated or free), task stack, vmalloc area."""
 
@@ -41,6 +43,9 @@ vmalloc area (vmalloc buffers, task stacks, modules). Values are 64-bit words at
                        help="kernel virtual memory: image, linear map, vmalloc (the default)")
         g.add_argument("-p", dest="physical", action="store_true",
                        help="physical memory (RAM); hits are physical addresses")
+        g.add_argument("-u", dest="user", metavar="PID|TASK",
+                       help="this task's user memory: every VMA of its mm, through its page "
+                            "tables (pages not present are not searched)")
         p.add_argument("-m", dest="mask", metavar="MASK",
                        help="hex mask of bits to ignore when comparing")
         p.add_argument("-s", dest="start", metavar="START",
@@ -76,9 +81,15 @@ vmalloc area (vmalloc buffers, task stacks, modules). Values are 64-bit words at
         end = address_arg(args.end) if args.end else None
         if start is not None and end is not None and end <= start:
             raise KdError(f"END {end:#x} is not above START {start:#x}")
+        task = None
         try:
-            regions = (searchm.physical_regions(k) if args.physical
-                       else searchm.kernel_regions(k))
+            if args.user is not None:
+                task, _pgd = _task_pgd(k, args.user)       # kd vtop -c's selection
+                regions = searchm.user_regions(k, task.mm)
+            elif args.physical:
+                regions = searchm.physical_regions(k)
+            else:
+                regions = searchm.kernel_regions(k)
             regions = searchm.clip(regions, start, end)
             if not regions:
                 raise KdError("nothing to search in that range")
@@ -87,7 +98,10 @@ vmalloc area (vmalloc buffers, task stacks, modules). Values are 64-bit words at
             hits = res["hits"]
             mm = memory_map(k)
             virt = [mm.phys_to_virt(h) for h in hits] if args.physical else hits
-            notes = searchm.annotate(k, virt[:ANNOTATE_MAX])
+            if task is not None:
+                notes = _user_notes(regions, hits)
+            else:
+                notes = searchm.annotate(k, virt[:ANNOTATE_MAX])
         except MemoryFault as e:
             raise KdError(str(e))
         finally:
@@ -116,6 +130,8 @@ vmalloc area (vmalloc buffers, task stacks, modules). Values are 64-bit words at
         d = {"value": value, "string": escape(args.string) if args.string is not None else None,
              "physical": bool(args.physical), "hits": rows, "truncated": res["truncated"],
              "skipped_pages": res["skipped_pages"], "scanned_bytes": res["scanned"]}
+        if task is not None:
+            d["user"] = {"pid": task.pid, "comm": escape(task.comm), "task": task.addr}
         return emit(d, args)
 
     def render(self, d, args):
@@ -126,13 +142,28 @@ vmalloc area (vmalloc buffers, task stacks, modules). Values are 64-bit words at
         if d["truncated"]:
             lines.append(f"(stopped after {len(d['hits'])} hits: --limit)")
         if d["skipped_pages"]:
-            lines.append(f"({d['skipped_pages']} unmapped or unreadable pages skipped)")
+            lines.append(f"({d['skipped_pages']} unreadable pages skipped)")
         if not d["hits"]:
             lines.append("no hits")
         return "\n".join(lines)
 
 
+def _user_notes(regions, hits) -> list:
+    """{"region": "user", "vma": {start, end, name}} of each user hit."""
+    out = []
+    for h in hits:
+        r = next((r for r in regions if r.start <= h < r.end), None)
+        d = {"region": "user"}
+        if r is not None:
+            d["vma"] = {"start": r.start, "end": r.end, "name": escape(r.name or "")}
+        out.append(d)
+    return out
+
+
 def _note(r) -> str:
+    if "vma" in r:
+        v = r["vma"]
+        return f"{v['name']} {v['start']:x}-{v['end']:x} +{r['addr'] - v['start']:#x}"
     if "slab" in r:
         s = r["slab"]
         state = {True: "allocated", False: "FREE", None: "state unknown"}[s["allocated"]]

@@ -3,8 +3,8 @@ module, per-CPU area (crash's ``kmem ADDR``; kernel symbols are named by the cal
 which has the symbol table).
 
 * vmalloc areas: ``vmap_area_list`` (``struct vmap_area.list``, sorted by address;
-  v2.6.28–v6.8 — v6.9 replaced it with per-node trees, commit 282631cb2447), each
-  with ``vm->caller``;
+  v2.6.28–v6.8), from v6.9 the per-node busy rbtrees ``vmap_nodes[i].busy.root``
+  (:func:`_busy_tree_areas`), each with ``vm->caller``;
 * task stacks: ``task->stack`` .. + THREAD_SIZE (vmalloc'd with VMAP_STACK);
 * per-CPU areas: ``__per_cpu_start`` .. ``__per_cpu_end`` shifted by
   ``__per_cpu_offset[cpu]`` (the static part of each CPU's chunk);
@@ -13,12 +13,14 @@ which has the symbol table).
 """
 
 from .kernel import per_stop
+from .layout import LAYOUTS
 from .lists import walk_list
 from .memmap import memory_map
 from .modules import module_list
 from .percpu import cpu_offsets
 from .reader import MemoryFault
 from .tasks import task_list, thread_size
+from .trees import rbtree_inorder, WrongType
 from . import slab as _slab
 
 __all__ = ["vmap_areas", "find_vmap_area", "task_stack_of", "percpu_of", "page_info",
@@ -26,25 +28,26 @@ __all__ = ["vmap_areas", "find_vmap_area", "task_stack_of", "percpu_of", "page_i
 
 M64 = (1 << 64) - 1
 
-PAGE_LAYOUT = ["flags", "compound_head", "compound_order", "mapping", "index", "private",
-               "_refcount", "_mapcount", "lru"]
+PAGE_LAYOUT = LAYOUTS["struct page"]
 
 
 @per_stop
 def vmap_areas(k) -> list:
-    """[(start, end, vm_struct, caller, vm flags)] of ``vmap_area_list``, or [] when this
-    kernel has no such list."""
-    head = k.sym("vmap_area_list")
-    if head is None:
-        return []
-    lay = k.layout("struct vmap_area", ["va_start", "va_end", "list", "vm"])
+    """[(start, end, vm_struct, caller, vm flags)] of the busy vmalloc areas, sorted by
+    start: ``vmap_area_list`` up to v6.8, the per-node busy trees from v6.9; [] when
+    the kernel has neither."""
+    lay = k.layout("struct vmap_area", ["va_start", "va_end", "list", "rb_node", "vm"])
     vlay = k.layout("struct vm_struct", ["caller", "flags", "size", "nr_pages", "phys_addr"])
-    off = lay.offset("list")
-    w = walk_list(k.reader, head, limit=1 << 20, entry_offset=off)
+    head = k.sym("vmap_area_list")
+    if head is not None:
+        off = lay.offset("list")
+        areas = [n - off for n in walk_list(k.reader, head, limit=1 << 20, entry_offset=off).nodes]
+    else:
+        areas = _busy_tree_areas(k, lay)
     out = []
-    for n in w.nodes:
+    for a in areas:
         try:
-            f = lay.read(k.reader, n - off)
+            f = lay.read(k.reader, a)
         except MemoryFault:
             continue
         caller = flags = 0
@@ -56,6 +59,33 @@ def vmap_areas(k) -> list:
             except MemoryFault:
                 vm = 0
         out.append((f["va_start"], f["va_end"], vm, caller, flags))
+    out.sort()
+    return out
+
+
+def _busy_tree_areas(k, lay) -> list:
+    """struct vmap_area addresses in ``vmap_nodes[0 .. nr_vmap_nodes)->busy.root``: v6.9
+    (Uladzislau Rezki's series "mm: vmalloc: remove global vmap_area_root rb-tree" and
+    its neighbours) split the global ``vmap_area_root``/``vmap_area_list`` into
+    per-node ``struct rb_list busy`` {``root``, ``head``, ``lock``}; ``vmap_nodes``
+    (static) points to the array, ``nr_vmap_nodes`` long. Checked on 6.12.118."""
+    nodes, nr = k.sym("vmap_nodes"), k.sym("nr_vmap_nodes")
+    size = k.sizeof("struct vmap_node")
+    busy = k.offset("struct vmap_node", "busy.root")
+    rb = lay.offset("rb_node")
+    if None in (nodes, nr, size, busy, rb):
+        return []
+    try:
+        base = k.reader.u64(nodes)
+        n = k.reader.u32(nr)
+    except MemoryFault:
+        return []
+    out = []
+    for i in range(max(1, min(n, 1024))):
+        try:
+            out += [e - rb for e in rbtree_inorder(k, base + i * size + busy).entries]
+        except WrongType:          # not a tree (corrupt node array): the other nodes still count
+            continue
     return out
 
 

@@ -45,18 +45,39 @@ LAYOUTS = {
     "struct mm_struct": ["total_vm", "rss_stat", "rss_stat.count"],
     "struct task_rss_stat": ["count"],
     "struct percpu_counter": ["count"],
+    # SLUB (gdbkd/model/slab.py has the versions: struct slab is v5.17+, its members lived
+    # in struct page before; kmem_cache_cpu.slab was .page)
+    "struct kmem_cache": [
+        "cpu_slab", "flags", "size", "object_size", "offset", "oo", "refcount", "ctor",
+        "red_left_pad", "name", "list", "random", "node"],
+    "struct kmem_cache_cpu": ["freelist", "slab", "page", "partial"],
+    "struct kmem_cache_node": ["partial", "nr_partial", "nr_slabs", "total_objects"],
+    "struct slab": ["slab_list", "next", "slab_cache", "freelist", "counters"],
+    "struct page": ["flags", "compound_head", "compound_order", "mapping", "index", "private",
+                    "_refcount", "_mapcount", "lru", "slab_list", "next", "slab_cache",
+                    "freelist", "counters"],
+    # RAM ranges and vmalloc areas (gdbkd/model/memmap.py, addrinfo.py)
+    "struct memblock": ["memory"],
+    "struct memblock_type": ["cnt", "regions"],
+    "struct memblock_region": ["base", "size"],
+    "struct vmap_area": ["va_start", "va_end", "list", "rb_node", "vm"],
+    "struct vm_struct": ["caller", "flags", "size", "nr_pages", "phys_addr"],
+    "struct vmap_node": ["busy", "busy.root"],
+    "struct rb_node": ["rb_right", "rb_left"],
 }
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
-         "struct percpu_counter", "overflow_stack"]
+         "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
            "_stext", "_end", "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack",
            "panic", "vpanic", "die", "crash_kexec", "__crash_kexec", "modules",
            "init_stack", "vmcoreinfo_data", "vmcoreinfo_size", "_totalram_pages",
-           "totalram_pages"]
+           "totalram_pages", "slab_caches", "nr_node_ids", "memblock", "vmap_area_list",
+           "vmap_area_root", "vmap_nodes", "nr_vmap_nodes", "module_alloc_base",
+           "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn"]
 
 
 class Member:

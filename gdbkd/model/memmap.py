@@ -17,7 +17,8 @@ same code serves ``gdbkd core`` and a live QEMU:
   ``VMALLOC_START/END`` are in VMCOREINFO since v5.19 (commit 2369f171d5c5);
   for older kernels VMEMMAP_START is computed as v5.4–v5.18 define it
   (``-VMEMMAP_SIZE - SZ_2M``, VMEMMAP_SIZE = (1 << (VA_BITS_MIN - 1)) >>
-  (PAGE_SHIFT - STRUCT_PAGE_MAX_SHIFT)) — not exercised by the tests here;
+  (PAGE_SHIFT - STRUCT_PAGE_MAX_SHIFT)) and the vmalloc range as PAGE_END + 256 MiB
+  (BPF JIT, modules) .. VMEMMAP_START (5.10 in tests/e2e/test_kmem_other_kernels.py);
 * RAM: ``memblock.memory`` (arm64 keeps memblock after boot,
   ARCH_KEEP_MEMBLOCK), or ``min_low_pfn`` .. ``max_pfn``;
 * slab pages: page flag ``NUMBER(PG_slab)`` up to v6.9, the page type
@@ -84,6 +85,11 @@ class MemoryMap:
         self.vmemmap = (vstart - (self.phys_offset >> self.page_shift) * self.page_struct_size) & M64
         self.modules = self._module_range()
         self.vmalloc = (_number(info, "VMALLOC_START"), _number(info, "VMALLOC_END"))
+        if self.vmalloc[0] is None and vstart is not None:
+            # before v5.19 (no VMALLOC_START in VMCOREINFO), v5.4-v5.18 without KASAN:
+            # PAGE_END, 128 MiB of BPF JIT, 128 MiB of modules, then vmalloc (holding the
+            # image) up to below the vmemmap (PCI I/O and fixmap in between, not told apart)
+            self.vmalloc = ((self.linear_end + (256 << 20)) & M64, vstart)
         self.vmemmap_range = (vstart, _number(info, "VMEMMAP_END"))
         self.pg_slab = _number(info, "PG_slab")
         self.slab_mapcount = _number(info, "PAGE_SLAB_MAPCOUNT_VALUE")

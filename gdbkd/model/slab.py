@@ -57,21 +57,11 @@ __all__ = ["SlabCache", "SlabObject", "slab_caches", "find_cache", "cache_by_add
 M64 = (1 << 64) - 1
 OO_SHIFT = 16
 
-#: the members read, per struct (absent members are skipped: see the docstring)
-SLUB_LAYOUTS = {
-    "struct kmem_cache": [
-        "cpu_slab", "flags", "size", "object_size", "offset", "oo", "refcount", "ctor",
-        "red_left_pad", "name", "list", "random", "node"],
-    "struct kmem_cache_cpu": ["freelist", "slab", "page", "partial"],
-    "struct kmem_cache_node": ["partial", "nr_partial", "nr_slabs", "total_objects"],
-    "struct slab": ["slab_list", "next", "slab_cache", "freelist", "counters"],
-    "struct page": ["flags", "compound_head", "slab_list", "next", "slab_cache", "freelist",
-                    "counters"],
-}
-
-
 def _layout(k, typename):
-    return k.layout(typename, SLUB_LAYOUTS[typename])
+    """The members read of one SLUB struct: declared in gdbkd/model/layout.py's LAYOUTS
+    (absent members are skipped: see the docstring), so ``gdbkd core`` serves them from
+    the per-vmlinux offsets cache instead of a gdb type lookup (0.14 s for kd kmem -s)."""
+    return k.layout(typename)
 
 
 class FreelistError(Exception):
@@ -134,6 +124,7 @@ def _decode_counters(c: int):
     return c & 0xFFFF, (c >> 16) & 0x7FFF, (c >> 31) & 1
 
 
+@per_stop
 def _nr_node_ids(k) -> int:
     a = k.sym("nr_node_ids")
     if a is None:

@@ -55,7 +55,9 @@ class WrongType(Exception):
 
 
 def _is_kernel_ptr(v: int) -> bool:
-    return v >> 48 == 0xFFFF
+    """In the kernel half of the widest arm64 VA (52 bits: a 6.12 LPA2 kernel's linear
+    map is at 0xfff0...; with 48 bits every kernel pointer still has these 12 bits set)."""
+    return v >> 52 == 0xFFF
 
 
 class TreeWalk:
