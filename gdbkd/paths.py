@@ -9,8 +9,12 @@ __all__ = ["kd_py", "GDB_INIT"]
 #: run), no debuginfod lookups, and no demangling: the kernel is C, and trying every
 #: language's demangler on each of a vmlinux's 155,000 ELF symbols is a third of gdb's
 #: symbol-loading time (0.17 s -> 0.12 s here). Rust kernel symbols would show mangled.
+#: A remote timeout of 30 s instead of 2: gdb resends a packet it has no answer to within
+#: the timeout, and the proxy's first stop on a 10,000-task guest (the task list read
+#: through QEMU's gdbstub) or a loaded machine can take longer than 2 s — the resent
+#: packet's second answer would put every later reply one packet behind.
 GDB_INIT = ["-iex", "set auto-load no", "-iex", "set debuginfod enabled off",
-            "-iex", "set demangle-style none"]
+            "-iex", "set demangle-style none", "-iex", "set remotetimeout 30"]
 
 
 def kd_py() -> Path:

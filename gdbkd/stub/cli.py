@@ -18,8 +18,12 @@ def serve_proxy(target, vmlinux, listen=None, ready=None):
     from .proxy import connect_qemu, LiveProxy
     link = connect_qemu(target)
     try:
+        # everything slow (QEMU's target description, the vmlinux's layouts) before gdb
+        # connects: gdb resends a packet it gets no answer to within 2 s, and a second
+        # answer to one packet would put every later reply one packet behind
+        proxy = LiveProxy(link, vmlinux)
         if listen is None:
-            LiveProxy(link, vmlinux).serve()
+            proxy.serve()
             return
         lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
@@ -36,7 +40,8 @@ def serve_proxy(target, vmlinux, listen=None, ready=None):
             lsock.close()
             os.unlink(listen)
         with conn:
-            LiveProxy(link, vmlinux, infd=conn.fileno(), outfd=conn.fileno()).serve()
+            proxy.infd = proxy.outfd = conn.fileno()
+            proxy.serve()
     finally:
         link.sock.close()
 

@@ -142,7 +142,13 @@ class QemuLink:
 
 
 def _is_hex(s):
-    return bool(s) and all(c in "0123456789abcdefABCDEF" for c in s)
+    if not s or len(s) % 2:
+        return False
+    try:
+        bytes.fromhex(s)
+    except ValueError:
+        return False
+    return True
 
 
 def _unescape(pkt: bytes) -> bytes:
@@ -187,10 +193,13 @@ class RspReader(Reader):
         while a < addr + n:
             k = min(chunk, addr + n - a)
             r = self.link.request(f"m{a:x},{k:x}")
-            if not r or r.startswith("E") or not _is_hex(r):
+            try:
+                data = bytes.fromhex(r) if r and r[0] != "E" else None
+            except ValueError:
+                data = None
+            if data is None:
                 raise MemoryFault(a, "Cannot access memory (QEMU: "
                                      f"{r[:20] or 'empty reply'})")
-            data = bytes.fromhex(r)
             out.append(data)
             a += len(data)
             if not data:

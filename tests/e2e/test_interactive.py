@@ -59,7 +59,7 @@ def test_demo_hands_over_gdb_console(tmp_path, kernel61, no_leftover_qemu):
         p.keys("kd ps -S", "Enter")
         p.wait("RU:", 30)
         p.keys("info threads", "Enter")
-        p.wait("CPU#1", 30)
+        p.wait("on cpu 1", 30)        # every task a thread (gdbkd proxy): CPU 1's task
         p.keys("quit", "Enter")
         assert p.exit_code() == 0
     finally:

@@ -50,7 +50,9 @@ print("GDBKD-JSON " + json.dumps(out))
 
 def run_gdb(vmlinux, *, stub_dump=None, core=None, offset=0, want_bt=(), exprs=(), extra=()):
     cmd = ["gdb-multiarch", "-batch", "-nx", "-iex", "set auto-load no",
-           "-iex", "set debuginfod enabled off"]
+           "-iex", "set debuginfod enabled off",
+           # a loaded machine can take gdb's default 2 s to start a pipe stub's Python
+           "-iex", "set remotetimeout 30"]
     if core:
         cmd += [str(vmlinux), str(core)]
     else:       # stub_dump: a file, or the parts of a split dump
