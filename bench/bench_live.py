@@ -9,7 +9,9 @@ interrupted like a user's Ctrl-C (SIGINT to gdb), and measures
 - `kd ps`: the first `kd ps` after that stop (the per-stop cache is empty after a resume);
 - the same `kd ps` again (served from the per-stop cache: a breakdown, not a headline).
 
-Also, for comparison, `kd ps` with gdb attached to QEMU's gdbstub directly (no proxy).
+The guest's RAM is shared with QEMU as gdbkd run does it (a memfd): the proxy and kd read
+kernel memory from it. Also, for comparison, `kd ps` with gdb attached to QEMU's gdbstub
+directly (no proxy, no shared RAM: every read a gdbstub round trip).
 Timed inside gdb with time.monotonic() around each step (the guest keeps running between
 the stops, so a whole-process timing would measure the boot). Prints medians; asserts
 nothing.
@@ -37,6 +39,8 @@ DRIVER = r"""
 import gdb, json, os, signal, threading, time
 gdb.execute("source " + KD_PY)
 gdb.execute("kd symbols --no-modules", to_string=True)
+if RAM:
+    gdb.execute("kd reader --ram " + RAM, to_string=True)
 res = {"stops": []}
 for i in range(STOPS):
     t = {}
@@ -61,14 +65,18 @@ def run_gdb(guest, proxied, stops):
     tmp = Path(tempfile.mkdtemp())
     out = tmp / "out.json"
     drv = tmp / "driver.py"
+    ram = f"/proc/self/fd/{guest.m.ram_fd}" if proxied and guest.m.ram_fd is not None else ""
     drv.write_text(f"KD_PY = {str(ROOT / 'gdb_scripts/kd.py')!r}\nOUT = {str(out)!r}\n"
-                   f"STOPS = {stops}\n" + DRIVER)
+                   f"STOPS = {stops}\nRAM = {ram!r}\n" + DRIVER)
     vml = str(guest.kernel.vmlinux)
     proxy = None
     if proxied:           # as gdbkd run does: the proxy on a unix socket (a pipe is ~16x slower)
         sock = tmp / "proxy.sock"
+        ram = guest.m.ram_fd
         proxy = subprocess.Popen([sys.executable, "-m", "gdbkd", "proxy", f"127.0.0.1:{guest.port}",
-                                  vml, "--listen", str(sock)], cwd=ROOT)
+                                  vml, "--listen", str(sock)]
+                                 + (["--ram", f"/proc/self/fd/{ram}"] if ram is not None else []),
+                                 cwd=ROOT, pass_fds=(ram,) if ram is not None else ())
         while not sock.exists():
             time.sleep(0.05)
         target = str(sock)
@@ -77,7 +85,8 @@ def run_gdb(guest, proxied, stops):
     argv = ["gdb-multiarch", "-nx", "-batch", "-iex", "set auto-load no", "-ex", "set pagination off",
             "-ex", f"file {vml}", "-ex", f"target remote {target}", "-ex", f"source {drv}"]
     env = dict(os.environ, GDBKD_SITE=sysconfig.get_paths()["purelib"], GDBKD_PATH=str(ROOT))
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800, cwd=ROOT)
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800, cwd=ROOT,
+                       pass_fds=(guest.m.ram_fd,) if proxied and guest.m.ram_fd is not None else ())
     if proxy is not None:
         proxy.wait(30)
     if not out.exists():
@@ -100,7 +109,7 @@ def main():
     ko = build_module_dir(ROOT / "bench/manythreads", k)[0]
     base = ensure_base_initramfs(k, load_profile("debian-6.1").guest["boot_modules"])
     initrd = write_overlay(base, {"lib/modules/gdbkd/manythreads.ko": ko}, d / "initrd.img", rc="")
-    g = Guest(k, initrd, d, kaslr=True, memory="2G")
+    g = Guest(k, initrd, d, kaslr=True, memory="2G", shared_ram=True)
     try:
         g.start()
         g.sh(f"insmod /lib/modules/gdbkd/manythreads.ko nthreads={a.threads}", timeout=600)

@@ -114,16 +114,18 @@ class _Proxy:
     """``gdbkd proxy TARGET VMLINUX --listen SOCK`` as a child process (gdbkd/stub/proxy.py):
     gdb connects to SOCK and sees every task as a thread. Stopped with the session."""
 
-    def __init__(self, target, vmlinux):
+    def __init__(self, target, vmlinux, ram_fd=None):
         import subprocess
         import tempfile
         from .procutil import die_with_parent
         self.dir = tempfile.mkdtemp(prefix="gdbkd-proxy-")      # 0700
         self.sock = os.path.join(self.dir, "proxy.sock")
+        ram = ["--ram", f"/proc/self/fd/{ram_fd}"] if ram_fd is not None else []
         self.proc = subprocess.Popen([sys.executable, "-m", "gdbkd", "proxy", target, str(vmlinux),
-                                      "--listen", self.sock], stdin=subprocess.DEVNULL,
+                                      "--listen", self.sock, *ram], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     preexec_fn=die_with_parent)
+                                     preexec_fn=die_with_parent,
+                                     pass_fds=(ram_fd,) if ram_fd is not None else ())
         deadline = time.monotonic() + 120      # the first run asks gdb for the layouts
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None:
@@ -147,11 +149,12 @@ class _Proxy:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True, task_threads=True):
+def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True, task_threads=True, ram_fd=None):
     env = {"GDBKD_MODULES_PATH": os.pathsep.join(str(d) for d in modules_dirs)}
-    proxy = _Proxy(target, vmlinux) if task_threads else None
+    proxy = _Proxy(target, vmlinux, ram_fd) if task_threads else None
     try:
-        g = GdbSession(vmlinux, env=env, log_path=log_path)
+        g = GdbSession(vmlinux, env=env, log_path=log_path,
+                       pass_fds=(ram_fd,) if ram_fd is not None else ())
     except BaseException:
         if proxy:
             proxy.close()
@@ -172,6 +175,9 @@ def _setup_gdb(vmlinux, target, modules_dirs, log_path, watch=True, task_threads
                 time.sleep(0.05)
                 g.interrupt()
                 g.wait_stopped(10)
+        if ram_fd is not None:
+            # kd reads kernel memory from the RAM QEMU shares with us (memory speed)
+            g.cli(f"kd reader --ram /proc/self/fd/{ram_fd}")
         for b in TRAP_BREAKPOINTS:
             g.mi(f"-break-insert {b}")
     except BaseException:
@@ -316,7 +322,7 @@ def run_session(opts: LiveOptions) -> int:
             echo = (lambda b: (os.write(1, b))) if not opts.batch else None
             m = Machine(profile, kernel, initrd, nokaslr=opts.nokaslr, gdb_port=opts.gdb_port,
                         append_extra=opts.append, cpu=opts.cpu or None, memory=opts.memory or None,
-                        echo=echo)
+                        echo=echo, shared_ram=opts.task_threads)
             m.keep_dir = opts.keep
             if not opts.json:
                 progress(f"booting {profile.name} ({kernel.release})")
@@ -327,7 +333,7 @@ def run_session(opts: LiveOptions) -> int:
             try:
                 g, sym_out = _setup_gdb(kernel.vmlinux, f"127.0.0.1:{m.gdb_port}", mod_dirs,
                                         os.path.join(m.dir, "gdb.log"),
-                                        task_threads=opts.task_threads)
+                                        task_threads=opts.task_threads, ram_fd=m.ram_fd)
             except GdbkdError:
                 if not m.alive():
                     raise GdbkdError("QEMU exited while gdb was attaching; console:\n" + _console_tail(m))

@@ -31,6 +31,9 @@ Examples:
         g.add_argument("--dump", nargs="+", metavar="DUMP",
                        help="read kernel memory from this dump (or split parts) in-process")
         g.add_argument("--gdb", action="store_true", help="read through gdb's target")
+        g.add_argument("--ram", metavar="FILE[@BASE]",
+                       help="a live guest's RAM shared with QEMU (gdbkd run passes it): kernel "
+                            "memory at memory speed, user memory through gdb")
         p.add_argument("--cache", choices=("on", "off"), help="the per-stop block cache")
         p.add_argument("--layouts", metavar="FILE",
                        help="struct layouts of this vmlinux recorded by gdbkd (offsets cache)")
@@ -43,8 +46,14 @@ Examples:
             except GdbkdError as e:
                 raise KdError(str(e))
             _use_image_range(d)
+        elif args.ram:
+            try:
+                memory.attach_ram(args.ram)
+            except GdbkdError as e:
+                raise KdError(str(e))
         elif args.gdb:
             memory.detach_dump()
+            memory.detach_ram()
         if args.cache:
             memory.set_cache(args.cache == "on")
         if args.layouts:
@@ -55,7 +64,9 @@ Examples:
         return memory.reader_info()
 
     def render(self, data, args):
-        src = f"the dump {escape(data['dump'])} (in-process)" if data["dump"] else "gdb's target"
+        src = (f"the dump {escape(data['dump'])} (in-process)" if data["dump"] else
+               f"the guest's RAM {escape(data['ram'])} (kernel), gdb's target (user)"
+               if data.get("ram") else "gdb's target")
         return (f"reader: {src}; block cache {'on' if data['cache'] else 'off'}; "
                 f"{data['fetches']} backend reads ({data['fetched_bytes']} bytes), "
                 f"{data['blocks']} blocks cached")

@@ -37,7 +37,7 @@ def _mi_quote(s: str) -> str:
 
 
 class GdbSession:
-    def __init__(self, vmlinux=None, env=None, log_path=None):
+    def __init__(self, vmlinux=None, env=None, log_path=None, pass_fds=()):
         if shutil.which(GDB) is None:
             raise GdbkdError(f"{GDB} not found: run ./install.sh (apt: gdb-multiarch)")
         e = dict(os.environ)
@@ -46,7 +46,8 @@ class GdbSession:
         self.proc = subprocess.Popen(
             [GDB, "--nx", "--quiet", "--interpreter=mi3", *GDB_INIT],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=e, start_new_session=True, bufsize=0, preexec_fn=die_with_parent)
+            env=e, start_new_session=True, bufsize=0, preexec_fn=die_with_parent,
+            pass_fds=tuple(pass_fds))
         self.tokens = itertools.count(100)
         self.results = {}
         self.cond = threading.Condition()

@@ -96,11 +96,48 @@ def _symbol(name):
 
 _kernel = None
 _dump = None           # (paths, Dump) opened in this process
+_ram = None            # (path, GuestRam): a live guest's RAM shared with QEMU
 _cache_on = True
 _recorded = None       # RecordedTypes from the offsets cache of the loaded vmlinux
 
 
+class LiveRamReader(Reader):
+    """A live guest: kernel addresses from its RAM shared with QEMU (gdbkd/dump/guestram.py,
+    translated by the kernel's page tables), user addresses and anything that is not RAM
+    (device memory) through gdb's target (each vCPU has its own TTBR0)."""
+
+    def __init__(self, ram, cache=True):
+        super().__init__(cache)
+        from ..model.reader import RamReader
+        self.gdb = GdbReader(cache=False)
+        self.ram = RamReader(ram, self._vmcoreinfo, cache=False)
+
+    @staticmethod
+    def _vmcoreinfo():
+        from .types import vmlinux_symbol_address
+        a, n = vmlinux_symbol_address("vmcoreinfo_data"), vmlinux_symbol_address("vmcoreinfo_size")
+        if a is None or n is None:
+            return b""
+        g = GdbReader(cache=False)
+        ptr, size = g.u64(a), g.u64(n)
+        return g.read(ptr, min(size, 1 << 16)) if ptr and size else b""
+
+    def _fetch(self, addr, n):
+        if addr >> 63:
+            try:
+                return self.ram._fetch(addr, n)
+            except MemoryFault:
+                pass
+        return self.gdb._fetch(addr, n)
+
+    def invalidate(self):
+        super().invalidate()
+        self.ram.invalidate()
+
+
 def _make_reader():
+    if _ram is not None and _dump is None:
+        return LiveRamReader(_ram[1], cache=_cache_on)
     if _dump is not None:
         from ..model.reader import DumpReader
         from ..stub.pac import PacStripper
@@ -146,6 +183,26 @@ def attach_dump(paths, vmlinux=None):
     return d
 
 
+def attach_ram(path):
+    """Read a live guest's kernel memory from its RAM shared with QEMU (PATH[@BASE])."""
+    global _ram
+    from ..dump.guestram import GuestRam, parse_ram_spec
+    ram = GuestRam(*parse_ram_spec(path))
+    if _ram is not None:
+        _ram[1].close()
+    _ram = (path, ram)
+    _rebuild()
+    return ram
+
+
+def detach_ram():
+    global _ram
+    if _ram is not None:
+        _ram[1].close()
+    _ram = None
+    _rebuild()
+
+
 def detach_dump():
     global _dump
     if _dump is not None:
@@ -168,6 +225,7 @@ def reader_info() -> dict:
     k = kernel()
     info = k.reader.stats()
     info["dump"] = " ".join(_dump[0]) if _dump is not None else None
+    info["ram"] = _ram[0] if _ram is not None and _dump is None else None
     return info
 
 

@@ -251,3 +251,40 @@ class BytesReader(Reader):
             else:
                 raise MemoryFault(a, "not in the recorded memory")
         return bytes(out)
+
+
+class RamReader(DumpReader):
+    """Kernel virtual memory of a stopped live guest from its RAM shared with QEMU
+    (gdbkd/dump/guestram.py), translated with the kernel's own page tables by the
+    arm64 walker, as for a dump. ``vmcoreinfo()`` returns the running kernel's
+    VMCOREINFO text (read through the slow path: a few hundred bytes); it is asked
+    again, and the walker rebuilt, after every invalidation, because the guest may
+    have changed its page tables (or rebooted with another KASLR offset) meanwhile."""
+
+    def __init__(self, ram, vmcoreinfo, osrelease=None, cache: bool = True):
+        super().__init__(None, None, cache)
+        self.ram = ram
+        self._info_source = vmcoreinfo
+        self.osrelease = osrelease
+
+    def _walker(self):
+        if self.dump is None:
+            from ..arm64.mmu import mmu_from_vmcoreinfo
+            from ..dump.vmcoreinfo import parse_vmcoreinfo
+            info = parse_vmcoreinfo(self._info_source())
+            if not info:
+                raise MemoryFault(0, "the running kernel's VMCOREINFO is not readable")
+            try:
+                self.dump = mmu_from_vmcoreinfo(self.ram, info, None,
+                                                self.osrelease or info.get("OSRELEASE"))
+            except GdbkdError as e:
+                raise MemoryFault(0, f"cannot set up the page-table walk: {e}") from None
+        return self.dump
+
+    def _fetch(self, addr, n):
+        self._walker()
+        return super()._fetch(addr, n)
+
+    def invalidate(self):
+        super().invalidate()
+        self.dump = None

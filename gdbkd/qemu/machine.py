@@ -101,10 +101,21 @@ class Console:
             pass
 
 
+def _size_bytes(s: str) -> int:
+    """QEMU's -m size ("1G", "512M", "2048") in bytes."""
+    s = s.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if s and s[-1] in mult:
+        return int(float(s[:-1]) * mult[s[-1]])
+    return int(s) << 20        # a bare number is MiB
+
+
 class Machine:
     def __init__(self, profile, kernel, initrd=None, nokaslr=False, gdb_port=None,
-                 append_extra="", cpu=None, memory=None, echo=None, extra_args=()):
+                 append_extra="", cpu=None, memory=None, echo=None, extra_args=(), shared_ram=False):
         self.profile = profile
+        self.shared_ram = shared_ram     # RAM as a memfd gdbkd's processes can read (guestram.py)
+        self.ram_fd = None
         self.kernel = kernel
         self.initrd = initrd
         self.nokaslr = nokaslr
@@ -127,8 +138,15 @@ class Machine:
         if self.append_extra:
             append += " " + self.append_extra
         d = self.dir
-        argv = [QEMU, "-M", q.get("machine", "virt"), "-cpu", self.cpu or q.get("cpu", "cortex-a57"),
-                "-smp", str(q.get("smp", 2)), "-m", str(self.memory or q.get("memory", "1G")),
+        mem = str(self.memory or q.get("memory", "1G"))
+        machine = q.get("machine", "virt")
+        ram = []
+        if self.ram_fd is not None:
+            machine += ",memory-backend=gdbkd-ram"
+            ram = ["-object", f"memory-backend-file,id=gdbkd-ram,size={mem},"
+                              f"mem-path=/proc/self/fd/{self.ram_fd},share=on"]
+        argv = [QEMU, "-M", machine, *ram, "-cpu", self.cpu or q.get("cpu", "cortex-a57"),
+                "-smp", str(q.get("smp", 2)), "-m", mem,
                 "-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot",
                 "-kernel", self.kernel.image, "-append", append.strip(),
                 "-device", "vmcoreinfo",
@@ -156,8 +174,13 @@ class Machine:
         else:
             self.gdb_port = free_port()
         log = open(f"{self.dir}/qemu.log", "wb")
+        if self.shared_ram and self.ram_fd is None and self.profile.qemu.get("machine", "virt").startswith("virt"):
+            # an anonymous memfd: no file anywhere, freed with the last process holding it
+            self.ram_fd = os.memfd_create("gdbkd-guest-ram")
+            os.ftruncate(self.ram_fd, _size_bytes(str(self.memory or self.profile.qemu.get("memory", "1G"))))
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True, preexec_fn=die_with_parent)
+                                     start_new_session=True, preexec_fn=die_with_parent,
+                                     pass_fds=(self.ram_fd,) if self.ram_fd is not None else ())
         log.close()
         sock = None
         deadline = time.monotonic() + 15
@@ -210,6 +233,9 @@ class Machine:
                 pass
         if self.dir and not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self.ram_fd is not None:
+            os.close(self.ram_fd)
+            self.ram_fd = None
 
     def __enter__(self):
         return self.start()

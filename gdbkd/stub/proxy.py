@@ -243,7 +243,7 @@ class _Regs:
 class LiveProxy:
     """Serve gdb (``infd``/``outfd``) with tasks as threads over QEMU's gdbstub."""
 
-    def __init__(self, link: QemuLink, vmlinux=None, infd=0, outfd=1, err=None):
+    def __init__(self, link: QemuLink, vmlinux=None, infd=0, outfd=1, err=None, ram=None):
         self.link = link
         self.infd, self.outfd = infd, outfd
         self.err = err or sys.stderr
@@ -260,6 +260,13 @@ class LiveProxy:
             except GdbkdError as e:
                 self._warn("offsets", f"gdbkd proxy: {e}; showing vCPU threads only")
         self.reader = RspReader(link, self)
+        self.ram = None              # the guest's RAM shared with QEMU (gdbkd run): memory speed
+        if ram:
+            from ..dump.guestram import GuestRam, parse_ram_spec
+            try:
+                self.ram = GuestRam(*parse_ram_spec(ram))
+            except GdbkdError as e:
+                self._warn("ram", f"gdbkd proxy: {e}; reading memory through QEMU's gdbstub")
         self.kernel = None
         self.cur_g = None            # tid gdb selected for registers
         self.cur_c = None
@@ -322,7 +329,30 @@ class LiveProxy:
     # -- the view of one stop --------------------------------------------------------------
     def invalidate(self):
         self.reader.invalidate()
+        if self.kernel is not None and self.kernel.reader is not self.reader:
+            self.kernel.reader.invalidate()
         self._view = None
+
+    def _vmcoreinfo_text(self, kaslr):
+        """The running kernel's VMCOREINFO, read through QEMU's gdbstub (a few packets)."""
+        syms = self.offsets["symbols"]
+        a, n = syms.get("vmcoreinfo_data"), syms.get("vmcoreinfo_size")
+        if a is None or n is None:
+            return b""
+        ptr = self.reader.u64((a + kaslr) & M64)
+        size = self.reader.u64((n + kaslr) & M64)
+        return self.reader.read(ptr, min(size, 1 << 16)) if ptr and size else b""
+
+    def read_memory(self, addr, n):
+        """gdb's and the model's reads: kernel addresses from the shared RAM when there is
+        one (falling back to QEMU for what is not RAM: device memory), else through QEMU."""
+        k = self.kernel
+        if addr >> 63 and k is not None and k.reader is not self.reader:
+            try:
+                return k.reader.read(addr, n)
+            except MemoryFault:
+                pass
+        return self.reader.read(addr, n)
 
     def _vcpus(self):
         out = []
@@ -408,7 +438,11 @@ class LiveProxy:
         from ..model.tasks import task_list
         syms = self.offsets["symbols"]
         if self.kernel is None or self.kernel._kaslr != kaslr:
-            self.kernel = Kernel(self.reader, RecordedTypes(self.offsets.get("layouts", {}),
+            reader = self.reader
+            if self.ram is not None:
+                from ..model.reader import RamReader
+                reader = RamReader(self.ram, lambda k=kaslr: self._vmcoreinfo_text(k))
+            self.kernel = Kernel(reader, RecordedTypes(self.offsets.get("layouts", {}),
                                                             self.offsets.get("model_sizes", {})),
                                  lambda n, s=syms, k=kaslr: None if s.get(n) is None
                                  else (s[n] + k) & M64)
@@ -654,7 +688,7 @@ class LiveProxy:
         if p.startswith("m"):
             a, _, n = p[1:].partition(",")
             addr, n = int(a, 16), min(int(n, 16), 0x2000)
-            return self.reader.read(addr, n).hex()
+            return self.read_memory(addr, n).hex()
         if p.startswith(("M", "X")):
             a = int(p[1:].split(",", 1)[0], 16)
             vcpu = self.kernel_vcpu() if a >> 63 else self.user_vcpu()

@@ -50,8 +50,9 @@ class Guest:
     """A 6.1 guest for driving batch gdb sessions by hand: gdbkd's own Machine (loopback
     gdbstub, serial and QMP on unix sockets) plus shell and gdb helpers."""
 
-    def __init__(self, kernel, initrd, workdir, kaslr=True, memory="1G", smp=2):
+    def __init__(self, kernel, initrd, workdir, kaslr=True, memory="1G", smp=2, shared_ram=False):
         self.kernel = kernel
+        self.shared_ram = shared_ram       # QEMU's RAM as a memfd (gdbkd/dump/guestram.py)
         self.initrd = Path(initrd)
         self.dir = Path(workdir)
         self.kaslr = kaslr
@@ -65,7 +66,8 @@ class Guest:
         from gdbkd.qemu.profiles import load_profile
         profile = load_profile("debian-6.1")
         profile.qemu = dict(profile.qemu, smp=self.smp)
-        self.m = Machine(profile, self.kernel, self.initrd, nokaslr=not self.kaslr, memory=self.memory)
+        self.m = Machine(profile, self.kernel, self.initrd, nokaslr=not self.kaslr, memory=self.memory,
+                         shared_ram=self.shared_ram)
         self.m.start()
         self.port = self.m.gdb_port
         self.qmp_path = self.m.qmp_path

@@ -73,3 +73,24 @@ def test_cache_never_serves_stale_memory_live(guest):
     gdb_says = int(outs[9].strip())
     assert j1 > j0 and j1 == gdb_says, (j0, j1, gdb_says, outs[6])
     assert json.loads(outs[10])["tasks"][0]["comm"] == "sleep"
+
+
+def test_gdbkd_run_reads_the_shared_ram_and_agrees_with_the_gdbstub(no_leftover_qemu):
+    """gdbkd run gives QEMU its RAM as a memfd; the proxy and kd read kernel memory from it.
+    Every kd --json equals what the same commands give reading through gdb without a cache."""
+    from conftest import gdbkd
+    cmds = ["kd ps --json", "kd bt --json", "kd bt -a --json", "kd mod --json", "kd sys --json",
+            "kd foreach task --json", "kd log --json"]
+    ex = ["kd reader --json", *cmds, "kd reader --gdb --cache off", *cmds, "kd reader --json"]
+    r = gdbkd("run", "--batch", "--json", "--exec", "sleep 100 &",
+              "--exec", "echo c > /proc/sysrq-trigger", *[a for c in ex for a in ("-ex", c)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    outs = [e["output"] for e in rep["ex"]]
+    first, last = json.loads(outs[0]), json.loads(outs[-1])
+    assert first["ram"] and first["backend"] == "LiveRamReader" and first["cache"]
+    assert last["backend"] == "GdbReader" and not last["cache"]
+    n = len(cmds)
+    for c, a, b in zip(cmds, outs[1:1 + n], outs[2 + n:2 + 2 * n]):
+        assert a == b, f"{c} differs between the shared RAM and the gdbstub"
+    assert any(t["comm"] == "sleep" for t in json.loads(outs[1])["tasks"])
