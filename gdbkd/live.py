@@ -232,7 +232,9 @@ def _handover(g, term):
             ev = g.wait_event(0.5)
             if ev and ev.get("type") == "gdb-exited":
                 break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            if e.args:          # SIGTERM/SIGHUP (_Stopper), e.g. the terminal closed: end it all
+                raise
             try:
                 g.interrupt()
             except GdbkdError:
