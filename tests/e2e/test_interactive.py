@@ -132,3 +132,26 @@ def test_core_prompt_threads_ctrl_c_and_quit(tmp_path):
         assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith("gdbkd-core-")]
     finally:
         p.close()
+
+
+def test_closing_the_terminal_at_the_gdb_prompt_stops_everything(tmp_path, kernel61, no_leftover_qemu):
+    """The terminal goes away (SIGHUP) while the user is at gdb's prompt: gdbkd ends QEMU,
+    gdb and the proxy instead of taking the hangup for a Ctrl-C."""
+    p = Pane(".venv/bin/gdbkd demo", tmp_path)
+    try:
+        p.wait("you are in gdb on the stopped guest")
+        pids = subprocess.run(["tmux", "list-panes", "-t", p.name, "-F", "#{pane_pid}"],
+                              capture_output=True, text=True).stdout.split()
+        shell = int(pids[0])
+        kids = [int(x) for x in subprocess.run(["pgrep", "-P", str(shell)], capture_output=True,
+                                               text=True).stdout.split()]
+    finally:
+        p.close()
+    assert kids
+    for _ in range(100):
+        if not any(os.path.exists(f"/proc/{k}") and b"zombie" not in
+                   open(f"/proc/{k}/status", "rb").read().lower() for k in kids):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"gdbkd {kids} still running after its terminal closed")
