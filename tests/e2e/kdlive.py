@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["Guest"]
+__all__ = ["Guest", "boot_guest"]
 
 _DRIVER = r"""
 import gdb, json, os
@@ -153,3 +153,22 @@ class Guest:
 
     def kd_json(self, *commands, **kw):
         return [json.loads(o) for o in self.kd(*[c + " --json" for c in commands], **kw)]
+
+
+def boot_guest(kernel, workdir, files=None, rc="", **kw) -> Guest:
+    """A started 6.1 test guest with FILES ({guest path: host path}) in its initramfs and
+    RC run by /init, plus a known sleeping process: ``guest.sleeper`` is its pid."""
+    import re
+    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
+    from gdbkd.qemu.profiles import load_profile
+    base = ensure_base_initramfs(kernel, load_profile("debian-6.1").guest["boot_modules"])
+    initrd = write_overlay(base, dict(files or {}), Path(workdir) / "initrd.img", rc=rc)
+    g = Guest(kernel, initrd, workdir, **kw)
+    try:
+        g.start()
+        out = g.sh("sh -c 'exec sleep 999' & echo SLEEPER=$!")
+        g.sleeper = int(re.search(r"SLEEPER=(\d+)", out).group(1))
+    except BaseException:
+        g.stop()
+        raise
+    return g

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlive import Guest
+from kdlive import boot_guest
 from conftest import gdbkd
 
 pytestmark = pytest.mark.e2e
@@ -83,20 +83,12 @@ def run_proxied(guest, body, timeout=240, background=False, extra_env=None):
 
 @pytest.fixture(scope="module")
 def guest(kernel61, tmp_path_factory):
-    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
     from gdbkd.artifacts.modules import build_module_dir
-    from gdbkd.qemu.profiles import load_profile
-    d = tmp_path_factory.mktemp("proxyguest")
     ko = build_module_dir(HERE / "kdtest_mod", kernel61)[0]
-    base = ensure_base_initramfs(kernel61, load_profile("debian-6.1").guest["boot_modules"])
-    initrd = write_overlay(base, {"lib/modules/gdbkd/kdtest.ko": ko}, d / "initrd.img",
-                           rc="insmod /lib/modules/gdbkd/kdtest.ko\n")
-    g = Guest(kernel61, initrd, d, kaslr=True)
+    g = boot_guest(kernel61, tmp_path_factory.mktemp("proxyguest"),
+                   {"lib/modules/gdbkd/kdtest.ko": ko}, rc="insmod /lib/modules/gdbkd/kdtest.ko\n")
     g.ko = ko
     try:
-        g.start()
-        out = g.sh("sh -c 'exec sleep 999' & echo SLEEPER=$!")
-        g.sleeper = int(re.search(r"SLEEPER=(\d+)", out).group(1))
         yield g
     finally:
         g.stop()
@@ -129,11 +121,11 @@ q = Qmp({str(guest.qmp_path)!r}); q.dump({str(dump)!r}, "elf"); q.close()
     assert res["bt"][0] in ("__switch_to", "cpu_switch_to") and "schedule" in res["bt"]
     assert "do_nanosleep" in res["bt"] or "hrtimer_nanosleep" in res["bt"], res["bt"]
     assert res["frame2"] == res["bt"][2] and "No symbol table info" not in res["locals"]
-    assert re.search(rf"Thread \d+ has target name 'sleep'", res["find"])
+    assert re.search(r"Thread \d+ has target name 'sleep'", res["find"])
     assert res["apply_all"].count("\nThread ") + res["apply_all"].startswith("Thread ") >= len(ps_tids) - 1
     # the same task's bt on the dump of the same stop, through gdbkd core's server
     r = gdbkd("core", str(dump), str(guest.kernel.vmlinux), "-s", "--batch",
-              "-ex", f"thread find sleep", "-ex", "python import gdb\n", "-ex",
+              "-ex", "thread find sleep", "-ex", "python import gdb\n", "-ex",
               f"python [t.switch() for t in gdb.selected_inferior().threads() if t.ptid[1] == {guest.sleeper}]",
               "-ex", "bt 40")
     assert r.returncode == 0, r.stderr[-2000:]

@@ -2,27 +2,18 @@
 never serves memory from before the guest ran or before gdb wrote it."""
 
 import json
-import re
 
 import pytest
 
-from kdlive import Guest
+from kdlive import boot_guest
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def guest(kernel61, tmp_path_factory):
-    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
-    from gdbkd.qemu.profiles import load_profile
-    d = tmp_path_factory.mktemp("readerguest")
-    base = ensure_base_initramfs(kernel61, load_profile("debian-6.1").guest["boot_modules"])
-    initrd = write_overlay(base, {}, d / "initrd.img", rc="")
-    g = Guest(kernel61, initrd, d, kaslr=True)
+    g = boot_guest(kernel61, tmp_path_factory.mktemp("readerguest"))
     try:
-        g.start()
-        out = g.sh("sh -c 'exec sleep 999' & echo SLEEPER=$!")
-        g.sleeper = int(re.search(r"SLEEPER=(\d+)", out).group(1))
         yield g
     finally:
         g.stop()
