@@ -115,12 +115,8 @@ class LiveRamReader(Reader):
     @staticmethod
     def _vmcoreinfo():
         from .types import vmlinux_symbol_address
-        a, n = vmlinux_symbol_address("vmcoreinfo_data"), vmlinux_symbol_address("vmcoreinfo_size")
-        if a is None or n is None:
-            return b""
-        g = GdbReader(cache=False)
-        ptr, size = g.u64(a), g.u64(n)
-        return g.read(ptr, min(size, 1 << 16)) if ptr and size else b""
+        from ..model.sysinfo import vmcoreinfo_text
+        return vmcoreinfo_text(GdbReader(cache=False), vmlinux_symbol_address)
 
     def _fetch(self, addr, n):
         if addr >> 63:

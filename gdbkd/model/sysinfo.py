@@ -15,23 +15,29 @@ from .kernel import per_stop
 from .reader import MemoryFault
 from ..dump.vmcoreinfo import parse_vmcoreinfo
 
-__all__ = ["vmcoreinfo", "page_size", "totalram_pages"]
+__all__ = ["vmcoreinfo", "vmcoreinfo_text", "page_size", "totalram_pages"]
+
+
+def vmcoreinfo_text(reader, symbol) -> bytes:
+    """The raw VMCOREINFO text of the running kernel through READER, ``symbol(name)``
+    giving run-time addresses (b"" when the kernel has none)."""
+    a, n = symbol("vmcoreinfo_data"), symbol("vmcoreinfo_size")
+    if a is None:
+        return b""
+    try:
+        ptr = reader.u64(a)
+        size = reader.u64(n) if n is not None else 4096
+        if not ptr or not 0 < size <= 1 << 16:
+            return b""
+        return reader.read(ptr, size)
+    except MemoryFault:
+        return b""
 
 
 @per_stop
 def vmcoreinfo(k) -> dict:
     """The running kernel's VMCOREINFO as a dict ({} when it has none)."""
-    a, n = k.sym("vmcoreinfo_data"), k.sym("vmcoreinfo_size")
-    if a is None:
-        return {}
-    try:
-        ptr = k.reader.u64(a)
-        size = k.reader.u64(n) if n is not None else 4096
-        if not ptr or not 0 < size <= 1 << 16:
-            return {}
-        return parse_vmcoreinfo(k.reader.read(ptr, size))
-    except MemoryFault:
-        return {}
+    return parse_vmcoreinfo(vmcoreinfo_text(k.reader, k.sym))
 
 
 def page_size(k) -> int:

@@ -1,7 +1,6 @@
 """``gdbkd proxy``: gdb ⇄ gdbkd ⇄ QEMU's gdbstub, every task a gdb thread (gdbkd/stub/proxy.py)."""
 
 import os
-import socket
 import sys
 
 import click
@@ -25,20 +24,8 @@ def serve_proxy(target, vmlinux, listen=None, ready=None, ram=None):
         if listen is None:
             proxy.serve()
             return
-        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            lsock.bind(listen)
-        finally:
-            os.umask(old)
-        lsock.listen(1)
-        if ready:
-            ready()
-        try:
-            conn, _ = lsock.accept()
-        finally:
-            lsock.close()
-            os.unlink(listen)
+        from .listen import accept_one
+        conn = accept_one(listen, ready)
         with conn:
             proxy.infd = proxy.outfd = conn.fileno()
             proxy.serve()

@@ -11,20 +11,31 @@ its dump this way too (gdbkd/postmortem/session.py).
 import os
 import socket
 
-__all__ = ["serve_unix"]
+__all__ = ["serve_unix", "accept_one"]
 
 
-def serve_unix(dump, path, log=None):
-    """Serve DUMP to the first client of a unix socket at PATH (blocking); the
-    socket file is removed once the client is connected."""
-    from .server import StubServer
+def accept_one(path, ready=None):
+    """The first client of a new unix socket at PATH (created 0600); the socket file is
+    removed once the client is connected. ``ready()`` is called when it listens."""
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    lsock.bind(str(path))
+    old = os.umask(0o177)
+    try:
+        lsock.bind(str(path))
+    finally:
+        os.umask(old)
     lsock.listen(1)
+    if ready:
+        ready()
     try:
         conn, _ = lsock.accept()
     finally:
         lsock.close()
         os.unlink(path)
-    with conn:
+    return conn
+
+
+def serve_unix(dump, path, log=None):
+    """Serve DUMP to the first client of a unix socket at PATH (blocking)."""
+    from .server import StubServer
+    with accept_one(path) as conn:
         StubServer(dump, infd=conn.fileno(), outfd=conn.fileno(), log=log).serve()

@@ -335,13 +335,10 @@ class LiveProxy:
 
     def _vmcoreinfo_text(self, kaslr):
         """The running kernel's VMCOREINFO, read through QEMU's gdbstub (a few packets)."""
+        from ..model.sysinfo import vmcoreinfo_text
         syms = self.offsets["symbols"]
-        a, n = syms.get("vmcoreinfo_data"), syms.get("vmcoreinfo_size")
-        if a is None or n is None:
-            return b""
-        ptr = self.reader.u64((a + kaslr) & M64)
-        size = self.reader.u64((n + kaslr) & M64)
-        return self.reader.read(ptr, min(size, 1 << 16)) if ptr and size else b""
+        return vmcoreinfo_text(self.reader, lambda name: None if syms.get(name) is None
+                               else (syms[name] + kaslr) & M64)
 
     def read_memory(self, addr, n):
         """gdb's and the model's reads: kernel addresses from the shared RAM when there is
