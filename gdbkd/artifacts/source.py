@@ -18,7 +18,6 @@ and include headers from the unpacked kernel headers, so modules need no rule.
 
 import json
 import mmap
-import os
 import re
 import subprocess
 from pathlib import Path
