@@ -1,14 +1,7 @@
 """The kernel log (printk buffer), both formats.
 
-* 5.10+: the lockless ringbuffer (commit 896fbe20b4e2, "printk: use the lockless
-  ringbuffer"). ``prb`` points to a ``struct printk_ringbuffer``: a descriptor
-  ring (``descs[]`` with ``state_var`` and the text block's logical positions,
-  ``infos[]`` with seq, ts_nsec, text_len, level, caller_id) and a text data ring
-  whose blocks start with the descriptor id (one unsigned long) followed by the
-  text. Descriptor state is the top two bits of ``state_var``: 0 reserved,
-  1 committed, 2 finalized, 3 reusable; only committed/finalized records whose id
-  matches are read. A block whose ``begin`` wrap count differs from ``next``'s
-  wrapped around the ring: its text starts at offset 0.
+* 5.10+: the lockless ringbuffer, read by the gdb-free model
+  (gdbkd/model/printk.py) through kd's reader.
 * 3.11 – 5.9: ``log_buf`` of variable-length ``struct printk_log`` records
   (``ts_nsec, len, text_len, dict_len, facility, flags:5, level:3``, text after
   the header) from ``log_first_idx`` to ``log_next_idx``; ``len == 0`` means
@@ -21,30 +14,11 @@ The whole descriptor/info arrays and the data ring are read with one
 import gdb
 
 from .types import lookup_type, read_bytes, vmlinux_symbol_address, field_offset
+from .memory import kernel
+from ..model.printk import Record, LEVELS, prb_records
+from ..model.reader import MemoryFault
 
 __all__ = ["Record", "records", "boot_wall_clock", "LEVELS"]
-
-LEVELS = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
-
-
-class Record:
-    __slots__ = ("seq", "ts_nsec", "level", "facility", "caller_id", "text")
-
-    def __init__(self, seq, ts_nsec, level, facility, caller_id, text):
-        self.seq = seq
-        self.ts_nsec = ts_nsec
-        self.level = level
-        self.facility = facility
-        self.caller_id = caller_id
-        self.text = text          # bytes, unescaped
-
-    def caller(self) -> str:
-        """``T<pid>`` or ``C<cpu>`` (printk's caller_id: bit 31 set = CPU)."""
-        if self.caller_id is None:
-            return ""
-        if self.caller_id & 0x80000000:
-            return f"C{self.caller_id & 0x7FFFFFFF}"
-        return f"T{self.caller_id}"
 
 
 def _u(buf, off, size):
@@ -53,81 +27,19 @@ def _u(buf, off, size):
 
 def _prb_records():
     a = vmlinux_symbol_address("prb")      # static in printk.c: one symbol of that name
-    if a is not None:
-        prb_addr = int.from_bytes(read_bytes(a, 8), "little")
-    else:
+    prb_addr = None
+    if a is None:
         try:
             prb = gdb.parse_and_eval("'printk.c'::prb")
         except gdb.error:
             prb = gdb.parse_and_eval("prb")
         prb_addr = int(prb) & 0xFFFFFFFFFFFFFFFF
-    rb_t = "struct printk_ringbuffer"
-    dr = field_offset(rb_t, "desc_ring")
-    tr = field_offset(rb_t, "text_data_ring")
-    dr_t = "struct prb_desc_ring"
-    hdr = read_bytes(prb_addr, lookup_type(rb_t).sizeof)
-    count_bits = _u(hdr, dr + field_offset(dr_t, "count_bits"), 4)
-    descs = _u(hdr, dr + field_offset(dr_t, "descs"), 8)
-    infos = _u(hdr, dr + field_offset(dr_t, "infos"), 8)
-    head_id = _u(hdr, dr + field_offset(dr_t, "head_id"), 8)
-    tail_id = _u(hdr, dr + field_offset(dr_t, "tail_id"), 8)
-    dt_t = "struct prb_data_ring"
-    size_bits = _u(hdr, tr + field_offset(dt_t, "size_bits"), 4)
-    data_addr = _u(hdr, tr + field_offset(dt_t, "data"), 8)
-    if count_bits > 24 or size_bits > 31:
-        raise gdb.GdbError(f"printk ringbuffer header looks corrupt (count_bits={count_bits}, "
-                           f"size_bits={size_bits})")
-    count = 1 << count_bits
-    data_size = 1 << size_bits
-    desc_t = lookup_type("struct prb_desc")
-    info_t = lookup_type("struct printk_info")
-    dsz, isz = desc_t.sizeof, info_t.sizeof
-    sv_off = field_offset("struct prb_desc", "state_var")
-    lp_off = field_offset("struct prb_desc", "text_blk_lpos")
-    descs_raw = read_bytes(descs, count * dsz)
-    infos_raw = read_bytes(infos, count * isz)
-    data = read_bytes(data_addr, data_size)
-    i_seq = field_offset("struct printk_info", "seq")
-    i_ts = field_offset("struct printk_info", "ts_nsec")
-    i_len = field_offset("struct printk_info", "text_len")
-    i_fac = field_offset("struct printk_info", "facility")
-    i_cid = field_offset("struct printk_info", "caller_id")
-    # flags:5 level:3 share the byte after facility
-    i_lvl = i_fac + 1
-    flags_shift = 62
-    id_mask = (1 << flags_shift) - 1
-    out = []
-    did = tail_id & id_mask
-    head = head_id & id_mask
-    n = 0
-    while n <= count:
-        idx = did % count
-        d = idx * dsz
-        sv = _u(descs_raw, d + sv_off, 8)
-        state = sv >> flags_shift
-        if (sv & id_mask) == did and state in (1, 2):
-            begin = _u(descs_raw, d + lp_off, 8)
-            nxt = _u(descs_raw, d + lp_off + 8, 8)
-            ib = idx * isz
-            text_len = _u(infos_raw, ib + i_len, 2)
-            if begin & 1 and nxt & 1:          # data-less record
-                text = b""
-            else:
-                if (begin >> size_bits) == (nxt >> size_bits) and begin < nxt:
-                    start, end = begin % data_size, begin % data_size + (nxt - begin)
-                else:                           # wrapped: the block starts at 0
-                    start, end = 0, nxt % data_size
-                start += 8                      # block id
-                text = data[start:min(end, start + text_len)]
-            lvl_byte = infos_raw[ib + i_lvl]
-            out.append(Record(_u(infos_raw, ib + i_seq, 8), _u(infos_raw, ib + i_ts, 8),
-                              lvl_byte >> 5, infos_raw[ib + i_fac],
-                              _u(infos_raw, ib + i_cid, 4), text))
-        if did == head:
-            break
-        did = (did + 1) & id_mask
-        n += 1
-    return out
+    try:
+        return prb_records(kernel(), prb_addr)
+    except MemoryFault as e:
+        raise gdb.MemoryError(str(e)) from None
+    except ValueError as e:
+        raise gdb.GdbError(str(e)) from None
 
 
 def _legacy_records():

@@ -64,11 +64,17 @@ LAYOUTS = {
     "struct vm_struct": ["caller", "flags", "size", "nr_pages", "phys_addr"],
     "struct vmap_node": ["busy", "busy.root"],
     "struct rb_node": ["rb_right", "rb_left"],
+    "struct printk_ringbuffer": ["desc_ring", "text_data_ring"],
+    "struct prb_desc_ring": ["count_bits", "descs", "infos", "head_id", "tail_id"],
+    "struct prb_data_ring": ["size_bits", "data"],
+    "struct prb_desc": ["state_var", "text_blk_lpos"],
+    "struct printk_info": ["seq", "ts_nsec", "text_len", "facility", "caller_id"],
 }
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
-         "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node"]
+         "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node",
+         "struct printk_ringbuffer", "struct prb_desc", "struct printk_info"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
@@ -77,7 +83,7 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "init_stack", "vmcoreinfo_data", "vmcoreinfo_size", "_totalram_pages",
            "totalram_pages", "slab_caches", "nr_node_ids", "memblock", "vmap_area_list",
            "vmap_area_root", "vmap_nodes", "nr_vmap_nodes", "module_alloc_base",
-           "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn"]
+           "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn", "prb"]
 
 
 class Member:

@@ -30,7 +30,7 @@ from ..paths import GDB_INIT
 
 __all__ = ["kernel_offsets", "vmlinux_build_id", "OFFSETS_VERSION"]
 
-OFFSETS_VERSION = 8
+OFFSETS_VERSION = 9
 
 
 def _version():
@@ -106,6 +106,7 @@ for s in SYMBOLS:
         out["symbols"][s] = int(gdb.parse_and_eval("(unsigned long)&%s" % s))
     except gdb.error:
         out["symbols"][s] = None
+
 # the model's layouts (gdbkd/model/layout.py), through the same gdb type walk kd uses
 from gdbkd.kernel.memory import GdbTypes
 from gdbkd.model.layout import LAYOUTS, SIZES
@@ -150,7 +151,9 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
     build_id = build_id if build_id is not None else vmlinux_build_id(vmlinux)
     st = Path(vmlinux).stat()
     key = build_id or f"nobuildid-{st.st_size}-{int(st.st_mtime)}"
-    cache = cache_root() / "offsets" / f"{key}.json"
+    # the digest of what is recorded is part of the name: two gdbkd versions (a test run
+    # and an edited checkout, two installs) keep their own files instead of rewriting one
+    cache = cache_root() / "offsets" / f"{key}-{_version()}.json"
     if cache.exists():
         try:
             data = json.loads(cache.read_text())
@@ -176,6 +179,15 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
         err = (r.stderr.strip().splitlines() or ["no output"])[-1]
         raise GdbkdError(f"gdb-multiarch could not read types from {vmlinux}: {err[:200]}")
     data = json.loads(line[len("GDBKD-OFFSETS "):])
+    missing = [n for n, v in data["symbols"].items() if v is None]
+    if missing:      # file-static variables gdb will not name without a scope (printk.c's
+        from ..elfsyms import SymbolTable            # prb): the .symtab, when unique
+        try:
+            st = SymbolTable(vmlinux)
+            for n in missing:
+                data["symbols"][n] = st.value(n, unique=True)
+        except GdbkdError:
+            pass
     f = data["fields"]
     for need in ("task.tasks", "task.pid", "task.comm", "task.cpu_context", "task.stack"):
         if f.get(need) is None:

@@ -151,3 +151,11 @@ def test_server_threads_come_from_the_model(dump):
     assert sorted(th.tid for th in threads) == sorted(t.tid for t in tasks)
     assert all(th.task is t for th, t in zip(sorted(threads, key=lambda x: x.tid),
                                             sorted(tasks, key=lambda x: x.tid)))
+
+
+def test_printk_records_equal_drgn(dump, drgn_prog):
+    from drgn.helpers.linux.printk import get_printk_records
+    from gdbkd.model.printk import prb_records
+    want = [(r.timestamp, r.text) for r in get_printk_records(drgn_prog)]
+    got = [(r.ts_nsec, r.text) for r in prb_records(fresh_kernel(dump))]
+    assert got == want and len(got) > 100
