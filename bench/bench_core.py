@@ -58,10 +58,13 @@ TOOLS = (("gdbkd-bt", _gdbkd_bt), ("gdbkd-rep", _gdbkd_report), ("drgn", _drgn))
 
 
 def _run(tool, dump, vmlinux):
-    """Wall time of one fresh process, from its start (interpreter included) to its exit."""
+    """Wall time of one fresh process, from its start (interpreter included) to its exit
+    (the environment of bench_kd.ENV: bytecode cached, as installed packages have it)."""
+    from bench_kd import ENV
     argv, count = tool(dump, vmlinux)
     t = time.monotonic()
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                       env=ENV)
     secs = time.monotonic() - t
     frames = count(r.stdout) if r.returncode == 0 and r.stdout.strip() else 0
     if not frames:
@@ -70,14 +73,23 @@ def _run(tool, dump, vmlinux):
     return secs, frames
 
 
-def measure(code, dump, vmlinux, repeat):
-    times, info = [], None
+def measure_all(dump, vmlinux, repeat):
+    """{tool: (median seconds or None, frames or error)}: the tools alternate in each round."""
+    from bench_kd import warm
+    for _, fn in TOOLS:
+        warm(fn(dump, vmlinux)[0])
+    times = {tool: [] for tool, _ in TOOLS}
+    info = {}
     for _ in range(repeat):
-        t, info = _run(code, dump, vmlinux)
-        if t is None:
-            return None, info
-        times.append(t)
-    return statistics.median(times), info
+        for tool, fn in TOOLS:
+            if times[tool] is None:
+                continue
+            t, info[tool] = _run(fn, dump, vmlinux)
+            if t is None:
+                times[tool] = None
+            else:
+                times[tool].append(t)
+    return {tool: (statistics.median(ts) if ts else None, info.get(tool)) for tool, ts in times.items()}
 
 
 def main():
@@ -94,8 +106,7 @@ def main():
         if mdf.exists():
             formats.append(("mdf-d31", mdf))
         for fmt, path in formats:
-            for tool, fn in TOOLS:
-                secs, info = measure(fn, path, td.vmlinux, args.repeat)
+            for tool, (secs, info) in measure_all(path, td.vmlinux, args.repeat).items():
                 results[(size, fmt, tool)] = secs
                 shown = f"{secs:7.3f} s ({info} frames)" if secs is not None else f"failed: {info}"
                 print(f"{size:>3} {fmt:<10} {tool:<9} first crashed-task bt: {shown}", flush=True)

@@ -78,13 +78,17 @@ def debug_info_problem(vmlinux):
 class _Vmlinux:
     """What the checks need of the vmlinux file: build-id, a few symbols, the banner."""
 
-    def __init__(self, path):
+    def __init__(self, path, known=None):
+        """``known``: link-time addresses already at hand (the offsets cache's symbols, made
+        from this vmlinux): each symbol not among them costs a scan of the .symtab."""
         from ..elfsyms import SymbolTable, file_bytes_at
         from .offsets import vmlinux_build_id
         self.path = str(path)
         self.build_id = (vmlinux_build_id(self.path) or "").lower()
-        st = SymbolTable(self.path)
-        self.sym = {n: st.value(n) for n in _SYMS}
+        known = known or {}
+        missing = [n for n in _SYMS if known.get(n) is None]
+        st = SymbolTable(self.path) if missing else None
+        self.sym = {n: known[n] if known.get(n) is not None else st.value(n) for n in _SYMS}
         self.banner = None
         if self.sym["linux_banner"] is not None:
             raw = file_bytes_at(self.path, self.sym["linux_banner"], 256)
@@ -404,7 +408,8 @@ def check_dump(d, vmlinux=None, full=True) -> list:
     out = []
     if vmlinux is not None:
         try:
-            vm = _Vmlinux(vmlinux)
+            known = d.offsets["symbols"] if getattr(d, "offsets", None) else None
+            vm = _Vmlinux(vmlinux, known)
         except GdbkdError as e:
             out.append(Finding("vmlinux", WARN, str(e)))
     out += [_osrelease(d, vm), _build_id(d, vm), _kerneloffset(d, vm), _va_bits(d, vm),
