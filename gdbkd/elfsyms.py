@@ -33,6 +33,7 @@ class SymbolTable:
     def __init__(self, path):
         self.path = str(path)
         self._memo = {}
+        self._index = None
         try:
             with open(path, "rb") as f:
                 elf = ELFFile(f)
@@ -64,8 +65,23 @@ class SymbolTable:
         pat = (name.encode() if isinstance(name, str) else name) + b"\0"
         strtab, syms, names = self.strtab, self.syms, self.names
         out = []
+        hits = []
         i = strtab.find(pat)
         while i >= 0:
+            hits.append(i)
+            i = strtab.find(pat, i + 1)
+        if len(hits) > 16:
+            # a name that ends hundreds of others ("_text"): the linker lets st_name point
+            # into a longer string's tail, so every hit may be a name; look them up in an
+            # index of st_name offsets (built once) instead of scanning st_name per hit
+            idx = self._name_index()
+            for i in hits:
+                for k in idx.get(i, ()):
+                    _, _, _, shndx, value, _ = _SYM.unpack_from(syms, k * _SYM.size)
+                    if shndx != 0:
+                        out.append((k * 4, value))
+            return [v for _, v in sorted(out)]
+        for i in hits:
             key = struct.pack("<I", i)
             j = names.find(key)
             while j >= 0:
@@ -74,8 +90,19 @@ class SymbolTable:
                     if shndx != 0:                    # SHN_UNDEF: not a definition
                         out.append((j, value))
                 j = names.find(key, j + 1)
-            i = strtab.find(pat, i + 1)
         return [v for _, v in sorted(out)]
+
+    def _name_index(self) -> dict:
+        """{st_name offset: [symbol indices]} (once per table)."""
+        if self._index is None:
+            from array import array
+            a = array("I")
+            a.frombytes(self.names[:len(self.names) // 4 * 4])
+            idx = {}
+            for k, off in enumerate(a):
+                idx.setdefault(off, []).append(k)
+            self._index = idx
+        return self._index
 
     def value(self, name, unique=False):
         """The first definition's value (None if none; with UNIQUE, also None when
