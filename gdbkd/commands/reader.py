@@ -40,6 +40,11 @@ Examples:
 
     def run(self, args):
         from ..kernel import memory
+        if args.layouts:           # first: the image range below takes its symbols from it
+            try:
+                memory.use_layouts(args.layouts)
+            except (OSError, ValueError) as e:
+                raise KdError(f"cannot read layouts {escape(args.layouts)}: {e}")
         if args.dump:
             try:
                 d = memory.attach_dump(args.dump)
@@ -56,11 +61,6 @@ Examples:
             memory.detach_ram()
         if args.cache:
             memory.set_cache(args.cache == "on")
-        if args.layouts:
-            try:
-                memory.use_layouts(args.layouts)
-            except (OSError, ValueError) as e:
-                raise KdError(f"cannot read layouts {escape(args.layouts)}: {e}")
         return memory.reader_info()
 
     def render(self, data, args):
@@ -75,8 +75,8 @@ Examples:
 def _use_image_range(d):
     """The kernel image's run-time range (from the vmlinux gdb has) for the dump's
     translation fast path and pointer-auth stripping, without reading the vmlinux again."""
-    from ..kernel.types import vmlinux_symbol_address
-    lo, hi = vmlinux_symbol_address("_text"), vmlinux_symbol_address("_end")
+    from ..kernel.memory import symbol
+    lo, hi = symbol("_text"), symbol("_end")
     if lo is not None and hi is not None:
         d.mmu.image_range = (lo, hi)
         d.mmu.verify_image_fastpath()

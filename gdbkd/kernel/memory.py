@@ -90,6 +90,13 @@ class RecordedThenGdb(TypeSource):
 
 
 def _symbol(name):
+    """Run-time address of a kernel symbol: the offsets cache's link address (when kd was
+    given it: no .symtab scan) plus the load offset, else the vmlinux's .symtab / gdb."""
+    if _recorded_syms is not None:
+        link = _recorded_syms.get(name)
+        if link is not None:
+            from .symbols import current_offset
+            return (link + current_offset()) & 0xFFFFFFFFFFFFFFFF
     from .types import vmlinux_symbol_address
     return vmlinux_symbol_address(name)
 
@@ -99,6 +106,7 @@ _dump = None           # (paths, Dump) opened in this process
 _ram = None            # (path, GuestRam): a live guest's RAM shared with QEMU
 _cache_on = True
 _recorded = None       # RecordedTypes from the offsets cache of the loaded vmlinux
+_recorded_syms = None  # and its link-time symbol addresses
 
 
 class LiveRamReader(Reader):
@@ -154,11 +162,12 @@ def kernel() -> Kernel:
 def use_layouts(path):
     """Take the model's layouts from the offsets cache file PATH (written by
     gdbkd/postmortem/offsets.py for the vmlinux gdb has loaded)."""
-    global _recorded
+    global _recorded, _recorded_syms
     import json
     from ..model.layout import RecordedTypes
     data = json.loads(open(path).read())
     _recorded = RecordedTypes(data.get("layouts", {}), data.get("model_sizes", {}))
+    _recorded_syms = {k: v for k, v in data.get("symbols", {}).items() if v is not None}
     _rebuild()
 
 
@@ -217,6 +226,11 @@ def cache_enabled() -> bool:
     return _cache_on
 
 
+def symbol(name):
+    """Run-time address of NAME as the model sees it (see _symbol)."""
+    return _symbol(name)
+
+
 def reader_info() -> dict:
     k = kernel()
     info = k.reader.stats()
@@ -253,8 +267,8 @@ def _types_changed(_event=None):
 
 
 def _symbols_cleared(_event=None):
-    global _recorded
-    _recorded = None          # another vmlinux may come: its layouts are not these
+    global _recorded, _recorded_syms
+    _recorded = _recorded_syms = None   # another vmlinux may come: its layouts are not these
     _rebuild()
 
 
