@@ -15,7 +15,7 @@ FIXTURE = Path(__file__).resolve().parent / "kdbug_mod"
 
 def test_bug_explained_with_its_bug_table_file_line(kernel61, no_leftover_qemu):
     want = next(i for i, l in enumerate((FIXTURE / "kdbug.c").read_text().splitlines(), 1)
-                if "KDBUG-HERE" in l)
+                if "BUG_ON(" in l and "KDBUG-HERE" in l)
     r = gdbkd("run", "--module", str(FIXTURE), "--exec", "insmod /lib/modules/gdbkd/kdbug.ko",
               "--exec", "echo 1 > /sys/kernel/debug/kdbug/bug", "--batch", "--json",
               "--timeout", "150", timeout=600)
