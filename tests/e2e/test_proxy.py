@@ -271,3 +271,30 @@ def test_no_proxy_left_when_gdb_or_qemu_dies(no_leftover_qemu):
                 break
             time.sleep(0.1)
         assert not proxies() - before, f"proxy left after killing {victim.decode()}"
+
+
+def test_memory_and_register_writes_of_a_vcpu_task_go_through(guest):
+    """Through the proxy: a memory write is seen by the next read (gdb's and kd's), and a
+    register write of the task on a vCPU reaches that vCPU."""
+    body = """
+cur = json.loads(gdb.execute("kd task --json", to_string=True))
+cur = cur[0] if isinstance(cur, list) else cur
+cur = cur.get("task", cur)
+addr = int(cur["task"], 16)
+ps = lambda: [t for t in json.loads(gdb.execute("kd ps --json", to_string=True))["tasks"]
+              if int(t["task"], 16) == addr][0]["comm"]
+res["before"] = ps()
+orig = int(gdb.parse_and_eval("((struct task_struct *)%d)->comm[0]" % addr))
+gdb.execute("set var ((struct task_struct *)%d)->comm[0] = 81" % addr)
+res["after"] = ps()
+res["gdb_after"] = int(gdb.parse_and_eval("((struct task_struct *)%d)->comm[0]" % addr))
+gdb.execute("set var ((struct task_struct *)%d)->comm[0] = %d" % (addr, orig))
+x = int(gdb.parse_and_eval("$x9")) & 0xFFFFFFFFFFFFFFFF
+gdb.execute("set var $x9 = 0x1234567")
+gdb.execute("flushregs")
+res["x9"] = int(gdb.parse_and_eval("$x9")) & 0xFFFFFFFFFFFFFFFF
+gdb.execute("set var $x9 = %d" % x)
+"""
+    res, out, err = run_proxied(guest, body)
+    assert res["after"] == "Q" + res["before"][1:] and res["gdb_after"] == 81
+    assert res["x9"] == 0x1234567
