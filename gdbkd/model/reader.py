@@ -48,6 +48,7 @@ class Reader:
     block = 4096
     readahead = 0            # extra blocks fetched after a missing one
     cache_user = True        # cache user-half addresses too (not for live CPUs)
+    max_blocks = 1 << 16     # the cache starts over past this many blocks (256 MiB)
 
     def __init__(self, cache: bool = True):
         self.cache = cache
@@ -75,6 +76,8 @@ class Reader:
     def _fill(self, first: int, last: int):
         """Fetch blocks first..last (inclusive) that are not cached yet, plus read-ahead."""
         blocks = self._blocks
+        if len(blocks) > self.max_blocks:
+            blocks.clear()          # a walk over more memory than the cache holds
         bs = self.block
         b = first
         while b <= last:
@@ -204,6 +207,9 @@ class DumpReader(Reader):
     through the server."""
 
     readahead = 0
+    # a dump read in this process costs a page walk and a pread: cache little (a walk over
+    # 10,000 task stacks would otherwise keep 160 MB of blocks)
+    max_blocks = 4096
 
     def __init__(self, dump, pac=None, cache: bool = True):
         super().__init__(cache)
