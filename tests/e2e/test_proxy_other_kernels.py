@@ -9,7 +9,7 @@ from conftest import gdbkd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-SWITCH = ("python import gdb\n"
+SWITCH = ("python import gdb; "
           "[t.switch() for t in gdb.selected_inferior().threads() if t.name == 'sleep']")
 
 
