@@ -17,7 +17,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.unit)
 
 
-def qemu_pids():
+def pids_where(match):
+    """Pids of the processes whose command line (NUL-separated bytes) satisfies MATCH."""
     out = set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -25,9 +26,13 @@ def qemu_pids():
                 cmd = (d / "cmdline").read_bytes()
             except OSError:
                 continue
-            if cmd.startswith(b"qemu-system-aarch64") and b"gdbkd-run-" in cmd:
+            if match(cmd):
                 out.add(int(d.name))
     return out
+
+
+def qemu_pids():
+    return pids_where(lambda cmd: cmd.startswith(b"qemu-system-aarch64") and b"gdbkd-run-" in cmd)
 
 
 def gdbkd(*args, timeout=300, input=None):

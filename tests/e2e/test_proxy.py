@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kdlive import boot_guest
-from conftest import gdbkd
+from conftest import gdbkd, pids_where
 
 pytestmark = pytest.mark.e2e
 
@@ -222,16 +222,7 @@ def test_no_proxy_left_when_gdb_or_qemu_dies(no_leftover_qemu):
     """gdbkd run (proxy by default): SIGKILL gdb, then in a second run SIGKILL QEMU — no
     proxy process survives either."""
     def proxies():
-        out = set()
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    cmd = (d / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"gdbkd\0proxy\0" in cmd and b"--listen" in cmd:
-                    out.add(int(d.name))
-        return out
+        return pids_where(lambda cmd: b"gdbkd\0proxy\0" in cmd and b"--listen" in cmd)
 
     def child(parent, pattern):
         for _ in range(600):
