@@ -1,5 +1,6 @@
 """drgn 0.3.0's view of a dump, for tests/e2e/test_kd_state.py (run as a script:
-``python drgn_state_ref.py DUMP VMLINUX PID... [wq=HEX rbroot=HEX xa=HEX mt=HEX]``; prints JSON)."""
+``python drgn_state_ref.py DUMP VMLINUX PID... [wq=HEX rbroot=HEX xa=HEX mt=HEX] [kernel-trees]``;
+prints JSON)."""
 
 import json
 import sys
@@ -27,15 +28,44 @@ def trees(prog, wq, rbroot, xa, mt):
     }
 
 
+def kernel_trees(prog):
+    """The kernel's own wait queues and trees that every guest has (for the 5.10/6.12
+    dumps, which have no test module): kthreads' wait queues, the irq descriptor
+    tree (a radix tree up to 6.4, the sparse_irqs maple tree after) and an rbtree
+    (vmap_area_root up to 6.8; 6.12 has per-node vmap trees, so the init mount
+    namespace's mounts rbtree, 6.8+)."""
+    from drgn import container_of
+    from drgn.helpers.linux.wait import waitqueue_for_each_entry
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each
+    from drgn.helpers.linux.xarray import xa_for_each
+    from drgn.helpers.linux.mapletree import mt_for_each
+    out = {"waitq": {n: [[e.value_(), e.private.value_()] for e in
+                         waitqueue_for_each_entry(prog[n].address_of_())]
+                     for n in ("khugepaged_wait", "kauditd_wait", "oom_reaper_wait")}}
+    try:
+        out["xarray"] = [[i, e.value_()] for i, e in xa_for_each(prog["irq_desc_tree"].address_of_())]
+    except KeyError:
+        out["maple"] = [[a, b, e.value_()] for a, b, e in mt_for_each(prog["sparse_irqs"].address_of_())]
+    try:
+        out["rbtree"] = [n.value_() for n in rbtree_inorder_for_each(prog["vmap_area_root"].address_of_())]
+    except KeyError:
+        root = prog["init_task"].nsproxy.mnt_ns.mounts.address_of_()
+        out["mounts_rbtree"] = [container_of(n, "struct mount", "mnt_node").value_()
+                                for n in rbtree_inorder_for_each(root)]
+    return out
+
+
 def main():
     prog = drgn.Program()
     prog.set_core_dump(sys.argv[1])
     prog.load_debug_info([sys.argv[2]])
     out = {"files": {}, "vmas": {}, "phys": {}}
     addrs = dict(a.split("=") for a in sys.argv[3:] if "=" in a)
+    if "kernel-trees" in sys.argv[3:]:
+        out["kernel_trees"] = kernel_trees(prog)
     if addrs:
         out["trees"] = trees(prog, *(int(addrs[n], 16) for n in ("wq", "rbroot", "xa", "mt")))
-    for pid in (int(a) for a in sys.argv[3:] if "=" not in a):
+    for pid in (int(a) for a in sys.argv[3:] if a.isdigit()):
         t = find_task(prog, pid)
         files = {}
         for fd, f in for_each_file(t):

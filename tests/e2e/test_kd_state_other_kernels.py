@@ -68,3 +68,41 @@ def test_state_commands_match_drgn(profile):
                  for t in b["timers"])
     assert got == drgn["hrtimers"] and hr["now_ns"] == drgn["now_ns"]
     assert any(d["name"] == "mem" and d["major"] == 1 for d in out["kd dev"]["char"])
+
+
+@pytest.mark.parametrize("profile", ["debian-5.10", "debian-6.12"])
+def test_waitq_and_tree_match_drgn(profile):
+    """kd waitq and kd tree on the kernel's own wait queues and trees (the test
+    module of test_kd_state is built for 6.1 only): kthreads asleep on their wait
+    queues; irq descriptors in a radix tree (5.10) or the sparse_irqs maple tree
+    (6.12); vmap_area_root (5.10) or the 6.8+ mounts rbtree (6.12) as rbtrees."""
+    from testdumps import ensure_test_dumps
+    td = ensure_test_dumps(profile)
+    wqs = ["khugepaged_wait", "kauditd_wait", "oom_reaper_wait"]
+    cmds = [f"kd waitq {w}" for w in wqs]
+    if profile == "debian-5.10":
+        cmds += ["kd tree -t radix irq_desc_tree", "kd tree -t xarray irq_desc_tree",
+                 "kd tree -t rbtree vmap_area_root"]
+    else:
+        cmds += ["kd tree -t maple sparse_irqs",
+                 "kd tree -t rbtree -o mount.mnt_node &init_task.nsproxy->mnt_ns->mounts"]
+    out = dict(zip(cmds, _run_core_json(td.elf, td.vmlinux, [c + " --json" for c in cmds])))
+    ref = subprocess.run([sys.executable, str(HERE / "drgn_state_ref.py"), str(td.elf), str(td.vmlinux),
+                          "kernel-trees"], capture_output=True, text=True, timeout=900, cwd=HERE.parents[1])
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    drgn = json.loads(ref.stdout)["kernel_trees"]
+    for w in wqs:
+        got = out[f"kd waitq {w}"]
+        assert [[e["entry"], e["private"]] for e in got["waiters"]] == drgn["waitq"][w] and got["stop"] is None
+    assert [e["comm"] for e in out["kd waitq khugepaged_wait"]["waiters"]] == ["khugepaged"]
+    if profile == "debian-5.10":
+        for kind in ("radix", "xarray"):
+            got = out[f"kd tree -t {kind} irq_desc_tree"]
+            assert [[e["index"], e["entry"]] for e in got["entries"]] == drgn["xarray"] and drgn["xarray"]
+        got = out["kd tree -t rbtree vmap_area_root"]
+        assert [e["node"] for e in got["entries"]] == drgn["rbtree"] and len(drgn["rbtree"]) > 10
+    else:
+        got = out["kd tree -t maple sparse_irqs"]
+        assert [[e["first"], e["last"], e["entry"]] for e in got["entries"]] == drgn["maple"] and drgn["maple"]
+        got = out["kd tree -t rbtree -o mount.mnt_node &init_task.nsproxy->mnt_ns->mounts"]
+        assert [e["entry"] for e in got["entries"]] == drgn["mounts_rbtree"] and drgn["mounts_rbtree"]
