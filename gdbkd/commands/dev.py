@@ -1,9 +1,11 @@
-"""kd dev: character and block device majors (crash's dev, /proc/devices)."""
+"""kd dev: character and block device majors (crash's dev, /proc/devices); -d disk I/O
+statistics (crash's dev -d, /proc/diskstats)."""
 
 from . import command
 from ._util import KernelCommand
 from ._sysstate import kernel, guest_str, symbol_name
 from ..model import dev as mdev
+from ..model.percpu import possible_cpus
 
 __all__ = ["Dev"]
 
@@ -11,13 +13,24 @@ __all__ = ["Dev"]
 @command
 class Dev(KernelCommand):
     """Character and block devices: major, name and, for character devices, the minor
-range, the struct cdev and its file operations (crash's dev). Disk I/O statistics
-(crash's dev -d) are not implemented."""
+range, the struct cdev and its file operations (crash's dev). With -d, every disk
+(gendisk) with its request queue and I/O statistics summed over the possible CPUs,
+as /proc/diskstats counts them, and the requests in flight where the kernel keeps a
+counter for them (bio-based drivers; blk-mq queues count busy tags, shown as -)."""
 
     name = "dev"
 
+    def add_arguments(self, p):
+        p.add_argument("-d", dest="disks", action="store_true",
+                       help="disk I/O statistics (crash's dev -d)")
+
     def run(self, args):
         k = kernel()
+        if args.disks:
+            disks = mdev.disks(k, possible_cpus(k))
+            for d in disks:
+                d["name"] = guest_str(d["name"])
+            return {"disks": disks}
         chars = mdev.char_devices(k)
         for c in chars:
             c["name"] = guest_str(c["name"])
@@ -28,6 +41,8 @@ range, the struct cdev and its file operations (crash's dev). Disk I/O statistic
         return {"char": chars, "block": blocks}
 
     def render(self, d, args):
+        if "disks" in d:
+            return self._render_disks(d["disks"])
         lines = ["CHRDEV  MINORS      NAME             CDEV           OPERATIONS"]
         for c in d["char"]:
             minors = f"{c['baseminor']}-{c['baseminor'] + c['minorct'] - 1}"
@@ -38,4 +53,18 @@ range, the struct cdev and its file operations (crash's dev). Disk I/O statistic
         lines.append("BLKDEV  NAME             BLK_MAJOR_NAME")
         for b in d["block"]:
             lines.append(f"  {b['major']:>4}  {b['name']:<16} {b['blk_major_name']:016x}")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _render_disks(disks):
+        if not disks:
+            return "(no disks)"
+        lines = ["MAJOR:MIN     GENDISK      NAME       REQUEST_QUEUE    MQ  IN_FLIGHT(R/W) "
+                 "   READS   WRITES  RD_SECTORS  WR_SECTORS"]
+        for x in disks:
+            ios, sec = x["stats"]["ios"], x["stats"]["sectors"]
+            fl = "-" if x["in_flight"] is None else f"{x['in_flight'][0]}/{x['in_flight'][1]}"
+            lines.append(f"{x['major']:>5}:{x['first_minor']:<3} {x['gendisk']:016x} "
+                         f"{x['name']:<10} {x['queue']:016x} {'y' if x['mq'] else 'n':>3}  {fl:>14} "
+                         f"{ios['read']:>8} {ios['write']:>8} {sec['read']:>11} {sec['write']:>11}")
         return "\n".join(lines)

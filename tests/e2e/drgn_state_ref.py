@@ -55,12 +55,37 @@ def kernel_trees(prog):
     return out
 
 
+def disks(prog):
+    """[gendisk, name, major, first_minor, queue, reads, writes, sectors read, sectors
+    written] of each disk: drgn's for_each_disk and the per-CPU part0 statistics
+    summed over the possible CPUs (part_stat_read)."""
+    from drgn.helpers.linux.block import for_each_disk, disk_name
+    from drgn.helpers.linux.cpumask import for_each_possible_cpu
+    from drgn.helpers.linux.percpu import per_cpu_ptr
+    out = []
+    for d in for_each_disk(prog):
+        try:
+            stats = d.part0.bd_stats
+        except AttributeError:
+            stats = d.part0.dkstats
+        s = [0, 0, 0, 0]
+        for c in for_each_possible_cpu(prog):
+            st = per_cpu_ptr(stats, c)
+            s = [s[0] + st.ios[0].value_(), s[1] + st.ios[1].value_(),
+                 s[2] + st.sectors[0].value_(), s[3] + st.sectors[1].value_()]
+        out.append([d.value_(), disk_name(d).decode(), d.major.value_(), d.first_minor.value_(),
+                    d.queue.value_(), *s])
+    return out
+
+
 def main():
     prog = drgn.Program()
     prog.set_core_dump(sys.argv[1])
     prog.load_debug_info([sys.argv[2]])
     out = {"files": {}, "vmas": {}, "phys": {}}
     addrs = dict(a.split("=") for a in sys.argv[3:] if "=" in a)
+    if "disks" in sys.argv[3:]:
+        out["disks"] = disks(prog)
     if "kernel-trees" in sys.argv[3:]:
         out["kernel_trees"] = kernel_trees(prog)
     if addrs:

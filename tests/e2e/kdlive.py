@@ -50,8 +50,10 @@ class Guest:
     """A 6.1 guest for driving batch gdb sessions by hand: gdbkd's own Machine (loopback
     gdbstub, serial and QMP on unix sockets) plus shell and gdb helpers."""
 
-    def __init__(self, kernel, initrd, workdir, kaslr=True, memory="1G", smp=2, shared_ram=False):
+    def __init__(self, kernel, initrd, workdir, kaslr=True, memory="1G", smp=2, shared_ram=False,
+                 extra_args=()):
         self.kernel = kernel
+        self.extra_args = list(extra_args)   # more QEMU arguments (e.g. a disk)
         self.shared_ram = shared_ram       # QEMU's RAM as a memfd (gdbkd/dump/guestram.py)
         self.initrd = Path(initrd)
         self.dir = Path(workdir)
@@ -67,7 +69,7 @@ class Guest:
         profile = load_profile("debian-6.1")
         profile.qemu = dict(profile.qemu, smp=self.smp)
         self.m = Machine(profile, self.kernel, self.initrd, nokaslr=not self.kaslr, memory=self.memory,
-                         shared_ram=self.shared_ram)
+                         shared_ram=self.shared_ram, extra_args=self.extra_args)
         self.m.start()
         self.port = self.m.gdb_port
         self.qmp_path = self.m.qmp_path

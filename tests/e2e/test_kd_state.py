@@ -4,7 +4,7 @@ One guest (KASLR on) per module. The fixture loads tests/e2e/kdstate_mod (timers
 a wait queue, trees), mounts a tmpfs, starts tests/e2e/kdstate_prog (a file on
 that tmpfs open and mapped shared, an anonymous mapping with three touched
 pages, a pipe, TCP/UDP/unix sockets) and a writer blocked on the module's
-wait queue. Then, with the guest stopped by QMP, it runs every command live,
+wait queue; a virtio disk (/dev/vda, blk-mq) is read and written with O_DIRECT. Then, with the guest stopped by QMP, it runs every command live,
 takes a QMP dump, runs the same commands under `gdbkd core` on the dump, and
 asks drgn 0.3.0 about the dump: each test compares the three.
 """
@@ -41,7 +41,7 @@ def _commands(g):
             "kd mount", "kd mount -n", "kd net", f"kd net -s {p}", "kd irq", "kd irq -s",
             "kd timer", "kd timer -r", f"kd waitq {a['wq']:#x}",
             f"kd tree -t rbtree -o {g.rb_offset} {a['rbroot']:#x}", f"kd tree -t xarray {a['xa']:#x}",
-            f"kd tree -t radix {a['xa']:#x}", f"kd tree -t maple {a['mt']:#x}", "kd dev"]
+            f"kd tree -t radix {a['xa']:#x}", f"kd tree -t maple {a['mt']:#x}", "kd dev", "kd dev -d"]
 
 
 def _run_core(dump, vmlinux, cmds):
@@ -59,14 +59,21 @@ def _run_core(dump, vmlinux, cmds):
 def state(kernel61, tmp_path_factory):
     from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
     from gdbkd.artifacts.modules import build_module_dir
+    from gdbkd.kdump.guest import module_closure
     from gdbkd.qemu.profiles import load_profile
     d = tmp_path_factory.mktemp("kdstate")
     ko = build_module_dir(HERE / "kdstate_mod", kernel61)[0]
     exe = _build_prog(d)
-    base = ensure_base_initramfs(kernel61, load_profile("debian-6.1").guest["boot_modules"])
+    virtio = [m.stem for m in module_closure(kernel61.modules_dir, ["virtio_mmio", "virtio_blk"])]
+    base = ensure_base_initramfs(kernel61, load_profile("debian-6.1").guest["boot_modules"] + virtio)
     initrd = write_overlay(base, {"lib/modules/gdbkd/kdstate.ko": ko, "bin/kdstate_prog": exe},
                            d / "initrd.img", rc="insmod /lib/modules/gdbkd/kdstate.ko\n")
-    g = Guest(kernel61, initrd, d, kaslr=True)
+    disk = d / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(8 << 20)
+    g = Guest(kernel61, initrd, d, kaslr=True,
+              extra_args=["-drive", f"if=none,file={disk},format=raw,id=kdstate-disk",
+                          "-device", "virtio-blk-device,drive=kdstate-disk"])
     try:
         g.start()
         g.sh("ip link set lo up; mkdir -p /tmp/kds && mount -t tmpfs -o size=1m kdstmp /tmp/kds")
@@ -81,6 +88,9 @@ def state(kernel61, tmp_path_factory):
         g.addrs = {k: int(v, 16) for k, v in re.findall(r"(\w+(?:-\w+)?) ([0-9a-f]{16})", out)}
         g.rb_offset = int(re.search(r"rb-offset (\d+)", out).group(1))
         g.proc_devices = g.sh("cat /proc/devices")
+        g.sh("dd if=/dev/vda of=/dev/null bs=4096 count=40 iflag=direct; "
+             "dd if=/dev/zero of=/dev/vda bs=4096 count=3 oflag=direct")
+        g.diskstats = g.sh("cat /proc/diskstats")
         time.sleep(0.5)              # the waiter reaches its sleep
         cmds = _commands(g)
         dump = d / "dump.elf"
@@ -92,7 +102,7 @@ def state(kernel61, tmp_path_factory):
             g.qmp("cont")
         post = [json.loads(x) for x in _run_core(dump, kernel61.vmlinux, [c + " --json" for c in cmds])]
         ref = subprocess.run([sys.executable, str(HERE / "drgn_state_ref.py"), str(dump),
-                              str(kernel61.vmlinux), str(g.prog_pid), "1", str(g.waiter_pid),
+                              str(kernel61.vmlinux), str(g.prog_pid), "1", str(g.waiter_pid), "disks",
                               *(f"{n}={g.addrs[n]:x}" for n in ("wq", "rbroot", "xa", "mt"))],
                              capture_output=True, text=True, timeout=600, cwd=HERE.parents[1])
         assert ref.returncode == 0, ref.stderr[-3000:]
@@ -241,6 +251,26 @@ def test_dev_matches_proc_devices(state):
     assert mem["major"] == 1 and mem["ops_name"] == "memory_fops"
 
 
+def test_dev_disks_match_drgn_and_diskstats(state):
+    disks = state.post["kd dev -d"]["disks"]
+    want = [[d["gendisk"], d["name"], d["major"], d["first_minor"], d["queue"], d["stats"]["ios"]["read"],
+             d["stats"]["ios"]["write"], d["stats"]["sectors"]["read"], d["stats"]["sectors"]["write"]]
+            for d in disks]
+    assert want == state.drgn["disks"]
+    vda = [d for d in disks if d["name"] == "vda"]
+    assert len(vda) == 1 and vda[0]["mq"] and vda[0]["in_flight"] is None
+    # /proc/diskstats: major minor name, reads completed, merged, sectors read, ms,
+    # writes completed, merged, sectors written
+    f = [line.split() for line in state.diskstats.splitlines() if line.split()[2:3] == ["vda"]][0]
+    st = vda[0]["stats"]
+    assert [int(f[0]), int(f[1])] == [vda[0]["major"], vda[0]["first_minor"]]
+    assert [st["ios"]["read"], st["merges"]["read"], st["sectors"]["read"]] == [int(x) for x in f[3:6]]
+    assert [st["ios"]["write"], st["merges"]["write"], st["sectors"]["write"]] == [int(x) for x in f[7:10]]
+    assert st["ios"]["read"] >= 40 and st["ios"]["write"] >= 3 and st["sectors"]["write"] >= 24
+    text = _run_core(state.dump, state.kernel.vmlinux, ["kd dev -d"])[0]
+    assert re.search(rf"^\s+{vda[0]['major']}:0\s+{vda[0]['gendisk']:016x} vda ", text, re.M)
+
+
 def test_text_forms(state):
     p = state.prog_pid
     files, vm, mount = _run_core(state.dump, state.kernel.vmlinux,
@@ -261,6 +291,7 @@ BAD = {
     "kd net -s 99999": "no task 99999",
     "kd irq 4000": "no irq descriptor for irq 4000",
     "kd timer -C 9": "no CPU 9",
+    "kd dev -x": "unrecognized arguments",
     "kd waitq init_task": "is not a struct wait_queue_head",
     "kd tree -t rbtree init_task": "is not an rb_root",
     "kd tree -t maple init_task": "is not a maple tree",
