@@ -16,7 +16,7 @@ threads than CPUs: a dump stub that shows every task as a thread gets None).
 import gdb
 
 from .types import lookup_type, symbol_address
-from .snapshot import memo
+from .snapshot import stop_cached
 from .memory import kernel
 from .selection import selection
 from ..model import percpu as _percpu
@@ -100,36 +100,36 @@ def cpu_of_thread(thread) -> int:
     return n if 0 <= n < len(offs) else None
 
 
+@stop_cached
 def _thread_count() -> int:
     # one thread-list fetch per stop: with a dump stub serving 10,000 tasks each
     # inferior.threads() re-reads and re-parses the whole list
-    return memo("thread_count", lambda: len(gdb.selected_inferior().threads()))
+    return len(gdb.selected_inferior().threads())
 
 
 IDLE_TID_BASE = 4194304   # the dump stub's thread id of CPU n's idle task: IDLE_TID_BASE + n
 
 
+@stop_cached
 def threads_by_cpu() -> dict:
     """{cpu: gdb.InferiorThread}: live, the vCPU threads; on the dump stub (a thread per
     task, thread id = pid), the thread of each CPU's ``rq->curr``."""
-    def f():
-        out = {}
-        inf = gdb.selected_inferior()
-        threads = inf.threads()
-        if len(threads) > len(cpu_offsets()):
-            from .tasks import active_tasks, task_by_addr
-            by_tid = {(t.ptid[1] or t.ptid[2]): t for t in threads}
-            for cpu, addr in active_tasks().items():
-                tk = task_by_addr(addr)
-                if tk is None:
-                    continue
-                th = by_tid.get(tk.pid if tk.pid else IDLE_TID_BASE + cpu)
-                if th is not None:
-                    out[cpu] = th
-            return out
-        for t in threads:
-            c = cpu_of_thread(t)
-            if c is not None and c not in out:
-                out[c] = t
+    out = {}
+    inf = gdb.selected_inferior()
+    threads = inf.threads()
+    if len(threads) > len(cpu_offsets()):
+        from .tasks import active_tasks, task_by_addr
+        by_tid = {(t.ptid[1] or t.ptid[2]): t for t in threads}
+        for cpu, addr in active_tasks().items():
+            tk = task_by_addr(addr)
+            if tk is None:
+                continue
+            th = by_tid.get(tk.pid if tk.pid else IDLE_TID_BASE + cpu)
+            if th is not None:
+                out[cpu] = th
         return out
-    return memo("threads_by_cpu", f)
+    for t in threads:
+        c = cpu_of_thread(t)
+        if c is not None and c not in out:
+            out[c] = t
+    return out

@@ -4,12 +4,12 @@ One store: the model context's per-stop store (gdbkd/model/kernel.py,
 emptied with the reader's block cache on every resume, stop, memory or
 register write and symbol-file change; see gdbkd/kernel/memory.py). Model
 functions use the :func:`gdbkd.model.kernel.per_stop` decorator; gdb-bound
-helpers (the thread list, gdb registers) use :func:`memo` with a key.
+helpers (the thread list, gdb's registers and types) use :func:`stop_cached`.
 """
 
 from . import memory
 
-__all__ = ["memo", "generation", "invalidate"]
+__all__ = ["memo", "stop_cached", "generation", "invalidate"]
 
 
 def invalidate(_event=None):
@@ -29,3 +29,15 @@ def memo(key, fn):
     except KeyError:
         v = store[k] = fn()
         return v
+
+
+def stop_cached(fn):
+    """``fn()`` (no arguments) computed once per stop: the gdb-bound twin of the model's
+    :func:`gdbkd.model.kernel.per_stop`, in the same store."""
+    import functools
+    key = f"{fn.__module__}.{fn.__qualname__}"
+
+    @functools.wraps(fn)
+    def wrapper():
+        return memo(key, fn)
+    return wrapper

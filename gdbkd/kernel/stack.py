@@ -31,7 +31,7 @@ dump, whether or not gdb has a thread for it:
 import gdb
 
 from .types import read_bytes, vmlinux_symbol_address, field_offset, lookup_type
-from .snapshot import memo
+from .snapshot import stop_cached
 from .percpu import per_cpu_addr, possible_cpus
 from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
@@ -51,37 +51,36 @@ FRAME_META_TYPE_PT_REGS = 2
 CUT_SHORT = "backtrace cut short"
 
 
+@stop_cached
 def va_bits() -> int:
     """Kernel VA width: ``vabits_actual`` (5.4–6.x with 52-bit VA), else 64 - TCR_EL1.T1SZ,
     else 48."""
-    def f():
-        a = vmlinux_symbol_address("vabits_actual")
-        if a is not None:
-            try:
-                v = int.from_bytes(read_bytes(a, 8), "little")
-                if 36 <= v <= 52:
-                    return v
-            except gdb.MemoryError:
-                pass
-        # the kernel's own VMCOREINFO (6.12 publishes TCR_EL1_T1SZ; no register needed)
-        from .memory import kernel
-        from ..model.sysinfo import vmcoreinfo
-        vi = vmcoreinfo(kernel())
+    a = vmlinux_symbol_address("vabits_actual")
+    if a is not None:
         try:
-            t1sz = int(vi.get("NUMBER(TCR_EL1_T1SZ)", "0"), 0)
-            if 12 <= t1sz <= 28:
-                return 64 - t1sz
-        except ValueError:
+            v = int.from_bytes(read_bytes(a, 8), "little")
+            if 36 <= v <= 52:
+                return v
+        except gdb.MemoryError:
             pass
-        try:
-            tcr = int(gdb.parse_and_eval("$TCR_EL1")) & MASK64
-            t1sz = (tcr >> 16) & 0x3F
-            if 12 <= t1sz <= 28:
-                return 64 - t1sz
-        except (gdb.error, ValueError):
-            pass
-        return 48
-    return memo("va_bits", f)
+    # the kernel's own VMCOREINFO (6.12 publishes TCR_EL1_T1SZ; no register needed)
+    from .memory import kernel
+    from ..model.sysinfo import vmcoreinfo
+    vi = vmcoreinfo(kernel())
+    try:
+        t1sz = int(vi.get("NUMBER(TCR_EL1_T1SZ)", "0"), 0)
+        if 12 <= t1sz <= 28:
+            return 64 - t1sz
+    except ValueError:
+        pass
+    try:
+        tcr = int(gdb.parse_and_eval("$TCR_EL1")) & MASK64
+        t1sz = (tcr >> 16) & 0x3F
+        if 12 <= t1sz <= 28:
+            return 64 - t1sz
+    except (gdb.error, ValueError):
+        pass
+    return 48
 
 
 def strip_pac(v: int) -> int:
@@ -119,21 +118,20 @@ def _percpu_ptr_stacks(name, size, label):
     return out
 
 
+@stop_cached
 def _global_stacks():
-    def f():
-        size = thread_size()
-        out = _percpu_ptr_stacks("irq_stack_ptr", size, "IRQ")
-        a = vmlinux_symbol_address("overflow_stack")
-        if a is not None:
-            from .memory import kernel
-            osz = kernel().sizeof("overflow_stack") or 4096
-            for cpu in possible_cpus():
-                b = per_cpu_addr(a, cpu)
-                out.append((f"overflow:{cpu}", b, b + osz))
-        out += _percpu_ptr_stacks("sdei_stack_normal_ptr", size, "SDEI")
-        out += _percpu_ptr_stacks("sdei_stack_critical_ptr", size, "SDEI-critical")
-        return out
-    return memo("global_stacks", f)
+    size = thread_size()
+    out = _percpu_ptr_stacks("irq_stack_ptr", size, "IRQ")
+    a = vmlinux_symbol_address("overflow_stack")
+    if a is not None:
+        from .memory import kernel
+        osz = kernel().sizeof("overflow_stack") or 4096
+        for cpu in possible_cpus():
+            b = per_cpu_addr(a, cpu)
+            out.append((f"overflow:{cpu}", b, b + osz))
+    out += _percpu_ptr_stacks("sdei_stack_normal_ptr", size, "SDEI")
+    out += _percpu_ptr_stacks("sdei_stack_critical_ptr", size, "SDEI-critical")
+    return out
 
 
 def stack_ranges(task=None) -> list:
@@ -151,14 +149,13 @@ def stack_of(addr: int, ranges) -> str:
     return None
 
 
+@stop_cached
 def _pt_regs_layout():
-    def f():
+    try:
         return {"size": lookup_type("struct pt_regs").sizeof,
                 "stackframe": field_offset("struct pt_regs", "stackframe"),
                 "orig_x0": field_offset("struct pt_regs", "orig_x0"),
                 "syscallno": field_offset("struct pt_regs", "syscallno")}
-    try:
-        return memo("pt_regs_layout", f)
     except gdb.error:
         return {"size": 8 * 42, "stackframe": 8 * 38, "orig_x0": 8 * 34, "syscallno": 8 * 35}
 

@@ -23,7 +23,7 @@ import re
 import gdb
 
 from .types import cache_per_symbols, try_symbol_address, vmlinux_symbol_address
-from .snapshot import memo
+from .snapshot import stop_cached
 
 __all__ = ["Sym", "lookup", "describe", "is_text", "text_ranges", "module_ranges",
            "resolve_name", "eval_address"]
@@ -90,17 +90,16 @@ def module_ranges() -> list:
         return []
 
 
+@stop_cached
 def text_ranges() -> list:
     """[(lo, hi, what)] of executable kernel memory: core text, init text, modules."""
-    def f():
-        out = []
-        for lo, hi, what in (("_stext", "_etext", "kernel"), ("_sinittext", "_einittext", "init")):
-            a, b = vmlinux_symbol_address(lo), vmlinux_symbol_address(hi)
-            if a is not None and b is not None and a < b:
-                out.append((a, b, what))
-        out += [(a, b, "module " + n) for a, b, n in module_ranges()]
-        return out
-    return memo("text_ranges", f)
+    out = []
+    for lo, hi, what in (("_stext", "_etext", "kernel"), ("_sinittext", "_einittext", "init")):
+        a, b = vmlinux_symbol_address(lo), vmlinux_symbol_address(hi)
+        if a is not None and b is not None and a < b:
+            out.append((a, b, what))
+    out += [(a, b, "module " + n) for a, b, n in module_ranges()]
+    return out
 
 
 def is_text(addr: int) -> bool:
