@@ -206,7 +206,7 @@ def _procvmcore_from_qemu(dump_elf: Path, out: Path):
     """
     import struct
     from gdbkd.postmortem.dump import Dump
-    from .convert import _note
+    from gdbkd.postmortem.convert import _note
     d = Dump(dump_elf)
     try:
         p = d.phys
