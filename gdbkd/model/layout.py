@@ -84,7 +84,7 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "totalram_pages", "slab_caches", "nr_node_ids", "memblock", "vmap_area_list",
            "vmap_area_root", "vmap_nodes", "nr_vmap_nodes", "module_alloc_base",
            "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn", "prb",
-           "_etext", "_sinittext", "_einittext"]
+           "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end"]
 
 
 class Member:

@@ -73,9 +73,16 @@ def kernel_regions(k) -> list:
     text, end = k.sym("_text"), k.sym("_end")
     ram = list(mm.ram_ranges())
     if text is not None and end is not None and mm.kimage_voffset is not None:
-        pa = (text - mm.kimage_voffset) & M64
-        out.append(Region(text, end, "kernel image", pa))
-        ram = _subtract(ram, (pa, pa + (end - text)))
+        segs = [(text, end)]
+        ib, ie = k.sym("__init_begin"), k.sym("__init_end")
+        if ib is not None and ie is not None and text <= ib < ie <= end:
+            # free_initmem() unmapped the init sections and gave their pages to the page
+            # allocator: what is there now is found under the linear map, not the image
+            segs = [(text, ib), (ie, end)]
+        for a, b in segs:
+            pa = (a - mm.kimage_voffset) & M64
+            out.append(Region(a, b, "kernel image", pa))
+            ram = _subtract(ram, (pa, pa + (b - a)))
     for s, e in ram:
         out.append(Region(mm.phys_to_virt(s), mm.phys_to_virt(s) + (e - s), "linear map", s))
     for start, vend, _vm, _caller, flags in vmap_areas(k):
