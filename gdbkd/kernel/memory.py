@@ -22,8 +22,8 @@ from ..model.kernel import Kernel
 from ..model.layout import TypeSource
 from ..model.reader import Reader, MemoryFault
 
-__all__ = ["kernel", "GdbReader", "GdbTypes", "attach_dump", "set_cache", "reader_info",
-           "to_gdb_error"]
+__all__ = ["kernel", "GdbReader", "GdbTypes", "attach_dump", "attach_ram", "set_cache",
+           "reader_info", "symbol"]
 
 
 class GdbReader(Reader):
@@ -252,9 +252,6 @@ def target_readable(addr: int, n: int = 8) -> bool:
         return False
 
 
-def to_gdb_error(e: MemoryFault):
-    return gdb.MemoryError(str(e))
-
 
 def invalidate(_event=None):
     if _kernel is not None:
@@ -271,9 +268,6 @@ def _symbols_cleared(_event=None):
     _recorded = _recorded_syms = None   # another vmlinux may come: its layouts are not these
     _rebuild()
 
-
-def _new_objfile(event=None):
-    _types_changed()
 
 
 for _name in ("cont", "stop", "memory_changed", "register_changed", "inferior_call", "exited",

@@ -152,19 +152,6 @@ class Reader:
         except MemoryFault:
             return None
 
-    def read_many(self, requests):
-        """``[(addr, n), ...]`` → list of bytes or :class:`MemoryFault`, one per request
-        (a batch: ranges are prefetched together first)."""
-        for a, n in sorted(requests):
-            self.prefetch(a, n)
-        out = []
-        for a, n in requests:
-            try:
-                out.append(self.read(a, n))
-            except MemoryFault as e:
-                out.append(e)
-        return out
-
     # -- scalars ------------------------------------------------------------------------
     def u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
@@ -225,7 +212,7 @@ class DumpReader(Reader):
             try:
                 out.append(self.dump.read(a, k))
             except MemoryFault:
-                raise
+                raise               # already says which address and why
             except GdbkdError as e:
                 raise MemoryFault(a, str(e)) from None
             a += k

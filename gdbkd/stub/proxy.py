@@ -271,7 +271,6 @@ class LiveProxy:
         self.cur_g = None            # tid gdb selected for registers
         self.cur_c = None
         self._view = None            # the thread view of this stop
-        self.last_stop_vcpu = None
         self.error_text = False
         path = os.environ.get("GDBKD_PROXY_LOG")
         self.log = open(path, "ab") if path else None
@@ -579,7 +578,6 @@ class LiveProxy:
         if not m:
             return r
         vcpu = int(m.group(1).split(".")[-1].lstrip("p"), 16)
-        self.last_stop_vcpu = vcpu
         tid = self._tid_for_vcpu(vcpu)
         self.cur_g = tid
         return r[:m.start(1)] + f"{tid:x}" + r[m.end(1):]
