@@ -4,25 +4,78 @@ pyelftools parses every ``Elf64_Sym`` through construct: about 2.5 s for a
 Debian vmlinux's 155,000 symbols. Finding a handful of names needs none of that:
 look for ``name\\0`` in ``.strtab`` (ld merges string tails, so a name may also
 start inside a longer string), then for the 4-byte ``st_name`` of each hit in
-``.symtab`` at a 24-byte boundary (about 1 ms a name). Section headers still
-come from pyelftools.
+``.symtab`` at a 24-byte boundary (about 1 ms a name). The section headers are
+read with struct too: importing pyelftools costs 25 ms of every gdb session's
+start, and this module is all `kd` needs of the vmlinux file.
 """
 
+import os
 import struct
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from .errors import GdbkdError
 
-__all__ = ["SymbolTable", "symbol_values", "file_bytes_at"]
+__all__ = ["SymbolTable", "symbol_values", "file_bytes_at", "sections"]
 
 _SYM = struct.Struct("<IBBHQQ")      # Elf64_Sym: st_name st_info st_other st_shndx st_value st_size
+#: Elf64_Shdr: sh_name sh_type sh_flags sh_addr sh_offset sh_size sh_link sh_info sh_addralign sh_entsize
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+SHT_NOBITS = 8
+SHF_ALLOC = 2
 
 
-def _read_section(f, sec) -> bytes:
-    f.seek(sec["sh_offset"])
-    return f.read(sec["sh_size"])
+class Section:
+    __slots__ = ("name", "type", "flags", "addr", "offset", "size", "link")
+
+    def __init__(self, name, type_, flags, addr, offset, size, link):
+        self.name, self.type, self.flags = name, type_, flags
+        self.addr, self.offset, self.size, self.link = addr, offset, size, link
+
+
+def sections(f, path) -> list:
+    """The section headers of the open 64-bit little-endian ELF file F (:class:`Section`
+    list, in table order). GdbkdError, naming PATH, for anything else or a header that
+    points outside the file."""
+    size = os.fstat(f.fileno()).st_size
+    f.seek(0)
+    eh = f.read(64)
+    if len(eh) < 64 or eh[:4] != b"\x7fELF":
+        raise GdbkdError(f"cannot read symbols of {path}: not an ELF file")
+    if eh[4] != 2 or eh[5] != 1:
+        raise GdbkdError(f"{path}: not a 64-bit little-endian ELF file")
+    shoff, = struct.unpack_from("<Q", eh, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", eh, 0x3A)
+    if shoff == 0:
+        return []
+    if shentsize < _SHDR.size or shoff + shentsize > size:
+        raise GdbkdError(f"cannot read symbols of {path}: bad section header table")
+    f.seek(shoff)
+    first = _SHDR.unpack(f.read(_SHDR.size))
+    if shnum == 0:                   # more than 0xff00 sections: the count is in section 0
+        shnum = first[5]
+    if shstrndx == 0xFFFF:           # SHN_XINDEX: the index too
+        shstrndx = first[6]
+    if shoff + shnum * shentsize > size:
+        raise GdbkdError(f"cannot read symbols of {path}: section header table past the end of the file")
+    f.seek(shoff)
+    raw = f.read(shnum * shentsize)
+    hdrs = [_SHDR.unpack_from(raw, i * shentsize) for i in range(shnum)]
+    names = b""
+    if shstrndx < shnum:
+        h = hdrs[shstrndx]
+        names = _read(f, h[4], h[5], size, path)
+    out = []
+    for h in hdrs:
+        end = names.find(b"\0", h[0])
+        name = names[h[0]:end if end >= 0 else len(names)].decode("latin-1") if h[0] < len(names) else ""
+        out.append(Section(name, h[1], h[2], h[3], h[4], h[5], h[6]))
+    return out
+
+
+def _read(f, offset, n, size, path) -> bytes:
+    if offset + n > size:
+        raise GdbkdError(f"cannot read symbols of {path}: a section lies past the end of the file")
+    f.seek(offset)
+    return f.read(n)
 
 
 class SymbolTable:
@@ -36,23 +89,22 @@ class SymbolTable:
         self._index = None
         try:
             with open(path, "rb") as f:
-                elf = ELFFile(f)
-                if elf.elfclass != 64 or not elf.little_endian:
-                    raise GdbkdError(f"{path}: not a 64-bit little-endian ELF file")
-                symtab = elf.get_section_by_name(".symtab")
-                if symtab is None:
+                secs = sections(f, path)
+                fsize = os.fstat(f.fileno()).st_size
+                symtab = next((s for s in secs if s.name == ".symtab"), None)
+                if symtab is None or symtab.link >= len(secs):
                     self.strtab = self.syms = b""
                     self.names = b""
                 else:
-                    self.strtab = _read_section(f, elf.get_section(symtab["sh_link"]))
-                    self.syms = _read_section(f, symtab)
+                    link = secs[symtab.link]
+                    self.strtab = _read(f, link.offset, link.size, fsize, path)
+                    self.syms = _read(f, symtab.offset, symtab.size, fsize, path)
                     n = len(self.syms) // _SYM.size
                     # the st_name column alone, contiguous: 4 bytes a symbol
                     self.names = memoryview(self.syms)[: n * _SYM.size].cast("I")[:: _SYM.size // 4].tobytes()
-                self.sections = {sec.name: (sec["sh_addr"], sec["sh_size"]) for sec in elf.iter_sections()
-                                 if sec["sh_flags"] & 2}          # SHF_ALLOC
-        except (OSError, ELFError) as e:
-            raise GdbkdError(f"cannot read symbols of {path}: {e}")
+                self.sections = {s.name: (s.addr, s.size) for s in secs if s.flags & SHF_ALLOC}
+        except OSError as e:
+            raise GdbkdError(f"cannot read symbols of {path}: {e.strerror or e}")
 
     def values(self, name) -> list:
         """``st_value`` of every defined symbol called NAME, in table order."""
@@ -128,10 +180,8 @@ def symbol_values(path, names) -> dict:
 def file_bytes_at(path, addr: int, n: int):
     """N bytes of PATH's loaded image at link address ADDR (None if no section holds it)."""
     with open(path, "rb") as f:
-        elf = ELFFile(f)
-        for sec in elf.iter_sections():
-            if sec["sh_type"] != "SHT_NOBITS" and sec["sh_addr"] and \
-                    sec["sh_addr"] <= addr < sec["sh_addr"] + sec["sh_size"]:
-                f.seek(sec["sh_offset"] + addr - sec["sh_addr"])
-                return f.read(min(n, sec["sh_addr"] + sec["sh_size"] - addr))
+        for sec in sections(f, path):
+            if sec.type != SHT_NOBITS and sec.addr and sec.addr <= addr < sec.addr + sec.size:
+                f.seek(sec.offset + addr - sec.addr)
+                return f.read(min(n, sec.addr + sec.size - addr))
     return None

@@ -68,13 +68,17 @@ def path_prelude() -> str:
     return f"import sys; sys.path[:0] = [_p for _p in {paths!r} if _p not in sys.path]"
 
 
-def boot_command(installed_for=None, deps=None) -> str:
+def boot_command(installed_for=None, deps=None, probe=True) -> str:
     """The gdb command (one line) that loads this gdbkd's `kd` into gdb's Python.
-    INSTALLED_FOR and DEPS default to this interpreter's version and dependency path."""
+    INSTALLED_FOR and DEPS default to this interpreter's version and dependency path.
+    PROBE: import the compiled dependencies at once, to fail in one line if gdb's
+    Python cannot load them; a gdb started after :func:`ensure` passed may leave it
+    out (capstone's import alone is 0.05 s of gdbkd core's start)."""
     deps = dependency_path() if deps is None else list(deps)
     return (f"python import sys; sys.path.insert(0, {package_parent()!r}); "
             f"import gdbkd.kd_bootstrap as _kd; "
-            f"_kd.load({deps!r}, {installed_for or python_version()!r}, {_probe_modules()!r}); del _kd")
+            f"_kd.load({deps!r}, {installed_for or python_version()!r}, "
+            f"{_probe_modules() if probe else []!r}); del _kd")
 
 
 def check(use_cache=True, command=None):

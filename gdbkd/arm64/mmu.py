@@ -137,6 +137,23 @@ class Arm64Mmu:
             self._tlb[page] = base
         return (base << self.page_shift) | (va & (self.page_size - 1))
 
+    def contiguous_pa(self, va: int, n: int):
+        """The physical address of ``[va, va + n)`` when it is one physically contiguous
+        range known without walking each page: inside the kernel image or the linear
+        map (the fast paths), or inside one page (translated once, through the TLB);
+        None when it spans pages outside those. Raises AddressNotMapped like translate()."""
+        va &= M64
+        end = va + n - 1
+        r = self.image_range
+        if r and r[0] <= va and end < r[1]:
+            return (va - self.kimage_voffset) & M64
+        lr = self.linear_range
+        if lr and lr[0] <= va and end < lr[1]:
+            return self._linear_pa(va)
+        if (va ^ end) >> self.page_shift == 0:
+            return self.translate(va)
+        return None
+
     def _linear_pa(self, va):
         if self.flipped:
             return (va - self._page_offset + self.phys_offset) & M64

@@ -17,6 +17,7 @@ and modules that no PT_LOAD names.
 """
 
 import bisect
+import os
 import struct
 
 from .base import (PhysicalDump, DumpError, PageExcluded, PageNotInDump, parse_notes, check_extent,
@@ -141,6 +142,22 @@ class ElfDump(PhysicalDump):
         if s is None:
             return "absent"
         return "ok" if paddr - s.paddr < s.filesz else "excluded"
+
+    def direct(self, paddr: int, size: int):
+        """``size`` bytes at ``paddr`` when one segment's file data holds them all (one
+        pread, no per-page steps: a kd walk over 10,000 task_structs makes 20,000 such
+        reads), else None: the caller takes :meth:`read_phys`, which says why a range
+        cannot be read. (A read-only map of the file would save the system call but
+        count every page touched in the process's RSS.)"""
+        i = bisect.bisect_right(self._starts, paddr) - 1
+        if i < 0:
+            return None
+        s = self._segs[i]
+        off = paddr - s.paddr
+        if off + size > s.filesz:
+            return None
+        data = os.pread(self._fd, size, s.offset + off)
+        return data if len(data) == size else None       # a truncated file: read_phys says so
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         # ELF data is stored plainly: read straight from the file, no block cache.

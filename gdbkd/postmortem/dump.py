@@ -38,7 +38,7 @@ from .regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, NUM_REG
 from ..model.kernel import Kernel
 from ..model.layout import RecordedTypes
 from ..model.reader import DumpReader, MemoryFault
-from ..model.tasks import Task, TaskList, task_list, active_tasks, IDLE_TID_BASE
+from ..model.tasks import Task, TaskList, task_list, active_tasks, read_task, IDLE_TID_BASE
 from ..model import percpu
 
 __all__ = ["Dump", "Task", "Thread", "IDLE_TID_BASE", "UNREADABLE_TID_BASE"]
@@ -354,6 +354,28 @@ class Dump:
             if cpu is not None:
                 result[cpu] = st
         return result
+
+    def first_thread(self):
+        """``threads()[0]`` (the crashed task), without walking the task list when that
+        is cheap and certain: a QEMU dump (its CPU notes are numbered by CPU, where a
+        kdump's are matched to CPUs through the task list) whose crashed CPU ran a
+        readable task that is not an idle task. gdbkd core connects gdb with this
+        one thread: on a 10,000-task dump the whole list takes longer to read than
+        gdb takes to load the vmlinux. Otherwise it is ``threads()[0]``.
+        (A crashed task missing from the task list would be thread 1 here but not
+        in ``threads()``, which gives the CPU its registers only.)"""
+        if self._threads is None and self.producer == "qemu":
+            try:
+                cpu = self.crashed_cpu
+                notes = self.cpu_notes()
+                addr = active_tasks(self.kernel).get(cpu) if cpu in notes else None
+                t = read_task(self.kernel, addr) if addr else None
+            except (GdbkdError, IndexError):
+                t = None
+            if t is not None and t.pid > 0:
+                t.active_cpu = cpu
+                return Thread(tid=t.tid, task=t, regs=list(notes[cpu].regs), active_cpu=cpu)
+        return self.threads()[0]
 
     def threads(self):
         """All tasks as gdb threads (tid, registers), crashed task first.

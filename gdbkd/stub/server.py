@@ -89,7 +89,7 @@ def _state_letter(state: int) -> str:
 
 
 class StubServer:
-    def __init__(self, dump, infd=0, outfd=1, log=None, err=None):
+    def __init__(self, dump, infd=0, outfd=1, log=None, err=None, short_list=False):
         self.dump = dump
         self.infd, self.outfd = infd, outfd
         self.log = log
@@ -101,7 +101,10 @@ class StubServer:
         self._threads = None
         self._by_tid = None
         self._xml = target_xml().encode()
-        self._threads_xml = None
+        self._threads_xml = {}        # {thread count: document}
+        self._xfer_threads = None     # the document being transferred
+        self.short_list = short_list
+        self._first = None
         self._warned = set()
         self.error_text = False
         from .pac import PacStripper
@@ -116,12 +119,54 @@ class StubServer:
                 self._warn(("threads", p), f"gdbkd stub: warning: {p}")
         return self._threads
 
-    def thread(self, tid=None):
+    def first(self):
+        """The first thread (the crashed task), read without the whole list while the
+        list is short (Dump.first_thread)."""
+        if self._threads is not None:
+            return self._threads[0]
+        if self._first is None:
+            self._first = self.dump.first_thread() if hasattr(self.dump, "first_thread") \
+                else self.threads()[0]
+        return self._first
+
+    def known(self, tid) -> bool:
+        """Whether TID is a thread gdb may name (the first alone, while the list is short)."""
+        if self.short_list and self._threads is None:
+            return tid == self.first().tid
         self.threads()
+        return tid in self._by_tid
+
+    def thread(self, tid=None):
         if tid is None or tid <= 0:
             tid = self.cur_g
+        if self._threads is None and (tid is None or tid == self.first().tid):
+            return self.first()
+        self.threads()
         t = self._by_tid.get(tid) if tid is not None else None
         return t or self._threads[0]
+
+    def _listed(self):
+        """The threads a thread-list request gets: all of them, or only the first (the
+        crashed task) while :attr:`short_list` holds. ``gdbkd core`` connects with the
+        short list (gdb reads the list twice while connecting, ~0.1 s each on 10,000
+        tasks, and registers every thread) and lifts it with ``monitor threads all``
+        once connected: gdb's next update (info threads, thread apply, Python's
+        Inferior.threads(), which every kd command that picks a thread goes through)
+        gets every task. The numbering is the same either way: the first is thread 1."""
+        return [self.first()] if self.short_list else self.threads()
+
+    def _threads_xml_for(self, threads) -> bytes:
+        """The qXfer:threads document of THREADS (names escaped, extra info per thread)."""
+        key = len(threads)
+        if key not in self._threads_xml:
+            items = []
+            for th in threads:
+                core = f' core="{th.active_cpu if th.active_cpu >= 0 else th.task.cpu}"'
+                items.append(f'<thread id="{th.tid:x}" name="{_xml_escape(escape(th.task.name))}"'
+                             f'{core}>{_xml_escape(self.extra_info(th))}</thread>')
+            self._threads_xml[key] = ("<?xml version=\"1.0\"?><threads>" + "".join(items)
+                                      + "</threads>").encode()
+        return self._threads_xml[key]
 
     def extra_info(self, th) -> str:
         t = th.task
@@ -237,17 +282,12 @@ class StubServer:
                 return "E00"
             return self._xfer(self._xml, rng)
         if p.startswith("qXfer:threads:read::"):
-            if self._threads_xml is None:
-                items = []
-                for th in self.threads():
-                    core = f' core="{th.active_cpu if th.active_cpu >= 0 else th.task.cpu}"'
-                    items.append(f'<thread id="{th.tid:x}" name="{_xml_escape(escape(th.task.name))}"'
-                                 f'{core}>{_xml_escape(self.extra_info(th))}</thread>')
-                self._threads_xml = ("<?xml version=\"1.0\"?><threads>" + "".join(items)
-                                     + "</threads>").encode()
-            return self._xfer(self._threads_xml, p[len("qXfer:threads:read::"):])
+            rng = p[len("qXfer:threads:read::"):]
+            if rng.startswith("0,") or self._xfer_threads is None:
+                self._xfer_threads = self._threads_xml_for(self._listed())
+            return self._xfer(self._xfer_threads, rng)
         if p == "qfThreadInfo":
-            self._tinfo = [t.tid for t in self.threads()]
+            self._tinfo = [t.tid for t in self._listed()]
             return self._thread_chunk()
         if p == "qsThreadInfo":
             return self._thread_chunk()
@@ -261,15 +301,13 @@ class StubServer:
         if p.startswith("H"):
             tid = int(p[2:], 16) if p[2:] not in ("", "-1") else -1
             if tid > 0:
-                self.threads()
-                if tid not in self._by_tid:
+                if not self.known(tid):
                     return "E01"
                 if p[1] == "g":
                     self.cur_g = tid
             return "OK"
         if p.startswith("T"):
-            self.threads()
-            return "OK" if int(p[1:], 16) in self._by_tid else "E01"
+            return "OK" if self.known(int(p[1:], 16)) else "E01"
         if p == "g":
             regs = self._regs(self.thread(self.cur_g))
             return "".join(self._reg_hex(regs, i) for i in range(NUM_REGS))
@@ -374,7 +412,8 @@ class StubServer:
         if cmd in ("", "help"):
             text = ("monitor info: the dump's format, kernel, KASLR offset, crashed CPU, page size, VA bits\n"
                     "monitor pac raw|strip: serve signed return addresses as stored, or stripped "
-                    "(the default when VMCOREINFO has a KERNELPACMASK)\n")
+                    "(the default when VMCOREINFO has a KERNELPACMASK)\n"
+                    "monitor threads all: list every task at gdb's next thread-list update\n")
         elif cmd == "info":
             text = (f"dump {d.path}\nformat {d.format} (written by {d.producer})\n"
                     f"kernel {d.osrelease}\nKASLR offset {d.kaslr_offset:#x}\n"
@@ -387,6 +426,9 @@ class StubServer:
             if self.pac.mask:
                 text += (f"pointer auth: kernel PAC mask {self.pac.mask:#x}, code pointers served "
                          f"{'stripped' if self.pac.enabled else 'raw'}\n")
+        elif cmd == "threads all":
+            self.short_list = False
+            text = "every task is listed from gdb's next thread-list update on\n"
         elif cmd in ("pac raw", "pac strip"):
             if not self.pac.mask:
                 text = "this dump has no KERNELPACMASK: nothing to strip\n"

@@ -59,3 +59,26 @@ def test_server_threads_are_kd_ps_tasks():
     ps = json.loads(out[1])["tasks"]
     want = {t["pid"] if t["pid"] else 4194304 + t["cpu"] for t in ps}
     assert len(ps) > 50 and tids == want
+
+
+def test_kd_alone_finds_threads_listed_late():
+    """With only kd commands, gdb connects knowing the crashed task alone (the dump
+    server lists the rest when gdb next asks: StubServer._listed); kd bt of a sleeping
+    task and kd foreach bt still find every thread, and print what a session that
+    listed every task at the start prints."""
+    sleeper = TD.meta["sleepers"]["busybox-sleeper"]
+    cmds = [f"kd bt {sleeper} --json", "kd foreach bt --json", "kd ps --json"]
+    r = gdbkd("core", str(TD.elf), str(TD.vmlinux), "-s", "--batch",
+              *[a for c in cmds for a in ("-ex", c)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "[New Thread" not in r.stdout and "Traceback" not in r.stdout + r.stderr
+    dec, text, docs = json.JSONDecoder(), r.stdout, []
+    i = min(text.index(c) for c in "{[" if c in text)
+    while len(docs) < len(cmds):
+        doc, end = dec.raw_decode(text, i)
+        docs.append(doc)
+        i = min((text.index(c, end) for c in "{[" if c in text[end:]), default=len(text))
+    eager, _ = _run_core(TD.elf, TD.vmlinux, cmds)       # its echo commands list every thread
+    assert docs == [json.loads(x) for x in eager]
+    frames = docs[0] if isinstance(docs[0], list) else docs[0].get("frames", docs[0])
+    assert frames and "__switch_to" in json.dumps(docs[0])

@@ -40,3 +40,20 @@ def test_bad_file_is_one_line(tmp_path):
     bad.write_bytes(b"not an elf")
     with pytest.raises(GdbkdError, match="cannot read symbols"):
         symbol_values(bad, ["_text"])
+
+
+def test_sections_match_pyelftools(vmlinux):
+    from gdbkd.elfsyms import sections
+    with open(vmlinux, "rb") as f:
+        ours = sections(f, vmlinux)
+        theirs = list(ELFFile(f).iter_sections())
+    assert [(s.name, s.flags, s.addr, s.offset, s.size, s.link) for s in ours] == \
+        [(t.name, t["sh_flags"], t["sh_addr"], t["sh_offset"], t["sh_size"], t["sh_link"]) for t in theirs]
+
+
+def test_truncated_vmlinux_is_one_line(vmlinux, tmp_path):
+    cut = tmp_path / "vmlinux-cut"
+    with open(vmlinux, "rb") as f:
+        cut.write_bytes(f.read(1 << 20))          # the ELF header, no section table
+    with pytest.raises(GdbkdError, match="cannot read symbols of .*(past the end|bad section)"):
+        symbol_values(cut, ["_text"])

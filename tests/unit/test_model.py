@@ -108,6 +108,7 @@ class FaultyReader(DumpReader):
     def __init__(self, d, bad_blocks):
         super().__init__(d)
         self.bad = set(bad_blocks)
+        self._direct = None        # every read through _fetch, where the fault is injected
 
     def _fetch(self, addr, n):
         for b in range(addr // self.block, (addr + n - 1) // self.block + 1):

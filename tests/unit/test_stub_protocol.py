@@ -19,10 +19,10 @@ _dumps = module_dumps(globals())
 class Client:
     """A minimal RSP client: checksums, acks, binary unescaping."""
 
-    def __init__(self, dump, err):
+    def __init__(self, dump, err, **kw):
         c2s_r, self.c2s_w = os.pipe()
         self.s2c_r, s2c_w = os.pipe()
-        self.server = StubServer(dump, infd=c2s_r, outfd=s2c_w, err=err)
+        self.server = StubServer(dump, infd=c2s_r, outfd=s2c_w, err=err, **kw)
         self.t = threading.Thread(target=self._run, args=(c2s_r, s2c_w), daemon=True)
         self.t.start()
         self.buf = b""
@@ -143,6 +143,36 @@ def test_threads_and_registers(client, dump):
     assert pc == sleeper.regs[32]
     assert client.cmd("Hg7fffffff") == b"E01"
     assert client.cmd("T7fffffff") == b"E01"
+
+
+def test_short_list_until_told(dump, tmp_path):
+    """gdbkd core's connect: the crashed task alone (read without the task list, on a
+    freshly opened QEMU dump), then every task once `monitor threads all` came."""
+    fresh = open_dump(TD.elf, TD.vmlinux)
+    err = open(tmp_path / "stderr", "w+")
+    c = Client(fresh, err, short_list=True)
+    try:
+        crashed = dump.crashed_thread
+        assert c.cmd("?").decode() == f"T05thread:{crashed.tid:x};"
+        root = ET.fromstring(c.xfer("threads", ""))
+        assert [int(t.get("id"), 16) for t in root] == [crashed.tid]
+        assert fresh._threads is None                 # the task list was not walked for it
+        assert c.cmd(f"Hg{crashed.tid:x}") == b"OK"
+        g = c.cmd("g").decode()
+        assert int.from_bytes(bytes.fromhex(g[32 * 16:33 * 16]), "little") == crashed.regs[32]
+        sleeper = next(t for t in dump.threads() if t.task.pid == TD.meta["sleepers"]["busybox-sleeper"])
+        assert c.cmd(f"T{sleeper.tid:x}") == b"E01"   # not listed yet: gdb cannot name it
+        out = c.cmd("qRcmd," + b"threads all".hex()).decode()
+        assert out.startswith("O") and b"every task" in bytes.fromhex(out[1:])
+        assert c._recv() == b"OK"
+        root = ET.fromstring(c.xfer("threads", ""))
+        assert [int(t.get("id"), 16) for t in root] == [t.tid for t in dump.threads()]
+        assert int(root[0].get("id"), 16) == crashed.tid
+        assert c.cmd(f"T{sleeper.tid:x}") == b"OK"
+    finally:
+        c.close()
+        err.close()
+        fresh.close()
 
 
 def test_memory_reads_and_refused_writes(client, dump):
