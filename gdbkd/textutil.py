@@ -9,6 +9,8 @@ def escape(s, keep_newlines=False) -> str:
     """Escape control characters (and ESC) of guest strings before they reach a terminal."""
     if isinstance(s, (bytes, bytearray)):
         s = s.decode("utf-8", "backslashreplace")
+    if s.isascii() and s.isprintable() and "\\" not in s:
+        return s                  # the common case (a comm, a path): nothing to escape
     out = []
     for ch in s:
         o = ord(ch)

@@ -36,10 +36,8 @@ kernel log lines (default 12). Same output live and on dumps."""
             t, _ = tasks.thread_task()
             data["task"] = {"address": t.addr, "pid": t.pid, "comm": t.comm}
         except Exception:
-            try:
-                task = int(gdb.parse_and_eval("$SP_EL0")) & 0xFFFFFFFFFFFFFFFF
-            except gdb.error:
-                task = None
+            from ..kernel.access import sysreg
+            task = sysreg("SP_EL0")
         if task:
             try:
                 t = gdb.Value(task).cast(gdb.lookup_type("struct task_struct").pointer())

@@ -270,10 +270,10 @@ def find_trap():
         regs = _int_arg(f, "regs", "x0")
         if regs:
             t.update(_exception_regs(regs))
-    for reg, key in (("$FAR_EL1", "far"), ("$ESR_EL1", "esr_el1")):
-        try:
-            t[key] = int(gdb.parse_and_eval(reg)) & 0xFFFFFFFFFFFFFFFF
-        except gdb.error:
-            pass
+    from .access import sysreg
+    for reg, key in (("FAR_EL1", "far"), ("ESR_EL1", "esr_el1")):
+        v = sysreg(reg)
+        if v is not None:
+            t[key] = v
     t["message"] = escape(t.get("message", ""))
     return t

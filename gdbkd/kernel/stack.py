@@ -30,7 +30,7 @@ dump, whether or not gdb has a thread for it:
 
 import gdb
 
-from .types import read_bytes, vmlinux_symbol_address, field_offset, lookup_type
+from .types import read_bytes, vmlinux_symbol_address
 from .snapshot import stop_cached
 from .percpu import per_cpu_addr, possible_cpus
 from .symbolize import lookup, is_text
@@ -73,13 +73,12 @@ def va_bits() -> int:
             return 64 - t1sz
     except ValueError:
         pass
-    try:
-        tcr = int(gdb.parse_and_eval("$TCR_EL1")) & MASK64
+    from .access import sysreg
+    tcr = sysreg("TCR_EL1")
+    if tcr is not None:
         t1sz = (tcr >> 16) & 0x3F
         if 12 <= t1sz <= 28:
             return 64 - t1sz
-    except (gdb.error, ValueError):
-        pass
     return 48
 
 
@@ -151,13 +150,19 @@ def stack_of(addr: int, ranges) -> str:
 
 @stop_cached
 def _pt_regs_layout():
+    """struct pt_regs' size and the offsets read_pt_regs needs, from the model's layouts
+    (the offsets cache under gdbkd core: a first gdb type lookup costs ~0.2 s); 6.1's
+    values when the vmlinux has no such type."""
+    from .memory import kernel
+    k = kernel()
     try:
-        return {"size": lookup_type("struct pt_regs").sizeof,
-                "stackframe": field_offset("struct pt_regs", "stackframe"),
-                "orig_x0": field_offset("struct pt_regs", "orig_x0"),
-                "syscallno": field_offset("struct pt_regs", "syscallno")}
+        lay = {"size": k.sizeof("struct pt_regs"),
+               **{m: k.offset("struct pt_regs", m) for m in ("stackframe", "orig_x0", "syscallno")}}
     except gdb.error:
+        lay = {}
+    if not lay or None in lay.values():
         return {"size": 8 * 42, "stackframe": 8 * 38, "orig_x0": 8 * 34, "syscallno": 8 * 35}
+    return lay
 
 
 def read_pt_regs(addr: int) -> dict:

@@ -101,16 +101,16 @@ def live_vbar_offset():
     None if no CPU shows the kernel's own vectors."""
     vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
     from .selection import selection
+    from .access import sysreg
     sel = gdb.selected_thread()
     threads = sorted(gdb.selected_inferior().threads(), key=lambda t: t.num)
     for t in [sel] + [t for t in threads if t != sel]:
         if t is None:
             continue
         with selection(t):
-            try:
-                vbar = int(gdb.parse_and_eval("$VBAR")) & 0xFFFFFFFFFFFFFFFF
-            except gdb.error:
-                continue
+            vbar = sysreg("VBAR")
+        if vbar is None:
+            continue
         delta = (vbar - vectors) & 0xFFFFFFFFFFFFFFFF
         if delta >= 1 << 63:
             delta -= 1 << 64

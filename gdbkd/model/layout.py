@@ -69,12 +69,14 @@ LAYOUTS = {
     "struct prb_data_ring": ["size_bits", "data"],
     "struct prb_desc": ["state_var", "text_blk_lpos"],
     "struct printk_info": ["seq", "ts_nsec", "text_len", "facility", "caller_id"],
+    # exception frames (gdbkd/kernel/stack.py read_pt_regs; regs[31]/sp/pc/pstate lead it)
+    "struct pt_regs": ["stackframe", "orig_x0", "syscallno"],
 }
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
          "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node",
-         "struct printk_ringbuffer", "struct prb_desc", "struct printk_info"]
+         "struct printk_ringbuffer", "struct prb_desc", "struct printk_info", "struct pt_regs"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",

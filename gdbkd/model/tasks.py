@@ -268,7 +268,16 @@ def task_list(k) -> TaskList:
     init = k.need_sym("init_task")
     get(init)
     tasks_off = lay.offset("tasks")
-    w = walk_list(k.reader, init + tasks_off, limit=1 << 22, entry_offset=tasks_off, recover=True)
+
+    def tasks_head(node):
+        # the walk reads each task whole (it is read for the list anyway); an unreadable
+        # task_struct still gives its list_head alone, so the walk goes on past it
+        t = get(node - tasks_off)
+        raw = t.fields.get("tasks") if t is not None else None
+        return raw if raw is not None and len(raw) >= 16 else k.reader.read(node, 16)
+
+    w = walk_list(k.reader, init + tasks_off, limit=1 << 22, entry_offset=tasks_off, recover=True,
+                  read_head=tasks_head)
     if w.stop:
         problems.append(f"task list (init_task.tasks): {w.stop}"
                         + (f"; {w.recovered} entries recovered walking back from the head"
