@@ -289,6 +289,79 @@ class _Source:
         return self.k.reader._backend(addr, n)
 
 
+def _read_runs(src, r, ps):
+    """(address, length, [(base, bytes)...], pages skipped) for each run of region R: the
+    run read whole, or page by page when some page of it cannot be read."""
+    for a, n, pa in src.runs(r):
+        try:
+            yield a, n, [(a, src.read(r, a, n, pa))], 0
+            continue
+        except MemoryFault:
+            pass
+        blocks, skipped = [], 0
+        p = a
+        while p < a + n:
+            m = min(ps - (p % ps), a + n - p)
+            try:
+                blocks.append((p, src.read(r, p, m, None if pa is None else pa + (p - a))))
+            except MemoryFault:
+                skipped += 1
+            p += m
+        yield a, n, blocks, skipped
+
+
+class _Failed:
+    def __init__(self, exc):
+        self.exc = exc
+
+
+def _ahead(items, depth=2):
+    """ITEMS (an iterator) produced by a worker thread up to DEPTH ahead of the caller: a
+    dump's ``pread`` and decompression let other threads run, ``bytes.find`` does not,
+    so reading the next megabyte overlaps scanning this one (a kernel-wide search of the
+    1 GiB dump, inside gdb: 0.66 s -> 0.57 s). Only for a dump read in this process: the
+    worker must not call into gdb. Ctrl-C stays the main thread's."""
+    import queue
+    import signal
+    import threading
+    q = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def work():
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        except (AttributeError, ValueError, OSError):
+            pass
+        try:
+            for it in items:
+                if stop.is_set():
+                    return
+                q.put(it)
+            q.put(end)
+        except BaseException as e:        # handed to the caller, raised there
+            q.put(_Failed(e))
+
+    t = threading.Thread(target=work, name="kd-search-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            it = q.get()
+            if it is end:
+                return
+            if isinstance(it, _Failed):
+                raise it.exc
+            yield it
+    finally:
+        stop.set()
+        while t.is_alive():               # unblock a worker waiting to put
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        t.join()
+
+
 def search(k, pattern, regions, align=8, overlap=0, limit=10000, progress=None) -> dict:
     """{"hits": [address...], "skipped_pages": n, "scanned": bytes, "truncated": bool}.
 
@@ -306,19 +379,11 @@ def search(k, pattern, regions, align=8, overlap=0, limit=10000, progress=None) 
     done = passed = 0              # bytes read; bytes of the regions behind
     for r in regions:
         prev_end, tail = None, b""
-        for a, n, pa in src.runs(r):
-            try:
-                blocks = [(a, src.read(r, a, n, pa))]
-            except MemoryFault:
-                blocks = []
-                p = a
-                while p < a + n:
-                    m = min(ps - (p % ps), a + n - p)
-                    try:
-                        blocks.append((p, src.read(r, p, m, None if pa is None else pa + (p - a))))
-                    except MemoryFault:
-                        skipped += 1
-                    p += m
+        runs = _read_runs(src, r, ps)
+        if src.phys is not None:
+            runs = _ahead(runs)
+        for a, n, blocks, sk in runs:
+            skipped += sk
             for base, data in blocks:
                 lead = tail if overlap and prev_end == base else b""
                 buf = lead + data if lead else data
@@ -330,6 +395,7 @@ def search(k, pattern, regions, align=8, overlap=0, limit=10000, progress=None) 
                         continue
                     hits.append(h)
                     if len(hits) >= limit:
+                        runs.close()
                         return {"hits": hits, "skipped_pages": skipped, "scanned": done + n,
                                 "truncated": True}
                 prev_end = base + len(data)

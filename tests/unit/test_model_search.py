@@ -103,3 +103,16 @@ def test_search_equals_page_by_page_scan(dump, kernel, what):
         masked = searchm.search(k, searchm.value_pattern(v, 0xF), regions)
         assert set(got["hits"]) <= set(masked["hits"])
 
+
+
+def test_limit_stops_the_reading_thread(dump, kernel):
+    """A search that reaches its limit returns the first hits in address order and leaves
+    no reading thread behind (the dump is read one megabyte ahead in a worker)."""
+    import threading
+    regions = _regions(kernel)
+    m = searchm.value_pattern(dump.sym("init_task"))
+    full = searchm.search(kernel, m, regions)
+    assert len(full["hits"]) > 3
+    cut = searchm.search(kernel, m, regions, limit=3)
+    assert cut["truncated"] and cut["hits"] == full["hits"][:3]
+    assert not any(t.name == "kd-search-reader" for t in threading.enumerate())
