@@ -107,6 +107,7 @@ _ram = None            # (path, GuestRam): a live guest's RAM shared with QEMU
 _cache_on = True
 _recorded = None       # RecordedTypes from the offsets cache of the loaded vmlinux
 _recorded_syms = None  # and its link-time symbol addresses
+_preloaded = None      # (Dump, DumpReader, Kernel or None) from gdbkd/postmortem/preload.py
 
 
 class LiveRamReader(Reader):
@@ -142,6 +143,8 @@ class LiveRamReader(Reader):
 def _make_reader():
     if _ram is not None and _dump is None:
         return LiveRamReader(_ram[1], cache=_cache_on)
+    if _preloaded is not None and _cache_on and _dump is not None and _preloaded[0] is _dump[1]:
+        return _preloaded[1]
     if _dump is not None:
         from ..model.reader import DumpReader
         from ..stub.pac import PacStripper
@@ -152,10 +155,19 @@ def _make_reader():
 
 def kernel() -> Kernel:
     """The model context kd reads through (see the module docstring)."""
-    global _kernel
+    global _kernel, _preloaded
     if _kernel is None:
         types = GdbTypes() if _recorded is None else RecordedThenGdb(_recorded, GdbTypes())
-        _kernel = Kernel(_make_reader(), types, _symbol)
+        reader = _make_reader()
+        _kernel = Kernel(reader, types, _symbol)
+        if _preloaded is not None and _preloaded[1] is reader:
+            pre = _preloaded[2]
+            if pre is not None and _recorded is not None:
+                # the preload thread's results (the task list), computed from the same
+                # recorded layouts and symbols over this very reader; dropped with the
+                # rest at the next invalidation (the reader's generation moves)
+                _kernel.stop_store().update(pre.stop_store())
+            _preloaded = None
     return _kernel
 
 
@@ -177,13 +189,20 @@ def _rebuild():
 
 
 def attach_dump(paths, vmlinux=None):
-    """Read kernel memory from the dump at PATHS in this process from now on."""
-    global _dump
-    from ..postmortem import open_dump
-    d = open_dump(list(paths) if len(paths) > 1 else paths[0], vmlinux)
+    """Read kernel memory from the dump at PATHS in this process from now on (opened
+    by gdbkd core's preload thread while gdb loaded the vmlinux, when it did)."""
+    global _dump, _preloaded
+    from ..postmortem import preload
+    pre = preload.take(paths) if vmlinux is None else None
+    if pre is not None:
+        d = pre[0]
+    else:
+        from ..postmortem import open_dump
+        d = open_dump(list(paths) if len(paths) > 1 else paths[0], vmlinux)
     if _dump is not None:
         _dump[1].close()
     _dump = (list(paths), d)
+    _preloaded = pre
     _rebuild()
     return d
 

@@ -45,7 +45,7 @@ import tempfile
 import time
 
 from ..errors import GdbkdError
-from ..gdbpython import boot_command
+from ..gdbpython import boot_command, path_prelude
 from ..paths import GDB_INIT, kd_py
 from ..procutil import die_with_parent
 
@@ -154,6 +154,15 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     if with_kd or report:
         # kd learns the module directories too (for `kd mod -S` and friends), loads nothing
         dirs = "".join(f" --modules-dir {gdb_quote(str(m))}" for m in modules_dirs)
+        lay_path = d.offsets.get("path") if d.offsets else None
+        if lay_path:
+            # while gdb loads the vmlinux and connects, a thread of its Python opens the
+            # dump and walks the task list for kd (postmortem/preload.py); kd is loaded
+            # once it is done (no imports in two threads at once)
+            apaths = [os.path.abspath(p) for p in d.paths]
+            cmds.insert(0, _quiet(f"python {path_prelude()}; import gdbkd.postmortem.preload as _p; "
+                                  f"_p.start({apaths!r}, {os.path.abspath(lay_path)!r}, {off}); del _p"))
+            cmds.append(_quiet("python import gdbkd.postmortem.preload as _p; _p.wait(); del _p"))
         # no import probe: the `gdbkd core` command ran gdbpython.ensure() before gdb started
         cmds += [boot_command(probe=False), f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
         # kd reads the dump in this gdb's own process (a cache lookup, not a round trip)
