@@ -79,7 +79,8 @@ def _read(f, offset, n, size, path) -> bytes:
 
 
 class SymbolTable:
-    """The ``.symtab`` of one ELF file, kept as raw bytes (a vmlinux: ~6 MB);
+    """The ``.symtab`` of one ELF file, kept as raw bytes (a vmlinux: ~6 MB, read on the
+    first name lookup: the section table alone is what gdbkd core's start needs);
     each name lookup is a few ``bytes.find`` calls (~1 ms), nothing is parsed
     ahead. 64-bit little-endian ELF only."""
 
@@ -87,24 +88,54 @@ class SymbolTable:
         self.path = str(path)
         self._memo = {}
         self._index = None
+        self._tables = None          # (strtab, syms, names), read on first use
         try:
             with open(path, "rb") as f:
                 secs = sections(f, path)
                 fsize = os.fstat(f.fileno()).st_size
-                symtab = next((s for s in secs if s.name == ".symtab"), None)
-                if symtab is None or symtab.link >= len(secs):
-                    self.strtab = self.syms = b""
-                    self.names = b""
-                else:
-                    link = secs[symtab.link]
-                    self.strtab = _read(f, link.offset, link.size, fsize, path)
-                    self.syms = _read(f, symtab.offset, symtab.size, fsize, path)
-                    n = len(self.syms) // _SYM.size
-                    # the st_name column alone, contiguous: 4 bytes a symbol
-                    self.names = memoryview(self.syms)[: n * _SYM.size].cast("I")[:: _SYM.size // 4].tobytes()
-                self.sections = {s.name: (s.addr, s.size) for s in secs if s.flags & SHF_ALLOC}
         except OSError as e:
             raise GdbkdError(f"cannot read symbols of {path}: {e.strerror or e}")
+        symtab = next((s for s in secs if s.name == ".symtab"), None)
+        self._where = None
+        if symtab is not None and symtab.link < len(secs):
+            link = secs[symtab.link]
+            for sec in (symtab, link):
+                if sec.offset + sec.size > fsize:
+                    raise GdbkdError(f"cannot read symbols of {path}: a section lies past the "
+                                     f"end of the file")
+            self._where = (symtab, link)
+        self.sections = {s.name: (s.addr, s.size) for s in secs if s.flags & SHF_ALLOC}
+
+    def _load(self):
+        if self._tables is None:
+            if self._where is None:
+                self._tables = (b"", b"", b"")
+            else:
+                symtab, link = self._where
+                try:
+                    with open(self.path, "rb") as f:
+                        fsize = os.fstat(f.fileno()).st_size
+                        strtab = _read(f, link.offset, link.size, fsize, self.path)
+                        syms = _read(f, symtab.offset, symtab.size, fsize, self.path)
+                except OSError as e:
+                    raise GdbkdError(f"cannot read symbols of {self.path}: {e.strerror or e}")
+                n = len(syms) // _SYM.size
+                # the st_name column alone, contiguous: 4 bytes a symbol
+                names = memoryview(syms)[: n * _SYM.size].cast("I")[:: _SYM.size // 4].tobytes()
+                self._tables = (strtab, syms, names)
+        return self._tables
+
+    @property
+    def strtab(self):
+        return self._load()[0]
+
+    @property
+    def syms(self):
+        return self._load()[1]
+
+    @property
+    def names(self):
+        return self._load()[2]
 
     def values(self, name) -> list:
         """``st_value`` of every defined symbol called NAME, in table order."""

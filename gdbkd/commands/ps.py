@@ -2,7 +2,7 @@
 
 from . import KdError, command
 from ._util import KernelCommand, is_state
-from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks, STATE_CODES
+from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks, state_code, STATE_CODES
 from ..kernel.mm import mm_counters, task_rss_delta
 from ..kernel.sysinfo import totalram_pages, page_size
 
@@ -52,17 +52,19 @@ VSZ and RSS are in KiB; %MEM is RSS against total RAM."""
         for t in select_tasks(tasks, specs, states, kernel=args.kernel, user=args.user,
                               active=args.active):
             vsz = rss = 0
-            if t.mm and not t.is_kthread:
-                c = mm_cache.get(t.mm)
+            mm, kthread = t.mm, t.is_kthread
+            if mm and not kthread:
+                c = mm_cache.get(mm)
                 if c is None:
-                    c = mm_counters(t.mm) or (0, 0)
-                    c = mm_cache[t.mm] = (c[0], max(c[1] + deltas.get(t.mm, 0), 0))
+                    c = mm_counters(mm) or (0, 0)
+                    c = mm_cache[mm] = (c[0], max(c[1] + deltas.get(mm, 0), 0))
                 vsz, rss = c
+            state, exit_state, active = t.state, t.exit_state, t.active_cpu
             rows.append({
-                "pid": t.pid, "ppid": t.ppid, "cpu": t.active_cpu if t.active_cpu is not None else t.cpu,
-                "task": f"{t.addr:#x}", "state": t.st, "state_raw": t.state,
-                "exit_state": t.exit_state, "active": t.active_cpu is not None,
-                "kthread": t.is_kthread, "comm": t.comm, "tgid": t.tgid,
+                "pid": t.pid, "ppid": t.ppid, "cpu": active if active is not None else t.cpu,
+                "task": f"{t.addr:#x}", "state": state_code(state, exit_state), "state_raw": state,
+                "exit_state": exit_state, "active": active is not None,
+                "kthread": kthread, "comm": t.comm, "tgid": t.tgid,
                 "mem_pct": round(100.0 * rss / total, 1) if total else None,
                 "vsz_kib": vsz * kib_per_page, "rss_kib": rss * kib_per_page,
             })

@@ -164,12 +164,13 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
                                   f"_p.start({apaths!r}, {os.path.abspath(lay_path)!r}, {off}); del _p"))
             cmds.append(_quiet("python import gdbkd.postmortem.preload as _p; _p.wait(); del _p"))
         # no import probe: the `gdbkd core` command ran gdbpython.ensure() before gdb started
-        cmds += [boot_command(probe=False), f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
-        # kd reads the dump in this gdb's own process (a cache lookup, not a round trip)
+        cmds.append(boot_command(probe=False))
+        # kd reads the dump in this gdb's own process (a cache lookup, not a round trip);
+        # attached before `kd symbols`, whose kernel view then needs no probe of the target
         paths = " ".join(gdb_quote(os.path.abspath(p)) for p in d.paths)
-        lay = d.offsets.get("path") if d.offsets else None
-        lay = f" --layouts {gdb_quote(lay)}" if lay else ""
-        cmds.append(_quiet(f"kd reader --dump {paths}{lay}"))
+        lay = f" --layouts {gdb_quote(lay_path)}" if lay_path else ""
+        cmds += [_quiet(f"kd reader --dump {paths}{lay}"),
+                 f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
     if report:
         cmds.append(REPORT)
     if list_now:
