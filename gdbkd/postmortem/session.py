@@ -39,15 +39,13 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 from ..errors import GdbkdError
 from ..gdbpython import boot_command, path_prelude
-from ..paths import GDB_INIT, kd_py
-from ..procutil import die_with_parent
+from ..paths import kd_py
 
 __all__ = ["run_core", "core_commands", "gdb_quote"]
 
@@ -60,16 +58,16 @@ def _quiet(cmd: str):
     return (cmd, True)
 
 
-def _script(cmds, status=None, user=None) -> str:
+def _script(cmds, status=None, user=(), end=False) -> str:
     """Python for gdb that runs CMDS (strings, or (command, quiet) pairs) in order; a
     failing command is reported like gdb reports a failing -ex, and the rest still run.
     When the crash report (``kd analyze``) fails, its error is written to the file STATUS.
 
-    USER: the -ex commands of a ``--batch`` session that are all kd commands, run here
-    instead of by gdb, and then the process ends as gdb -batch would (status 1 when
-    the last one failed) but at once: gdb's own exit finalizes its Python, freeing
-    kd's objects one by one (0.04 s after a 10,000-task ``kd ps``), and detaches
-    from a dump that needs no goodbye."""
+    USER: the user's -ex commands, run the same way after CMDS (gdb's command line has
+    none: prestart.py starts gdb before they are parsed). END (``--batch``): then end
+    the process as gdb -batch would, status 1 when the last of them failed, but at
+    once: gdb's own exit detaches from a dump that needs no goodbye and finalizes its
+    Python, freeing kd's objects one by one (0.04 s after a 10,000-task ``kd ps``)."""
     items = [c if isinstance(c, tuple) else (c, False) for c in cmds]
     text = ("import gdb\n"
             f"for _c, _q in {items!r}:\n"
@@ -78,17 +76,17 @@ def _script(cmds, status=None, user=None) -> str:
             "    except gdb.error as _e:\n"
             "        gdb.write(str(_e) + '\\n', gdb.STDERR)\n"
             f"        if _c == {REPORT!r} and {status!r}:\n"
-            f"            open({status!r}, 'w').write(str(_e))\n")
-    if user is not None:
-        text += ("_rc = 0\n"
-                 f"for _c in {list(user)!r}:\n"
-                 "    try:\n"
-                 "        gdb.execute(_c)\n"
-                 "        _rc = 0\n"
-                 "    except gdb.error as _e:\n"
-                 "        gdb.write(str(_e) + '\\n', gdb.STDERR)\n"
-                 "        _rc = 1\n"
-                 "gdb.flush()\n"
+            f"            open({status!r}, 'w').write(str(_e))\n"
+            "_rc = 0\n"
+            f"for _c in {list(user)!r}:\n"
+            "    try:\n"
+            "        gdb.execute(_c)\n"
+            "        _rc = 0\n"
+            "    except gdb.error as _e:\n"
+            "        gdb.write(str(_e) + '\\n', gdb.STDERR)\n"
+            "        _rc = 1\n")
+    if end:
+        text += ("gdb.flush()\n"
                  "gdb.flush(gdb.STDERR)\n"
                  "import os as _os\n"
                  "_os._exit(_rc)\n")
@@ -198,17 +196,6 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     return (lines if report else []), cmds
 
 
-def _gdb_argv(fifo, batch, ex):
-    # no "[New Thread N]" per task when gdb first lists them (a dump's tasks are not new)
-    argv = ["gdb-multiarch", "-nx", "-q", *GDB_INIT, "-iex", "set pagination off",
-            "-iex", "set confirm off", "-iex", "set print thread-events off", "-ex", f"python exec(open({fifo!r}).read())"]
-    for e in ex:
-        argv += ["-ex", e]
-    if batch:
-        argv.insert(1, "-batch")
-    return argv
-
-
 def _feed(fifo, text, gdb):
     """Write TEXT into the FIFO once gdb opens it (unless gdb is gone first)."""
     while True:
@@ -242,25 +229,24 @@ def _accept(lsock, gdb):
 def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True):
     """Open DUMP (a path or a split set's parts) with VMLINUX in gdb; returns gdb's
     exit status. Raises GdbkdError (gdb not started, or stopped) on bad input."""
-    d = tempfile.mkdtemp(prefix="gdbkd-core-")   # 0700
-    fifo, sock = os.path.join(d, "init.gdb"), os.path.join(d, "stub.sock")
-    os.mkfifo(fifo, 0o600)
-    sfd, status = tempfile.mkstemp(prefix="gdbkd-core-report-")   # the report's failure, if any
-    os.close(sfd)
+    from . import prestart
     gdb = None
     dumpobj = None
+    d = None
     old_int = signal.getsignal(signal.SIGINT)
+    sfd, status = tempfile.mkstemp(prefix="gdbkd-core-report-")   # the report's failure, if any
+    os.close(sfd)
     try:
-        # --batch with only kd commands: they run in the start-up script, which then ends
-        # the process (_script); no thread list for gdb unless a kd command asks for it
-        only_kd = batch and all(e.split()[:1] == ["kd"] for e in ex)
+        # gdb started by gdbkd/cli.py before click was imported, or now
+        pre = prestart.take(batch)
         try:
-            gdb = subprocess.Popen(_gdb_argv(fifo, batch, () if only_kd else ex),
-                                   stdin=subprocess.DEVNULL if batch else None,
-                                   preexec_fn=die_with_parent)
+            gdb, d = pre if pre is not None else prestart.spawn(batch)
         except FileNotFoundError:
             raise GdbkdError("gdb-multiarch is not installed (run install.sh)")
+        fifo, sock = os.path.join(d, "init.gdb"), os.path.join(d, "stub.sock")
         signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C is gdb's
+        # --batch with only kd commands: no thread list for gdb unless a kd command asks
+        only_kd = batch and all(e.split()[:1] == ["kd"] for e in ex)
         from . import open_dump                  # the heavy imports run while gdb starts
         dumpobj = open_dump(dump, vmlinux)
         _check_debug_info(vmlinux)
@@ -274,7 +260,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
                                         modules_dirs=modules_dirs, list_now=not only_kd)
             for line in lines:
                 print(line, flush=True)
-            if not _feed(fifo, _script(cmds, status, list(ex) if only_kd else None), gdb):
+            if not _feed(fifo, _script(cmds, status, list(ex), end=batch), gdb):
                 return gdb.wait()
             try:       # the crashed task's thread while gdb loads the vmlinux (the rest
                 dumpobj.first_thread()   # when gdb asks for them: StubServer._listed)
@@ -303,7 +289,8 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         raise
     finally:
         signal.signal(signal.SIGINT, old_int)
-        shutil.rmtree(d, ignore_errors=True)
+        if d is not None:
+            shutil.rmtree(d, ignore_errors=True)
         os.unlink(status)
         if dumpobj is not None:
             dumpobj.close()

@@ -125,3 +125,47 @@ def test_stub_listen_serves_one_gdb_on_a_socket(tmp_path):
         if srv.poll() is None:
             srv.kill()
             srv.wait()
+
+
+def _gdbs_of_core_dirs():
+    """gdb-multiarch processes started by some gdbkd core (their command line names a
+    gdbkd-core- FIFO)."""
+    import os
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"gdb-multiarch") and any(b"gdbkd-core-" in a for a in cmd):
+            out.append(int(pid))
+    return out
+
+
+def test_core_prestarted_gdb_leaves_nothing_and_batch_status(kernel61, tmp_path):
+    """gdbkd core starts gdb before its command line is parsed (postmortem/prestart.py): a
+    rejected option, a missing dump, --help and a wrong --batch guess leave no gdb and no
+    directory behind; --batch ends with gdb -batch's status (1 when the last -ex failed)."""
+    import glob
+    import tempfile
+    import time
+    from testdumps import ensure_test_dumps
+    td = ensure_test_dumps()
+    pattern = f"{tempfile.gettempdir()}/gdbkd-core-*"
+    before = set(glob.glob(pattern))
+    for args in (["core", "--bogus", str(td.elf), kernel61.vmlinux],
+                 ["core", str(tmp_path / "missing"), kernel61.vmlinux, "--batch"],
+                 ["core", "--help"],
+                 # guessed --batch, parsed as -ex's value: an interactive gdb replaces it
+                 ["core", str(td.elf), kernel61.vmlinux, "-s", "-ex", "--batch"]):
+        r = gdbkd(*args)
+        assert "Traceback" not in r.stderr, r.stderr
+    time.sleep(0.5)                    # PR_SET_PDEATHSIG is delivered asynchronously
+    assert set(glob.glob(pattern)) == before and not _gdbs_of_core_dirs()
+    runs = {("kd nosuch",): 1, ("kd nosuch", "kd reader"): 0, ("frame 999",): 1, ("bt 1",): 0}
+    for cmds, want in runs.items():
+        r = gdbkd("core", str(td.elf), kernel61.vmlinux, "-s", "--batch",
+                  *[a for c in cmds for a in ("-ex", c)])
+        assert r.returncode == want, (cmds, r.stdout[-500:], r.stderr[-500:])
+        assert "Traceback" not in r.stderr
+    assert "#0 " in r.stdout                        # bt 1 printed its frame
