@@ -62,13 +62,14 @@ class Finding:
 def debug_info_problem(vmlinux):
     """None when VMLINUX has DWARF (.debug_info) or names a separate debug file
     (.gnu_debuglink); else the one-line reason kd cannot use it."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.common.exceptions import ELFError
+    from ..elfsyms import sections
     try:
         with open(vmlinux, "rb") as f:
-            names = {sec.name for sec in ELFFile(f).iter_sections()}
-    except (OSError, ELFError) as e:
-        return f"cannot read the sections of {vmlinux}: {e}"
+            names = {sec.name for sec in sections(f, vmlinux)}
+    except OSError as e:
+        return f"cannot read the sections of {vmlinux}: {e.strerror or e}"
+    except GdbkdError as e:
+        return f"cannot read the sections of {vmlinux}: {str(e).split(': ', 1)[-1]}"
     if not names & {".debug_info", ".zdebug_info", ".gnu_debuglink"}:
         return (f"{vmlinux} has no debug info (no .debug_info section): kd needs the "
                 f"vmlinux with DWARF (Debian: linux-image-…-dbg)")

@@ -193,18 +193,11 @@ class Dump:
         in VMCOREINFO (before v5.9) it must also equal the banner in the dump."""
         if not banner_addr:
             return
-        in_file = None
-        from elftools.elf.elffile import ELFFile
-        with open(vmlinux, "rb") as f:
-            elf = ELFFile(f)
-            for seg in elf.iter_segments():
-                h = seg.header
-                if h.p_type == "PT_LOAD" and h.p_vaddr <= banner_addr < h.p_vaddr + h.p_filesz:
-                    f.seek(h.p_offset + banner_addr - h.p_vaddr)
-                    in_file = f.read(160).split(b"\0")[0]
-                    break
-        if in_file is None:
+        from ..elfsyms import file_bytes_at
+        raw = file_bytes_at(vmlinux, banner_addr, 160)
+        if raw is None:
             return
+        in_file = raw.split(b"\0")[0]
         if self.osrelease and not in_file.startswith(f"Linux version {self.osrelease} ".encode()):
             raise GdbkdError(f"wrong vmlinux: the dump is of kernel {self.osrelease}, the vmlinux "
                              f"says '{in_file[:60].decode('ascii', 'replace').strip()}'")

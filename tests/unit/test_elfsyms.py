@@ -57,3 +57,15 @@ def test_truncated_vmlinux_is_one_line(vmlinux, tmp_path):
         cut.write_bytes(f.read(1 << 20))          # the ELF header, no section table
     with pytest.raises(GdbkdError, match="cannot read symbols of .*(past the end|bad section)"):
         symbol_values(cut, ["_text"])
+
+
+def test_build_id_matches_pyelftools(vmlinux, tmp_path):
+    from gdbkd.postmortem.offsets import vmlinux_build_id
+    with open(vmlinux, "rb") as f:
+        want = next(n["n_desc"] for s in ELFFile(f).iter_sections() if s.header.sh_type == "SHT_NOTE"
+                    for n in s.iter_notes() if n["n_type"] == "NT_GNU_BUILD_ID")
+    assert vmlinux_build_id(vmlinux) == want and len(want) == 40
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x7fELF" + b"\0" * 100)
+    with pytest.raises(GdbkdError, match="is not a readable ELF vmlinux|not a 64-bit"):
+        vmlinux_build_id(junk)
