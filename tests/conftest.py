@@ -104,6 +104,16 @@ def real_dumps():
     return td, ensure_makedumpfile_dumps(td)
 
 
+@pytest.fixture(scope="module")
+def td_dump():
+    """The real test dump (tests/testdumps.py) opened with its vmlinux, for one module."""
+    from gdbkd.postmortem import open_dump
+    td, _ = real_dumps()
+    d = open_dump(td.elf, td.vmlinux)
+    yield d
+    d.close()
+
+
 def module_dumps(module_globals):
     """An autouse module fixture setting the test module's TD and MDF to real_dumps():
     ``TD = MDF = None; _dumps = module_dumps(globals())``."""

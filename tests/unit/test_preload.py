@@ -18,11 +18,8 @@ _dumps = module_dumps(globals())
 
 
 @pytest.fixture(scope="module")
-def dump():
-    from gdbkd.postmortem import open_dump
-    d = open_dump(TD.elf, TD.vmlinux)
-    yield d
-    d.close()
+def dump(td_dump):
+    return td_dump
 
 
 def _rows(tl):
