@@ -84,6 +84,9 @@ def _script(cmds, status=None, user=(), end=False) -> str:
             "        _rc = 0\n"
             "    except gdb.error as _e:\n"
             "        gdb.write(str(_e) + '\\n', gdb.STDERR)\n"
+            "        _rc = 1\n"
+            "    except KeyboardInterrupt:\n"       # Ctrl-C: as gdb does for an -ex
+            "        gdb.write('Quit\\n', gdb.STDERR)\n"
             "        _rc = 1\n")
     if end:
         text += ("gdb.flush()\n"
