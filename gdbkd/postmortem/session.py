@@ -277,7 +277,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
             from ..stub.server import StubServer
             with conn:
                 StubServer(dumpobj, infd=conn.fileno(), outfd=conn.fileno(),
-                           short_list=True).serve()
+                           short_list=True, prepare_list=not only_kd).serve()
         rc = gdb.wait()
         failed = open(status).read().strip()
         if batch and report and failed and rc == 0:
