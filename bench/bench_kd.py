@@ -7,6 +7,8 @@ saved with QMP dump-guest-memory (ELF) by `gdbkd run --dump-on-crash`.
 Each measurement is one fresh process timed from outside, as a user meets it:
 
 - open:  ``gdbkd core D V -s --batch``                      (open to exit, nothing else)
+- prompt: ``gdbkd core D V -s``, interactive: until gdb's first prompt is printed
+         (every task becomes a gdb thread right after, see docs/postmortem.md)
 - ps:    ``gdbkd core D V -s --batch -ex 'kd ps'``           vs a drgn script printing pid,
          comm and state of every task (for_each_task + the idle tasks, what ps lists)
 - bt:    ``gdbkd core D V -s --batch -ex 'kd foreach bt'``   vs drgn printing
@@ -104,11 +106,16 @@ def warm(argv):
                    stdin=subprocess.DEVNULL, env=ENV)
 
 
-def timed(argv):
-    """(seconds, peak RSS MiB of the largest process, stdout) of one fresh process."""
+def timed(argv, stdin_text=None):
+    """(seconds, peak RSS MiB of the largest process, stdout) of one fresh process
+    (STDIN_TEXT: what its standard input holds, else nothing)."""
     t = time.monotonic()
     p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         stdin=subprocess.DEVNULL, text=True, env=ENV)
+                         stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
+                         text=True, env=ENV)
+    if stdin_text is not None:
+        p.stdin.write(stdin_text)
+        p.stdin.close()
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
     dt = time.monotonic() - t
@@ -116,6 +123,26 @@ def timed(argv):
     if p.returncode != 0:
         sys.exit(f"bench: {' '.join(map(str, argv[:6]))}… exited {p.returncode}")
     return dt, ru.ru_maxrss / 1024, out
+
+
+def to_prompt(argv):
+    """(seconds until gdb's first "(gdb) " prompt, peak RSS MiB, output) of an interactive
+    gdbkd core; the process is then ended by a command typed at that prompt."""
+    t = time.monotonic()
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.PIPE, env=ENV)
+    out = b""
+    while b"(gdb) " not in out:
+        chunk = os.read(p.stdout.fileno(), 65536)
+        if not chunk:
+            sys.exit("bench: gdbkd core ended before its prompt")
+        out += chunk
+    dt = time.monotonic() - t
+    p.stdin.write(b"python import os; os._exit(0)\n")
+    p.stdin.close()
+    p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    return dt, ru.ru_maxrss / 1024, out.decode("utf-8", "replace")
 
 
 def gdbkd_argv(dump, vmlinux, *cmds):
@@ -141,7 +168,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=10000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", default="open,ps,bt")
+    ap.add_argument("--only", default="open,prompt,ps,bt")
     ap.add_argument("--dump", help="use this dump (with --vmlinux) instead of making one")
     ap.add_argument("--vmlinux")
     a = ap.parse_args()
@@ -155,6 +182,9 @@ def main():
     for _ in range(a.repeat):
         if "open" in only:
             rows.setdefault("open", []).append((timed(gdbkd_argv(dump, vmlinux)), None))
+        if "prompt" in only:
+            argv = [a for a in gdbkd_argv(dump, vmlinux) if a != "--batch"]
+            rows.setdefault("prompt", []).append((to_prompt(argv), None))
         if "ps" in only:
             g = timed(gdbkd_argv(dump, vmlinux, "kd ps"))
             d = timed(drgn_argv(DRGN_PS, dump, vmlinux))
@@ -166,8 +196,9 @@ def main():
     for k, runs in rows.items():
         gt = statistics.median(r[0][0] for r in runs)
         grss = max(r[0][1] for r in runs)
-        if k == "open":
-            print(f"{'open (gdbkd core -s --batch)':38} gdbkd {gt:6.2f} s  {grss:5.0f} MiB")
+        if k in ("open", "prompt"):
+            name = "open (gdbkd core -s --batch)" if k == "open" else "open to the prompt (gdbkd core -s)"
+            print(f"{name:38} gdbkd {gt:6.2f} s  {grss:5.0f} MiB")
             continue
         dt = statistics.median(r[1][0] for r in runs)
         drss = max(r[1][1] for r in runs)

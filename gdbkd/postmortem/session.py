@@ -154,10 +154,11 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     gdbkd.postmortem Dump) served at TARGET, with the vmlinux at its KASLR offset.
 
     The server connects with the crashed task as the only thread (StubServer._listed)
-    and is then told to list every task; LIST_NOW makes gdb fetch them at the end,
-    so that any gdb command (``thread 5000``) finds them. Without it they are fetched
-    when something asks for the thread list: every kd command that picks a thread
-    does (run_core leaves it out when the -ex commands are all kd's)."""
+    and is then told to list every task. LIST_NOW (see _when_to_list): True, gdb
+    fetches them at the end, so that any gdb command (``thread 5000``) finds them;
+    "after-prompt", gdb's event loop fetches them once the prompt is shown; False,
+    they are fetched when something asks for the thread list (every kd command that
+    picks a thread does)."""
     off = d.kaslr_offset or 0
     release = d.osrelease
     # the kernel's own modules (unpacked by gdbkd fetch) come with their symbols
@@ -194,9 +195,25 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
                  f"kd symbols --offset {off:#x} --no-check --no-modules --quiet{dirs}"]
     if report:
         cmds.append(REPORT)
-    if list_now:
+    if list_now == "after-prompt":
+        # run by gdb's event loop once the prompt is shown: the prompt comes as soon on a
+        # 10,000-task dump as on a small one, and the list is complete before a person
+        # can type `thread 5000` (a command typed meanwhile waits for it)
+        cmds.append(_quiet("python gdb.post_event(lambda: gdb.selected_inferior().threads())"))
+    elif list_now:
         cmds.append("python gdb.selected_inferior().threads()")
     return (lines if report else []), cmds
+
+
+def _when_to_list(batch, ex):
+    """When gdb fetches every task as a thread (StubServer._listed): not at all when only kd
+    commands run under --batch (they ask for threads when they select one), right after
+    the start-up commands when a gdb command may name a thread, else once the prompt is
+    up (an interactive session with no -ex, or only kd ones)."""
+    only_kd = all(e.split()[:1] == ["kd"] for e in ex)
+    if batch:
+        return False if only_kd else True
+    return "after-prompt" if only_kd else True
 
 
 def _feed(fifo, text, gdb):
@@ -260,7 +277,8 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         try:
             want_kd = not batch or any(e.split()[:1] == ["kd"] for e in ex)
             lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,
-                                        modules_dirs=modules_dirs, list_now=not only_kd)
+                                        modules_dirs=modules_dirs,
+                                        list_now=_when_to_list(batch, ex))
             for line in lines:
                 print(line, flush=True)
             if not _feed(fifo, _script(cmds, status, list(ex), end=batch), gdb):
@@ -277,7 +295,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
             from ..stub.server import StubServer
             with conn:
                 StubServer(dumpobj, infd=conn.fileno(), outfd=conn.fileno(),
-                           short_list=True, prepare_list=not only_kd).serve()
+                           short_list=True).serve()
         rc = gdb.wait()
         failed = open(status).read().strip()
         if batch and report and failed and rc == 0:

@@ -23,7 +23,6 @@ are merely unmapped are not, since gdb probes them routinely.
 """
 
 import os
-import select
 import sys
 
 from ..errors import GdbkdError
@@ -90,8 +89,7 @@ def _state_letter(state: int) -> str:
 
 
 class StubServer:
-    def __init__(self, dump, infd=0, outfd=1, log=None, err=None, short_list=False,
-                 prepare_list=False):
+    def __init__(self, dump, infd=0, outfd=1, log=None, err=None, short_list=False):
         self.dump = dump
         self.infd, self.outfd = infd, outfd
         self.log = log
@@ -106,7 +104,6 @@ class StubServer:
         self._threads_xml = {}        # {thread count: document}
         self._xfer_threads = None     # the document being transferred
         self.short_list = short_list
-        self.prepare_list = prepare_list
         self._first = None
         self._warned = set()
         self.error_text = False
@@ -182,17 +179,6 @@ class StubServer:
 
     # -- transport ------------------------------------------------------------------
     def _read(self):
-        if self.prepare_list and self._threads is None:
-            # gdb will ask for every task soon (gdbkd core lists them right after kd is
-            # loaded): read them while it is busy with other things, once it has said
-            # nothing for a few milliseconds
-            r, _, _ = select.select([self.infd], [], [], 0.005)
-            if not r:
-                self.prepare_list = False
-                try:
-                    self._threads_xml_for(self.threads())
-                except Exception:
-                    pass            # the request itself says what is wrong
         data = os.read(self.infd, 65536)
         if not data:
             raise EOFError

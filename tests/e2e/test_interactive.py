@@ -155,3 +155,26 @@ def test_closing_the_terminal_at_the_gdb_prompt_stops_everything(tmp_path, kerne
         time.sleep(0.1)
     else:
         raise AssertionError(f"gdbkd {kids} still running after its terminal closed")
+
+
+def test_core_prompt_then_every_thread(tmp_path, kernel61):
+    """gdbkd core's prompt comes before gdb has every task as a thread (its event loop
+    fetches them once the prompt is up: session._when_to_list), and the first commands
+    a person types see them all: `thread N` of the last task, `info threads`."""
+    from testdumps import ensure_test_dumps
+    from gdbkd.postmortem import open_dump
+    td = ensure_test_dumps()
+    with open_dump(td.elf, td.vmlinux) as d:
+        n = len(d.threads())
+        last_tid = d.threads()[-1].tid
+    p = Pane(f".venv/bin/gdbkd core {td.elf} {kernel61.vmlinux} -s", tmp_path)
+    try:
+        p.wait("(gdb)")
+        p.keys(f"thread {n}", "Enter")
+        p.wait(f"[Switching to thread {n} (Thread {last_tid})", 30)
+        p.keys("info threads", "Enter")
+        p.wait(f'Thread {last_tid} "', 60)
+        p.keys("quit", "Enter")
+        assert p.exit_code() == 0
+    finally:
+        p.close()

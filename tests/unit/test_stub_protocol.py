@@ -175,24 +175,6 @@ def test_short_list_until_told(dump, tmp_path):
         fresh.close()
 
 
-def test_list_prepared_while_gdb_is_quiet(dump, tmp_path):
-    """With prepare_list the server reads every task once gdb has said nothing for a few
-    milliseconds (gdbkd core, when gdb will list them right after loading kd)."""
-    import time
-    fresh = open_dump(TD.elf, TD.vmlinux)
-    err = open(tmp_path / "stderr", "w+")
-    c = Client(fresh, err, short_list=True, prepare_list=True)
-    try:
-        assert c.cmd("?").decode() == f"T05thread:{dump.crashed_thread.tid:x};"
-        time.sleep(0.5)
-        assert fresh._threads is not None and len(c.server._threads_xml) == 1
-        assert [t.tid for t in fresh._threads] == [t.tid for t in dump.threads()]
-    finally:
-        c.close()
-        err.close()
-        fresh.close()
-
-
 def test_memory_reads_and_refused_writes(client, dump):
     task = dump.crashed_thread.task
     r = client.cmd(f"m{task.addr:x},40").decode()
