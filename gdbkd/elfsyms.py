@@ -14,7 +14,7 @@ import struct
 
 from .errors import GdbkdError
 
-__all__ = ["SymbolTable", "symbol_values", "file_bytes_at", "sections"]
+__all__ = ["SymbolTable", "symbol_values", "file_bytes_at", "sections", "build_id"]
 
 _SYM = struct.Struct("<IBBHQQ")      # Elf64_Sym: st_name st_info st_other st_shndx st_value st_size
 #: Elf64_Shdr: sh_name sh_type sh_flags sh_addr sh_offset sh_size sh_link sh_info sh_addralign sh_entsize
@@ -69,6 +69,21 @@ def sections(f, path) -> list:
         name = names[h[0]:end if end >= 0 else len(names)].decode("latin-1") if h[0] < len(names) else ""
         out.append(Section(name, h[1], h[2], h[3], h[4], h[5], h[6]))
     return out
+
+
+def build_id(f, path, secs=None):
+    """The GNU build-id (hex) in the note sections of the open ELF file F (a vmlinux's
+    ``.notes``, a module's ``.note.gnu.build-id``), or None. GdbkdError as sections()."""
+    from .model.kallsyms import note_build_id
+    size = os.fstat(f.fileno()).st_size
+    for sec in secs if secs is not None else sections(f, path):
+        if sec.type != 7 or sec.offset + sec.size > size:        # SHT_NOTE, in the file
+            continue
+        f.seek(sec.offset)
+        bid = note_build_id(f.read(min(sec.size, 1 << 20)))
+        if bid:
+            return bid
+    return None
 
 
 def _read(f, offset, n, size, path) -> bytes:

@@ -78,33 +78,29 @@ def find_ko(name: str, dirs):
 
 def _sections(ko) -> list:
     """[(name, flags)] of a .ko's sections."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.common.exceptions import ELFError
+    from .elfsyms import sections
     try:
         with open(ko, "rb") as f:
-            return [(s.name, s["sh_flags"]) for s in ELFFile(f).iter_sections()]
-    except (OSError, ELFError) as e:
-        raise GdbkdError(f"{ko}: not a readable ELF file ({e})")
+            return [(s.name, s.flags) for s in sections(f, ko)]
+    except OSError as e:
+        raise GdbkdError(f"{ko}: not a readable ELF file ({e.strerror or e})")
+    except GdbkdError as e:
+        raise GdbkdError(f"{ko}: not a readable ELF file ({str(e).split(': ', 1)[-1]})")
 
 
 def ko_build_id(ko):
     """The GNU build-id (hex) of a .ko file, or None (cached by path, mtime and size)."""
-    from .model.kallsyms import note_build_id
     try:
         st = os.stat(ko)
     except OSError:
         return None
     key = (str(ko), st.st_mtime_ns, st.st_size)
     if key not in _bid_cache:
-        from elftools.elf.elffile import ELFFile
-        from elftools.common.exceptions import ELFError
-        bid = None
+        from .elfsyms import build_id
         try:
             with open(ko, "rb") as f:
-                sec = ELFFile(f).get_section_by_name(".note.gnu.build-id")
-                if sec is not None:
-                    bid = note_build_id(sec.data())
-        except (OSError, ELFError):
+                bid = build_id(f, ko)
+        except (OSError, GdbkdError):
             bid = None
         _bid_cache[key] = bid
     return _bid_cache[key]

@@ -128,7 +128,7 @@ def vmlinux_build_id(vmlinux) -> str:
     Read with struct (gdbkd/elfsyms.py's section table): pyelftools' import alone is
     40 ms of every gdbkd core."""
     import struct
-    from ..elfsyms import sections
+    from ..elfsyms import sections, build_id
     try:
         with open(vmlinux, "rb") as f:
             try:
@@ -140,25 +140,9 @@ def vmlinux_build_id(vmlinux) -> str:
             e_type = struct.unpack("<H", f.read(2))[0]
             if e_type not in (2, 3):                       # ET_EXEC, ET_DYN
                 raise GdbkdError(f"{vmlinux} is not a vmlinux (ELF type {e_type})")
-            size = os.fstat(f.fileno()).st_size
-            for sec in secs:
-                if sec.type != 7 or sec.offset + sec.size > size:      # SHT_NOTE
-                    continue
-                f.seek(sec.offset)
-                data = f.read(min(sec.size, 1 << 20))
-                i = 0
-                while i + 12 <= len(data):
-                    namesz, descsz, ntype = struct.unpack_from("<III", data, i)
-                    name_end = i + 12 + ((namesz + 3) & ~3)
-                    desc_end = name_end + ((descsz + 3) & ~3)
-                    if desc_end > len(data):
-                        break
-                    if ntype == 3 and data[i + 12:i + 12 + namesz].rstrip(b"\0") == b"GNU":
-                        return data[name_end:name_end + descsz].hex()       # NT_GNU_BUILD_ID
-                    i = desc_end
+            return build_id(f, vmlinux, secs) or ""
     except OSError as e:
         raise GdbkdError(f"cannot read vmlinux {vmlinux}: {e.strerror}")
-    return ""
 
 
 def kernel_offsets(vmlinux, build_id=None) -> dict:
