@@ -14,13 +14,19 @@ import struct
 
 from .errors import GdbkdError
 
-__all__ = ["SymbolTable", "symbol_values", "file_bytes_at", "sections", "build_id"]
+__all__ = ["SymbolTable", "symbol_values", "file_bytes_at", "sections", "build_id", "ElfFormatError"]
 
 _SYM = struct.Struct("<IBBHQQ")      # Elf64_Sym: st_name st_info st_other st_shndx st_value st_size
 #: Elf64_Shdr: sh_name sh_type sh_flags sh_addr sh_offset sh_size sh_link sh_info sh_addralign sh_entsize
 _SHDR = struct.Struct("<IIQQQQIIQQ")
+SHT_NOTE = 7
 SHT_NOBITS = 8
 SHF_ALLOC = 2
+
+
+class ElfFormatError(GdbkdError):
+    """An ELF file that cannot be read; ``str()`` is the reason alone, the caller says
+    which file and what it wanted of it."""
 
 
 class Section:
@@ -33,21 +39,21 @@ class Section:
 
 def sections(f, path) -> list:
     """The section headers of the open 64-bit little-endian ELF file F (:class:`Section`
-    list, in table order). GdbkdError, naming PATH, for anything else or a header that
-    points outside the file."""
+    list, in table order). ElfFormatError for anything else or a header that points
+    outside the file (PATH: for error messages of the OS)."""
     size = os.fstat(f.fileno()).st_size
     f.seek(0)
     eh = f.read(64)
     if len(eh) < 64 or eh[:4] != b"\x7fELF":
-        raise GdbkdError(f"cannot read symbols of {path}: not an ELF file")
+        raise ElfFormatError("not an ELF file")
     if eh[4] != 2 or eh[5] != 1:
-        raise GdbkdError(f"{path}: not a 64-bit little-endian ELF file")
+        raise ElfFormatError("not a 64-bit little-endian ELF file")
     shoff, = struct.unpack_from("<Q", eh, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", eh, 0x3A)
     if shoff == 0:
         return []
     if shentsize < _SHDR.size or shoff + shentsize > size:
-        raise GdbkdError(f"cannot read symbols of {path}: bad section header table")
+        raise ElfFormatError("bad section header table")
     f.seek(shoff)
     first = _SHDR.unpack(f.read(_SHDR.size))
     if shnum == 0:                   # more than 0xff00 sections: the count is in section 0
@@ -55,7 +61,7 @@ def sections(f, path) -> list:
     if shstrndx == 0xFFFF:           # SHN_XINDEX: the index too
         shstrndx = first[6]
     if shoff + shnum * shentsize > size:
-        raise GdbkdError(f"cannot read symbols of {path}: section header table past the end of the file")
+        raise ElfFormatError("section header table past the end of the file")
     f.seek(shoff)
     raw = f.read(shnum * shentsize)
     hdrs = [_SHDR.unpack_from(raw, i * shentsize) for i in range(shnum)]
@@ -73,11 +79,11 @@ def sections(f, path) -> list:
 
 def build_id(f, path, secs=None):
     """The GNU build-id (hex) in the note sections of the open ELF file F (a vmlinux's
-    ``.notes``, a module's ``.note.gnu.build-id``), or None. GdbkdError as sections()."""
+    ``.notes``, a module's ``.note.gnu.build-id``), or None. ElfFormatError as sections()."""
     from .model.kallsyms import note_build_id
     size = os.fstat(f.fileno()).st_size
     for sec in secs if secs is not None else sections(f, path):
-        if sec.type != 7 or sec.offset + sec.size > size:        # SHT_NOTE, in the file
+        if sec.type != SHT_NOTE or sec.offset + sec.size > size:
             continue
         f.seek(sec.offset)
         bid = note_build_id(f.read(min(sec.size, 1 << 20)))
@@ -88,7 +94,7 @@ def build_id(f, path, secs=None):
 
 def _read(f, offset, n, size, path) -> bytes:
     if offset + n > size:
-        raise GdbkdError(f"cannot read symbols of {path}: a section lies past the end of the file")
+        raise ElfFormatError("a section lies past the end of the file")
     f.seek(offset)
     return f.read(n)
 
@@ -110,14 +116,15 @@ class SymbolTable:
                 fsize = os.fstat(f.fileno()).st_size
         except OSError as e:
             raise GdbkdError(f"cannot read symbols of {path}: {e.strerror or e}")
+        except ElfFormatError as e:
+            raise GdbkdError(f"cannot read symbols of {path}: {e}") from None
         symtab = next((s for s in secs if s.name == ".symtab"), None)
         self._where = None
         if symtab is not None and symtab.link < len(secs):
             link = secs[symtab.link]
-            for sec in (symtab, link):
-                if sec.offset + sec.size > fsize:
-                    raise GdbkdError(f"cannot read symbols of {path}: a section lies past the "
-                                     f"end of the file")
+            if any(sec.offset + sec.size > fsize for sec in (symtab, link)):
+                raise GdbkdError(f"cannot read symbols of {path}: a section lies past the "
+                                 f"end of the file")
             self._where = (symtab, link)
         self.sections = {s.name: (s.addr, s.size) for s in secs if s.flags & SHF_ALLOC}
 
@@ -134,6 +141,8 @@ class SymbolTable:
                         syms = _read(f, symtab.offset, symtab.size, fsize, self.path)
                 except OSError as e:
                     raise GdbkdError(f"cannot read symbols of {self.path}: {e.strerror or e}")
+                except ElfFormatError as e:
+                    raise GdbkdError(f"cannot read symbols of {self.path}: {e}") from None
                 n = len(syms) // _SYM.size
                 # the st_name column alone, contiguous: 4 bytes a symbol
                 names = memoryview(syms)[: n * _SYM.size].cast("I")[:: _SYM.size // 4].tobytes()
@@ -226,7 +235,11 @@ def symbol_values(path, names) -> dict:
 def file_bytes_at(path, addr: int, n: int):
     """N bytes of PATH's loaded image at link address ADDR (None if no section holds it)."""
     with open(path, "rb") as f:
-        for sec in sections(f, path):
+        try:
+            secs = sections(f, path)
+        except ElfFormatError as e:
+            raise GdbkdError(f"cannot read {path}: {e}") from None
+        for sec in secs:
             if sec.type != SHT_NOBITS and sec.addr and sec.addr <= addr < sec.addr + sec.size:
                 f.seek(sec.offset + addr - sec.addr)
                 return f.read(min(n, sec.addr + sec.size - addr))

@@ -78,14 +78,12 @@ def find_ko(name: str, dirs):
 
 def _sections(ko) -> list:
     """[(name, flags)] of a .ko's sections."""
-    from .elfsyms import sections
+    from .elfsyms import sections, ElfFormatError
     try:
         with open(ko, "rb") as f:
             return [(s.name, s.flags) for s in sections(f, ko)]
-    except OSError as e:
-        raise GdbkdError(f"{ko}: not a readable ELF file ({e.strerror or e})")
-    except GdbkdError as e:
-        raise GdbkdError(f"{ko}: not a readable ELF file ({str(e).split(': ', 1)[-1]})")
+    except (OSError, ElfFormatError) as e:
+        raise GdbkdError(f"{ko}: not a readable ELF file ({getattr(e, 'strerror', None) or e})")
 
 
 def ko_build_id(ko):

@@ -76,8 +76,7 @@ class RecordedThenGdb(TypeSource):
         self.fallback = fallback
 
     def member(self, typename, path):
-        from ..model.layout import LAYOUTS
-        if typename in self.recorded.layouts and path in LAYOUTS.get(typename, ()):
+        if self.recorded.covers(typename, path):
             return self.recorded.member(typename, path)
         return self.fallback.member(typename, path)
 

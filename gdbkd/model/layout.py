@@ -131,6 +131,11 @@ class RecordedTypes(TypeSource):
         m = self.layouts.get(typename, {}).get("members", {}).get(path)
         return tuple(m) if m else None
 
+    def covers(self, typename, path) -> bool:
+        """Whether this recording answers for ``typename.path`` (the struct was recorded and
+        the model reads that member: an absent one then really is absent)."""
+        return typename in self.layouts and path in LAYOUTS.get(typename, ())
+
     def sizeof(self, name):
         if name in self.sizes:
             return self.sizes[name]

@@ -202,17 +202,17 @@ class DumpReader(Reader):
         super().__init__(cache)
         self.dump = dump
         self.pac = pac if pac is not None and pac.enabled else None
-        #: the dump's ``direct(pa, n)`` (an ELF file's mapped bytes: a slice, no system
-        #: call), used with the cache on and no pointer-auth stripping
+        #: the dump's ``direct(pa, n)`` (an ELF file's bytes in one pread), used with the
+        #: cache on and no pointer-auth stripping
         self._direct = getattr(getattr(dump, "phys", None), "direct", None) \
             if self.pac is None else None
         self.direct_reads = 0
 
     def read(self, addr: int, n: int) -> bytes:
         """As :meth:`Reader.read`; a range the dump holds contiguously (an ELF dump, inside
-        the image or the linear map or one page) is sliced from the mapped file directly:
-        a block cache in front of it would only add work. Anything else, and every
-        failure (for its reason), goes through the cache."""
+        the image or the linear map or one page) is read from the file directly: a block
+        cache in front of it would only add work. Anything else, and every failure (for
+        its reason), goes through the cache."""
         direct = self._direct
         if direct is not None and self.cache and n > 0:
             try:

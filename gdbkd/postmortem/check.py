@@ -62,14 +62,12 @@ class Finding:
 def debug_info_problem(vmlinux):
     """None when VMLINUX has DWARF (.debug_info) or names a separate debug file
     (.gnu_debuglink); else the one-line reason kd cannot use it."""
-    from ..elfsyms import sections
+    from ..elfsyms import sections, ElfFormatError
     try:
         with open(vmlinux, "rb") as f:
             names = {sec.name for sec in sections(f, vmlinux)}
-    except OSError as e:
-        return f"cannot read the sections of {vmlinux}: {e.strerror or e}"
-    except GdbkdError as e:
-        return f"cannot read the sections of {vmlinux}: {str(e).split(': ', 1)[-1]}"
+    except (OSError, ElfFormatError) as e:
+        return f"cannot read the sections of {vmlinux}: {getattr(e, 'strerror', None) or e}"
     if not names & {".debug_info", ".zdebug_info", ".gnu_debuglink"}:
         return (f"{vmlinux} has no debug info (no .debug_info section): kd needs the "
                 f"vmlinux with DWARF (Debian: linux-image-…-dbg)")

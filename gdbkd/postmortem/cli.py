@@ -53,13 +53,7 @@ def core(files, batch, ex, modules_dir, silent, check):
         click.echo(text)
         sys.exit(1 if any(f.status == "warn" for f in findings) else 0)
     from .session import run_core
-    rc = run_core(dump, vmlinux, batch=batch, ex=ex, modules_dirs=modules_dir, report=not silent)
-    # gdb is waited for, the dump closed, the socket directory removed: what is left is
-    # the interpreter freeing the dump's task list and caches object by object (0.15 s
-    # on a 10,000-task dump), which no one waits for
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
+    sys.exit(run_core(dump, vmlinux, batch=batch, ex=ex, modules_dirs=modules_dir, report=not silent))
 
 
 @click.command()

@@ -128,19 +128,17 @@ def vmlinux_build_id(vmlinux) -> str:
     Read with struct (gdbkd/elfsyms.py's section table): pyelftools' import alone is
     40 ms of every gdbkd core."""
     import struct
-    from ..elfsyms import sections, build_id
+    from ..elfsyms import sections, build_id, ElfFormatError
     try:
         with open(vmlinux, "rb") as f:
-            try:
-                secs = sections(f, vmlinux)
-            except GdbkdError as e:
-                why = str(e).split(": ", 1)[-1]
-                raise GdbkdError(f"{vmlinux} is not a readable ELF vmlinux ({why})") from None
+            secs = sections(f, vmlinux)
             f.seek(16)
             e_type = struct.unpack("<H", f.read(2))[0]
             if e_type not in (2, 3):                       # ET_EXEC, ET_DYN
                 raise GdbkdError(f"{vmlinux} is not a vmlinux (ELF type {e_type})")
             return build_id(f, vmlinux, secs) or ""
+    except ElfFormatError as e:
+        raise GdbkdError(f"{vmlinux} is not a readable ELF vmlinux ({e})") from None
     except OSError as e:
         raise GdbkdError(f"cannot read vmlinux {vmlinux}: {e.strerror}")
 

@@ -28,16 +28,15 @@ class _Recorded:
     """The offsets cache's layouts and symbols, noting anything asked that it lacks."""
 
     def __init__(self, data, offset):
-        from ..model.layout import RecordedTypes, LAYOUTS
+        from ..model.layout import RecordedTypes
         self.types = RecordedTypes(data.get("layouts", {}), data.get("model_sizes", {}))
-        self._layouts = LAYOUTS
         self.syms = {k: v for k, v in data.get("symbols", {}).items() if v is not None}
         self.offset = offset
         self.missed = []
 
     # TypeSource
     def member(self, typename, path):
-        if typename not in self.types.layouts or path not in self._layouts.get(typename, ()):
+        if not self.types.covers(typename, path):
             self.missed.append(f"{typename}.{path}")
             return None
         return self.types.member(typename, path)

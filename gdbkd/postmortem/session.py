@@ -2,10 +2,10 @@
 
 The order is chosen for time to the first backtrace (docs/design.md, "Speed"):
 
-1. gdb is started at once, told to run the Python it reads from a FIFO in a
-   private 0700 directory (gdb 13's ``source`` refuses a FIFO): its own
-   start-up (~0.05 s) runs while this process imports, opens the dump and
-   plans the symbols;
+1. gdb is started at once (postmortem/prestart.py: before the CLI imports
+   click), told to run the Python it reads from a FIFO in a private 0700
+   directory (gdb 13's ``source`` refuses a FIFO): its own start-up (~0.05 s)
+   runs while this process imports, opens the dump and plans the symbols;
 2. the dump is opened (a bad dump or a wrong vmlinux: gdb is killed before it
    printed anything, and the one-line error is this process's);
 3. a unix socket is put to listen in the same directory and gdb gets its
@@ -26,8 +26,9 @@ registers every thread it gets: on a 10,000-task dump that was 0.25 s of the
 open, and the task walk itself (0.2 s) kept gdb waiting at the connect. kd
 commands read tasks from the dump themselves and ask gdb for threads only when
 they select one (Inferior.threads() updates the list); when any -ex is not a
-kd command, or the session is interactive, gdb fetches the list right after the
-report so that ``thread 5000`` finds its thread.
+kd command gdb fetches the list before running it, and at an interactive prompt
+gdb's event loop fetches it just after the prompt is printed, so that
+``thread 5000`` finds its thread (_when_to_list).
 
 gdb is this process's child, started with PR_SET_PDEATHSIG; Ctrl-C is gdb's
 (ignored here while gdb runs); the directory is removed on every path.
@@ -45,11 +46,9 @@ import time
 
 from ..errors import GdbkdError
 from ..gdbpython import boot_command, path_prelude
-from ..paths import kd_py
 
 __all__ = ["run_core", "core_commands", "gdb_quote"]
 
-KD_PY = kd_py()
 REPORT = "kd analyze"
 
 
@@ -205,12 +204,17 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     return (lines if report else []), cmds
 
 
+def _is_kd(cmd) -> bool:
+    """Whether the -ex command CMD is a kd command."""
+    return cmd.split()[:1] == ["kd"]
+
+
 def _when_to_list(batch, ex):
     """When gdb fetches every task as a thread (StubServer._listed): not at all when only kd
     commands run under --batch (they ask for threads when they select one), right after
     the start-up commands when a gdb command may name a thread, else once the prompt is
     up (an interactive session with no -ex, or only kd ones)."""
-    only_kd = all(e.split()[:1] == ["kd"] for e in ex)
+    only_kd = all(map(_is_kd, ex))
     if batch:
         return False if only_kd else True
     return "after-prompt" if only_kd else True
@@ -265,8 +269,6 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
             raise GdbkdError("gdb-multiarch is not installed (run install.sh)")
         fifo, sock = os.path.join(d, "init.gdb"), os.path.join(d, "stub.sock")
         signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C is gdb's
-        # --batch with only kd commands: no thread list for gdb unless a kd command asks
-        only_kd = batch and all(e.split()[:1] == ["kd"] for e in ex)
         from . import open_dump                  # the heavy imports run while gdb starts
         dumpobj = open_dump(dump, vmlinux)
         _check_debug_info(vmlinux)
@@ -275,7 +277,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         lsock.bind(sock)
         lsock.listen(1)
         try:
-            want_kd = not batch or any(e.split()[:1] == ["kd"] for e in ex)
+            want_kd = not batch or any(map(_is_kd, ex))
             lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,
                                         modules_dirs=modules_dirs,
                                         list_now=_when_to_list(batch, ex))

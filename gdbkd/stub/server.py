@@ -101,7 +101,7 @@ class StubServer:
         self._threads = None
         self._by_tid = None
         self._xml = target_xml().encode()
-        self._threads_xml = {}        # {thread count: document}
+        self._threads_xml = None      # the qXfer:threads document of every task
         self._xfer_threads = None     # the document being transferred
         self.short_list = short_list
         self._first = None
@@ -125,8 +125,7 @@ class StubServer:
         if self._threads is not None:
             return self._threads[0]
         if self._first is None:
-            self._first = self.dump.first_thread() if hasattr(self.dump, "first_thread") \
-                else self.threads()[0]
+            self._first = self.dump.first_thread()
         return self._first
 
     def known(self, tid) -> bool:
@@ -155,18 +154,22 @@ class StubServer:
         gets every task. The numbering is the same either way: the first is thread 1."""
         return [self.first()] if self.short_list else self.threads()
 
-    def _threads_xml_for(self, threads) -> bytes:
-        """The qXfer:threads document of THREADS (names escaped, extra info per thread)."""
-        key = len(threads)
-        if key not in self._threads_xml:
-            items = []
-            for th in threads:
-                core = f' core="{th.active_cpu if th.active_cpu >= 0 else th.task.cpu}"'
-                items.append(f'<thread id="{th.tid:x}" name="{_xml_escape(escape(th.task.name))}"'
-                             f'{core}>{_xml_escape(self.extra_info(th))}</thread>')
-            self._threads_xml[key] = ("<?xml version=\"1.0\"?><threads>" + "".join(items)
-                                      + "</threads>").encode()
-        return self._threads_xml[key]
+    def _threads_doc(self) -> bytes:
+        """The qXfer:threads document of the listed threads (names escaped, extra info per
+        thread); the one of every task is built once."""
+        if self.short_list:
+            return self._threads_xml_of(self._listed())
+        if self._threads_xml is None:
+            self._threads_xml = self._threads_xml_of(self.threads())
+        return self._threads_xml
+
+    def _threads_xml_of(self, threads) -> bytes:
+        items = []
+        for th in threads:
+            core = f' core="{th.active_cpu if th.active_cpu >= 0 else th.task.cpu}"'
+            items.append(f'<thread id="{th.tid:x}" name="{_xml_escape(escape(th.task.name))}"'
+                         f'{core}>{_xml_escape(self.extra_info(th))}</thread>')
+        return ("<?xml version=\"1.0\"?><threads>" + "".join(items) + "</threads>").encode()
 
     def extra_info(self, th) -> str:
         t = th.task
@@ -284,7 +287,7 @@ class StubServer:
         if p.startswith("qXfer:threads:read::"):
             rng = p[len("qXfer:threads:read::"):]
             if rng.startswith("0,") or self._xfer_threads is None:
-                self._xfer_threads = self._threads_xml_for(self._listed())
+                self._xfer_threads = self._threads_doc()
             return self._xfer(self._xfer_threads, rng)
         if p == "qfThreadInfo":
             self._tinfo = [t.tid for t in self._listed()]
