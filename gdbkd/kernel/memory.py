@@ -112,7 +112,10 @@ _preloaded = None      # (Dump, DumpReader, Kernel or None) from gdbkd/postmorte
 class LiveRamReader(Reader):
     """A live guest: kernel addresses from its RAM shared with QEMU (gdbkd/dump/guestram.py,
     translated by the kernel's page tables), user addresses and anything that is not RAM
-    (device memory) through gdb's target (each vCPU has its own TTBR0)."""
+    (device memory) through gdb's target (each vCPU has its own TTBR0, so user-half
+    addresses are not cached, as with GdbReader)."""
+
+    cache_user = False
 
     def __init__(self, ram, cache=True):
         super().__init__(cache)
