@@ -44,6 +44,11 @@ class KdCommand(gdb.Command):
     completer = gdb.COMPLETE_SYMBOL
     #: run with a thread selected whose CPU maps kernel memory (live KPTI: see kernel.access)
     needs_kernel_view = True
+    #: needs gdb's own symbols, types, blocks or lines (loaded first when ``gdbkd core``
+    #: put them off: kernel/symbols.py ``defer_load``). False only for commands whose
+    #: every gdb symbol or type use goes through kernel/types.py ``gdb_symbols`` /
+    #: ``lookup_type`` (which load them on first use)
+    gdb_symbols = True
 
     def __init__(self):
         super().__init__("kd " + self.name, gdb.COMMAND_USER, self.completer)
@@ -62,6 +67,9 @@ class KdCommand(gdb.Command):
         return json.dumps(data, indent=1)
 
     def invoke(self, arg, from_tty):
+        if self.gdb_symbols:
+            from ..kernel.types import gdb_symbols
+            gdb_symbols()
         if not self.needs_kernel_view:
             return self._invoke(arg, from_tty)
         from ..kernel.access import kernel_view, KernelUnmapped

@@ -6,6 +6,7 @@ from . import KdError, command
 from ._mem import emit, address_arg, kernel
 from ._util import KernelCommand
 from ..kernel.symbolize import lookup
+from ..kernel.types import lookup_type
 from ..model import slab as slabm
 from ..model.addrinfo import address_info, page_info
 from ..model.memmap import memory_map
@@ -18,7 +19,7 @@ __all__ = ["Kmem"]
 def _page_flag_names() -> dict:
     """{bit: name} of ``enum pageflags`` (aliases after the first name of a bit dropped)."""
     try:
-        t = gdb.lookup_type("enum pageflags")
+        t = lookup_type("enum pageflags")
     except gdb.error:
         return {}
     out = {}
@@ -66,6 +67,7 @@ Objects on a slab's freelist or on a CPU's per-CPU freelist are free; the freeli
 pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
 
     name = "kmem"
+    gdb_symbols = False      # the model's recorded layouts; gdb's only for enums and names
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
@@ -242,7 +244,7 @@ pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
 def _vmstat(sym, enum):
     """{item name: value} of a global vm stat array (enum names from gdb's types)."""
     try:
-        t = gdb.lookup_type(f"enum {enum}")
+        t = lookup_type(f"enum {enum}")
         raw = kernel().reader.read(kernel().need_sym(sym), 8 * len(t.fields()))
     except (gdb.error, MemoryFault):
         return {}

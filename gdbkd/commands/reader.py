@@ -24,6 +24,7 @@ Examples:
   kd reader --gdb                           (read through gdb's target again)"""
 
     name = "reader"
+    gdb_symbols = False
     needs_kernel_view = False
 
     def add_arguments(self, p):
@@ -69,7 +70,9 @@ Examples:
                if data.get("ram") else "gdb's target")
         return (f"reader: {src}; block cache {'on' if data['cache'] else 'off'}; "
                 f"{data['fetches']} backend reads ({data['fetched_bytes']} bytes), "
-                f"{data['blocks']} blocks cached")
+                f"{data['blocks']} blocks cached"
+                + ("; gdb loads the vmlinux's symbols when a command needs them"
+                   if data.get("gdb_symbols") == "deferred" else ""))
 
 
 def _use_image_range(d):

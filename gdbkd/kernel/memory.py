@@ -57,10 +57,11 @@ class GdbTypes(TypeSource):
         return off, t.sizeof, member_kind(t)
 
     def sizeof(self, name):
-        from .types import lookup_type
+        from .types import lookup_type, gdb_symbols
         try:
             if name.startswith(("struct ", "union ")):
                 return lookup_type(name).sizeof
+            gdb_symbols()
             return int(gdb.parse_and_eval(f"sizeof({name})"))
         except gdb.error:
             return None
@@ -257,6 +258,8 @@ def reader_info() -> dict:
     info = k.reader.stats()
     info["dump"] = " ".join(_dump[0]) if _dump is not None else None
     info["ram"] = _ram[0] if _ram is not None and _dump is None else None
+    from .symbols import deferred
+    info["gdb_symbols"] = "deferred" if deferred() else "loaded"
     return info
 
 

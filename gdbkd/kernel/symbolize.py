@@ -22,7 +22,7 @@ import re
 
 import gdb
 
-from .types import cache_per_symbols, try_symbol_address, vmlinux_symbol_address
+from .types import cache_per_symbols, try_symbol_address, vmlinux_symbol_address, gdb_symbols
 from .snapshot import stop_cached
 
 __all__ = ["Sym", "lookup", "describe", "is_text", "text_ranges", "module_ranges",
@@ -110,6 +110,7 @@ def is_text(addr: int) -> bool:
 
 
 def _info_symbol(addr):
+    gdb_symbols()
     try:
         out = gdb.execute(f"info symbol {addr:#x}", to_string=True).strip()
     except gdb.error:
@@ -121,6 +122,7 @@ def _info_symbol(addr):
 def _function_block(addr):
     """(outermost function block, [inlined function names innermost first]) of gdb's
     DWARF at ``addr``; (None, [])."""
+    gdb_symbols()
     try:
         blk = gdb.block_for_pc(addr)
     except (RuntimeError, gdb.error):
@@ -284,6 +286,7 @@ def resolve_name(name: str):
         if m and m.group(1) == name and m.group(2) and int(m.group(2)) <= 16:
             return a - int(m.group(2))
         return a
+    gdb_symbols()
     try:
         v = gdb.parse_and_eval(f"(unsigned long){name}")
         return int(v) & 0xFFFFFFFFFFFFFFFF
@@ -313,6 +316,7 @@ def eval_address(expr: str) -> int:
     if re.fullmatch(r"(0[xX])?[0-9a-fA-F]+", e):
         if not (e.isalpha() and try_symbol_address(e) is not None):   # "bad", "add"...
             return int(e, 16)       # crash reads bare address arguments as hex
+    gdb_symbols()
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", e) and "." not in e:
         try:
             sym = gdb.lookup_global_symbol(e) or gdb.lookup_static_symbol(e)

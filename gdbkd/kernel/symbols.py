@@ -11,9 +11,10 @@ import gdb
 from .types import read_bytes, cache_per_symbols
 
 __all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vmlinux_path",
-           "link_address", "symbol_table"]
+           "link_address", "symbol_table", "defer_load", "load_deferred", "deferred"]
 
 _offset = 0
+_deferred = None        # (vmlinux path, offset, gdb commands) not run yet: see defer_load
 _tables = {}            # vmlinux path -> elfsyms.SymbolTable
 _loaded_at = {}         # vmlinux path -> offset its symbols are loaded at (dropped on new objfiles)
 cache_per_symbols(_loaded_at)
@@ -62,10 +63,43 @@ def _sections_offset(path: str):
     return None
 
 
+def defer_load(path: str, offset: int, commands):
+    """Let gdb load the vmlinux at PATH (and the modules' symbol files) only when
+    something needs gdb's own symbols: COMMANDS (gdb commands, run quietly in order)
+    load them. Meanwhile :func:`vmlinux_path` and :func:`current_offset` answer from
+    PATH and OFFSET, the model reads symbols from the file's ``.symtab`` and layouts
+    from the offsets cache, and :func:`load_deferred` runs COMMANDS the first time a
+    gdb symbol, type, block or line is asked for (gdbkd/kernel/types.py, symbolize.py)
+    or a kd command that needs them starts (``KdCommand.gdb_symbols``). ``gdbkd core
+    --batch`` with only kd -ex commands uses it: gdb's minimal symbols of a Debian
+    vmlinux take ~0.14 s, most of a `kd kmem -s`."""
+    global _deferred, _offset
+    _deferred = (path, offset, list(commands))
+    _offset = offset
+
+
+def deferred() -> bool:
+    """Whether the vmlinux's symbols are still waiting to be loaded into gdb."""
+    return _deferred is not None
+
+
+def load_deferred():
+    """Load into gdb the symbols :func:`defer_load` put off (nothing if none)."""
+    global _deferred
+    if _deferred is None:
+        return
+    cmds = _deferred[2]
+    _deferred = None            # first: the commands' own events may come back here
+    for c in cmds:
+        gdb.execute(c, to_string=True)
+
+
 def current_offset() -> int:
     """The offset the vmlinux symbols are loaded at now (whoever loaded them: gdbkd,
     `symbol-file -o`, the user): gdb's .text address minus the file's."""
     from ..errors import GdbkdError
+    if _deferred is not None:
+        return _deferred[1]
     try:
         path = vmlinux_path()
         if path in _loaded_at:
@@ -83,6 +117,8 @@ def current_offset() -> int:
 
 
 def vmlinux_path() -> str:
+    if _deferred is not None:
+        return _deferred[0]
     objs = [o for o in gdb.objfiles() if o.filename and not o.filename.endswith(".ko")]
     if not objs:
         raise gdb.GdbError("no vmlinux loaded (gdb-multiarch VMLINUX, or `file VMLINUX`)")
@@ -99,6 +135,7 @@ def live_vbar_offset():
     entry trampoline has VBAR_EL1 = the trampoline vectors, not ``vectors``: such a
     value gives an offset that is not a multiple of 2 MiB and is skipped. Returns
     None if no CPU shows the kernel's own vectors."""
+    load_deferred()
     vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
     from .selection import selection
     from .access import sysreg
@@ -122,6 +159,8 @@ def live_vbar_offset():
 def relocate(offset: int):
     """Reload the vmlinux symbols at ``offset`` from the link address (absolute)."""
     global _offset
+    if _deferred is not None and offset != _deferred[1]:
+        load_deferred()
     if offset == current_offset():
         _offset = offset
         return False
@@ -142,6 +181,7 @@ def _file_banner(path: str):
 
 def check_banner():
     """Return (ok, memory_banner, file_banner)."""
+    load_deferred()
     addr = int(gdb.parse_and_eval("(unsigned long)&linux_banner"))
     try:
         mem = read_bytes(addr, 256).split(b"\0", 1)[0]

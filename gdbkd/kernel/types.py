@@ -10,7 +10,7 @@ from ..model.reader import MemoryFault
 
 __all__ = ["cache_per_symbols", "lookup_type", "has_field", "container_of", "read_ulong", "read_u32",
            "read_bytes", "read_cstring", "ulong_type", "ptr_size", "symbol_address",
-           "try_symbol_address", "vmlinux_symbol_address", "field_offset", "member"]
+           "try_symbol_address", "vmlinux_symbol_address", "field_offset", "member", "gdb_symbols"]
 
 _types = {}
 _offsets = {}
@@ -33,9 +33,18 @@ def cache_per_symbols(*caches):
 cache_per_symbols(_types, _offsets)
 
 
+def gdb_symbols():
+    """Make sure gdb has the vmlinux's symbols (``gdbkd core`` may have put off loading
+    them: gdbkd/kernel/symbols.py ``defer_load``). Every use of gdb's symbols, types,
+    blocks or lines by kd goes through here or through :func:`lookup_type`."""
+    from .symbols import load_deferred
+    load_deferred()
+
+
 def lookup_type(name: str) -> gdb.Type:
     t = _types.get(name)
     if t is None:
+        gdb_symbols()
         t = _types[name] = gdb.lookup_type(name)
     return t
 
@@ -147,6 +156,7 @@ def symbol_address(name: str) -> int:
     link = link_address(name)
     if link is not None:
         return (link + current_offset()) & 0xFFFFFFFFFFFFFFFF
+    gdb_symbols()
     return int(gdb.parse_and_eval(f"(unsigned long)&{name}"))
 
 

@@ -148,7 +148,7 @@ def _module_symbols(d, modules_dirs, say):
 
 
 def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs=(),
-                  list_now=True):
+                  list_now=True, defer_symbols=False):
     """(lines to print, gdb commands) that open the dump D (an open
     gdbkd.postmortem Dump) served at TARGET, with the vmlinux at its KASLR offset.
 
@@ -157,7 +157,11 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     fetches them at the end, so that any gdb command (``thread 5000``) finds them;
     "after-prompt", gdb's event loop fetches them once the prompt is shown; False,
     they are fetched when something asks for the thread list (every kd command that
-    picks a thread does)."""
+    picks a thread does).
+
+    DEFER_SYMBOLS (with kd): gdb loads the vmlinux's and the modules' symbols only
+    when a kd command needs gdb's symbols (gdbkd/kernel/symbols.py ``defer_load``);
+    the connect is then quiet (gdb could only name the crashed task's pc ``??``)."""
     off = d.kaslr_offset or 0
     release = d.osrelease
     # the kernel's own modules (unpacked by gdbkd fetch) come with their symbols
@@ -169,9 +173,20 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     mod_cmds = _module_symbols(d, modules_dirs, lines.append)
     vml = gdb_quote(os.path.abspath(vmlinux))
     from ..artifacts.source import gdb_source_commands      # the kernel source, when fetched
-    cmds = ["set architecture aarch64", _quiet(f"add-symbol-file -o {off:#x} {vml}"),
-            f"exec-file {vml}", *map(_quiet, gdb_source_commands(vmlinux)), *mod_cmds, f"target remote {target}",
-            _quiet("monitor threads all")]
+    load = [f"add-symbol-file -o {off:#x} {vml}"] + [c for c, _ in mod_cmds]
+    defer_symbols = defer_symbols and (with_kd or report)
+    if defer_symbols:
+        # the connect's "0x… in ?? ()" (gdb prints the stop from its event observer, past
+        # to_string and logging) would look like a vmlinux without symbols: not printed
+        cmds = ["set architecture aarch64", f"exec-file {vml}",
+                *map(_quiet, gdb_source_commands(vmlinux)),
+                *map(_quiet, ("set suppress-cli-notifications on", f"target remote {target}",
+                              "set suppress-cli-notifications off"))]
+    else:
+        cmds = ["set architecture aarch64", _quiet(load[0]), f"exec-file {vml}",
+                *map(_quiet, gdb_source_commands(vmlinux)), *map(_quiet, load[1:]),
+                f"target remote {target}"]
+    cmds.append(_quiet("monitor threads all"))
     if with_kd or report:
         # kd learns the module directories too (for `kd mod -S` and friends), loads nothing
         dirs = "".join(f" --modules-dir {gdb_quote(str(m))}" for m in modules_dirs)
@@ -186,6 +201,9 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
             cmds.append(_quiet("python import gdbkd.postmortem.preload as _p; _p.wait(); del _p"))
         # no import probe: the `gdbkd core` command ran gdbpython.ensure() before gdb started
         cmds.append(boot_command(probe=False))
+        if defer_symbols:
+            cmds.append(_quiet(f"python import gdbkd.kernel.symbols as _s; _s.defer_load("
+                               f"{os.path.abspath(vmlinux)!r}, {off}, {load!r}); del _s"))
         # kd reads the dump in this gdb's own process (a cache lookup, not a round trip);
         # attached before `kd symbols`, whose kernel view then needs no probe of the target
         paths = " ".join(gdb_quote(os.path.abspath(p)) for p in d.paths)
@@ -278,9 +296,10 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         lsock.listen(1)
         try:
             want_kd = not batch or any(map(_is_kd, ex))
+            list_now = _when_to_list(batch, ex)
             lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,
-                                        modules_dirs=modules_dirs,
-                                        list_now=_when_to_list(batch, ex))
+                                        modules_dirs=modules_dirs, list_now=list_now,
+                                        defer_symbols=list_now is False and not report)
             for line in lines:
                 print(line, flush=True)
             if not _feed(fifo, _script(cmds, status, list(ex), end=batch), gdb):
