@@ -43,6 +43,8 @@ class _Seg:
 
 class ElfDump(PhysicalDump):
     format = "elf"
+    #: read_phys keeps no state (one pread per segment piece): threads may read at once
+    concurrent_reads = True
 
     def __init__(self, path):
         super().__init__(path)

@@ -131,9 +131,32 @@ def clip(regions, start=None, end=None) -> list:
     return out
 
 
+_memmem = None
+
+
+def _libc_memmem():
+    """glibc's ``memmem`` through ctypes (False where there is none). Inside gdb it finds
+    a kernel pointer in 1 GiB of a guest's RAM in ~0.15 s where ``bytes.find`` takes
+    ~0.46 s (gdb links Debian's libpython3.11.so, whose find is ~3x slower than the
+    static /usr/bin/python3.11's), and it lets go of the GIL while it runs, so the
+    read-ahead thread's reads overlap it."""
+    global _memmem
+    if _memmem is None:
+        try:
+            import ctypes
+            f = ctypes.CDLL(None).memmem
+            f.restype = ctypes.c_void_p
+            f.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+            _memmem = (f, ctypes)
+        except (ImportError, OSError, AttributeError):
+            _memmem = False
+    return _memmem
+
+
 class Matcher:
     """Where a byte pattern starts in a buffer, overlapping matches included:
-    ``bytes.find`` for an exact pattern, a look-ahead regex for a masked one."""
+    libc's ``memmem`` (else ``bytes.find``) for an exact pattern, a look-ahead regex
+    for a masked one."""
 
     def __init__(self, literal: bytes = None, regex: bytes = None, length: int = 0):
         self.literal = literal
@@ -142,7 +165,21 @@ class Matcher:
         self.probe = _probe(literal) if literal is not None else None
 
     def starts(self, buf):
-        if self.probe is not None:
+        mm = _libc_memmem() if self.literal and type(buf) is bytes else False
+        if mm:
+            memmem, ctypes = mm
+            lit, n, end = self.literal, len(self.literal), len(buf)
+            ref = ctypes.c_char_p(buf)              # the bytes' own storage, not a copy
+            base = ctypes.cast(ref, ctypes.c_void_p).value
+            off = 0
+            while off + n <= end:
+                p = memmem(base + off, end - off, lit, n)
+                if not p:
+                    break
+                i = p - base
+                yield i
+                off = i + 1
+        elif self.probe is not None:
             find, lit, n = buf.find, self.literal, len(self.literal)
             off, sub = self.probe
             i = find(sub, off)
@@ -293,20 +330,7 @@ def _read_runs(src, r, ps):
     """(address, length, [(base, bytes)...], pages skipped) for each run of region R: the
     run read whole, or page by page when some page of it cannot be read."""
     for a, n, pa in src.runs(r):
-        try:
-            yield a, n, [(a, src.read(r, a, n, pa))], 0
-            continue
-        except MemoryFault:
-            pass
-        blocks, skipped = [], 0
-        p = a
-        while p < a + n:
-            m = min(ps - (p % ps), a + n - p)
-            try:
-                blocks.append((p, src.read(r, p, m, None if pa is None else pa + (p - a))))
-            except MemoryFault:
-                skipped += 1
-            p += m
+        blocks, skipped = _read_run(src, r, ps, a, n, pa)
         yield a, n, blocks, skipped
 
 
@@ -362,6 +386,86 @@ def _ahead(items, depth=2):
         t.join()
 
 
+def _read_run(src, r, ps, a, n, pa):
+    """([(base, bytes)...], pages skipped) of one run: read whole, or page by page when
+    some page of it cannot be read."""
+    try:
+        return [(a, src.read(r, a, n, pa))], 0
+    except MemoryFault:
+        pass
+    blocks, skipped = [], 0
+    p = a
+    while p < a + n:
+        m = min(ps - (p % ps), a + n - p)
+        try:
+            blocks.append((p, src.read(r, p, m, None if pa is None else pa + (p - a))))
+        except MemoryFault:
+            skipped += 1
+        p += m
+    return blocks, skipped
+
+
+WORKERS = 2
+
+
+def _parallel(src, regions, pattern, align, ps):
+    """Yield (region, address, length, [hits], pages skipped) for every run of REGIONS in
+    order, each run read and matched by one of :data:`WORKERS` threads: a dump whose
+    reads keep no state (``concurrent_reads``: an ELF dump, one pread per piece) read
+    in this process, and memmem, both let go of the GIL, so two cores scan at once
+    (1 GiB inside gdb: ~0.12 s of wall time against 0.25 s for one reader thread and
+    the matching in the caller's). Only for patterns that cannot cross a run's end
+    (no overlap). The workers never call into gdb; Ctrl-C stays the main thread's."""
+    import signal
+    import threading
+    jobs = [(r, a, n, pa) for r in regions for a, n, pa in src.runs(r)]
+    results = [None] * len(jobs)
+    ready = threading.Condition()
+    state = {"next": 0, "stop": False}
+
+    def work():
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        except (AttributeError, ValueError, OSError):
+            pass
+        while True:
+            with ready:
+                j = state["next"]
+                if state["stop"] or j >= len(jobs):
+                    return
+                state["next"] = j + 1
+            r, a, n, pa = jobs[j]
+            try:
+                blocks, skipped = _read_run(src, r, ps, a, n, pa)
+                found = [base + i for base, data in blocks for i in pattern.starts(data)
+                         if (base + i) % align == 0]
+                res = (found, skipped)
+            except BaseException as e:        # handed to the caller, raised there
+                res = _Failed(e)
+            with ready:
+                results[j] = res
+                ready.notify_all()
+
+    threads = [threading.Thread(target=work, name=f"kd-search-{i}", daemon=True)
+               for i in range(min(WORKERS, len(jobs)))]
+    for t in threads:
+        t.start()
+    try:
+        for j, (r, a, n, _pa) in enumerate(jobs):
+            with ready:
+                while results[j] is None:
+                    ready.wait()
+                res, results[j] = results[j], True
+            if isinstance(res, _Failed):
+                raise res.exc
+            yield r, a, n, res[0], res[1]
+    finally:
+        with ready:
+            state["stop"] = True
+        for t in threads:
+            t.join()
+
+
 def search(k, pattern, regions, align=8, overlap=0, limit=10000, progress=None) -> dict:
     """{"hits": [address...], "skipped_pages": n, "scanned": bytes, "truncated": bool}.
 
@@ -377,6 +481,24 @@ def search(k, pattern, regions, align=8, overlap=0, limit=10000, progress=None) 
     skipped = 0
     total = sum(r.end - r.start for r in regions)
     done = passed = 0              # bytes read; bytes of the regions behind
+    if not overlap and getattr(src.phys, "concurrent_reads", False):
+        bases = {}                 # region -> bytes of the regions before it
+        for r in regions:
+            bases[id(r)] = passed
+            passed += r.end - r.start
+        runs = _parallel(src, regions, pattern, align, ps)
+        for r, a, n, found, sk in runs:
+            skipped += sk
+            for h in found:
+                hits.append(h)
+                if len(hits) >= limit:
+                    runs.close()
+                    return {"hits": hits, "skipped_pages": skipped, "scanned": done + n,
+                            "truncated": True}
+            done += n
+            if progress is not None:
+                progress(bases[id(r)] + (a + n - r.start), total)
+        return {"hits": hits, "skipped_pages": skipped, "scanned": done, "truncated": False}
     for r in regions:
         prev_end, tail = None, b""
         runs = _read_runs(src, r, ps)

@@ -78,8 +78,22 @@ def test_probe_choice():
     assert list(m.starts(buf)) == [13, 28]
 
 
+@pytest.fixture(params=["parallel", "one reader thread", "bytes.find"])
+def how(request, dump, monkeypatch):
+    """The three ways a scan runs: WORKERS threads reading and matching (an ELF dump's
+    reads keep no state), one read-ahead thread with the matching in the caller (any
+    other dump), and bytes.find where libc has no memmem."""
+    if request.param != "parallel":
+        monkeypatch.setattr(dump, "concurrent_reads", False, raising=False)
+    if request.param == "bytes.find":
+        monkeypatch.setattr(searchm, "_memmem", False)
+    else:
+        assert searchm._libc_memmem(), "glibc's memmem through ctypes"
+    return request.param
+
+
 @pytest.mark.parametrize("what", ["init_task", "init_task.tasks", "string"])
-def test_search_equals_page_by_page_scan(dump, kernel, what):
+def test_search_equals_page_by_page_scan(dump, kernel, what, how):
     k = kernel
     regions = _regions(k)
     assert any(r.kind == "vmalloc" for r in regions)
@@ -105,9 +119,9 @@ def test_search_equals_page_by_page_scan(dump, kernel, what):
 
 
 
-def test_limit_stops_the_reading_thread(dump, kernel):
+def test_limit_stops_the_reading_thread(dump, kernel, how):
     """A search that reaches its limit returns the first hits in address order and leaves
-    no reading thread behind (the dump is read one megabyte ahead in a worker)."""
+    no reading thread behind (the dump is read a megabyte at a time by workers)."""
     import threading
     regions = _regions(kernel)
     m = searchm.value_pattern(dump.sym("init_task"))
@@ -115,4 +129,16 @@ def test_limit_stops_the_reading_thread(dump, kernel):
     assert len(full["hits"]) > 3
     cut = searchm.search(kernel, m, regions, limit=3)
     assert cut["truncated"] and cut["hits"] == full["hits"][:3]
-    assert not any(t.name == "kd-search-reader" for t in threading.enumerate())
+    assert not any(t.name.startswith("kd-search") for t in threading.enumerate())
+
+
+def test_workers_see_every_run_once(dump, kernel):
+    """The parallel scan hands each run to one worker and gives the runs back in address
+    order, with the pages it could not read counted as the sequential scan counts them."""
+    regions = _regions(kernel)
+    src = searchm._Source(kernel, physical=False)
+    runs = list(searchm._parallel(src, regions, searchm.value_pattern(dump.sym("init_task")),
+                                  8, src.page))
+    want = [(a, n) for r in regions for a, n, _pa in src.runs(r)]
+    assert [(a, n) for _r, a, n, _h, _s in runs] == want
+    assert all(h == sorted(h) for *_x, h, _s in runs)
