@@ -6,11 +6,11 @@ that a later run would trust.
 """
 
 import contextlib
-import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+# hashlib, shutil and tempfile are imported where used: gdb's Python imports this
+# module (the offsets cache) on every `gdbkd core`, which needs none of them
 
 __all__ = ["cache_root", "atomic_write", "atomic_dir", "key_of", "progress"]
 
@@ -22,6 +22,7 @@ def cache_root() -> Path:
 
 
 def key_of(*parts) -> str:
+    import hashlib
     h = hashlib.sha256()
     for p in parts:
         h.update(str(p).encode())
@@ -32,6 +33,7 @@ def key_of(*parts) -> str:
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """Open a temp file beside ``path``; rename it over ``path`` on success."""
+    import tempfile
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -48,6 +50,8 @@ def atomic_write(path, mode="wb"):
 @contextlib.contextmanager
 def atomic_dir(path):
     """Yield a temp directory beside ``path``; rename it to ``path`` on success."""
+    import shutil
+    import tempfile
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

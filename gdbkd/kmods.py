@@ -24,10 +24,7 @@ with the ``struct module`` versions) is read by the model,
 gdbkd/model/modules.py.
 """
 
-import hashlib
 import os
-import subprocess
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +134,9 @@ def relocated_copy(ko: Path, sections: dict, live=None) -> Path:
     by content and addresses (written to a temp name and renamed). With LIVE
     ([(lo, hi)] of the memory the module owns now), a loaded section outside it, or
     one the kernel did not place, is parked (see the module docstring)."""
+    import hashlib
+    import subprocess
+    import tempfile
     ko = Path(ko)
     secs = _sections(ko)
     moves = {}

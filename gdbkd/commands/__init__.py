@@ -9,7 +9,7 @@ data instead. Errors are raised as :class:`KdError` and shown as one line.
 import argparse
 import importlib
 import json
-import pkgutil
+import os
 
 import gdb
 
@@ -106,12 +106,13 @@ alike. Every command takes --json."""
 
 def register_all():
     _KdPrefix()
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name.startswith("_"):
-            continue
+    # the package's .py files (not pkgutil: its import of typing is 3 ms of every start)
+    names = sorted(f[:-3] for d in __path__ for f in os.listdir(d)
+                   if f.endswith(".py") and not f.startswith("_"))
+    for name in names:
         try:
-            importlib.import_module(f"{__name__}.{mod.name}")
+            importlib.import_module(f"{__name__}.{name}")
         except Exception as e:  # one broken command must not take the others down
-            gdb.write(f"kd: command module {mod.name} failed to load: {e}\n")
+            gdb.write(f"kd: command module {name} failed to load: {e}\n")
     for cls in COMMANDS.values():
         cls()

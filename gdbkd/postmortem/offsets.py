@@ -19,7 +19,6 @@ Addresses are the vmlinux's link-time ones; add the KASLR offset at run time.
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 from ..cache import cache_root, atomic_write
@@ -164,6 +163,7 @@ def kernel_offsets(vmlinux, build_id=None) -> dict:
     symbols = _SYMBOLS + [s for s in model_symbols if s not in _SYMBOLS]
     script = (f"FIELDS = {_FIELDS!r}\nSIZES = {_SIZES!r}\nSYMBOLS = {symbols!r}\n"
               + path_prelude() + "\n" + _SCRIPT)
+    import subprocess            # here: gdb's Python reads the cache file, never runs this
     try:
         r = subprocess.run(["gdb-multiarch", "-batch", "-nx", *GDB_INIT, vmlinux,
                             "-ex", "python\n" + script + "\nend"],
