@@ -1,12 +1,10 @@
 """kd kmem: slab caches, slab objects, pages, and what an address is (crash's kmem)."""
 
-import gdb
 
 from . import KdError, command
 from ._mem import emit, address_arg, kernel
 from ._util import KernelCommand
 from ..kernel.symbolize import lookup
-from ..kernel.types import lookup_type
 from ..model import slab as slabm
 from ..model.addrinfo import address_info, page_info
 from ..model.memmap import memory_map
@@ -17,18 +15,16 @@ __all__ = ["Kmem"]
 
 
 def _page_flag_names() -> dict:
-    """{bit: name} of ``enum pageflags`` (aliases after the first name of a bit dropped)."""
-    try:
-        t = lookup_type("enum pageflags")
-    except gdb.error:
-        return {}
+    """{bit: name} of ``enum pageflags`` (aliases after the first name of a bit dropped;
+    recorded in the offsets cache, else from gdb's types)."""
+    values = kernel().enum("enum pageflags") or {}
     out = {}
     nr = None
-    for f in t.fields():
-        if f.name == "__NR_PAGEFLAGS":
-            nr = f.enumval
+    for name, val in values.items():
+        if name == "__NR_PAGEFLAGS":
+            nr = val
             continue
-        out.setdefault(f.enumval, f.name[3:] if f.name.startswith("PG_") else f.name)
+        out.setdefault(val, name[3:] if name.startswith("PG_") else name)
     return {b: n for b, n in out.items() if nr is None or b < nr}
 
 
@@ -67,7 +63,7 @@ Objects on a slab's freelist or on a CPU's per-CPU freelist are free; the freeli
 pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
 
     name = "kmem"
-    gdb_symbols = False      # the model's recorded layouts; gdb's only for enums and names
+    gdb_symbols = False      # the model's recorded layouts; gdb's only to name addresses
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
@@ -242,17 +238,20 @@ pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
 
 
 def _vmstat(sym, enum):
-    """{item name: value} of a global vm stat array (enum names from gdb's types)."""
+    """{item name: value} of a global vm stat array (enum names recorded in the offsets
+    cache, else from gdb's types)."""
+    items = kernel().enum(f"enum {enum}")
+    if not items:
+        return {}
     try:
-        t = lookup_type(f"enum {enum}")
-        raw = kernel().reader.read(kernel().need_sym(sym), 8 * len(t.fields()))
-    except (gdb.error, MemoryFault):
+        raw = kernel().reader.read(kernel().need_sym(sym), 8 * len(items))
+    except MemoryFault:
         return {}
     out = {}
-    for f in t.fields():
-        if f.enumval * 8 + 8 <= len(raw) and not f.name.startswith("NR_VM_"):
-            out.setdefault(f.name, max(0, int.from_bytes(raw[f.enumval * 8:f.enumval * 8 + 8],
-                                                          "little", signed=True)))
+    for name, val in items.items():
+        if val * 8 + 8 <= len(raw) and not name.startswith("NR_VM_"):
+            out.setdefault(name, max(0, int.from_bytes(raw[val * 8:val * 8 + 8],
+                                                        "little", signed=True)))
     return out
 
 

@@ -67,6 +67,14 @@ class GdbTypes(TypeSource):
             return None
 
 
+    def enum(self, name):
+        from .types import lookup_type
+        try:
+            return {f.name: f.enumval for f in lookup_type(name).fields()}
+        except gdb.error:
+            return None
+
+
 class RecordedThenGdb(TypeSource):
     """The per-vmlinux offsets cache for the members the model reads (LAYOUTS, SIZES:
     no gdb type lookup, which costs 0.1–0.7 s the first time: gdb sorts its index and
@@ -87,6 +95,11 @@ class RecordedThenGdb(TypeSource):
         if name in self.recorded.layouts:
             return self.recorded.layouts[name].get("size")
         return self.fallback.sizeof(name)
+
+    def enum(self, name):
+        if name in self.recorded.enums:
+            return self.recorded.enums[name]
+        return self.fallback.enum(name)
 
 
 def _symbol(name):
@@ -181,7 +194,8 @@ def use_layouts(path):
     import json
     from ..model.layout import RecordedTypes
     data = json.loads(open(path).read())
-    _recorded = RecordedTypes(data.get("layouts", {}), data.get("model_sizes", {}))
+    _recorded = RecordedTypes(data.get("layouts", {}), data.get("model_sizes", {}),
+                              data.get("enums", {}))
     _recorded_syms = {k: v for k, v in data.get("symbols", {}).items() if v is not None}
     _rebuild()
 

@@ -62,6 +62,10 @@ class Kernel:
     def sizeof(self, name: str):
         return self.types.sizeof(name)
 
+    def enum(self, name: str):
+        """``{enumerator: value}`` of ``enum NAME`` (declaration order), or None."""
+        return self.types.enum(name)
+
     def forget_types(self):
         """Symbol files changed: layouts may differ."""
         self._layouts.clear()

@@ -19,7 +19,7 @@ where the model uses them (tasks.py, modules.py, percpu.py).
 import struct
 
 __all__ = ["Member", "StructLayout", "TypeSource", "RecordedTypes", "LAYOUTS", "SIZES",
-           "SYMBOLS"]
+           "SYMBOLS", "ENUMS"]
 
 # members the model reads, per struct (dotted paths; anonymous unions looked through)
 LAYOUTS = {
@@ -72,6 +72,9 @@ LAYOUTS = {
     # exception frames (gdbkd/kernel/stack.py read_pt_regs; regs[31]/sp/pc/pstate lead it)
     "struct pt_regs": ["stackframe", "orig_x0", "syscallno"],
 }
+# enums whose names kd prints ({name: value} in declaration order): page flags (kd kmem ADDR,
+# -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12
+ENUMS = ["enum pageflags", "enum zone_stat_item", "enum node_stat_item"]
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
@@ -118,14 +121,23 @@ class TypeSource:
     def sizeof(self, name: str):
         raise NotImplementedError
 
+    def enum(self, name: str):
+        """``{enumerator: value}`` of ``enum NAME`` in declaration order, or None."""
+        return None
+
 
 class RecordedTypes(TypeSource):
     """Layouts recorded as ``{"struct T": {"size": n, "members": {path: [off, size, kind]}}}``
-    plus ``{"sizes": {name: n}}`` (the offsets cache's "layouts" entry)."""
+    plus ``{"sizes": {name: n}}`` (the offsets cache's "layouts" entry) and the
+    :data:`ENUMS` as ``{"enum E": {name: value} or None}``."""
 
-    def __init__(self, layouts: dict, sizes: dict = None):
+    def __init__(self, layouts: dict, sizes: dict = None, enums: dict = None):
         self.layouts = layouts or {}
         self.sizes = dict(sizes or {})
+        self.enums = dict(enums or {})
+
+    def enum(self, name):
+        return self.enums.get(name)
 
     def member(self, typename, path):
         m = self.layouts.get(typename, {}).get("members", {}).get(path)

@@ -35,8 +35,8 @@ def _version():
     """OFFSETS_VERSION plus a digest of what is recorded: a change to the model's
     LAYOUTS (gdbkd/model/layout.py) makes every cached file stale by itself."""
     import hashlib
-    from ..model.layout import LAYOUTS, SIZES, SYMBOLS
-    h = hashlib.sha256(repr((_FIELDS, _SIZES, _SYMBOLS, LAYOUTS, SIZES, SYMBOLS)).encode())
+    from ..model.layout import LAYOUTS, SIZES, SYMBOLS, ENUMS
+    h = hashlib.sha256(repr((_FIELDS, _SIZES, _SYMBOLS, LAYOUTS, SIZES, SYMBOLS, ENUMS)).encode())
     return f"{OFFSETS_VERSION}-{h.hexdigest()[:12]}"
 
 _FIELDS = {
@@ -107,7 +107,7 @@ for s in SYMBOLS:
 
 # the model's layouts (gdbkd/model/layout.py), through the same gdb type walk kd uses
 from gdbkd.kernel.memory import GdbTypes
-from gdbkd.model.layout import LAYOUTS, SIZES
+from gdbkd.model.layout import LAYOUTS, SIZES, ENUMS
 _gt = GdbTypes()
 out["layouts"] = {}
 for t, paths in LAYOUTS.items():
@@ -118,6 +118,7 @@ for t, paths in LAYOUTS.items():
             mem[p] = list(m)
     out["layouts"][t] = {"size": _gt.sizeof(t), "members": mem}
 out["model_sizes"] = {n: _gt.sizeof(n) for n in SIZES}
+out["enums"] = {e: _gt.enum(e) for e in ENUMS}
 print("GDBKD-OFFSETS " + json.dumps(out))
 """
 

@@ -5,9 +5,9 @@ prints what it prints when they are loaded from the start.
 The real 6.1 test dump (1 GiB, KASLR). The same kd commands run twice: once with
 only kd -ex commands (symbols put off), once with a gdb command among them (gdbkd
 core then loads the symbols before anything runs); their JSON must be equal. The
-deferred run shows, through ``kd reader --json``, that `kd kmem -s` and `kd ps`
-left the symbols unloaded and that a command needing gdb's types (`kd kmem` of a
-page, its flags named by ``enum pageflags``) loaded them.
+deferred run shows, through ``kd reader --json``, that `kd kmem` (-s, ADDR, -p, -i) and `kd ps`
+left the symbols unloaded and that a command needing gdb's symbols (`kd search` naming
+its hits in the kernel image) loaded them.
 """
 
 import json
@@ -36,10 +36,9 @@ def test_symbols_load_when_needed_and_change_nothing():
     from gdbkd.postmortem import open_dump
     with open_dump(str(TD.elf), TD.vmlinux) as d:
         value = f"{d.sym('init_task'):x}"         # a number: naming it is gdb's job
-    cmds = ["kd kmem -s --json", "kd ps --json", "kd reader --json",
-            f"kd kmem {task_cache['cache_addr']} --json", "kd reader --json",
-            f"kd kmem -p {kc['cache_addr']} --json",
-            f"kd search {value} --json", "kd bt --json"]
+    cmds = ["kd kmem -s --json", "kd ps --json", f"kd kmem {task_cache['cache_addr']} --json",
+            f"kd kmem -p {kc['cache_addr']} --json", "kd kmem -i --json", "kd reader --json",
+            f"kd search {value} --json", "kd reader --json", "kd bt --json"]
     args = ["core", str(TD.elf), TD.vmlinux, "-s", "--batch"]
     for c in cmds:
         args += ["-ex", c]
@@ -49,17 +48,19 @@ def test_symbols_load_when_needed_and_change_nothing():
     lj, ej = _json_lines(lazy.stdout), _json_lines(eager.stdout)
     assert len(lj) == len(ej) == len(cmds), (lazy.stdout[-3000:], lazy.stderr[-2000:])
     readers = [i for i, c in enumerate(cmds) if c.startswith("kd reader")]
-    # kmem -s and ps read only the model: still deferred
+    # kmem -s, ps, kmem ADDR, -p and -i read only the model (page flags and vm stat items
+    # are enums of the offsets cache): still deferred
     assert lj[readers[0]]["gdb_symbols"] == "deferred", lj[readers[0]]
-    # kmem ADDR names the slab page's flags from gdb's enum pageflags: loaded
+    # search names its hits in the kernel image with gdb's symbols: loaded
     assert lj[readers[1]]["gdb_symbols"] == "loaded", lj[readers[1]]
     assert all(ej[i]["gdb_symbols"] == "loaded" for i in readers)
     for i, c in enumerate(cmds):
         if i in readers:
             continue
         assert lj[i] == ej[i], c
-    # the output is about something: the slab object, the page's flags, search hits, frames
-    assert lj[3]["cache"] == "kmem_cache" and lj[3]["allocated"] is True, lj[3]
-    assert lj[5]["page"]["slab"] and "slab" in lj[5]["page"]["flag_names"], lj[5]
+    # the output is about something: the slab object, the page's flags, memory, hits, frames
+    assert lj[2]["cache"] == "kmem_cache" and lj[2]["allocated"] is True, lj[2]
+    assert lj[3]["page"]["slab"] and "slab" in lj[3]["page"]["flag_names"], lj[3]
+    assert lj[4], lj[4]
     assert len(lj[6]["hits"]) > 3 and any("symbol" in h for h in lj[6]["hits"])
-    assert lj[7][0]["frames"][0]["function"], lj[7]
+    assert lj[8][0]["frames"][0]["function"], lj[8]
