@@ -23,9 +23,18 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv >&2
 fi
 stamp=.venv/.gdbkd-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ install.sh -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >&2
-  .venv/bin/pip install -q -e '.[test,formats]' >&2
+  # editable as a plain path entry (.pth), not setuptools' import finder: the finder's
+  # imports are ~10 ms of every gdbkd process, before gdbkd core can even start gdb.
+  # setuptools calls that mode transitional (its warning is not shown): where it is gone,
+  # the default editable install
+  log=$(mktemp)
+  if ! .venv/bin/pip install -q -e '.[test,formats]' --config-settings editable_mode=compat \
+      >"$log" 2>&1; then
+    .venv/bin/pip install -q -e '.[test,formats]' >&2
+  fi
+  rm -f "$log"
   touch "$stamp"
 fi
 # kd.py (sourced in a plain gdb) finds the venv through this file

@@ -1,8 +1,5 @@
 """kd deadlock: the wait-for graph of blocked tasks, deadlock cycles, victims."""
 
-import shutil
-import subprocess
-
 from . import KdCommand, KdError, command
 from ..analysis import waitgraph
 from ..kernel import locks
@@ -36,6 +33,8 @@ not blocked on a lock are "blocked behind". --dot writes Graphviz DOT,
             with open(args.dot, "w") as f:
                 f.write(dot)
         if args.render:
+            import shutil               # here: every kd start would import them otherwise
+            import subprocess
             if not shutil.which("dot"):
                 raise KdError("graphviz `dot` not found (apt-get install graphviz)")
             fmt = args.render.rsplit(".", 1)[-1].lower()

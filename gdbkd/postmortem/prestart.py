@@ -13,7 +13,6 @@ killed (it has printed nothing) and its directory removed.
 
 import atexit
 import os
-import shutil
 import subprocess
 import tempfile
 
@@ -47,6 +46,7 @@ def spawn(batch):
                                stdin=subprocess.DEVNULL if batch else None,
                                preexec_fn=die_with_parent)
     except BaseException:
+        import shutil
         shutil.rmtree(d, ignore_errors=True)
         raise
     return gdb, d
@@ -70,6 +70,7 @@ def _kill(gdb, d):
     if gdb.poll() is None:
         gdb.kill()
         gdb.wait()
+    import shutil
     shutil.rmtree(d, ignore_errors=True)
 
 
