@@ -14,7 +14,7 @@ import struct
 
 from .errors import GdbkdError
 
-__all__ = ["SymbolTable", "symbol_values", "file_bytes_at", "sections", "build_id", "ElfFormatError"]
+__all__ = ["SymbolTable", "AddressIndex", "symbol_values", "file_bytes_at", "sections", "build_id", "ElfFormatError"]
 
 _SYM = struct.Struct("<IBBHQQ")      # Elf64_Sym: st_name st_info st_other st_shndx st_value st_size
 #: Elf64_Shdr: sh_name sh_type sh_flags sh_addr sh_offset sh_size sh_link sh_info sh_addralign sh_entsize
@@ -118,6 +118,9 @@ class SymbolTable:
             raise GdbkdError(f"cannot read symbols of {path}: {e.strerror or e}")
         except ElfFormatError as e:
             raise GdbkdError(f"cannot read symbols of {path}: {e}") from None
+        self._build_id = None
+        self._secs = [(s.name, s.addr, s.size, s.flags) for s in secs]
+        self._by_addr = None         # AddressIndex, built (or read from the cache) on first use
         symtab = next((s for s in secs if s.name == ".symtab"), None)
         self._where = None
         if symtab is not None and symtab.link < len(secs):
@@ -211,6 +214,58 @@ class SymbolTable:
             self._index = idx
         return self._index
 
+    def containing(self, addr: int):
+        """``(name, offset, section)`` of the symbol holding the link-time address ADDR,
+        when this table alone settles what gdb's ``info symbol ADDR`` names it, else None
+        (the caller asks gdb). Settled means: the last symbol at or below ADDR that gdb
+        keeps as a minimal symbol (defined, not absolute, a function, object or plain
+        label, not a ``$x``/``$d`` mapping symbol) is the only one at its address, has a
+        size that covers ADDR, and ADDR lies in exactly one allocated section. gdb then
+        names that symbol whatever else the table holds (gdb/minsyms.c,
+        lookup_minimal_symbol_by_pc_section: a sized symbol covering the pc, with no other
+        symbol between it and the pc, is the answer). tests/unit/test_elfsyms.py checks
+        this against gdb's own ``info symbol`` on a Debian vmlinux."""
+        if not self.syms:
+            return None
+        idx = self._address_index()
+        secs = [s for s in self._secs if s[3] & SHF_ALLOC and s[1] <= addr < s[1] + s[2]]
+        if len(secs) != 1:
+            return None
+        syms, strtab = self.syms, self.strtab
+        j = idx.last_at_or_below(addr)
+        found = None
+        while j >= 0:
+            a, k = idx.at(j)
+            if found is not None and a != found[0]:
+                break
+            name_off, info, _other, shndx, value, size = _SYM.unpack_from(syms, k * _SYM.size)
+            if self._kept(info, shndx, strtab, name_off):
+                if found is not None:
+                    return None                        # another symbol at the same address
+                found = (a, k, name_off, shndx, size)
+            j -= 1
+        if found is None:
+            return None
+        a, k, name_off, shndx, size = found
+        if not size or addr >= a + size or shndx >= len(self._secs) or \
+                self._secs[shndx][0] != secs[0][0]:
+            return None
+        end = strtab.find(b"\0", name_off)
+        name = strtab[name_off:end].decode("utf-8", "replace")
+        return name, addr - a, secs[0][0]
+
+    @staticmethod
+    def _kept(info, shndx, strtab, name_off) -> bool:
+        """Whether gdb makes this symbol a minimal symbol a section lookup can return."""
+        if shndx == 0 or shndx >= 0xFF00 or (info & 0xF) not in (0, 1, 2):
+            return False                   # undefined, absolute/common, section or file
+        return strtab[name_off:name_off + 1] not in (b"", b"\0", b"$")
+
+    def _address_index(self):
+        if self._by_addr is None:
+            self._by_addr = AddressIndex.of(self)
+        return self._by_addr
+
     def value(self, name, unique=False):
         """The first definition's value (None if none; with UNIQUE, also None when
         several symbols share the name, e.g. two files' static variables)."""
@@ -218,6 +273,66 @@ class SymbolTable:
         if not vals or (unique and len(set(vals)) > 1):
             return None
         return vals[0]
+
+
+class AddressIndex:
+    """Every symbol of a :class:`SymbolTable` sorted by address: the addresses, and the
+    symbol index of each. Sorting 155,000 symbols takes ~50 ms inside gdb, so both arrays
+    are kept in the artifact cache under the file's build-id (written to a temp name and
+    renamed) and read back in ~1 ms."""
+
+    _MAGIC = b"GDBKD-SYMIDX-1\0\0"
+
+    def __init__(self, addrs, order):
+        self.addrs, self.order = addrs, order
+
+    @classmethod
+    def of(cls, table):
+        from array import array
+        n = len(table.syms) // _SYM.size
+        path = cls._cache_path(table, n)
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+                if data[:16] == cls._MAGIC and len(data) == 16 + 12 * n:
+                    addrs, order = array("Q"), array("I")
+                    addrs.frombytes(data[16:16 + 8 * n])
+                    order.frombytes(data[16 + 8 * n:])
+                    return cls(addrs, order)
+            except OSError:
+                pass
+        vals = memoryview(table.syms)[: n * _SYM.size].cast("Q")[1::3].tolist()
+        order = array("I", sorted(range(n), key=vals.__getitem__))
+        addrs = array("Q", [vals[i] for i in order])
+        if path is not None:
+            try:
+                from .cache import atomic_write
+                with atomic_write(path) as f:
+                    f.write(cls._MAGIC + addrs.tobytes() + order.tobytes())
+            except OSError:
+                pass                      # a read-only cache: the next session sorts again
+        return cls(addrs, order)
+
+    @staticmethod
+    def _cache_path(table, n):
+        try:
+            with open(table.path, "rb") as f:
+                bid = build_id(f, table.path)
+        except (OSError, ElfFormatError):
+            return None
+        if not bid:
+            return None
+        from .cache import cache_root
+        return cache_root() / "symidx" / f"{bid}-{n}.bin"
+
+    def last_at_or_below(self, addr) -> int:
+        import bisect
+        return bisect.bisect_right(self.addrs, addr) - 1
+
+    def at(self, j):
+        """(address, symbol index) of the J-th symbol by address."""
+        return self.addrs[j], self.order[j]
 
 
 def symbol_values(path, names) -> dict:

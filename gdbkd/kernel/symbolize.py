@@ -3,7 +3,11 @@
 gdb knows every ELF symbol (``info symbol``, which also covers assembler
 routines without DWARF such as the exception vectors) and the DWARF blocks
 (``gdb.block_for_pc``: functions inlined at that pc) and lines
-(``gdb.find_pc_line``).
+(``gdb.find_pc_line``). A kernel-image address asked for without its line is first
+looked up in the vmlinux's own symbol table, which answers where it settles what
+``info symbol`` would say (gdbkd/elfsyms.py ``SymbolTable.containing``: a sized
+symbol covering the address, alone at its address, nothing between): kd search and
+kmem name their hits that way without gdb's symbols.
 
 Module addresses are named from the module's own kallsyms in memory
 (gdbkd/model/kallsyms.py), the table the kernel itself prints oopses with; an
@@ -107,6 +111,27 @@ def is_text(addr: int) -> bool:
         if lo <= addr < hi:
             return True
     return False
+
+
+_NONE = ("", 0, None)
+
+
+def _image_symbol(addr):
+    """(name, offset, section) of a kernel-image address from the vmlinux's own symbol
+    table, when that settles what gdb's ``info symbol`` says (gdbkd/elfsyms.py
+    ``SymbolTable.containing``), else None: no gdb symbol lookup, and no need for gdb
+    to have loaded the vmlinux (``gdbkd core`` may put that off). :data:`_NONE` for an
+    address outside the image while gdb has not loaded any symbols: then the vmlinux
+    cannot name it and no module's symbol file may (lookup() drops those anyway)."""
+    from .symbols import symbol_table, current_offset, deferred
+    from ..errors import GdbkdError
+    lo, hi = vmlinux_symbol_address("_text"), vmlinux_symbol_address("_end")
+    if lo is None or hi is None or not lo <= addr < hi:
+        return _NONE if deferred() and lo is not None and hi is not None else None
+    try:
+        return symbol_table().containing((addr - current_offset()) & 0xFFFFFFFFFFFFFFFF)
+    except (gdb.error, GdbkdError, OSError):
+        return None
 
 
 def _info_symbol(addr):
@@ -230,6 +255,12 @@ def lookup(addr: int, want_line=True) -> Sym:
     if s is not None:
         return s
     s = Sym(addr)
+    hit = None if want_line else _image_symbol(addr)
+    if hit is not None:
+        if hit is not _NONE:
+            s.name, s.offset, s.section = hit
+        _cache[key] = s
+        return s
     m = _info_symbol(addr)
     if m and "/gdbkd-ko-" in (m.group(4) or ""):
         m = None            # a module symbol file, but no module owns this memory now
