@@ -50,8 +50,11 @@ class KdCommand(gdb.Command):
     #: ``lookup_type`` (which load them on first use)
     gdb_symbols = True
 
-    def __init__(self):
-        super().__init__("kd " + self.name, gdb.COMMAND_USER, self.completer)
+    def __init__(self, register=True):
+        """REGISTER: make it a gdb command (False: a :class:`_Deferred` stand-in is
+        registered under its name already and hands it its invocations)."""
+        if register:
+            super().__init__("kd " + self.name, gdb.COMMAND_USER, self.completer)
         self.parser = _Parser(prog="kd " + self.name, description=(self.__doc__ or "").strip(),
                               add_help=False)
         self.parser.add_argument("--json", action="store_true", help="print JSON")
@@ -104,15 +107,79 @@ alike. Every command takes --json."""
         super().__init__("kd", gdb.COMMAND_USER, gdb.COMPLETE_COMMAND, True)
 
 
+def _module_names():
+    """The command modules: the package's .py files (not pkgutil: its import of typing
+    is 3 ms of every start)."""
+    return sorted(f[:-3] for d in __path__ for f in os.listdir(d)
+                  if f.endswith(".py") and not f.startswith("_"))
+
+
+def _index_path(names):
+    """Where the index of these command modules' commands is cached: keyed by the
+    modules' own bytes (gdbkd/cache.py, written to a temp name and renamed)."""
+    import hashlib
+    from ..cache import cache_root
+    h = hashlib.sha256()
+    for n in names:
+        with open(os.path.join(__path__[0], n + ".py"), "rb") as f:
+            h.update(n.encode() + b"\0" + f.read() + b"\0")
+    return cache_root() / "kd-commands" / f"{h.hexdigest()[:16]}.json"
+
+
+class _Deferred(gdb.Command):
+    """A kd command registered from the index without importing its module: the first
+    invocation imports it and hands every invocation to the real command (made without
+    registering it again). Its help is the real command's docstring, from the index."""
+
+    def __init__(self, name, module, doc):
+        self.__doc__ = doc
+        super().__init__("kd " + name, gdb.COMMAND_USER, KdCommand.completer)
+        self._name, self._module, self._real = name, module, None
+
+    def invoke(self, arg, from_tty):
+        if self._real is None:
+            try:
+                importlib.import_module(self._module)
+                cls = COMMANDS[self._name]
+            except Exception as e:
+                raise gdb.GdbError(f"kd {self._name}: its command module failed to load: {e}")
+            self._real = cls(register=False)
+        return self._real.invoke(arg, from_tty)
+
+
 def register_all():
+    """Register every kd command. Importing all 35 command modules and what they use
+    was ~24 ms of every kd start (gdbkd core's included); with the cached index of their
+    names, modules and docstrings (written by one start that imported them all) each
+    module is imported when its first command runs."""
     _KdPrefix()
-    # the package's .py files (not pkgutil: its import of typing is 3 ms of every start)
-    names = sorted(f[:-3] for d in __path__ for f in os.listdir(d)
-                   if f.endswith(".py") and not f.startswith("_"))
+    names = _module_names()
+    try:
+        index_path = _index_path(names)
+    except OSError:
+        index_path = None
+    try:
+        index = json.loads(index_path.read_text()) if index_path is not None else None
+    except (OSError, ValueError):
+        index = None
+    if isinstance(index, list):
+        for name, module, doc in index:
+            _Deferred(name, module, doc)
+        return
+    failed = False
     for name in names:
         try:
             importlib.import_module(f"{__name__}.{name}")
         except Exception as e:  # one broken command must not take the others down
             gdb.write(f"kd: command module {name} failed to load: {e}\n")
+            failed = True
     for cls in COMMANDS.values():
         cls()
+    if index_path is not None and not failed:
+        from ..cache import atomic_write
+        rows = [[c.name, c.__module__, c.__doc__] for c in COMMANDS.values()]
+        try:
+            with atomic_write(index_path, "w") as f:
+                json.dump(rows, f)
+        except OSError:
+            pass                    # a read-only cache: the next start imports them all again
