@@ -14,6 +14,7 @@ import os
 import gdb
 
 from ..model.reader import MemoryFault
+from ..postmortem import SYMBOL_FREE_COMMANDS
 
 __all__ = ["KdCommand", "KdError", "command", "register_all", "COMMANDS"]
 
@@ -44,11 +45,6 @@ class KdCommand(gdb.Command):
     completer = gdb.COMPLETE_SYMBOL
     #: run with a thread selected whose CPU maps kernel memory (live KPTI: see kernel.access)
     needs_kernel_view = True
-    #: needs gdb's own symbols, types, blocks or lines (loaded first when ``gdbkd core``
-    #: put them off: kernel/symbols.py ``defer_load``). False only for commands whose
-    #: every gdb symbol or type use goes through kernel/types.py ``gdb_symbols`` /
-    #: ``lookup_type`` (which load them on first use)
-    gdb_symbols = True
 
     def __init__(self, register=True):
         """REGISTER: make it a gdb command (False: a :class:`_Deferred` stand-in is
@@ -70,7 +66,9 @@ class KdCommand(gdb.Command):
         return json.dumps(data, indent=1)
 
     def invoke(self, arg, from_tty):
-        if self.gdb_symbols:
+        if self.name not in SYMBOL_FREE_COMMANDS:
+            # gdb's own symbols, types, blocks or lines, loaded first when gdbkd core put
+            # them off (kernel/symbols.py defer_load)
             from ..kernel.types import gdb_symbols
             gdb_symbols()
         if not self.needs_kernel_view:

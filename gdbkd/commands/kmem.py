@@ -63,7 +63,6 @@ Objects on a slab's freelist or on a CPU's per-CPU freelist are free; the freeli
 pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
 
     name = "kmem"
-    gdb_symbols = False      # the model's recorded layouts; gdb's only to name addresses
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()

@@ -27,7 +27,6 @@ ZO zombie, DE dead, PA parked, WA waking, NE new.
 VSZ and RSS are in KiB; %MEM is RSS against total RAM."""
 
     name = "ps"
-    gdb_symbols = False      # the model's recorded layouts
 
     def add_arguments(self, p):
         p.add_argument("-S", dest="summary", action="store_true")

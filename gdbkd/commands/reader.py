@@ -24,7 +24,6 @@ Examples:
   kd reader --gdb                           (read through gdb's target again)"""
 
     name = "reader"
-    gdb_symbols = False
     needs_kernel_view = False
 
     def add_arguments(self, p):

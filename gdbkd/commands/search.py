@@ -36,7 +36,6 @@ With -u, a task's user memory: the pages present in its VMAs. Values are 64-bit 
 (cache + offset, allocated or free), task stack, vmalloc area."""
 
     name = "search"
-    gdb_symbols = False      # the model's recorded layouts; gdb's only to name hits
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()

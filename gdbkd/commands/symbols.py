@@ -18,7 +18,6 @@ symbols of modules inserted later (breakpoint on do_init_module, live only)."""
 
     name = "symbols"
     needs_kernel_view = False     # symbols may still be at the wrong address here
-    gdb_symbols = False           # relocating put-off symbols only moves their offset
 
     def add_arguments(self, p):
         p.add_argument("--offset", type=lambda s: int(s, 0))
@@ -29,6 +28,7 @@ symbols of modules inserted later (breakpoint on do_init_module, live only)."""
         p.add_argument("--quiet", action="store_true", help="print nothing (errors still show)")
 
     def run(self, args):
+        # relocating put-off symbols only moves their offset; the rest needs them
         if not (args.no_check and args.no_modules) or args.watch:
             symbols.load_deferred()
         for d in args.modules_dir:

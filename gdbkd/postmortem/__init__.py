@@ -7,7 +7,15 @@ imported on first use: the dump readers pull in pyelftools (~15 ms), which
 ``gdbkd core`` wants to spend while gdb starts, not before.
 """
 
-__all__ = ["open_dump", "Dump", "Task", "Thread", "IDLE_TID_BASE"]
+__all__ = ["open_dump", "Dump", "Task", "Thread", "IDLE_TID_BASE", "SYMBOL_FREE_COMMANDS"]
+
+#: kd commands that run without gdb's symbols (kd's model reads through the dump with the
+#: offsets cache's layouts; every use of gdb's symbols, types or lines on their paths goes
+#: through gdbkd/kernel/types.py ``gdb_symbols`` / ``lookup_type``, which load them then).
+#: ``gdbkd core --batch`` whose first -ex is one of them puts off loading the vmlinux into
+#: gdb (postmortem/session.py); every other kd command loads it before it runs
+#: (commands/__init__.py ``KdCommand.invoke``).
+SYMBOL_FREE_COMMANDS = frozenset({"kmem", "search", "ps", "reader", "symbols"})
 
 
 def __getattr__(name):

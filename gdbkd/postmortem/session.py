@@ -227,6 +227,15 @@ def _is_kd(cmd) -> bool:
     return cmd.split()[:1] == ["kd"]
 
 
+def _symbol_free_start(ex) -> bool:
+    """Whether the first -ex command runs without gdb's symbols (SYMBOL_FREE_COMMANDS):
+    then gdb loads them only if a later command needs them. A first command that needs
+    them gets them loaded at start, while a thread of gdb's Python walks the task list."""
+    from . import SYMBOL_FREE_COMMANDS
+    words = ex[0].split() if ex else []
+    return len(words) > 1 and words[0] == "kd" and words[1] in SYMBOL_FREE_COMMANDS
+
+
 def _when_to_list(batch, ex):
     """When gdb fetches every task as a thread (StubServer._listed): not at all when only kd
     commands run under --batch (they ask for threads when they select one), right after
@@ -299,7 +308,8 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
             list_now = _when_to_list(batch, ex)
             lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,
                                         modules_dirs=modules_dirs, list_now=list_now,
-                                        defer_symbols=list_now is False and not report)
+                                        defer_symbols=list_now is False and not report
+                                        and _symbol_free_start(ex))
             for line in lines:
                 print(line, flush=True)
             if not _feed(fifo, _script(cmds, status, list(ex), end=batch), gdb):

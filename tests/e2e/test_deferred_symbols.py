@@ -66,3 +66,14 @@ def test_symbols_load_when_needed_and_change_nothing():
     assert lj[4], lj[4]
     assert len(lj[6]["hits"]) > 3 and any("symbol" in h for h in lj[6]["hits"])
     assert lj[8][0]["frames"][0]["function"], lj[8]
+
+
+def test_which_starts_put_the_symbols_off():
+    """Only a batch of kd commands starting with a symbol-free one puts gdb's symbols off
+    (a first `kd bt` needs them: loaded at start, while gdb's Python walks the tasks)."""
+    from gdbkd.postmortem import session
+    assert session._symbol_free_start(["kd kmem -s", "kd bt"])
+    assert session._symbol_free_start(["kd search -k 0x1234"])
+    assert not session._symbol_free_start(["kd bt", "kd kmem -s"])
+    assert not session._symbol_free_start(["kd"]) and not session._symbol_free_start([])
+    assert not session._symbol_free_start(["kmem -s"])
