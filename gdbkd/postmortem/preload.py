@@ -55,7 +55,7 @@ class _Recorded:
         return (link + self.offset) & 0xFFFFFFFFFFFFFFFF
 
 
-def _run(paths, layouts, offset, out):
+def _run(paths, layouts, offset, walk, out):
     import signal
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})   # Ctrl-C is gdb's
@@ -78,18 +78,20 @@ def _run(paths, layouts, offset, out):
         reader = DumpReader(d, PacStripper.for_dump(d))
         k = Kernel(reader, rec, rec.symbol)
         out["reader"] = reader
-        task_list(k)
+        if walk:
+            task_list(k)
         if not rec.missed:
             out["kernel"] = k
     except Exception:               # kd opens the dump itself and says what is wrong
         pass
 
 
-def start(paths, layouts, offset):
-    """Open PATHS and walk its task list in a daemon thread (see the module docstring)."""
+def start(paths, layouts, offset, walk=True):
+    """Open PATHS and (WALK) walk its task list in a daemon thread (see the module
+    docstring)."""
     global _job
     out = {}
-    t = threading.Thread(target=_run, args=(list(paths), layouts, offset, out),
+    t = threading.Thread(target=_run, args=(list(paths), layouts, offset, walk, out),
                          name="gdbkd-preload", daemon=True)
     t.start()
     _job = (list(paths), t, out)

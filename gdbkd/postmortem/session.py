@@ -148,7 +148,7 @@ def _module_symbols(d, modules_dirs, say):
 
 
 def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs=(),
-                  list_now=True, defer_symbols=False):
+                  list_now=True, defer_symbols=False, walk_tasks=True):
     """(lines to print, gdb commands) that open the dump D (an open
     gdbkd.postmortem Dump) served at TARGET, with the vmlinux at its KASLR offset.
 
@@ -161,7 +161,10 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
 
     DEFER_SYMBOLS (with kd): gdb loads the vmlinux's and the modules' symbols only
     when a kd command needs gdb's symbols (gdbkd/kernel/symbols.py ``defer_load``);
-    the connect is then quiet (gdb could only name the crashed task's pc ``??``)."""
+    the connect is then quiet (gdb could only name the crashed task's pc ``??``).
+    WALK_TASKS: the preload thread walks the task list too (it only opens the dump
+    otherwise: with the symbols put off its walk is hidden behind nothing but the
+    connect, and `kd kmem -s` of a 10,000-task dump would wait for it)."""
     off = d.kaslr_offset or 0
     release = d.osrelease
     # the kernel's own modules (unpacked by gdbkd fetch) come with their symbols
@@ -197,7 +200,8 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
             # once it is done (no imports in two threads at once)
             apaths = [os.path.abspath(p) for p in d.paths]
             cmds.insert(0, _quiet(f"python {path_prelude()}; import gdbkd.postmortem.preload as _p; "
-                                  f"_p.start({apaths!r}, {os.path.abspath(lay_path)!r}, {off}); del _p"))
+                                  f"_p.start({apaths!r}, {os.path.abspath(lay_path)!r}, {off}, "
+                                  f"{bool(walk_tasks)}); del _p"))
             cmds.append(_quiet("python import gdbkd.postmortem.preload as _p; _p.wait(); del _p"))
         # no import probe: the `gdbkd core` command ran gdbpython.ensure() before gdb started
         cmds.append(boot_command(probe=False))
@@ -306,10 +310,11 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         try:
             want_kd = not batch or any(map(_is_kd, ex))
             list_now = _when_to_list(batch, ex)
+            defer = list_now is False and not report and _symbol_free_start(ex)
             lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,
                                         modules_dirs=modules_dirs, list_now=list_now,
-                                        defer_symbols=list_now is False and not report
-                                        and _symbol_free_start(ex))
+                                        defer_symbols=defer, walk_tasks=not defer or
+                                        ex[0].split()[:2] == ["kd", "ps"])
             for line in lines:
                 print(line, flush=True)
             if not _feed(fifo, _script(cmds, status, list(ex), end=batch), gdb):

@@ -43,6 +43,19 @@ def test_preloaded_task_list_is_the_model_s(dump):
         d.close()
 
 
+def test_open_only(dump):
+    """walk=False (gdbkd core put gdb's symbols off and its first command lists no tasks):
+    the dump and reader are handed over, nothing computed yet."""
+    paths = [str(TD.elf)]
+    preload.start(paths, dump.offsets["path"], dump.kaslr_offset or 0, walk=False)
+    d, reader, k = preload.take(paths)
+    try:
+        assert k is not None and k.reader is reader and not k.stop_store()
+        assert len(mtasks.task_list(k)) > 50
+    finally:
+        d.close()
+
+
 def test_a_symbol_the_cache_lacks_drops_the_results(dump, tmp_path):
     data = json.loads(open(dump.offsets["path"]).read())
     del data["symbols"]["runqueues"]                  # kd would have asked gdb for it
