@@ -15,8 +15,9 @@ Each measurement is one fresh process timed from outside, cold, as a user meets 
   faults, ``bytes.find`` for the 8-byte little-endian value at 8-byte aligned
   addresses. drgn has no search command: that is what a drgn user writes. VALUE is
   ``&init_task`` (the parent of pids 1 and 2, its own group_leader, ...).
-- open:   ``gdbkd core D V -s --batch -ex 'kd reader'`` (gdb, the vmlinux, the kd
-  extension, nothing walked): the floor under every kd command.
+- open:   ``gdbkd core D V -s --batch -ex 'kd reader'`` (gdb, the kd extension, the
+  dump opened in gdb's process, nothing walked; gdb's symbols of the vmlinux put off, as
+  for the two commands above): the floor under every kd command.
 
 gdbkd and drgn alternate within each round; medians over ``--repeat`` rounds. Peak
 RSS is the largest process of each run (gdb for gdbkd). Cache counts and hit sets of
