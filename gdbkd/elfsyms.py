@@ -118,8 +118,7 @@ class SymbolTable:
             raise GdbkdError(f"cannot read symbols of {path}: {e.strerror or e}")
         except ElfFormatError as e:
             raise GdbkdError(f"cannot read symbols of {path}: {e}") from None
-        self._build_id = None
-        self._secs = [(s.name, s.addr, s.size, s.flags) for s in secs]
+        self._secs = secs
         self._by_addr = None         # AddressIndex, built (or read from the cache) on first use
         symtab = next((s for s in secs if s.name == ".symtab"), None)
         self._where = None
@@ -228,7 +227,7 @@ class SymbolTable:
         if not self.syms:
             return None
         idx = self._address_index()
-        secs = [s for s in self._secs if s[3] & SHF_ALLOC and s[1] <= addr < s[1] + s[2]]
+        secs = [s for s in self._secs if s.flags & SHF_ALLOC and s.addr <= addr < s.addr + s.size]
         if len(secs) != 1:
             return None
         syms, strtab = self.syms, self.strtab
@@ -248,11 +247,11 @@ class SymbolTable:
             return None
         a, k, name_off, shndx, size = found
         if not size or addr >= a + size or shndx >= len(self._secs) or \
-                self._secs[shndx][0] != secs[0][0]:
+                self._secs[shndx] is not secs[0]:
             return None
         end = strtab.find(b"\0", name_off)
         name = strtab[name_off:end].decode("utf-8", "replace")
-        return name, addr - a, secs[0][0]
+        return name, addr - a, secs[0].name
 
     @staticmethod
     def _kept(info, shndx, strtab, name_off) -> bool:
@@ -318,7 +317,7 @@ class AddressIndex:
     def _cache_path(table, n):
         try:
             with open(table.path, "rb") as f:
-                bid = build_id(f, table.path)
+                bid = build_id(f, table.path, table._secs)    # the headers already read
         except (OSError, ElfFormatError):
             return None
         if not bid:

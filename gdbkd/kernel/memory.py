@@ -66,7 +66,6 @@ class GdbTypes(TypeSource):
         except gdb.error:
             return None
 
-
     def enum(self, name):
         from .types import lookup_type
         try:

@@ -3,8 +3,9 @@
 :func:`open_dump` is what the CLI calls; :mod:`.convert` writes an ELF core any
 gdb opens; :mod:`gdbkd.stub` serves a dump to gdb over the remote protocol.
 ``Dump``, ``Task``, ``Thread`` and ``IDLE_TID_BASE`` come from :mod:`.dump`,
-imported on first use: the dump readers pull in pyelftools (~15 ms), which
-``gdbkd core`` wants to spend while gdb starts, not before.
+imported on first use: the dump readers and the model are imports ``gdbkd core``
+wants to make while gdb starts, not before (and the kd framework imports this
+package for SYMBOL_FREE_COMMANDS alone).
 """
 
 __all__ = ["open_dump", "Dump", "Task", "Thread", "IDLE_TID_BASE", "SYMBOL_FREE_COMMANDS"]

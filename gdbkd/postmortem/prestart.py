@@ -2,7 +2,7 @@
 
 gdb-multiarch takes ~0.07 s to start; the gdbkd process ~0.05 s to import click and
 its command modules and parse its command line. `gdbkd core` therefore starts gdb
-first of all (gdbkd/cli.py ``main`` calls :func:`start`), told only to wait for its
+first of all (gdbkd/entry.py ``main`` calls :func:`start`), told only to wait for its
 start-up script on a FIFO in a fresh 0700 directory. The one thing gdb's command
 line depends on is ``--batch`` (the user's -ex commands reach gdb through that
 script, postmortem/session.py ``_script``): it is guessed here from the arguments,

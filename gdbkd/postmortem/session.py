@@ -142,7 +142,7 @@ def _module_symbols(d, modules_dirs, say):
         return cmds
     for p in plans:
         if p.copy is not None:
-            cmds.append(_quiet(f"add-symbol-file {p.copy}"))
+            cmds.append(f"add-symbol-file {p.copy}")
         say(f"module {p.status}")
     return cmds
 
@@ -176,7 +176,7 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
     mod_cmds = _module_symbols(d, modules_dirs, lines.append)
     vml = gdb_quote(os.path.abspath(vmlinux))
     from ..artifacts.source import gdb_source_commands      # the kernel source, when fetched
-    load = [f"add-symbol-file -o {off:#x} {vml}"] + [c for c, _ in mod_cmds]
+    load = [f"add-symbol-file -o {off:#x} {vml}", *mod_cmds]     # run quietly
     defer_symbols = defer_symbols and (with_kd or report)
     if defer_symbols:
         # the connect's "0x… in ?? ()" (gdb prints the stop from its event observer, past
@@ -231,13 +231,18 @@ def _is_kd(cmd) -> bool:
     return cmd.split()[:1] == ["kd"]
 
 
+def _first_kd(ex):
+    """The kd subcommand the first -ex command runs ("kmem" of ``kd kmem -s``), or None."""
+    words = ex[0].split() if ex else []
+    return words[1] if len(words) > 1 and words[0] == "kd" else None
+
+
 def _symbol_free_start(ex) -> bool:
     """Whether the first -ex command runs without gdb's symbols (SYMBOL_FREE_COMMANDS):
     then gdb loads them only if a later command needs them. A first command that needs
     them gets them loaded at start, while a thread of gdb's Python walks the task list."""
     from . import SYMBOL_FREE_COMMANDS
-    words = ex[0].split() if ex else []
-    return len(words) > 1 and words[0] == "kd" and words[1] in SYMBOL_FREE_COMMANDS
+    return _first_kd(ex) in SYMBOL_FREE_COMMANDS
 
 
 def _when_to_list(batch, ex):
@@ -292,7 +297,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
     sfd, status = tempfile.mkstemp(prefix="gdbkd-core-report-")   # the report's failure, if any
     os.close(sfd)
     try:
-        # gdb started by gdbkd/cli.py before click was imported, or now
+        # gdb started by gdbkd/entry.py before click was imported, or now
         pre = prestart.take(batch)
         try:
             gdb, d = pre if pre is not None else prestart.spawn(batch)
@@ -313,8 +318,8 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
             defer = list_now is False and not report and _symbol_free_start(ex)
             lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,
                                         modules_dirs=modules_dirs, list_now=list_now,
-                                        defer_symbols=defer, walk_tasks=not defer or
-                                        ex[0].split()[:2] == ["kd", "ps"])
+                                        defer_symbols=defer,
+                                        walk_tasks=not defer or _first_kd(ex) == "ps")
             for line in lines:
                 print(line, flush=True)
             if not _feed(fifo, _script(cmds, status, list(ex), end=batch), gdb):
