@@ -6,7 +6,8 @@ from . import KdCommand, KdError
 from ..kernel.access import user_thread
 from ..kernel.tasks import task_from_arg, thread_task, STATE_CODES
 
-__all__ = ["resolve_task", "current_task", "is_state", "hexaddr", "kd_error", "KernelCommand"]
+__all__ = ["resolve_task", "current_task", "is_state", "hexaddr", "kd_error", "KernelCommand",
+           "problem_lines"]
 
 
 def kd_error(msg):
@@ -32,6 +33,12 @@ def current_task():
 
 def is_state(tok: str) -> bool:
     return tok.upper() in STATE_CODES and tok.isupper()
+
+
+def problem_lines(command: str, problems) -> list:
+    """One line per damaged kernel list (``ListProblem.to_json()`` dicts), as kd prints
+    them under a command's output: ``kd ps: task list (init_task.tasks) damaged at …``."""
+    return [f"kd {command}: {p['line']}" for p in problems]
 
 
 def hexaddr(v) -> str:

@@ -3,7 +3,7 @@
 
 from . import KdError, command
 from ._mem import emit, address_arg, kernel
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
 from ..kernel.symbolize import lookup
 from ..model import slab as slabm
 from ..model.addrinfo import address_info, page_info
@@ -101,7 +101,8 @@ pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
     # -- kmem -s / -S -----------------------------------------------------------------------
     def _caches(self, k, name):
         caches = [_need_cache(k, name)] if name else slabm.slab_caches(k)
-        return {"caches": [_cache_row(k, c) for c in caches]}
+        return {"caches": [_cache_row(k, c) for c in caches],
+                "problems": [p.to_json() for p in slabm.slab_caches(k).damage]}
 
     def _objects(self, k, name):
         c = _need_cache(k, name)
@@ -220,7 +221,8 @@ pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
     # -- text -------------------------------------------------------------------------------
     def render(self, d, args):
         if "caches" in d:
-            return _render_caches(d["caches"])
+            return "\n".join([_render_caches(d["caches"])]
+                             + problem_lines(self.name, d.get("problems", ())))
         if "slabs" in d:
             return _render_objects(d)
         if "rows" in d:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import gdb
 
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
 from . import KdError, command
 from ..kernel import modules
 from ..kernel.types import has_field
@@ -44,7 +44,9 @@ Usage: kd mod [-s NAME [KO]] [-S [DIR]]
 Columns: MODULE (struct module address), NAME, BASE and SIZE of the core
 (text) allocation (core_layout up to 6.3, mem[MOD_TEXT] from 6.4), STATE,
 TAINTS (letters as in /proc/modules: O out-of-tree, E unsigned, P proprietary,
-...) and whether gdb has the module's symbols.
+...) and whether gdb has the module's symbols. A damaged module list (a loop,
+NULL, poison, an unreadable or disagreeing link) is listed once per module
+and said in one line under the table ("problems" in --json).
   -s NAME [KO]  load NAME's symbols from KO (default: search GDBKD_MODULES_PATH)
   -S [DIR]      load symbols of every module found in DIR (or the search path)"""
 
@@ -89,7 +91,8 @@ TAINTS (letters as in /proc/modules: O out-of-tree, E unsigned, P proprietary,
         for r in rows:
             r.pop("_mod")
             r["symbols"] = modules.has_symbols(r["name"])
-        return {"modules": rows, "messages": messages}
+        return {"modules": rows, "messages": messages,
+                "problems": [p.to_json() for p in modules.module_damage()]}
 
     def render(self, data, args):
         lines = list(data["messages"])
@@ -102,4 +105,5 @@ TAINTS (letters as in /proc/modules: O out-of-tree, E unsigned, P proprietary,
                          f"{'loaded' if r['symbols'] else '-'}")
         if not data["modules"]:
             lines.append("(no modules loaded)")
+        lines += problem_lines(self.name, data["problems"])
         return "\n".join(lines)

@@ -1,7 +1,7 @@
 """kd ps: the task list, like crash's ps."""
 
 from . import KdError, command
-from ._util import KernelCommand, is_state
+from ._util import KernelCommand, is_state, problem_lines
 from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks, state_code, STATE_CODES
 from ..kernel.mm import mm_counters, task_rss_delta
 from ..kernel.sysinfo import totalram_pages, page_size
@@ -24,7 +24,10 @@ ZO zombie, DE dead, PA parked, WA waking, NE new.
   -S         count tasks per state instead of listing them
   -k / -u    kernel threads only / user tasks only
   -A         active tasks only (one per CPU)
-VSZ and RSS are in KiB; %MEM is RSS against total RAM."""
+VSZ and RSS are in KiB; %MEM is RSS against total RAM. A damaged task or
+thread list (a loop, NULL, poison, an unreadable or disagreeing link) is walked
+back from its head, each task shown once, and said in one line under the table
+("problems" in --json), naming the task whose link is wrong."""
 
     name = "ps"
 
@@ -68,19 +71,22 @@ VSZ and RSS are in KiB; %MEM is RSS against total RAM."""
                 "mem_pct": round(100.0 * rss / total, 1) if total else None,
                 "vsz_kib": vsz * kib_per_page, "rss_kib": rss * kib_per_page,
             })
+        problems = [p.to_json() for p in getattr(tasks, "damage", ())]
         if args.summary:
             counts = {}
             for r in rows:
                 counts[r["state"]] = counts.get(r["state"], 0) + 1
-            return {"summary": counts, "total": len(rows)}
+            return {"summary": counts, "total": len(rows), "problems": problems}
         if (states or specs) and not rows:
             raise KdError("no matching tasks")
-        return {"tasks": rows}
+        return {"tasks": rows, "problems": problems}
 
     def render(self, data, args):
+        damage = problem_lines(self.name, data.get("problems", ()))
         if "summary" in data:
             order = list(STATE_CODES) + sorted(set(data["summary"]) - set(STATE_CODES))
-            return "  ".join(f"{s}: {data['summary'][s]}" for s in order if s in data["summary"])
+            return "\n".join(["  ".join(f"{s}: {data['summary'][s]}" for s in order
+                                        if s in data["summary"])] + damage)
         lines = ["   PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"]
         for r in data["tasks"]:
             mark = ">" if r["active"] else " "
@@ -88,4 +94,4 @@ VSZ and RSS are in KiB; %MEM is RSS against total RAM."""
             pct = f"{r['mem_pct']:4.1f}" if r["mem_pct"] is not None else "   -"
             lines.append(f"{mark}{r['pid']:>6} {r['ppid']:>7} {r['cpu']:>4}  {int(r['task'], 16):016x}"
                          f"  {r['state']}  {pct} {r['vsz_kib']:>8} {r['rss_kib']:>8}  {comm}")
-        return "\n".join(lines)
+        return "\n".join(lines + damage)

@@ -20,11 +20,11 @@ import os
 
 import gdb
 
-from .types import lookup_type, has_field, container_of, read_cstring
+from .types import lookup_type, has_field, read_cstring
 from .. import kmods
 from ..textutil import escape
 
-__all__ = ["has_symbols", "for_each_module", "module_name", "module_base_size", "module_sections",
+__all__ = ["has_symbols", "for_each_module", "module_damage", "module_name", "module_base_size", "module_sections",
            "find_ko", "load_module_symbols", "load_all_module_symbols", "search_dirs",
            "watch_module_loads", "register_events", "loaded"]
 
@@ -34,13 +34,22 @@ _watch = None
 
 
 def for_each_module():
-    head = gdb.parse_and_eval("&modules")
-    node = head["next"]
-    n = 0
-    while int(node) != int(head) and n < 10000:
-        yield container_of(node, "struct module", "list")
-        node = node["next"]
-        n += 1
+    """Every ``struct module *`` on the list, each once: the model's walk
+    (gdbkd/model/modules.py), which says what is wrong with a damaged list
+    (:func:`module_damage`)."""
+    from .memory import kernel
+    from ..model.modules import module_list
+    mods, _ = module_list(kernel())
+    t = lookup_type("struct module").pointer()
+    for m in mods:
+        yield gdb.Value(m.addr).cast(t)
+
+
+def module_damage() -> list:
+    """The module list's :class:`gdbkd.model.lists.ListProblem` (none when whole)."""
+    from .memory import kernel
+    from ..model.modules import module_list
+    return module_list(kernel())[0].damage
 
 
 def module_name(mod) -> str:

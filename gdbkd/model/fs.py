@@ -30,7 +30,7 @@ but only by offsets, which come from the layouts.
 from .kernel import per_stop
 from .reader import MemoryFault
 from .trees import rbtree_inorder
-from .lists import list_entries
+from .lists import Entries, list_entries
 
 __all__ = ["FileInfo", "task_files", "file_info", "d_path", "dentry_info", "mount_list",
            "mount_info", "mount_namespaces", "dentry_path", "init_mnt_ns", "file_type", "S_IFMT_NAMES", "MNT_INTERNAL"]
@@ -234,14 +234,16 @@ def mount_list(k, ns: int):
     nl = _lay(k, "struct mnt_namespace", ["list", "mounts", "root"])
     ml = _lay(k, "struct mount", _MOUNT)
     if "list" in nl and "mnt_list" in ml:                              # <= 6.7: a list
-        mounts, stop = list_entries(k.reader, ns + nl.offset("list"), ml.offset("mnt_list"))
+        mounts, stop = list_entries(k.reader, ns + nl.offset("list"), ml.offset("mnt_list"),
+                                    name=f"mount list of namespace {ns:#x} (mnt_namespace.list)")
     elif "mounts" in nl and "mnt_node" in ml:                         # 6.8+: an rbtree
         w = rbtree_inorder(k, ns + nl.offset("mounts"))
         mounts, stop = [n - ml.offset("mnt_node") for n in w.entries], w.stop
     else:
         raise MemoryFault(ns, "cannot find the mounts of a struct mnt_namespace in this kernel")
     sb_off = ml.offset("mnt.mnt_sb")
-    return [m for m in mounts if k.reader.u64(m + sb_off)], stop
+    return Entries([m for m in mounts if k.reader.u64(m + sb_off)],
+                   getattr(mounts, "damage", ())), stop
 
 
 def mount_info(k, mnt: int) -> dict:

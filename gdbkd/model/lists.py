@@ -14,13 +14,28 @@ head's once the walk is back at it. The forward chain is still followed; the
 first disagreement is kept (``ListWalk.link_error``): the trace of a
 ``list_add``/``list_del`` that raced, or of a write through a stale pointer.
 
+Where a walk broke is kept as data (:attr:`ListWalk.broken`) and turned into
+:class:`ListProblem` (:meth:`ListWalk.problems`): one per damaged list, naming
+the list, the entry whose link is wrong (and its owner where the caller knows
+it), what was wrong and how many entries the walk back from the head
+recovered. kd prints each as one line and puts them in ``problems`` in
+``--json``: a damaged list is evidence (a use-after-free, a double
+``list_del``, a racy ``list_add``), never repaired silently.
+
 The one list walker: kd commands, the task and module lists of the model, and
-the dump server all walk with it. No gdb import.
+the dump server all walk with it. The ``list_head`` layout (``next`` then
+``prev``, 16 bytes) is unchanged from 2.6 through 6.12. No gdb import.
 """
+
+from dataclasses import dataclass
 
 from .reader import MemoryFault
 
-__all__ = ["ListWalk", "walk_list", "poison_name", "LIST_POISON1", "LIST_POISON2"]
+__all__ = ["ListWalk", "ListProblem", "Entries", "walk_list", "list_entries", "walk_entries", "poison_name",
+           "LIST_POISON1", "LIST_POISON2", "DAMAGE_KINDS"]
+
+#: what ``ListProblem.kind`` can be: the words kd prints and --json carries
+DAMAGE_KINDS = ("loop", "null", "poison", "unreadable", "prev", "bound")
 
 POISON_POINTER_DELTA = 0xdead000000000000
 LIST_POISON1 = 0x100 + POISON_POINTER_DELTA
@@ -35,9 +50,73 @@ def poison_name(v: int):
     return None
 
 
+@dataclass
+class ListProblem:
+    """One damaged list, as kd reports it.
+
+    ``list``: which list ("task list (init_task.tasks)"); ``kind``: one of
+    :data:`DAMAGE_KINDS`; ``entry``: the container whose link is wrong (None: the
+    head's own); ``node``: its list_head; ``owner``: the entry's name where the
+    caller knows it ("pid 5 (kworker/0:1)", "module ext4"), already escaped;
+    ``value``: what the link holds; ``detail``: the walker's one-line reason;
+    ``recovered``: entries found by walking back from the head (after the break);
+    ``entries``: entries the walk kept in all (each once)."""
+
+    list: str
+    kind: str
+    node: int
+    entry: int = None
+    owner: str = None
+    value: int = None
+    detail: str = ""
+    recovered: int = 0
+    entries: int = 0
+
+    def where(self) -> str:
+        if self.entry is None:
+            return f"at its head {self.node:#x}"
+        return f"at {self.entry:#x}" + (f" ({self.owner})" if self.owner else "")
+
+    def line(self) -> str:
+        """One line: which list, where, what was wrong, what the recovery found."""
+        out = f"{self.list} damaged {self.where()}: {self.detail}"
+        if self.kind == "bound":
+            return out + f" (a bound: {self.entries} entries shown)"
+        if self.kind == "prev":
+            return out
+        if self.recovered:
+            return out + (f"; {self.recovered} entries recovered by walking back from the "
+                          f"head ({self.entries} in all, each once)")
+        return out + f"; nothing recovered by walking back ({self.entries} entries in all)"
+
+    def to_json(self) -> dict:
+        return {"list": self.list, "kind": self.kind, "node": f"{self.node:#x}",
+                "entry": f"{self.entry:#x}" if self.entry is not None else None,
+                "owner": self.owner,
+                "value": f"{self.value:#x}" if self.value is not None else None,
+                "detail": self.detail, "recovered": self.recovered, "entries": self.entries,
+                "line": self.line()}
+
+    __str__ = line
+
+
+class Entries(list):
+    """What a walk of a kernel list found (each entry once), with ``damage``: the
+    list's :class:`ListProblem` (none when it is whole)."""
+
+    def __init__(self, items=(), damage=()):
+        super().__init__(items)
+        self.damage = list(damage)
+
+
 class ListWalk:
     """Result of a walk: ``nodes`` (list_head addresses, head excluded) and ``stop``
     (None when the walk came back to the head; else a one-line reason).
+
+    ``broken``: where the walk broke, as data (None when it did not): ``kind`` (one of
+    :data:`DAMAGE_KINDS` but "prev"), ``node`` (the list_head whose link is wrong:
+    for "unreadable", the one whose link leads to the unreadable address), ``value``
+    (what that link holds).
 
     With ``check_prev``: ``link_error`` is the first back link that disagrees with
     the walk (one line, else None) and ``bad_link`` the same as a dict: ``node``
@@ -48,9 +127,45 @@ class ListWalk:
         self.nodes = []
         self.stop = None
         self.bad_value = None
+        self.broken = None
         self.recovered = 0
         self.link_error = None
         self.bad_link = None
+        self.head = None
+        self.entry_offset = 0
+
+    def entries(self) -> list:
+        """The containers of the nodes (``node - entry_offset``), each once. An entry
+        the walk could not read (the target of a wild pointer) is left out."""
+        bad = self.broken["value"] if self.broken and self.broken["kind"] == "unreadable" \
+            else None
+        return [n - self.entry_offset for n in self.nodes if n != bad]
+
+    def problems(self, name: str, describe=None) -> list:
+        """The :class:`ListProblem` of this walk (none when the list is whole) for the
+        list called ``name``; ``describe(entry address)`` names an entry's owner (an
+        escaped string or None; it may raise MemoryFault)."""
+        out = []
+        off = self.entry_offset
+
+        def problem(kind, node, value, detail):
+            entry = None if node == self.head else node - off
+            owner = None
+            if entry is not None and describe is not None:
+                try:
+                    owner = describe(entry)
+                except MemoryFault:
+                    owner = None
+            return ListProblem(list=name, kind=kind, node=node, entry=entry, owner=owner,
+                               value=value, detail=detail, recovered=self.recovered,
+                               entries=len(self.nodes))
+        if self.broken is not None:
+            b = self.broken
+            out.append(problem(b["kind"], b["node"], b["value"], self.stop))
+        if self.bad_link is not None:
+            b = self.bad_link
+            out.append(problem("prev", b["node"], b["value"], self.link_error))
+        return out
 
 
 def walk_list(reader, head: int, include_head=False, limit=1000000, direction="next",
@@ -71,7 +186,7 @@ def walk_list(reader, head: int, include_head=False, limit=1000000, direction="n
     MemoryFault like the reader. The walk back of ``recover`` reads through ``reader``."""
     w = _walk(reader, head, include_head, limit, direction, entry_offset, check_prev, read_head)
     w.recovered = 0
-    if recover and w.stop and not w.stop.startswith("stopped after"):
+    if recover and w.broken is not None and w.broken["kind"] != "bound":
         back = _walk(reader, head, False, limit, "prev" if direction == "next" else "next",
                      entry_offset)
         known = set(w.nodes)
@@ -105,6 +220,7 @@ def _walk(reader, head, include_head, limit, direction, entry_offset, check_prev
           read_head=None) -> ListWalk:
     off = 0 if direction == "next" else 8
     w = ListWalk()
+    w.head, w.entry_offset = head, entry_offset
     seen = {head: -1}
     if include_head:
         w.nodes.append(head)
@@ -129,8 +245,14 @@ def _walk(reader, head, include_head, limit, direction, entry_offset, check_prev
                     nxt = reader.u64(cur + off)
             else:
                 nxt = reader.u64(cur + off)
-        except MemoryFault:
+        except MemoryFault as e:
             w.stop = f"cannot read the list_head at {cur:#x}"
+            if came_from is not None:
+                w.stop += f" ({came_from:#x}->{direction} points there: {e.reason})"
+                w.broken = {"kind": "unreadable", "node": came_from, "value": cur}
+            else:
+                w.stop += f": {e.reason}"
+                w.broken = {"kind": "unreadable", "node": cur, "value": None}
             break
         if back is not None:
             if came_from is None:
@@ -144,22 +266,27 @@ def _walk(reader, head, include_head, limit, direction, entry_offset, check_prev
             w.stop = (f"{ptr} is {pname} ({nxt:#x}): entry {what} was removed with "
                       f"list_del() but is still reachable")
             w.bad_value = nxt
+            w.broken = {"kind": "poison", "node": cur, "value": nxt}
             break
         if nxt == 0:
             w.stop = f"{ptr} is NULL"
             w.bad_value = 0
+            w.broken = {"kind": "null", "node": cur, "value": 0}
             break
         if nxt == head:
             if head_back is not None:
                 _link_mismatch(w, head, head_back, cur, direction, entry_offset)
             break
         if nxt in seen:
-            w.stop = (f"cycle: {ptr} = {nxt:#x}, entry #{seen[nxt] + 1} again, without "
+            again = "itself" if nxt == cur else f"entry #{seen[nxt] + 1} again"
+            w.stop = (f"cycle: {ptr} = {nxt:#x}, {again}, without "
                       f"returning to the head {head:#x}")
             w.bad_value = nxt
+            w.broken = {"kind": "loop", "node": cur, "value": nxt}
             break
         if len(w.nodes) >= limit:
             w.stop = f"stopped after {limit} entries"
+            w.broken = {"kind": "bound", "node": cur, "value": nxt}
             break
         seen[nxt] = len(w.nodes)
         w.nodes.append(nxt)
@@ -167,8 +294,18 @@ def _walk(reader, head, include_head, limit, direction, entry_offset, check_prev
     return w
 
 
+def walk_entries(reader, head: int, link_offset: int, limit=1 << 20, read_head=None) -> ListWalk:
+    """The walk of the list at ``head`` whose entries link through the list_head at
+    ``link_offset`` in their container, as the model's lists are walked: with the back
+    links checked and, when it breaks, the entries recovered from the head backwards
+    (each once). ``entries()`` gives the containers, ``problems(name)`` what is wrong."""
+    return walk_list(reader, head, limit=limit, entry_offset=link_offset, recover=True,
+                     check_prev=True, read_head=read_head)
+
+
 def list_entries(reader, head: int, link_offset: int, limit=1 << 20):
     """(container addresses, stop reason or None) of the list at ``head`` whose entries
-    link through the list_head at ``link_offset`` in their container."""
-    w = walk_list(reader, head, limit=limit, entry_offset=link_offset)
-    return [n - link_offset for n in w.nodes], w.stop
+    link through the list_head at ``link_offset`` in their container (:func:`walk_entries`;
+    the stop reason is the first problem's line)."""
+    w = walk_entries(reader, head, link_offset, limit)
+    return w.entries(), w.stop

@@ -11,16 +11,22 @@ module_attribute mattr; char *name; unsigned long address;}``.
 
 Serves kd (``kd mod``, module symbols inside gdb), ``gdbkd core`` (module
 symbol files planned before gdb starts) and symbolization from the module's
-own kallsyms.
+own kallsyms. The list is walked with :func:`gdbkd.model.lists.walk_entries`:
+a loop, NULL, poison or unreadable link is walked back from the head (each
+module kept once) and said in :attr:`ModuleList.damage`.
 """
 
 from dataclasses import dataclass, field
 
 from .kernel import per_stop
-from .lists import walk_list
+from .lists import Entries, walk_entries
 from .reader import MemoryFault
+from ..textutil import escape
 
-__all__ = ["Module", "module_list"]
+__all__ = ["Module", "ModuleList", "module_list", "MODULE_LIST"]
+
+#: how the module list is named in what kd says about it
+MODULE_LIST = "module list (modules)"
 
 
 @dataclass
@@ -57,22 +63,30 @@ def _read_sections(k, sa) -> dict:
     return out
 
 
+class ModuleList(Entries):
+    """The modules in list order, with ``damage``: the list's
+    :class:`gdbkd.model.lists.ListProblem` (none when it is whole)."""
+
+
 @per_stop
 def module_list(k, limit: int = 10000):
-    """(modules, stop reason or None): every module on the ``modules`` list."""
+    """(modules, stop reason or None): every module on the ``modules`` list, once each
+    (a :class:`ModuleList`; its ``damage`` says what was wrong with the list)."""
     head = k.sym("modules")
     lay = k.layout("struct module")
     if head is None or "list" not in lay or "name" not in lay:
-        return [], "this kernel's struct module is unknown"
+        return ModuleList(), "this kernel's struct module is unknown"
     link = lay.offset("list")
-    w = walk_list(k.reader, head, limit=limit, entry_offset=link)
-    out = []
-    for node in w.nodes:
-        addr = node - link
+    w = walk_entries(k.reader, head, link, limit=limit)
+    out = ModuleList()
+    stops = []
+    names = {}
+    for addr in w.entries():
         try:
             f = lay.read(k.reader, addr)
         except MemoryFault as e:
-            return out, f"module {addr:#x} unreadable: {e.reason}"
+            stops.append(f"module {addr:#x} unreadable: {e.reason}")
+            continue
         name = f["name"].split(b"\0", 1)[0].decode("utf-8", "replace")
         if "core_layout.base" in f:
             base, size = f["core_layout.base"], f.get("core_layout.size", 0)
@@ -87,4 +101,7 @@ def module_list(k, limit: int = 10000):
             except MemoryFault:
                 secs = {}
         out.append(Module(addr, name, base, size, secs))
-    return out, w.stop
+        names[addr] = f"module {escape(name)}"
+    out.damage = w.problems(MODULE_LIST, names.get)
+    stop = "; ".join([p.line() for p in out.damage if p.kind != "prev"] + stops) or None
+    return out, stop

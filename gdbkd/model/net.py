@@ -24,6 +24,7 @@ import ipaddress
 
 from .lists import list_entries
 from .fs import task_files
+from ..textutil import escape
 
 __all__ = ["net_namespaces", "netdevs", "netdev_info", "task_sockets", "IFF_FLAGS",
            "TCP_STATES", "SOCK_TYPES", "FAMILIES"]
@@ -52,13 +53,19 @@ _SOCK = ["__sk_common.skc_daddr", "__sk_common.skc_rcv_saddr", "__sk_common.skc_
 def net_namespaces(k):
     """(``struct net`` addresses, stop reason) on ``net_namespace_list``."""
     return list_entries(k.reader, k.need_sym("net_namespace_list"),
-                        k.offset("struct net", "list"))
+                        k.offset("struct net", "list"), name="network namespace list (net_namespace_list)")
 
 
 def netdevs(k, net: int):
     """(``struct net_device`` addresses of namespace ``net``, stop reason)."""
+    name_off = k.offset("struct net_device", "name")
+
+    def describe(dev):
+        return f"device {escape(k.reader.cstring(dev + name_off, 16))}"
     return list_entries(k.reader, net + k.offset("struct net", "dev_base_head"),
-                        k.offset("struct net_device", "dev_list"))
+                        k.offset("struct net_device", "dev_list"),
+                        name=f"net device list of namespace {net:#x} (net.dev_base_head)",
+                        describe=describe)
 
 
 def _ipv4_addrs(k, in_dev: int) -> list:

@@ -45,10 +45,11 @@ squeeze); v6.18+ sheaves; KASAN tags in freelist pointers.
 from dataclasses import dataclass, field
 
 from .kernel import per_stop
-from .lists import walk_list
+from .lists import Entries, walk_entries
 from .memmap import memory_map
 from .percpu import possible_cpus, per_cpu_addr
 from .reader import MemoryFault
+from ..textutil import escape
 
 __all__ = ["SlabCache", "SlabObject", "slab_caches", "find_cache", "cache_by_addr",
            "slab_pages", "cache_slabs", "slab_info", "slab_objects", "cache_objects",
@@ -155,18 +156,28 @@ def _read_cache(k, addr: int) -> SlabCache:
                      ctor=f.get("ctor", 0), cpu_slab=f.get("cpu_slab", 0), nodes=nodes)
 
 
+#: how the cache list is named in what kd says about it
+CACHE_LIST = "slab cache list (slab_caches)"
+
+
 @per_stop
 def slab_caches(k) -> list:
-    """Every cache on ``slab_caches``, in list order (newest first)."""
+    """Every cache on ``slab_caches``, in list order (newest first), each once; an
+    :class:`gdbkd.model.lists.Entries` whose ``damage`` says what was wrong with the
+    list (walked back from the head past a loop, NULL, poison or unreadable link)."""
     head = k.need_sym("slab_caches")
     off = k.offset("struct kmem_cache", "list")
-    w = walk_list(k.reader, head, limit=1 << 16, entry_offset=off)
-    out = []
-    for n in w.nodes:
+    w = walk_entries(k.reader, head, off, limit=1 << 16)
+    out = Entries()
+    names = {}
+    for addr in w.entries():
         try:
-            out.append(_read_cache(k, n - off))
+            c = _read_cache(k, addr)
         except MemoryFault:
             continue
+        out.append(c)
+        names[addr] = f"cache {escape(c.name)}"
+    out.damage = w.problems(CACHE_LIST, names.get)
     return out
 
 
@@ -362,13 +373,20 @@ def cache_objects(k, cache: SlabCache):
     return out
 
 
+def partial_walk(k, node: int):
+    """The walk (:func:`gdbkd.model.lists.walk_entries`) of the partial-slab list of
+    the ``struct kmem_cache_node`` at ``node``: ``partial`` links ``slab.slab_list``
+    (``page.slab_list`` before 5.17's struct slab, commit d122019bf061; see
+    _slab_layout)."""
+    off = k.offset("struct kmem_cache_node", "partial")
+    link = _slab_layout(k).offset("slab_list")
+    return walk_entries(k.reader, node + off, link, limit=1 << 20)
+
+
 def _partial_slabs(k, node: int) -> list:
     if not node:
         return []
-    off = k.offset("struct kmem_cache_node", "partial")
-    link = _slab_layout(k).offset("slab_list")
-    w = walk_list(k.reader, node + off, limit=1 << 20, entry_offset=link)
-    return [n - link for n in w.nodes]
+    return partial_walk(k, node).entries()
 
 
 def _cpu_partial_chain(k, head: int, limit=4096) -> list:

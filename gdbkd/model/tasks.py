@@ -20,12 +20,15 @@ Version differences, all handled by probing members:
   TASK_NEW 0x800; TASK_IDLE = UNINTERRUPTIBLE | NOLOAD (4.2+).
 
 A corrupt page must not sink the list: an unreadable task_struct is skipped
-and counted, a list that loops or hits an unreadable node ends there; the
-reasons are kept in :attr:`TaskList.problems`.
+and counted; a list that loops, hits NULL, poison or an unreadable node is
+walked back from its head (each task kept once) and every back link is
+checked against the walk. What was wrong is kept in :attr:`TaskList.damage`
+(:class:`gdbkd.model.lists.ListProblem`, one per damaged list, naming the
+task whose link is wrong) and, as lines, in :attr:`TaskList.problems`.
 """
 
 from .kernel import per_stop
-from .lists import walk_list
+from .lists import walk_entries
 from .percpu import per_cpu_addr, possible_cpus, present_cpus
 from .reader import MemoryFault
 from ..textutil import escape
@@ -194,11 +197,13 @@ class Task:
 
 class TaskList(list):
     """The tasks, sorted by pid (idle tasks by CPU), with ``problems``: one line per
-    part of the lists that could not be read."""
+    part of the lists that could not be read, and ``damage``: the damaged lists among
+    them as :class:`gdbkd.model.lists.ListProblem`."""
 
-    def __init__(self, tasks=(), problems=()):
+    def __init__(self, tasks=(), problems=(), damage=()):
         super().__init__(tasks)
         self.problems = list(problems)
+        self.damage = list(damage)
 
 
 def task_layout(k):
@@ -240,10 +245,11 @@ def task_list(k) -> TaskList:
     tasks = {}
     order = []
     problems = []
+    damage = []
 
     def get(addr, idle_cpu=None):
         t = tasks.get(addr)
-        if t is None:
+        if t is None and addr not in tasks:
             try:
                 t = read_task(k, addr)
             except MemoryFault as e:
@@ -271,18 +277,33 @@ def task_list(k) -> TaskList:
 
     def tasks_head(node):
         # the walk reads each task whole (it is read for the list anyway); an unreadable
-        # task_struct still gives its list_head alone, so the walk goes on past it
-        t = get(node - tasks_off)
-        raw = t.fields.get("tasks") if t is not None else None
-        return raw if raw is not None and len(raw) >= 16 else k.reader.read(node, 16)
+        # task_struct still gives its list_head alone, so the walk goes on past it. A
+        # list_head that cannot be read either is the list's damage (a wild pointer, or
+        # a corrupt page), said once by the walk, not as an unreadable task too.
+        addr = node - tasks_off
+        if addr not in tasks:
+            try:
+                raw = k.reader.read(node, 16)
+            except MemoryFault:
+                tasks[addr] = None
+                raise
+            t = get(addr)
+        else:
+            t, raw = tasks[addr], None
+        head_raw = t.fields.get("tasks") if t is not None else None
+        if head_raw is not None and len(head_raw) >= 16:
+            return head_raw
+        return raw if raw is not None else k.reader.read(node, 16)
 
-    w = walk_list(k.reader, init + tasks_off, limit=1 << 22, entry_offset=tasks_off, recover=True,
-                  read_head=tasks_head)
-    if w.stop:
-        problems.append(f"task list (init_task.tasks): {w.stop}"
-                        + (f"; {w.recovered} entries recovered walking back from the head"
-                           if w.recovered else ""))
-    leaders = [init] + [n - tasks_off for n in w.nodes]
+    def describe(addr):
+        t = tasks.get(addr)
+        return f"pid {t.pid} ({t.comm})" if t is not None else None
+
+    w = walk_entries(k.reader, init + tasks_off, tasks_off, limit=1 << 22, read_head=tasks_head)
+    for p in w.problems("task list (init_task.tasks)", describe):
+        damage.append(p)
+        problems.append(p.line())
+    leaders = [init] + w.entries()
     tn_off = lay.get_offset("thread_node")
     th_off = k.offset("struct signal_struct", "thread_head") if tn_off is not None else None
     tg_off = lay.get_offset("thread_group")
@@ -301,11 +322,14 @@ def task_list(k) -> TaskList:
             continue
         if _alone(lt, head, "thread_node" if link == tn_off else "thread_group"):
             continue
-        tw = walk_list(k.reader, head, limit=1 << 16, entry_offset=link, recover=True)
-        if tw.stop:
-            problems.append(f"threads of pid {lt.pid}: {tw.stop}")
-        for n in tw.nodes:
-            get(n - link)
+        # the walk reads each thread's list_head; the tasks are read after it, so
+        # name the owners from the task_structs where they are read already
+        tw = walk_entries(k.reader, head, link, limit=1 << 16)
+        for e in tw.entries():
+            get(e)
+        for p in tw.problems(f"thread list of pid {lt.pid} ({lt.comm})", describe):
+            damage.append(p)
+            problems.append(p.line())
     for cpu, cur in active_tasks(k).items():
         t = tasks.get(cur)
         if t is not None:
@@ -315,7 +339,7 @@ def task_list(k) -> TaskList:
         t.ppid = p.pid if p is not None else 0
     order.sort(key=lambda t: (t.pid, t.idle_cpu if t.idle_cpu is not None else t.cpu
                               if t.pid == 0 else 0))
-    return TaskList(order, problems)
+    return TaskList(order, problems, damage)
 
 
 def _alone(task, head, member) -> bool:
