@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-# qemu-user-static runs arm64 makedumpfile for the dump-format tests; liblzo2-dev builds python-lzo
-PKGS="qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu cpio graphviz make bc xz-utils zstd python3-venv python3-dev gcc qemu-user-static liblzo2-dev tmux"
+# qemu-user-static runs arm64 makedumpfile for the dump-format tests; liblzo2-dev builds python-lzo;
+# e2fsprogs (mkfs.ext4 -d, debugfs) builds the ext4 root of kernels without initramfs support
+PKGS="qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu cpio graphviz make bc xz-utils zstd python3-venv python3-dev gcc qemu-user-static liblzo2-dev tmux e2fsprogs"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then

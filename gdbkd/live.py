@@ -301,13 +301,16 @@ def _prepare_guest(opts, run_dir: Path):
             files[f"lib/modules/gdbkd/{ko.name}"] = ko
             kos.append(ko)
             mod_dirs.append(str(ko.parent))
-    initrd = None
+    initrd, disk, ready = None, [], READY_MARKER
     if profile.guest.get("initramfs", True):
         base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
         initrd = write_overlay(base, files, run_dir / "initrd.img", rc=opts.rc)
+    else:        # a kernel without initramfs support: an ext4 root on virtio-blk
+        from .artifacts.rootfs import guest_root
+        disk, ready = guest_root(profile, kernel, files, opts.rc, run_dir)
     if kernel.modules_dir:
         mod_dirs.append(kernel.modules_dir)
-    return profile, kernel, initrd, mod_dirs, kos
+    return profile, kernel, initrd, disk, ready, mod_dirs, kos
 
 
 def run_session(opts: LiveOptions) -> int:
@@ -320,17 +323,17 @@ def run_session(opts: LiveOptions) -> int:
     result = {"profile": opts.profile}
     try:
         with _Stopper():
-            profile, kernel, initrd, mod_dirs, kos = _prepare_guest(opts, run_dir)
+            profile, kernel, initrd, disk, ready, mod_dirs, kos = _prepare_guest(opts, run_dir)
             echo = (lambda b: (os.write(1, b))) if not opts.batch else None
             m = Machine(profile, kernel, initrd, nokaslr=opts.nokaslr, gdb_port=opts.gdb_port,
                         append_extra=opts.append, cpu=opts.cpu or None, memory=opts.memory or None,
-                        echo=echo, shared_ram=opts.task_threads)
+                        echo=echo, shared_ram=opts.task_threads, extra_args=disk)
             m.keep_dir = opts.keep
             if not opts.json:
                 progress(f"booting {profile.name} ({kernel.release})")
             m.start()
             result["gdb_port"] = m.gdb_port
-            if not m.console.wait_for(profile.guest.get("ready", READY_MARKER), opts.boot_timeout):
+            if not m.console.wait_for(ready, opts.boot_timeout):
                 raise GdbkdError("the guest did not reach its shell; console:\n" + _console_tail(m))
             try:
                 g, sym_out = _setup_gdb(kernel.vmlinux, f"127.0.0.1:{m.gdb_port}", mod_dirs,

@@ -22,7 +22,8 @@ from ..cache import cache_root, key_of, progress, atomic_write
 from ..errors import GdbkdError
 from .apt import Apt
 
-__all__ = ["ensure_base_initramfs", "write_overlay", "READY_MARKER", "INIT_SCRIPT"]
+__all__ = ["ensure_base_initramfs", "write_overlay", "base_content", "BASE_DIRS", "READY_MARKER",
+           "INIT_SCRIPT"]
 
 READY_MARKER = "GDBKD-READY"
 
@@ -111,8 +112,15 @@ def _find_module(modules_dir: Path, name: str):
     return None
 
 
-def ensure_base_initramfs(kernel, boot_modules) -> Path:
-    """Return the cached base initramfs (gzip newc) for this kernel."""
+#: the base image's directories (the guest's root)
+BASE_DIRS = ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "mnt",
+             "lib", "lib/modules", "lib/modules/boot", "usr", "usr/bin", "usr/sbin")
+
+
+def base_content(kernel, boot_modules):
+    """What every gdbkd guest root holds besides its init: ``(files, key)`` where
+    ``files`` maps a guest path to (bytes, mode) and ``key`` names that content
+    (busybox, the kernel release, the boot modules) for the cache."""
     bb = _busybox()
     mods = []
     for m in boot_modules:
@@ -121,20 +129,27 @@ def ensure_base_initramfs(kernel, boot_modules) -> Path:
             progress(f"boot module {m} not in {kernel.release}'s modules (built in?): skipped")
             continue
         mods.append(p)
+    files = {"bin/busybox": (bb.read_bytes(), 0o755),
+             "etc/gdbkd.boot_modules": ("".join(m.stem + "\n" for m in mods).encode(), 0o644)}
+    for m in mods:
+        files[f"lib/modules/boot/{m.name}"] = (m.read_bytes(), 0o644)
     key = key_of(bb.stat().st_size, kernel.release, INIT_SCRIPT, *[m.name for m in mods])
+    return files, key
+
+
+def ensure_base_initramfs(kernel, boot_modules) -> Path:
+    """Return the cached base initramfs (gzip newc) for this kernel."""
+    files, key = base_content(kernel, boot_modules)
     out = cache_root() / "initramfs" / f"base-{kernel.release}-{key}.cpio.gz"
     if out.exists():
         return out
     c = _Cpio()
-    for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "mnt",
-              "lib", "lib/modules", "lib/modules/boot", "usr", "usr/bin", "usr/sbin"):
+    for d in BASE_DIRS:
         c.dir(d)
-    c.file("bin/busybox", bb.read_bytes(), 0o755)
     c.symlink("bin/sh", "busybox")
     c.file("init", INIT_SCRIPT.encode(), 0o755)
-    c.file("etc/gdbkd.boot_modules", "".join(m.stem + "\n" for m in mods).encode())
-    for m in mods:
-        c.file(f"lib/modules/boot/{m.name}", m.read_bytes())
+    for name, (data, mode) in files.items():
+        c.file(name, data, mode)
     with atomic_write(out) as f:
         f.write(gzip.compress(c.finish(), 6))
     return out

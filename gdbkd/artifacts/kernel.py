@@ -213,15 +213,8 @@ def ensure_kernel(profile, offline_ok=True) -> Kernel:
 def _ensure_kernel(profile, offline_ok=True) -> Kernel:
     kcfg = profile.kernel
     if kcfg.get("source") == "local":
-        k = Kernel(release=kcfg.get("release", profile.series),
-                   image=profile.expand(kcfg["image"], "kernel.image"),
-                   vmlinux=profile.expand(kcfg["vmlinux"], "kernel.vmlinux"),
-                   kdir=profile.expand(kcfg["kdir"], "kernel.kdir") if "kdir" in kcfg else "",
-                   make_vars=dict(kcfg.get("make_vars", {})))
-        for what in ("image", "vmlinux"):
-            if not Path(getattr(k, what)).is_file():
-                raise GdbkdError(f"profile {profile.name}: {what} {getattr(k, what)} does not exist")
-        return k
+        from .prebuilt import local_kernel
+        return local_kernel(profile)
     pointer = cache_root() / "kernels" / f"{profile.name}.json"
     if pointer.exists() and os.environ.get("GDBKD_REFRESH") != "1":
         # Resolved recently: do not ask the archive again on every run (speed, offline use).

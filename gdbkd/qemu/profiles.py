@@ -58,6 +58,13 @@ class Profile:
             return v
         return re.sub(r"\$\{(\w+)\}", sub, value)
 
+    def expand_optional(self, value):
+        """``value`` with its ``${VAR}`` expanded, or None when a VAR it names is unset
+        (or there is no value): for settings a profile can do without."""
+        if not value or any(not os.environ.get(v) for v in re.findall(r"\$\{(\w+)\}", value)):
+            return None
+        return self.expand(value, "")
+
 
 def load_profile(name: str) -> Profile:
     profiles = list_profiles()
