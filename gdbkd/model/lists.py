@@ -303,9 +303,10 @@ def walk_entries(reader, head: int, link_offset: int, limit=1 << 20, read_head=N
                      check_prev=True, read_head=read_head)
 
 
-def list_entries(reader, head: int, link_offset: int, limit=1 << 20):
+def list_entries(reader, head: int, link_offset: int, limit=1 << 20, name="list", describe=None):
     """(container addresses, stop reason or None) of the list at ``head`` whose entries
-    link through the list_head at ``link_offset`` in their container (:func:`walk_entries`;
-    the stop reason is the first problem's line)."""
+    link through the list_head at ``link_offset`` in their container (:func:`walk_entries`).
+    The addresses are an :class:`Entries`: its ``damage`` names the list ``name`` and its
+    entries with ``describe`` (see :meth:`ListWalk.problems`)."""
     w = walk_entries(reader, head, link_offset, limit)
-    return w.entries(), w.stop
+    return Entries(w.entries(), w.problems(name, describe)), w.stop
