@@ -25,9 +25,20 @@ class KdError(Exception):
     """A user-facing error of a kd command (one line, no traceback)."""
 
 
+class _HelpShown(Exception):
+    """-h/--help: argparse's own help text, printed instead of running the command."""
+
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise KdError(message)
+
+    def print_help(self, file=None):
+        raise _HelpShown(self.format_help())
 
     def exit(self, status=0, message=None):
         if message:
@@ -49,12 +60,15 @@ class KdCommand(gdb.Command):
     def __init__(self, register=True):
         """REGISTER: make it a gdb command (False: a :class:`_Deferred` stand-in is
         registered under its name already and hands it its invocations)."""
+        self.parser = _Parser(prog="kd " + self.name, description=(type(self).__doc__ or "").strip(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.parser.add_argument("--json", action="store_true",
+                                 help="print the result as JSON (docs/commands.md)")
+        self.add_arguments(self.parser)
+        # `help kd CMD` shows what `kd CMD -h` shows: argparse's own text, every option's help
+        self.__doc__ = self.parser.format_help()
         if register:
             super().__init__("kd " + self.name, gdb.COMMAND_USER, self.completer)
-        self.parser = _Parser(prog="kd " + self.name, description=(self.__doc__ or "").strip(),
-                              add_help=False)
-        self.parser.add_argument("--json", action="store_true", help="print JSON")
-        self.add_arguments(self.parser)
 
     def add_arguments(self, p):
         pass
@@ -82,7 +96,11 @@ class KdCommand(gdb.Command):
 
     def _invoke(self, arg, from_tty):
         try:
-            args = self.parser.parse_args(gdb.string_to_argv(arg))
+            try:
+                args = self.parser.parse_args(gdb.string_to_argv(arg))
+            except _HelpShown as h:
+                gdb.write(h.text)
+                return
             data = self.run(args)
             out = json.dumps(data) if args.json else self.render(data, args)
         except KdError as e:
@@ -130,7 +148,7 @@ class _Deferred(gdb.Command):
     registering it again). Its help is the real command's docstring, from the index."""
 
     def __init__(self, name, module, doc):
-        self.__doc__ = doc
+        self.__doc__ = doc              # the parser's help text (register_all's index)
         super().__init__("kd " + name, gdb.COMMAND_USER, KdCommand.completer)
         self._name, self._module, self._real = name, module, None
 
@@ -146,7 +164,7 @@ class _Deferred(gdb.Command):
 
 
 def register_all():
-    """Register every kd command. Importing all 35 command modules and what they use
+    """Register every kd command (help text: each parser's format_help). Importing all 35 command modules and what they use
     was ~24 ms of every kd start (gdbkd core's included); with the cached index of their
     names, modules and docstrings (written by one start that imported them all) each
     module is imported when its first command runs."""
@@ -171,11 +189,10 @@ def register_all():
         except Exception as e:  # one broken command must not take the others down
             gdb.write(f"kd: command module {name} failed to load: {e}\n")
             failed = True
-    for cls in COMMANDS.values():
-        cls()
+    made = [cls() for cls in COMMANDS.values()]
     if index_path is not None and not failed:
         from ..cache import atomic_write
-        rows = [[c.name, c.__module__, c.__doc__] for c in COMMANDS.values()]
+        rows = [[c.name, type(c).__module__, c.__doc__] for c in made]
         try:
             with atomic_write(index_path, "w") as f:
                 json.dump(rows, f)
