@@ -1,0 +1,90 @@
+"""Damage planted in the kernel lists of a real dump (issue 26), for the unit and e2e tests.
+
+A kind of damage is a few words written over real memory: the victim entry's
+``next`` made to point at itself, back to an earlier entry, at NULL, at
+LIST_POISON1 or at an address the dump does not hold, or the following entry's
+``prev`` made to disagree with the walk. :func:`plant` gives the words to write
+(virtual address → bytes) and what a walk must then find, derived from the
+intact walk of the same list in the same dump: no count, offset or ABI is
+written down here.
+
+:class:`PatchedReader` serves the dump's real memory with those words in place
+(real memory with a planted corruption, read through the real reader);
+:func:`patched_dump_copy` writes them into a copy of an ELF dump at their
+physical file offsets, for whole ``gdbkd core`` runs.
+"""
+
+import struct
+
+from gdbkd.model.lists import LIST_POISON1
+from gdbkd.model.reader import DumpReader
+
+__all__ = ["KINDS", "WILD", "PatchedReader", "plant", "patched_dump_copy"]
+
+#: the kinds of damage, each planted on its own
+KINDS = ("self-loop", "loop-back", "null", "poison", "wild", "prev")
+
+#: a kernel-half address no dump of a 1 GiB arm64 guest maps (checked by the tests)
+WILD = 0xffff7bad0dead000
+
+_KIND_SAID = {"self-loop": "loop", "loop-back": "loop", "null": "null", "poison": "poison",
+              "wild": "unreadable", "prev": "prev"}
+
+
+def _q(v: int) -> bytes:
+    return struct.pack("<Q", v)
+
+
+class PatchedReader(DumpReader):
+    """The dump's real memory with ``patches`` ({virtual address: bytes}) written over it."""
+
+    def __init__(self, dump, patches: dict):
+        super().__init__(dump)
+        self.patches = dict(patches)
+        self._direct = None         # every read through _fetch, where the patches apply
+
+    def _fetch(self, addr, n):
+        data = bytearray(super()._fetch(addr, n))
+        for a, b in self.patches.items():
+            lo, hi = max(a, addr), min(a + len(b), addr + n)
+            if lo < hi:
+                data[lo - addr:hi - addr] = b[lo - a:hi - a]
+        return bytes(data)
+
+
+def plant(kind: str, head: int, nodes: list, victim: int = None):
+    """(patches, expected) for damage KIND in the intact list at HEAD whose list_heads,
+    in walk order, are NODES. VICTIM (an index into NODES, default the middle) is the
+    entry whose ``next`` is damaged; for "prev", the ``prev`` of the entry after it (or
+    the head's) is made stale. ``expected``: ``kind`` (ListProblem.kind), ``node`` (the
+    list_head whose link is wrong), ``value`` (what it holds), ``recovered`` (entries the
+    walk back from the head must find)."""
+    n = len(nodes)
+    v = n // 2 if victim is None else victim
+    at = nodes[v]
+    if kind == "prev":
+        target = nodes[v + 1] if v + 1 < n else head
+        stale = nodes[v - 1] if v >= 1 else head
+        return {target + 8: _q(stale)}, {"kind": "prev", "node": target, "value": stale,
+                                         "recovered": 0}
+    value = {"self-loop": at, "loop-back": nodes[0] if v else at, "null": 0,
+             "poison": LIST_POISON1, "wild": WILD}[kind]
+    if kind == "loop-back" and not v:
+        raise ValueError("a loop back to an earlier entry needs a victim after the first")
+    return {at: _q(value)}, {"kind": _KIND_SAID[kind], "node": at, "value": value,
+                             "recovered": n - 1 - v}
+
+
+def patched_dump_copy(dump, src, dst, patches: dict):
+    """Copy the ELF dump SRC (opened as DUMP) to DST with PATCHES ({virtual address:
+    bytes}) written at the file offsets of their physical addresses (DUMP's page tables
+    and program headers)."""
+    from hostile import patched_copy
+    file_patches = []
+    for va, b in patches.items():
+        pa = dump.mmu.translate(va)
+        seg = dump.phys._seg(pa)
+        if seg is None or pa - seg.paddr + len(b) > seg.filesz:
+            raise ValueError(f"{va:#x} (pa {pa:#x}) is not stored in {src}")
+        file_patches.append((seg.offset + pa - seg.paddr, b))
+    return patched_copy(src, dst, file_patches)

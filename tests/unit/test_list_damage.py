@@ -1,0 +1,227 @@
+"""A damaged kernel list is evidence (issue 26): each kind of damage planted in each of
+the kernel's main lists of the real 6.1 test dump, read through the real reader with
+the planted words in place (tests/listdamage.py). For each: the model keeps every
+entry once (the intact walk's set, derived from the same dump), says one problem of
+the right kind at the right entry with the right recovered count, and kd check's
+model (gdbkd/model/listcheck.py) says the same.
+
+Layouts: the offsets cache's where it records them, drgn's reading of the
+vmlinux's DWARF for the rest (what gdb gives kd inside gdb)."""
+
+import pytest
+
+from tests.conftest import module_dumps
+from listdamage import KINDS, WILD, PatchedReader, plant
+from gdbkd.model.kernel import Kernel
+from gdbkd.model.layout import TypeSource
+from gdbkd.model.lists import walk_list, DAMAGE_KINDS
+from gdbkd.model.reader import DumpReader, MemoryFault
+from gdbkd.model import fs, net, slab, tasks as mtasks
+from gdbkd.model.listcheck import check_lists
+from gdbkd.model.modules import module_list
+
+pytestmark = pytest.mark.unit
+
+drgn = pytest.importorskip("drgn")
+
+TD = MDF = None
+_dumps = module_dumps(globals())
+
+
+class RecordedThenDrgn(TypeSource):
+    """The offsets cache's layouts, then drgn's types for members it does not record."""
+
+    def __init__(self, recorded, prog):
+        from tests.unit.test_model_state import DrgnTypes
+        self.recorded, self.drgn = recorded, DrgnTypes(prog)
+
+    def member(self, typename, path):
+        m = self.recorded.member(typename, path)
+        if m is not None or self.recorded.covers(typename, path):
+            return m
+        return self.drgn.member(typename, path)
+
+    def sizeof(self, name):
+        v = self.recorded.sizeof(name)
+        return v if v is not None else self.drgn.sizeof(name)
+
+    def enum(self, name):
+        return self.recorded.enum(name)
+
+
+@pytest.fixture(scope="module")
+def env():
+    from gdbkd.postmortem import open_dump
+    prog = drgn.Program()
+    prog.set_core_dump(str(TD.elf))
+    prog.load_debug_info([str(TD.vmlinux)])
+    d = open_dump(TD.elf, TD.vmlinux)
+    types = RecordedThenDrgn(d.kernel.types, prog)
+
+    def sym(name):
+        try:
+            return prog.symbol(name).address
+        except LookupError:
+            return None
+
+    def kernel(patches=None):
+        r = DumpReader(d) if patches is None else PatchedReader(d, patches)
+        return Kernel(r, types, sym)
+    yield kernel
+    d.close()
+
+
+def _tasks(k):
+    tl = mtasks.task_list(k)
+    return [t.addr for t in tl], tl.damage
+
+
+def _modules(k):
+    mods, _ = module_list(k)
+    return [m.addr for m in mods], mods.damage
+
+
+def _caches(k):
+    cs = slab.slab_caches(k)
+    return [c.addr for c in cs], cs.damage
+
+
+def _mounts(k):
+    ms, _ = fs.mount_list(k, fs.init_mnt_ns(k))
+    return list(ms), ms.damage
+
+
+def _netdevs(k):
+    nets, _ = net.net_namespaces(k)
+    devs, _ = net.netdevs(k, nets[0])
+    return list(devs), devs.damage
+
+
+# (name, the list's head and link offset in a kernel, what the model gives, the name
+# kd says, kd check's row, the victim's owner as kd names it or None)
+LISTS = {
+    "tasks": (lambda k: (k.sym("init_task") + k.offset("struct task_struct", "tasks"),
+                         k.offset("struct task_struct", "tasks")),
+              _tasks, "task list (init_task.tasks)", "task list (init_task.tasks) and thread lists"),
+    "modules": (lambda k: (k.sym("modules"), k.offset("struct module", "list")),
+                _modules, "module list (modules)", "module list (modules)"),
+    "slab caches": (lambda k: (k.sym("slab_caches"), k.offset("struct kmem_cache", "list")),
+                    _caches, "slab cache list (slab_caches)", "slab cache list (slab_caches)"),
+    "mounts": (lambda k: (fs.init_mnt_ns(k) + k.offset("struct mnt_namespace", "list"),
+                          k.offset("struct mount", "mnt_list")),
+               _mounts, "mount list of namespace", "mounts of init's namespace"),
+    "net devices": (lambda k: (net.net_namespaces(k)[0][0] + k.offset("struct net", "dev_base_head"),
+                               k.offset("struct net_device", "dev_list")),
+                    _netdevs, "net device list of namespace", "net device lists (net.dev_base_head)"),
+}
+
+
+def _owner(which, k, entry):
+    """The victim's owner as kd must name it, read from the intact dump."""
+    if which == "tasks":
+        t = mtasks.read_task(k, entry)
+        return f"pid {t.pid} ({t.comm})"
+    if which == "modules":
+        return f"module {next(m.name for m in module_list(k)[0] if m.addr == entry)}"
+    if which == "slab caches":
+        return f"cache {next(c.name for c in slab.slab_caches(k) if c.addr == entry)}"
+    if which == "net devices":
+        return f"device {k.reader.cstring(entry + k.offset('struct net_device', 'name'), 16).decode()}"
+    return None
+
+
+def test_wild_address_is_not_in_the_dump(env):
+    with pytest.raises(MemoryFault):
+        env().reader.read(WILD, 16)
+
+
+def test_intact_lists_say_nothing(env):
+    k = env()
+    for which, (_, model, _, _) in LISTS.items():
+        entries, damage = model(k)
+        assert entries and damage == [], which
+        assert len(entries) == len(set(entries)), which
+    assert all(not c.problems for c in check_lists(k))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("which", list(LISTS))
+def test_damage_is_said_and_every_entry_kept_once(env, which, kind):
+    head_of, model, said, row = LISTS[which]
+    k0 = env()
+    head, off = head_of(k0)
+    intact = walk_list(k0.reader, head, entry_offset=off)
+    assert intact.stop is None and intact.nodes
+    want, _ = model(k0)
+    if kind == "loop-back" and len(intact.nodes) < 2:
+        pytest.skip(f"this dump's {which} has one entry: no earlier one to loop back to")
+    patches, exp = plant(kind, head, intact.nodes)
+    k = env(patches)
+    got, damage = model(k)
+    # every entry once, none lost: the walk back from the head recovers the rest
+    assert len(got) == len(set(got)) and set(got) == set(want)
+    assert len(damage) == 1, [p.line() for p in damage]
+    p = damage[0]
+    assert p.kind == exp["kind"] and p.kind in DAMAGE_KINDS
+    assert p.node == exp["node"] and p.value == exp["value"]
+    assert p.recovered == exp["recovered"]
+    entry = None if exp["node"] == head else exp["node"] - off
+    assert p.entry == entry
+    owner = _owner(which, k0, entry) if entry is not None else None
+    if owner is not None:
+        assert p.owner == owner
+    line = p.line()
+    assert "\n" not in line and line.startswith(said) and " damaged " in line
+    assert (f"at {entry:#x}" if entry is not None else f"at its head {head:#x}") in line
+    if owner is not None:
+        assert f"({owner})" in line
+    if kind == "prev":
+        assert f"->prev is {exp['value']:#x}" in line and "recovered" not in line
+    else:
+        assert f"{exp['value']:#x}" in line or (kind == "null" and "NULL" in line)
+        if exp["recovered"]:
+            assert f"{exp['recovered']} entries recovered by walking back from the head" in line
+        else:
+            assert "nothing recovered" in line
+    if kind == "poison":
+        assert "LIST_POISON1" in line
+    if kind == "wild":
+        assert WILD not in set(got)
+    j = p.to_json()
+    assert j["kind"] == p.kind and j["recovered"] == p.recovered and j["line"] == line
+    assert j["entry"] == (f"{entry:#x}" if entry is not None else None)
+    # kd check's model says the same, in the row of this list only
+    checked = {c.name: c for c in check_lists(env(patches))}
+    assert [q.line() for q in checked[row].problems] == [line]
+    assert all(not c.problems for name, c in checked.items() if name != row)
+
+
+def test_partial_slab_list_damage_is_checked(env):
+    """The SLUB per-node partial lists: a NULL planted in the first non-empty one."""
+    k0 = env()
+    off = k0.offset("struct kmem_cache_node", "partial")
+    for c in slab.slab_caches(k0):
+        node = next((n for n in c.nodes if n and slab.partial_walk(k0, n).nodes), None)
+        if node is not None:
+            break
+    else:
+        pytest.skip("no partial slab in this dump")
+    w = slab.partial_walk(k0, node)
+    patches, exp = plant("null", node + off, w.nodes)
+    checked = {x.name: x for x in check_lists(env(patches))}
+    probs = checked["slab partial lists (kmem_cache_node.partial)"].problems
+    assert [(p.kind, p.node, p.recovered) for p in probs] == [("null", exp["node"], exp["recovered"])]
+    assert probs[0].line().startswith(f"partial slabs of cache {c.name} node ")
+
+
+def test_bound_is_said():
+    """A list longer than the walk's bound: the bound is named, nothing is recovered."""
+    from gdbkd.model.reader import BytesReader
+    words = []
+    for i in range(8):                       # head 0x1000 and 7 entries, a consistent ring
+        words += [0x1000 + 16 * ((i + 1) % 8), 0x1000 + 16 * ((i - 1) % 8)]
+    b = b"".join(x.to_bytes(8, "little") for x in words)
+    w = walk_list(BytesReader({0x1000: b + bytes(4096 - len(b))}), 0x1000, limit=3, recover=True)
+    p, = w.problems("test list")
+    assert p.kind == "bound" and p.recovered == 0 and p.entries == 3
+    assert "stopped after 3 entries" in p.line() and "a bound: 3 entries shown" in p.line()
