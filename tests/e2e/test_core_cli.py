@@ -85,10 +85,15 @@ def test_core_split_dump(kernel61):
     ref = gdbkd("core", str(td.elf), kernel61.vmlinux, "--batch", "-s", "-ex", "bt")
     assert ref.returncode == 0, ref.stderr[-2000:]
     assert bt == _bt_functions(ref.stdout)
-    # a part left out, or the vmlinux forgotten: one line, non-zero, no gdb
+    # the vmlinux forgotten: the parts find it by their build-id
+    r = gdbkd("core", *parts, "--batch", "-s", "-ex", "bt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"gdbkd: vmlinux {kernel61.vmlinux} (build-id " in r.stderr
+    assert _bt_functions(r.stdout) == bt
+    # a part left out: one line, non-zero, no gdb
     for args, msg in (([parts[0], parts[2], kernel61.vmlinux], "split dump incomplete"),
                       ([parts[1], kernel61.vmlinux], "one part of a split dump"),
-                      (parts, "is a dump, not a vmlinux")):
+                      ([parts[0], parts[2]], "split dump incomplete")):
         r = gdbkd("core", *args, "--batch", "-s", "-ex", "bt")
         assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
         lines = r.stderr.strip().splitlines()
