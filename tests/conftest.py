@@ -15,6 +15,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
         if "/unit/" in p and not any(m.name in ("e2e", "slow", "unit") for m in item.iter_markers()):
             item.add_marker(pytest.mark.unit)
+        if "/model/" in p and not any(m.name == "model" for m in item.iter_markers()):
+            item.add_marker(pytest.mark.model)
 
 
 def pids_where(match):
