@@ -165,13 +165,28 @@ def attach(target, vmlinux, no_task_threads, batch, as_json, ex, timeout, module
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--source", is_flag=True,
               help="also the kernel's Debian source package (~140 MB, once): gdb then shows source lines")
-def fetch(profile, as_json, source):
+@click.option("--abi", default=None,
+              help="this ABI of the profile's series (e.g. an older one the cache or the archive "
+                   "still holds) instead of the newest; a profile pins one with [kernel] abi")
+@click.option("--list", "list_cached", is_flag=True,
+              help="list the kernels gdbkd's cache holds (release, build-id, vmlinux) and exit")
+def fetch(profile, as_json, source, abi, list_cached):
     """Download/build PROFILE's artifacts and print their paths."""
+    if list_cached:
+        from .artifacts.kernel import cached_kernels
+        ks = cached_kernels()
+        if as_json:
+            click.echo(json.dumps(ks))
+        elif not ks:
+            click.echo("no kernels in gdbkd's cache")
+        for k in ([] if as_json else ks):
+            click.echo(f"{k['release']:28} {k['build_id'] or '(no build-id)':42} {k['vmlinux']}")
+        return
     from .qemu.profiles import load_profile
     from .artifacts.kernel import ensure_kernel
     from .artifacts.initramfs import ensure_base_initramfs
     p = load_profile(profile)
-    k = ensure_kernel(p)
+    k = ensure_kernel(p, abi=abi)
     d = {"profile": p.name, "release": k.release, "image": k.image, "vmlinux": k.vmlinux,
          "headers": k.kdir, "modules": k.modules_dir}
     if source or p.kernel.get("fetch_source"):

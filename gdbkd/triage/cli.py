@@ -18,7 +18,8 @@ EXAMPLES = ["gdbkd triage /srv/vmcores/*/vmcore --vmlinux-dir /srv/vmlinux --htm
 @click.argument("dumps", nargs=-1, required=True, type=click.Path())
 @click.option("--vmlinux", type=click.Path(), help="the vmlinux of every dump")
 @click.option("--vmlinux-dir", type=click.Path(),
-              help="a directory of vmlinux files: each dump gets the one with its build-id")
+              help="a directory of vmlinux files: each dump gets the one with its build-id "
+                   "(searched before gdbkd's cache, Debian's debug paths and archive)")
 @click.option("--modules-dir", "modules_dirs", multiple=True, type=click.Path(),
               help="where module .ko files with DWARF are (repeatable; as gdbkd core's)")
 @click.option("--json", "as_json", is_flag=True, help="print every row, the buckets and the errors as JSON")
@@ -30,12 +31,15 @@ EXAMPLES = ["gdbkd triage /srv/vmcores/*/vmcore --vmlinux-dir /srv/vmlinux --htm
 def triage(dumps, vmlinux, vmlinux_dir, modules_dirs, as_json, html_out, jobs, dask_addr):
     """Triage crash DUMPs: a title and a stable signature each, grouped in buckets.
 
+    Without --vmlinux each dump's vmlinux is found by its build-id (or release): in
+    --vmlinux-dir, gdbkd's cache, /usr/lib/debug, else Debian's archive.
+
     Exits 0 when every dump was triaged, 3 when some gave error rows (the report is still
     complete), 2 on bad arguments."""
     from .engine import run_local, run_dask
     from .report import result, render_text, render_json, render_html
-    if bool(vmlinux) == bool(vmlinux_dir):
-        raise click.UsageError("give exactly one of --vmlinux V and --vmlinux-dir DIR")
+    if vmlinux and vmlinux_dir:
+        raise click.UsageError("give at most one of --vmlinux V and --vmlinux-dir DIR")
     if vmlinux and not os.path.isfile(vmlinux):
         raise GdbkdError(f"vmlinux {vmlinux} does not exist")
     if vmlinux_dir and not os.path.isdir(vmlinux_dir):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import GdbkdError
 
-__all__ = ["triage_dump", "kd_reports", "error_row", "pick_vmlinux", "vmlinux_index", "identify", "readable", "KD_COMMANDS",
+__all__ = ["triage_dump", "kd_reports", "error_row", "pick_vmlinux", "find_vmlinux_for", "identify", "readable", "KD_COMMANDS",
            "TIMEOUT"]
 
 #: seconds one dump may take in gdb before its row says so
@@ -36,7 +36,6 @@ KD_COMMANDS = {
 }
 _MARK = "@@gdbkd-triage "
 
-_index_cache = {}       # (dir, its mtime) -> {build-id: path}, per process
 
 
 def readable(path) -> bool:
@@ -57,52 +56,18 @@ def identify(path) -> dict:
         d.close()
 
 
-def vmlinux_index(vmlinux_dir) -> dict:
-    """{build-id: path} of the ELF vmlinux files under VMLINUX_DIR (two levels deep;
-    other files are ignored)."""
-    from ..postmortem.offsets import vmlinux_build_id
-    root = Path(vmlinux_dir)
-    if not root.is_dir():
-        raise GdbkdError(f"--vmlinux-dir {vmlinux_dir} is not a directory")
-    key = (str(root.resolve()), root.stat().st_mtime_ns)
-    if key in _index_cache:
-        return _index_cache[key]
-    found = {}
-    cands = sorted(p for p in root.iterdir()) + sorted(q for p in root.iterdir() if p.is_dir()
-                                                      for q in p.iterdir())
-    for p in cands:
-        if not p.is_file() or p.suffix in (".ko", ".gz", ".xz", ".txt", ".json"):
-            continue
-        try:
-            with open(p, "rb") as f:
-                if f.read(4) != b"\x7fELF":
-                    continue
-            bid = vmlinux_build_id(p)
-        except (OSError, GdbkdError):
-            continue
-        if bid:
-            found.setdefault(bid, str(p))
-    _index_cache[key] = found
-    return found
+def pick_vmlinux(ident: dict, vmlinux_dir=None, download=True) -> str:
+    """The vmlinux of a dump (identify()'s row): by build-id, else by release, in
+    VMLINUX_DIR, gdbkd's cache, Debian's debug paths, then Debian's archive
+    (artifacts/debuginfo.py). Raises GdbkdError (one line) naming where it looked."""
+    return find_vmlinux_for(ident, vmlinux_dir, download).path
 
 
-def pick_vmlinux(ident: dict, vmlinux_dir) -> str:
-    """The vmlinux under VMLINUX_DIR for a dump: the one with the dump's build-id; for a
-    dump without BUILD-ID (kernels before 5.9), the only one whose path names its release."""
-    idx = vmlinux_index(vmlinux_dir)
-    rel, bid = ident["release"], ident.get("build_id")
-    if bid:
-        if bid in idx:
-            return idx[bid]
-        same = [p for p in idx.values() if rel in p]
-        hint = f" ({', '.join(os.path.basename(p) for p in same)} names that release but has " \
-               f"another build-id)" if same else ""
-        raise GdbkdError(f"no vmlinux for {rel} with build-id {bid[:12]}… in {vmlinux_dir}{hint}")
-    same = sorted(p for p in idx.values() if rel in p)
-    if len(same) == 1:
-        return same[0]
-    raise GdbkdError(f"the dump has no BUILD-ID and {len(same) or 'no'} vmlinux files in "
-                     f"{vmlinux_dir} name release {rel}: give --vmlinux")
+def find_vmlinux_for(ident: dict, vmlinux_dir=None, download=True):
+    """debuginfo.Found (path, why) for identify()'s row."""
+    from ..artifacts.debuginfo import find_vmlinux
+    return find_vmlinux(ident["release"], ident.get("build_id"),
+                        [vmlinux_dir] if vmlinux_dir else [], download)
 
 
 def _run_core(dump, vmlinux, dot_path, modules_dirs=()):
@@ -183,7 +148,9 @@ def triage_dump(dump, vmlinux=None, vmlinux_dir=None, modules_dirs=()) -> dict:
         ident = identify(dump)
         row.update(release=ident["release"], build_id=ident["build_id"])
         if vmlinux is None:
-            vmlinux = pick_vmlinux(ident, vmlinux_dir)
+            found = find_vmlinux_for(ident, vmlinux_dir)
+            vmlinux = found.path
+            row["vmlinux_source"] = found.why
         else:
             from ..postmortem.offsets import vmlinux_build_id
             vb = vmlinux_build_id(vmlinux)

@@ -63,7 +63,7 @@ class Guest:
         self.m = None
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self, timeout=60):
+    def start(self, timeout=180):
         from gdbkd.qemu.machine import Machine
         from gdbkd.qemu.profiles import load_profile
         profile = load_profile("debian-6.1")
@@ -75,14 +75,14 @@ class Guest:
         self.qmp_path = self.m.qmp_path
         self.sock = self.m.console.sock
         self.wait_for(b"GDBKD-READY", timeout=timeout)
-        self.wait_for(b"# ", timeout=10)
+        self.wait_for(b"# ", timeout=60)
 
     def stop(self):
         if self.m is not None:
             self.m.stop()
 
     # -- serial shell ------------------------------------------------------
-    def wait_for(self, pattern: bytes, timeout=30, start=0):
+    def wait_for(self, pattern: bytes, timeout=120, start=0):
         """Offset of ``pattern`` in the console output after ``start``."""
         con = self.m.console
         con.wait_for(pattern.decode(), timeout, start)
@@ -93,7 +93,7 @@ class Guest:
                                    f"tail: {bytes(con.buf[-800:])!r}")
             return i
 
-    def sh(self, cmd: str, timeout=30) -> str:
+    def sh(self, cmd: str, timeout=120) -> str:
         """Run a shell command on the guest console; return its output (between markers)."""
         tag = f"{time.time_ns() % 10**9:09d}"
         start = self.m.console.mark()
