@@ -16,10 +16,13 @@ physical file offsets, for whole ``gdbkd core`` runs.
 
 import struct
 
+from gdbkd.model.kernel import Kernel
+from gdbkd.model.layout import TypeSource
 from gdbkd.model.lists import LIST_POISON1
 from gdbkd.model.reader import DumpReader
 
-__all__ = ["KINDS", "WILD", "PatchedReader", "plant", "patched_dump_copy"]
+__all__ = ["KINDS", "WILD", "PatchedReader", "plant", "patched_dump_copy", "RecordedThenDrgn",
+           "model_kernels", "list_heads"]
 
 #: the kinds of damage, each planted on its own
 KINDS = ("self-loop", "loop-back", "null", "poison", "wild", "prev")
@@ -88,3 +91,63 @@ def patched_dump_copy(dump, src, dst, patches: dict):
             raise ValueError(f"{va:#x} (pa {pa:#x}) is not stored in {src}")
         file_patches.append((seg.offset + pa - seg.paddr, b))
     return patched_copy(src, dst, file_patches)
+
+
+class RecordedThenDrgn(TypeSource):
+    """The offsets cache's layouts, then drgn's reading of the vmlinux's DWARF for members
+    it does not record (what kd gets from gdb inside gdb)."""
+
+    def __init__(self, recorded, prog):
+        from tests.unit.test_model_state import DrgnTypes
+        self.recorded, self.drgn = recorded, DrgnTypes(prog)
+
+    def member(self, typename, path):
+        m = self.recorded.member(typename, path)
+        if m is not None or self.recorded.covers(typename, path):
+            return m
+        return self.drgn.member(typename, path)
+
+    def sizeof(self, name):
+        v = self.recorded.sizeof(name)
+        return v if v is not None else self.drgn.sizeof(name)
+
+    def enum(self, name):
+        return self.recorded.enum(name)
+
+
+def model_kernels(dump, dump_path, vmlinux):
+    """A function giving a fresh model Kernel over the opened DUMP, with every symbol and
+    type (drgn reads DUMP_PATH and VMLINUX for those the offsets cache lacks); given
+    patches, it reads through a :class:`PatchedReader`."""
+    import drgn
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump_path))
+    prog.load_debug_info([str(vmlinux)])
+    types = RecordedThenDrgn(dump.kernel.types, prog)
+
+    def sym(name):
+        try:
+            return prog.symbol(name).address
+        except LookupError:
+            return None
+
+    def kernel(patches=None):
+        r = DumpReader(dump) if patches is None else PatchedReader(dump, patches)
+        return Kernel(r, types, sym)
+    return kernel
+
+
+def list_heads(k) -> dict:
+    """{list: (head address, offset of the link in an entry)} of the kernel's main lists
+    in the model Kernel K: the names the tests use, kd's names beside them."""
+    from gdbkd.model import fs, net
+    return {
+        "tasks": (k.sym("init_task") + k.offset("struct task_struct", "tasks"),
+                  k.offset("struct task_struct", "tasks")),
+        "modules": (k.sym("modules"), k.offset("struct module", "list")),
+        "slab caches": (k.sym("slab_caches"), k.offset("struct kmem_cache", "list")),
+        "mounts": (fs.init_mnt_ns(k) + k.offset("struct mnt_namespace", "list"),
+                   k.offset("struct mount", "mnt_list")),
+        "net devices": (net.net_namespaces(k)[0][0] + k.offset("struct net", "dev_base_head"),
+                        k.offset("struct net_device", "dev_list")),
+    }

@@ -1,7 +1,7 @@
 """kd mount: mounted file systems and mount namespaces (crash's mount)."""
 
 from . import KdError, command
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
 from ._sysstate import kernel, pick_task, guest_str
 from ..model import fs
 from ..model.tasks import task_list
@@ -67,7 +67,8 @@ the namespace of that task. DIRNAME is the full path from the global root."""
             rows.append({"mount": m, "sb": i["sb"], "type": guest_str(i["fstype"]),
                          "devname": guest_str(i["devname"]), "dirname": guest_str(i["dirname"]),
                          "flags": i["flags"], "id": i["id"]})
-        return {"ns": ns, "mounts": rows, "stop": stop}
+        return {"ns": ns, "mounts": rows, "stop": stop,
+                "problems": [p.to_json() for p in getattr(mounts, "damage", ())]}
 
     def render(self, d, args):
         if "namespaces" in d:
@@ -84,6 +85,8 @@ the namespace of that task. DIRNAME is the full path from the global root."""
                 continue
             lines.append(f"{r['mount']:016x} {r['sb']:016x} {r['type']:<10} {r['devname']:<15} "
                          f"{r['dirname']}")
-        if d["stop"]:
+        if d["problems"]:
+            lines += problem_lines(self.name, d["problems"])
+        elif d["stop"]:                   # the rbtree of 6.8+: why its walk stopped
             lines.append(f"kd mount: {d['stop']}")
         return "\n".join(lines)

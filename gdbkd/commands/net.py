@@ -1,7 +1,7 @@
 """kd net: network devices, and a task's sockets (crash's net)."""
 
 from . import KdError, command
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
 from ._sysstate import kernel, pick_task, task_header, render_header, guest_str
 from ..model import net as mnet
 
@@ -37,8 +37,10 @@ and remote address."""
                 i["name"] = guest_str(i["name"])
                 rows.append(i)
             out.append({"net": net, "init": net == k.sym("init_net"), "devices": rows,
+                        "_damage": devs.damage,
                         "stop": dstop})
-        return {"namespaces": out, "stop": stop}
+        problems = nets.damage + [p for ns in out for p in ns.pop("_damage")]
+        return {"namespaces": out, "stop": stop, "problems": [p.to_json() for p in problems]}
 
     def render(self, d, args):
         if "sockets" in d:
@@ -62,6 +64,4 @@ and remote address."""
                              f"{'|'.join(v['flag_names']) or '0'}")
                 for a in v["ipv4"] + v["ipv6"]:
                     lines.append(f"{'':>51}{a}")
-            if ns["stop"]:
-                lines.append(f"kd net: {ns['stop']}")
-        return "\n".join(lines)
+        return "\n".join(lines + problem_lines(self.name, d["problems"]))

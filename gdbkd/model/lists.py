@@ -84,10 +84,11 @@ class ListProblem:
             return out + f" (a bound: {self.entries} entries shown)"
         if self.kind == "prev":
             return out
+        n = f"{self.entries} {'entry' if self.entries == 1 else 'entries'}"
         if self.recovered:
-            return out + (f"; {self.recovered} entries recovered by walking back from the "
-                          f"head ({self.entries} in all, each once)")
-        return out + f"; nothing recovered by walking back ({self.entries} entries in all)"
+            return out + (f"; {self.recovered} {'entry' if self.recovered == 1 else 'entries'} "
+                          f"recovered by walking back from the head ({n} in all, each once)")
+        return out + f"; nothing recovered by walking back ({n} in all)"
 
     def to_json(self) -> dict:
         return {"list": self.list, "kind": self.kind, "node": f"{self.node:#x}",
@@ -158,7 +159,7 @@ class ListWalk:
                     owner = None
             return ListProblem(list=name, kind=kind, node=node, entry=entry, owner=owner,
                                value=value, detail=detail, recovered=self.recovered,
-                               entries=len(self.nodes))
+                               entries=len(self.entries()))
         if self.broken is not None:
             b = self.broken
             out.append(problem(b["kind"], b["node"], b["value"], self.stop))

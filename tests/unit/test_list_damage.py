@@ -11,11 +11,9 @@ vmlinux's DWARF for the rest (what gdb gives kd inside gdb)."""
 import pytest
 
 from tests.conftest import module_dumps
-from listdamage import KINDS, WILD, PatchedReader, plant
-from gdbkd.model.kernel import Kernel
-from gdbkd.model.layout import TypeSource
+from listdamage import KINDS, WILD, list_heads, model_kernels, plant
 from gdbkd.model.lists import walk_list, DAMAGE_KINDS
-from gdbkd.model.reader import DumpReader, MemoryFault
+from gdbkd.model.reader import MemoryFault
 from gdbkd.model import fs, net, slab, tasks as mtasks
 from gdbkd.model.listcheck import check_lists
 from gdbkd.model.modules import module_list
@@ -28,45 +26,11 @@ TD = MDF = None
 _dumps = module_dumps(globals())
 
 
-class RecordedThenDrgn(TypeSource):
-    """The offsets cache's layouts, then drgn's types for members it does not record."""
-
-    def __init__(self, recorded, prog):
-        from tests.unit.test_model_state import DrgnTypes
-        self.recorded, self.drgn = recorded, DrgnTypes(prog)
-
-    def member(self, typename, path):
-        m = self.recorded.member(typename, path)
-        if m is not None or self.recorded.covers(typename, path):
-            return m
-        return self.drgn.member(typename, path)
-
-    def sizeof(self, name):
-        v = self.recorded.sizeof(name)
-        return v if v is not None else self.drgn.sizeof(name)
-
-    def enum(self, name):
-        return self.recorded.enum(name)
-
-
 @pytest.fixture(scope="module")
 def env():
     from gdbkd.postmortem import open_dump
-    prog = drgn.Program()
-    prog.set_core_dump(str(TD.elf))
-    prog.load_debug_info([str(TD.vmlinux)])
     d = open_dump(TD.elf, TD.vmlinux)
-    types = RecordedThenDrgn(d.kernel.types, prog)
-
-    def sym(name):
-        try:
-            return prog.symbol(name).address
-        except LookupError:
-            return None
-
-    def kernel(patches=None):
-        r = DumpReader(d) if patches is None else PatchedReader(d, patches)
-        return Kernel(r, types, sym)
+    kernel = model_kernels(d, TD.elf, TD.vmlinux)
     yield kernel
     d.close()
 
@@ -97,22 +61,13 @@ def _netdevs(k):
     return list(devs), devs.damage
 
 
-# (name, the list's head and link offset in a kernel, what the model gives, the name
-# kd says, kd check's row, the victim's owner as kd names it or None)
+# list: (what the model gives, the name kd says, kd check's row)
 LISTS = {
-    "tasks": (lambda k: (k.sym("init_task") + k.offset("struct task_struct", "tasks"),
-                         k.offset("struct task_struct", "tasks")),
-              _tasks, "task list (init_task.tasks)", "task list (init_task.tasks) and thread lists"),
-    "modules": (lambda k: (k.sym("modules"), k.offset("struct module", "list")),
-                _modules, "module list (modules)", "module list (modules)"),
-    "slab caches": (lambda k: (k.sym("slab_caches"), k.offset("struct kmem_cache", "list")),
-                    _caches, "slab cache list (slab_caches)", "slab cache list (slab_caches)"),
-    "mounts": (lambda k: (fs.init_mnt_ns(k) + k.offset("struct mnt_namespace", "list"),
-                          k.offset("struct mount", "mnt_list")),
-               _mounts, "mount list of namespace", "mounts of init's namespace"),
-    "net devices": (lambda k: (net.net_namespaces(k)[0][0] + k.offset("struct net", "dev_base_head"),
-                               k.offset("struct net_device", "dev_list")),
-                    _netdevs, "net device list of namespace", "net device lists (net.dev_base_head)"),
+    "tasks": (_tasks, "task list (init_task.tasks)", "task list (init_task.tasks) and thread lists"),
+    "modules": (_modules, "module list (modules)", "module list (modules)"),
+    "slab caches": (_caches, "slab cache list (slab_caches)", "slab cache list (slab_caches)"),
+    "mounts": (_mounts, "mount list of namespace", "mounts of init's namespace"),
+    "net devices": (_netdevs, "net device list of namespace", "net device lists (net.dev_base_head)"),
 }
 
 
@@ -137,7 +92,8 @@ def test_wild_address_is_not_in_the_dump(env):
 
 def test_intact_lists_say_nothing(env):
     k = env()
-    for which, (_, model, _, _) in LISTS.items():
+    assert set(list_heads(k)) == set(LISTS)
+    for which, (model, _, _) in LISTS.items():
         entries, damage = model(k)
         assert entries and damage == [], which
         assert len(entries) == len(set(entries)), which
@@ -147,9 +103,9 @@ def test_intact_lists_say_nothing(env):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("which", list(LISTS))
 def test_damage_is_said_and_every_entry_kept_once(env, which, kind):
-    head_of, model, said, row = LISTS[which]
+    model, said, row = LISTS[which]
     k0 = env()
-    head, off = head_of(k0)
+    head, off = list_heads(k0)[which]
     intact = walk_list(k0.reader, head, entry_offset=off)
     assert intact.stop is None and intact.nodes
     want, _ = model(k0)
@@ -164,7 +120,7 @@ def test_damage_is_said_and_every_entry_kept_once(env, which, kind):
     p = damage[0]
     assert p.kind == exp["kind"] and p.kind in DAMAGE_KINDS
     assert p.node == exp["node"] and p.value == exp["value"]
-    assert p.recovered == exp["recovered"]
+    assert p.recovered == exp["recovered"] and p.entries == len(intact.nodes)
     entry = None if exp["node"] == head else exp["node"] - off
     assert p.entry == entry
     owner = _owner(which, k0, entry) if entry is not None else None
@@ -180,7 +136,8 @@ def test_damage_is_said_and_every_entry_kept_once(env, which, kind):
     else:
         assert f"{exp['value']:#x}" in line or (kind == "null" and "NULL" in line)
         if exp["recovered"]:
-            assert f"{exp['recovered']} entries recovered by walking back from the head" in line
+            r = exp["recovered"]
+            assert f"{r} {'entry' if r == 1 else 'entries'} recovered by walking back from the head" in line
         else:
             assert "nothing recovered" in line
     if kind == "poison":

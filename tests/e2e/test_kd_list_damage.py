@@ -1,0 +1,105 @@
+"""Damaged kernel lists through whole `gdbkd core` runs (issue 26): real gdb-multiarch, the
+real dump server, a copy of the real 6.1 makedumpfile ELF dump with the damage written
+at the physical file offsets of the words (tests/listdamage.py). One copy per kind of
+damage, planted at once in the task, module, slab-cache, mount and net-device lists.
+
+What is expected comes from the same dump: the intact copy's `kd ps`, `kd mod` and
+`kd kmem -s` (every entry of the damaged run's output equals them, each once), and
+the recovered counts from the intact walks."""
+
+import json
+
+import pytest
+
+from conftest import gdbkd
+from tests.conftest import module_dumps
+from listdamage import KINDS, list_heads, model_kernels, patched_dump_copy, plant
+from gdbkd.model.lists import walk_list
+
+pytestmark = pytest.mark.e2e
+
+TD = MDF = None
+_dumps = module_dumps(globals())
+
+CMDS = ["kd ps --json", "kd mod --json", "kd kmem -s --json", "kd check --json", "kd check",
+        "kd ps", "kd mod", "kd kmem -s", "kd mount", "kd net"]
+#: the list kd check's row names, the command whose output shows the list, its entries' key
+SHOWN = {"tasks": ("task list (init_task.tasks) and thread lists", 0, "tasks", "task"),
+         "modules": ("module list (modules)", 1, "modules", "module"),
+         "slab caches": ("slab cache list (slab_caches)", 2, "caches", "cache_addr")}
+#: kd check's row and the command that shows the list, for the others
+ROWS = {"mounts": ("mounts of init's namespace", "mount"),
+        "net devices": ("net device lists (net.dev_base_head)", "net")}
+
+
+def _run(path):
+    args = ["core", str(path), TD.vmlinux, "-s", "--batch"]
+    for c in CMDS:
+        args += ["-ex", c]
+    p = gdbkd(*args)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Traceback" not in p.stdout + p.stderr, (p.stdout[-3000:], p.stderr[-3000:])
+    js = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    assert len(js) == 4, p.stdout[-3000:]
+    return js, p.stdout
+
+
+@pytest.fixture(scope="module")
+def intact():
+    from gdbkd.postmortem import open_dump
+    src = MDF["mdf-elf-d31.elf"]
+    d = open_dump(src, TD.vmlinux)
+    kernel = model_kernels(d, src, TD.vmlinux)
+    k = kernel()
+    walks = {name: (head, off, walk_list(k.reader, head, entry_offset=off))
+             for name, (head, off) in list_heads(k).items()}
+    js, _ = _run(src)
+    yield d, src, walks, js
+    d.close()
+
+
+def _key(v):
+    return int(v, 16) if isinstance(v, str) else v
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_damage_said_by_every_command(intact, kind, tmp_path):
+    d, src, walks, clean = intact
+    assert clean[3]["ok"] and clean[3]["problems"] == []
+    patches, expected = {}, {}
+    for name, (head, off, w) in walks.items():
+        assert w.stop is None and w.nodes
+        if kind == "loop-back" and len(w.nodes) < 2:
+            continue                  # one entry: no earlier one to loop back to
+        p, exp = plant(kind, head, w.nodes)
+        patches.update(p)
+        exp["entry"] = None if exp["node"] == head else exp["node"] - off
+        expected[name] = exp
+    assert "tasks" in expected and "slab caches" in expected
+    js, text = _run(patched_dump_copy(d, src, tmp_path / "damaged.elf", patches))
+    check = js[3]
+    assert check["ok"] is False
+    rows = {r["list"]: r for r in check["lists"]}
+    for name, exp in expected.items():
+        row = rows[SHOWN[name][0] if name in SHOWN else ROWS[name][0]]
+        probs = row["problems"]
+        assert len(probs) == 1, (name, probs)
+        p = probs[0]
+        assert p["kind"] == exp["kind"] and p["recovered"] == exp["recovered"], (name, p)
+        assert p["node"] == f"{exp['node']:#x}" and _key(p["value"]) == exp["value"], (name, p)
+        assert p["entry"] == (f"{exp['entry']:#x}" if exp["entry"] is not None else None)
+        # one text line each, in kd check's text
+        assert f"kd check: {p['line']}" in text.splitlines(), name
+        if name in SHOWN:
+            _, i, key, field = SHOWN[name]
+            got = [_key(e[field]) for e in js[i][key]]
+            want = [_key(e[field]) for e in clean[i][key]]
+            assert len(got) == len(set(got)), f"{name}: an entry shown twice"
+            assert set(got) == set(want), name
+            # the command's own JSON and text say the same problem
+            assert [q["line"] for q in js[i]["problems"]] == [p["line"]], name
+            cmd = CMDS[5 + i].split()[1]
+        else:
+            cmd = ROWS[name][1]
+        assert f"kd {cmd}: {p['line']}" in text.splitlines(), name
+    assert len(check["problems"]) == len(expected)
