@@ -139,11 +139,12 @@ class _Proxy:
 
     def close(self):
         import shutil
+        import subprocess
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(3)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)

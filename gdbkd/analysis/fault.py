@@ -72,11 +72,12 @@ class Insn:
 
 def decode(code: bytes, addr: int) -> list:
     """[Insn] of ``code`` at ``addr`` (capstone detail: registers read and written)."""
+    from capstone import CsError
     out = []
     for i in _engine().disasm(code, addr):
         try:
             r, w = i.regs_access()
-        except Exception:        # capstone raises its own CsError for unsupported details
+        except CsError:          # capstone has no register details for some instructions
             r, w = [], []
         out.append(Insn(i.address, i.mnemonic, i.op_str, [reg_norm(i.reg_name(x)) for x in r],
                         [reg_norm(i.reg_name(x)) for x in w], i.operands, i))

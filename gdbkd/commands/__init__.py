@@ -157,7 +157,7 @@ class _Deferred(gdb.Command):
             try:
                 importlib.import_module(self._module)
                 cls = COMMANDS[self._name]
-            except Exception as e:
+            except ImportError as e:
                 raise gdb.GdbError(f"kd {self._name}: its command module failed to load: {e}")
             self._real = cls(register=False)
         return self._real.invoke(arg, from_tty)
@@ -186,7 +186,7 @@ def register_all():
     for name in names:
         try:
             importlib.import_module(f"{__name__}.{name}")
-        except Exception as e:  # one broken command must not take the others down
+        except Exception as e:  # boundary: one broken command must not take the others down
             gdb.write(f"kd: command module {name} failed to load: {e}\n")
             failed = True
     made = [cls() for cls in COMMANDS.values()]

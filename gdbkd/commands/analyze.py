@@ -35,7 +35,7 @@ kernel log lines (default 12). Same output live and on dumps."""
             from ..kernel import tasks
             t, _ = tasks.thread_task()
             data["task"] = {"address": t.addr, "pid": t.pid, "comm": t.comm}
-        except Exception:
+        except gdb.error:               # no task on this thread (e.g. its task_struct unreadable)
             from ..kernel.access import sysreg
             task = sysreg("SP_EL0")
         if task:
@@ -53,7 +53,7 @@ kernel log lines (default 12). Same output live and on dumps."""
                     for line in r.text.decode("utf-8", "replace").splitlines():
                         lines.append(f"[{r.ts_nsec // 1000000000:5d}.{r.ts_nsec // 1000 % 1000000:06d}] {escape(line)}")
                 data["log"] = lines[-args.log:]
-            except Exception:
+            except (gdb.error, ValueError):     # no log buffer, or one it cannot decode
                 pass
         return data
 

@@ -145,7 +145,7 @@ def decompress(flags: int, data: bytes, size: int) -> bytes:
             out = fn(data, size)
         except DumpError:
             raise
-        except Exception as e:  # each module has its own error type
+        except Exception as e:  # boundary: lzo, zstandard and cramjam each raise their own type
             raise DumpError(f"corrupt {method_name(f)} page in the dump ({e})")
     if len(out) != size:
         raise DumpError(f"corrupt {method_name(flags)} page in the dump: {len(out)} bytes "

@@ -75,7 +75,7 @@ class GdbSession:
                 continue
             try:
                 rec = parse_response(line)
-            except Exception:
+            except (ValueError, KeyError, IndexError, TypeError):   # a line pygdbmi cannot parse
                 continue
             typ = rec.get("type")
             with self.cond:

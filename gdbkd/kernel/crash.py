@@ -179,7 +179,7 @@ def trap_from_log():
     try:
         from . import printk
         recs = printk.records()
-    except Exception:
+    except (gdb.error, ValueError):     # no log buffer, or one it cannot decode
         return None
     best = {}
     for r in recs[-400:]:
@@ -203,7 +203,7 @@ def _trap_from_frame_records():
         return None
     try:
         recs = _frame_record_frames(24)
-    except Exception:
+    except gdb.error:                   # no task on this thread, or its stack unreadable
         return None
     for fr in recs:
         if fr["function"] in TRAPS:

@@ -7,6 +7,8 @@ The engine is gdbkd/arm64/insn.py's.
 
 import re
 
+import gdb
+
 from .types import read_bytes
 
 __all__ = ["Insn", "disassemble", "frame_record_ready", "capstone_available"]
@@ -69,7 +71,7 @@ def frame_record_ready(func_start: int, pc: int, scan: int = 24):
         return None
     try:
         insns = disassemble(func_start, count=scan)
-    except Exception:
+    except gdb.MemoryError:
         return None
     for ins in insns:
         if _SETS_FP.match(f"{ins.mnemonic} {ins.op_str}"):

@@ -182,7 +182,7 @@ class _ModuleLoadBreakpoint(gdb.Breakpoint):
                 mod = gdb.parse_and_eval("$x0").cast(lookup_type("struct module").pointer())
             msg = load_module_symbols(mod)
             gdb.write(f"kd: module {msg}\n")
-        except Exception as e:  # never stop the guest because of symbol loading
+        except Exception as e:  # boundary: never stop the guest because of symbol loading
             gdb.write(f"kd: module load hook: {e}\n")
         return False
 

@@ -7,6 +7,7 @@ Type lookups are cached per name and dropped on ``gdb.events.new_objfile``
 import gdb
 
 from ..model.reader import MemoryFault
+from ..errors import GdbkdError
 
 __all__ = ["cache_per_symbols", "lookup_type", "has_field", "container_of", "read_ulong", "read_u32",
            "read_bytes", "read_cstring", "ulong_type", "ptr_size", "symbol_address",
@@ -176,7 +177,7 @@ def vmlinux_symbol_address(name: str):
     try:
         st = symbol_table()
         vals = st.values(name) if st.syms else None
-    except Exception:                    # no vmlinux objfile / unreadable: ask gdb
+    except (gdb.error, GdbkdError):      # no vmlinux objfile / unreadable: ask gdb
         vals = None
     if vals is not None and len(set(vals)) == 1:
         return (vals[0] + current_offset()) & 0xFFFFFFFFFFFFFFFF

@@ -31,6 +31,7 @@ from .addrinfo import vmap_areas
 from .memmap import memory_map
 from .modules import module_list
 from .reader import MemoryFault
+from ..errors import GdbkdError
 
 __all__ = ["Matcher", "clip", "Region", "kernel_regions", "physical_regions", "user_regions", "value_pattern", "string_pattern",
            "search"]
@@ -311,7 +312,7 @@ class _Source:
         if self.phys is not None and pa is not None:
             try:
                 return self.phys.read_phys(pa, n)
-            except Exception as e:      # DumpError and its kinds (excluded, not in dump)
+            except GdbkdError as e:     # DumpError and its kinds (excluded, not in dump)
                 raise MemoryFault(addr, str(e)) from None
         if self.physical:
             mm = memory_map(self.k)

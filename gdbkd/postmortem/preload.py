@@ -19,6 +19,8 @@ reports the failure as it always does. Nothing here imports gdb.
 
 import threading
 
+from ..errors import GdbkdError
+
 __all__ = ["start", "wait", "take"]
 
 _job = None        # (paths, thread, result dict)
@@ -82,7 +84,7 @@ def _run(paths, layouts, offset, walk, out):
             task_list(k)
         if not rec.missed:
             out["kernel"] = k
-    except Exception:               # kd opens the dump itself and says what is wrong
+    except (GdbkdError, OSError, ValueError):   # kd opens the dump itself and says what is wrong
         pass
 
 

@@ -70,7 +70,7 @@ class Console:
             if self.echo:
                 try:
                     self.echo(data)
-                except Exception:
+                except OSError:         # the terminal went away: keep reading the console
                     pass
 
     def text(self, start=0) -> str:

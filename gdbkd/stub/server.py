@@ -253,7 +253,7 @@ class StubServer:
             return _error_reply(str(e))
         except (ValueError, IndexError, OverflowError) as e:      # a malformed packet
             return f"E.malformed packet ({type(e).__name__})"
-        except Exception as e:                     # corrupt dump data: answer, keep serving
+        except Exception as e:     # boundary: corrupt dump data of any kind: answer, keep serving
             self._warn(("internal", type(e).__name__), f"gdbkd stub: internal error on "
                        f"{pkt[:40]!r}: {type(e).__name__}: {e}")
             return "E01"
@@ -276,7 +276,8 @@ class StubServer:
         if p == "?":
             try:
                 return self._stop_reply()
-            except Exception as e:     # gdb 13 spins on an error reply to "?": stop anyway
+            except (GdbkdError, ValueError, IndexError, KeyError) as e:
+                # gdb 13 spins on an error reply to "?": stop anyway
                 self._warn(("stop-reply",), f"gdbkd stub: cannot tell the crashed thread ({e})")
                 return "S05"
         if p.startswith("qXfer:features:read:"):

@@ -73,7 +73,7 @@ def run_dask(dumps, address, vmlinux=None, vmlinux_dir=None, modules_dirs=(), ti
                 rows[i] = f.result()
             # triage_dump returns bad input as a row; what arrives here is the cluster's own
             # failure (KilledWorker, a cancelled task, a lost connection), of any type
-            except Exception as e:
+            except Exception as e:      # boundary: the cluster's failures are of any type
                 text = str(e).splitlines()[0] if str(e) else type(e).__name__
                 rows[i] = error_row(dumps[i], f"the Dask task failed: {text[:200]}")
         return rows
