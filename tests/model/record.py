@@ -29,9 +29,13 @@ def _drgn_types(prog):
         def member(self, typename, path):
             try:
                 return super().member(typename, path)
-            except TypeError:            # a flexible array member: drgn has no size for it
-                t = prog.type(typename)
-                return drgn.offsetof(t, path), 0, "b"
+            except TypeError:
+                # a flexible array member (drgn has no size for it), or a path through
+                # an array that is not a struct (no such member, as gdb says)
+                try:
+                    return drgn.offsetof(prog.type(typename), path), 0, "b"
+                except (TypeError, LookupError, ValueError):
+                    return None
 
         def enum(self, name):
             try:
@@ -104,8 +108,13 @@ def record(name, dump_path, vmlinux, meta_extra=None):
 
 def main(names):
     from testdumps import ensure_test_dumps
-    td = ensure_test_dumps()
-    todo = {"linux-6.1-qemu-elf": (td.elf, td.vmlinux, {"made_by": "tests/testdumps.py (QEMU ELF)"})}
+    todo = {}
+    for profile, series in (("debian-5.10", "5.10"), ("debian-6.1", "6.1"), ("debian-6.12", "6.12")):
+        if names and f"linux-{series}-qemu-elf" not in names:
+            continue
+        td = ensure_test_dumps(profile)
+        todo[f"linux-{series}-qemu-elf"] = (td.elf, td.vmlinux, {
+            "made_by": f"tests/testdumps.py ensure_test_dumps({profile!r}): QEMU ELF dump"})
     bad = []
     for name, (dump, vml, meta) in todo.items():
         if names and name not in names:

@@ -169,7 +169,7 @@ class Snapshot:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.name = self.path.name.split(".")[0]
+        self.name = self.path.name.removesuffix(".json.gz")
         with gzip.open(self.path, "rt") as f:
             d = json.load(f)
         self.meta = d["meta"]

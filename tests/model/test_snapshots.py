@@ -15,7 +15,7 @@ from tests.model.snapshot import Snapshot, snapshots, NotRecorded
 
 pytestmark = pytest.mark.model
 
-_SNAPS = {p.name.split(".")[0]: p for p in snapshots()}
+_SNAPS = {p.name.removesuffix(".json.gz"): p for p in snapshots()}
 _loaded = {}
 
 
