@@ -4,7 +4,11 @@ Frontends catch :class:`GdbkdError` and print ``gdbkd: <message>`` on one line;
 anything else is a bug and keeps its traceback.
 """
 
-__all__ = ["GdbkdError"]
+__all__ = ["GdbkdError", "KD_LOAD_FAILURE"]
+
+#: the first words of every line kd_bootstrap prints when gdb's Python cannot load gdbkd
+#: (gdbpython.check and GdbSession.source_kd look for them)
+KD_LOAD_FAILURE = "kd: cannot load gdbkd"
 
 
 class GdbkdError(Exception):

@@ -85,7 +85,7 @@ def check(use_cache=True, command=None):
     """None when a plain gdb-multiarch loads `kd` with boot_command(), else the one
     line that says why not. Also None when there is no gdb-multiarch (others say so)."""
     from .cache import cache_root, key_of, atomic_write
-    from .kd_bootstrap import FAIL
+    from .errors import KD_LOAD_FAILURE as FAIL
     gdb = shutil.which("gdb-multiarch")
     if gdb is None:
         return None

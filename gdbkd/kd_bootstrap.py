@@ -25,16 +25,16 @@ import sys
 
 __all__ = ["load", "failure_message"]
 
-#: the first words of every failure line (gdbkd's GdbSession looks for them)
-FAIL = "kd: cannot load gdbkd"
-
 
 def _py(v=None):
     return "%d.%d" % (v or sys.version_info)[:2]
 
 
 def failure_message(err, installed_for=None) -> str:
-    """The one line said when gdb's Python cannot import gdbkd's dependencies."""
+    """The one line said when gdb's Python cannot import gdbkd's dependencies (it starts
+    with errors.KD_LOAD_FAILURE; gdbkd's package is on sys.path by now, its dependencies
+    need not be)."""
+    from gdbkd.errors import KD_LOAD_FAILURE as FAIL
     mine = _py()
     if installed_for and installed_for != mine:
         return (f"{FAIL}: gdb's Python is {mine} but gdbkd's packages are installed for Python "

@@ -98,7 +98,7 @@ def gdb_source_commands(vmlinux) -> list:
     info = find_source(vmlinux)
     if info is None:
         return []
-    from ..postmortem.session import gdb_quote
+    from ..textutil import gdb_quote
     tree = info["tree"]
     cmds = [f"set substitute-path {gdb_quote(r)} {gdb_quote(tree)}" for r in info["rules"]]
     if not re.search(r"[\s:]", tree):       # `directory` splits its argument at ':' and blanks

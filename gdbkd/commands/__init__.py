@@ -14,7 +14,7 @@ import os
 import gdb
 
 from ..model.reader import MemoryFault
-from ..postmortem import SYMBOL_FREE_COMMANDS
+from ..kdnames import SYMBOL_FREE_COMMANDS
 
 __all__ = ["KdCommand", "KdError", "command", "register_all", "COMMANDS"]
 

@@ -148,7 +148,7 @@ class GdbSession:
 
     def source_kd(self):
         from ..gdbpython import boot_command
-        from ..kd_bootstrap import FAIL
+        from ..errors import KD_LOAD_FAILURE as FAIL
         out = self.cli(boot_command())
         if FAIL in out:
             raise GdbkdError(out.strip().splitlines()[-1])

@@ -70,7 +70,7 @@ def defer_load(path: str, offset: int, commands):
     PATH and OFFSET, the model reads symbols from the file's ``.symtab`` and layouts
     from the offsets cache, and :func:`load_deferred` runs COMMANDS the first time a
     gdb symbol, type, block or line is asked for (gdbkd/kernel/types.py, symbolize.py)
-    or a kd command not in ``postmortem.SYMBOL_FREE_COMMANDS`` starts. ``gdbkd core
+    or a kd command not in ``kdnames.SYMBOL_FREE_COMMANDS`` starts. ``gdbkd core
     --batch`` with only kd -ex commands, the first of them symbol-free, uses it: gdb's
     minimal symbols of a Debian vmlinux take ~0.14 s, most of a `kd kmem -s`."""
     global _deferred, _offset

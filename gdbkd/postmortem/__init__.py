@@ -4,19 +4,10 @@
 gdb opens; :mod:`gdbkd.stub` serves a dump to gdb over the remote protocol.
 ``Dump``, ``Task``, ``Thread`` and ``IDLE_TID_BASE`` come from :mod:`.dump`,
 imported on first use: the dump readers and the model are imports ``gdbkd core``
-wants to make while gdb starts, not before (and the kd framework imports this
-package for SYMBOL_FREE_COMMANDS alone).
+wants to make while gdb starts, not before.
 """
 
-__all__ = ["open_dump", "Dump", "Task", "Thread", "IDLE_TID_BASE", "SYMBOL_FREE_COMMANDS"]
-
-#: kd commands that run without gdb's symbols (kd's model reads through the dump with the
-#: offsets cache's layouts; every use of gdb's symbols, types or lines on their paths goes
-#: through gdbkd/kernel/types.py ``gdb_symbols`` / ``lookup_type``, which load them then).
-#: ``gdbkd core --batch`` whose first -ex is one of them puts off loading the vmlinux into
-#: gdb (postmortem/session.py); every other kd command loads it before it runs
-#: (commands/__init__.py ``KdCommand.invoke``).
-SYMBOL_FREE_COMMANDS = frozenset({"kmem", "search", "ps", "reader", "symbols"})
+__all__ = ["open_dump", "Dump", "Task", "Thread", "IDLE_TID_BASE"]
 
 
 def __getattr__(name):

@@ -46,8 +46,9 @@ import time
 
 from ..errors import GdbkdError
 from ..gdbpython import boot_command, path_prelude
+from ..textutil import gdb_quote
 
-__all__ = ["run_core", "core_commands", "gdb_quote"]
+__all__ = ["run_core", "core_commands"]
 
 REPORT = "kd analyze"
 
@@ -96,20 +97,6 @@ def _script(cmds, status=None, user=(), end=False) -> str:
 
 
 #: characters gdb's argument splitting (libiberty buildargv, gdb.string_to_argv) takes as is
-_GDB_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./+,:=@%-")
-
-
-def gdb_quote(arg) -> str:
-    """ARG as one word of gdb's argument splitting (add-symbol-file, exec-file, kd's
-    commands): every other character backslash-escaped. Not shlex.quote: buildargv
-    takes backslashes even inside single quotes. A newline cannot be passed (gdb reads
-    a command per line): GdbkdError."""
-    arg = os.fspath(arg)
-    if "\n" in arg or "\r" in arg:
-        raise GdbkdError(f"{arg!r}: gdb cannot be given a path with a newline; rename it")
-    return "".join(c if c in _GDB_PLAIN else "\\" + c for c in arg)
-
-
 def _check_debug_info(vmlinux):
     """GdbkdError unless VMLINUX has DWARF (.debug_info) or names a separate debug file
     (.gnu_debuglink): offsets may come from the build-id cache, but kd needs gdb's types."""
@@ -241,7 +228,7 @@ def _symbol_free_start(ex) -> bool:
     """Whether the first -ex command runs without gdb's symbols (SYMBOL_FREE_COMMANDS):
     then gdb loads them only if a later command needs them. A first command that needs
     them gets them loaded at start, while a thread of gdb's Python walks the task list."""
-    from . import SYMBOL_FREE_COMMANDS
+    from ..kdnames import SYMBOL_FREE_COMMANDS
     return _first_kd(ex) in SYMBOL_FREE_COMMANDS
 
 

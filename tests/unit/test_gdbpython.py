@@ -14,7 +14,7 @@ import pytest
 
 from conftest import GDBKD, ROOT
 from gdbkd import gdbpython
-from gdbkd.kd_bootstrap import FAIL
+from gdbkd.errors import KD_LOAD_FAILURE as FAIL
 
 
 @pytest.fixture(scope="module")
