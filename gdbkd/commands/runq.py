@@ -1,6 +1,6 @@
 """kd runq: per-CPU runqueues (crash's runq)."""
 
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
 from . import KdError, command
 from ..kernel.runqueue import runqueues
 from ..kernel.percpu import online_cpus
@@ -32,7 +32,9 @@ Usage: kd runq [-c CPU[,CPU...]]
 
 CFS tasks are listed in vruntime order (the rb-tree walked left to right);
 task groups (CONFIG_FAIR_GROUP_SCHED) are shown with their own tasks
-indented. [PRIO] is task->prio (100..139 for CFS, 0..99 RT).
+indented. [PRIO] is task->prio (100..139 for CFS, 0..99 RT). A CFS tree that
+loops or reaches an unreadable node, or a damaged RT list, is said in one line
+under its CPU ("problems" in --json).
   -c CPUS   only these CPUs"""
 
     name = "runq"
@@ -55,7 +57,8 @@ indented. [PRIO] is task->prio (100..139 for CFS, 0..99 RT).
             out.append({"cpu": rq["cpu"], "rq": f"{rq['rq']:#x}", "nr_running": rq["nr_running"],
                         "current": _tj(rq["curr"]), "rt_array": f"{rq['rt_array']:#x}",
                         "rt": [_tj(x["task"], x["prio"]) for x in rq["rt"]],
-                        "cfs_root": f"{rq['cfs_root']:#x}", "cfs": _cfs_json(rq["cfs"])})
+                        "cfs_root": f"{rq['cfs_root']:#x}", "cfs": _cfs_json(rq["cfs"]),
+                        "problems": [p.to_json() for p in rq["problems"]]})
         return out
 
     def render(self, data, args):
@@ -87,5 +90,6 @@ indented. [PRIO] is task->prio (100..139 for CFS, 0..99 RT).
                 cfs_lines(rq["cfs"], "     ")
             else:
                 lines.append("     [no tasks queued]")
+            lines += problem_lines(self.name, rq["problems"])
             lines.append("")
         return "\n".join(lines).rstrip()

@@ -8,11 +8,19 @@
 a task group (e.g. an autogroup) whose own cfs_rq is walked recursively,
 including the group that is ``cfs_rq->curr`` (its other tasks are queued). RT tasks are on
 ``rq->rt.active.queue[prio]`` lists through ``sched_rt_entity.run_list``.
+
+Both are walked by the model's walkers (gdbkd/model/trees.py ``rbtree_inorder``,
+gdbkd/model/lists.py ``walk_entries``): a loop or an unreadable node ends a tree
+walk with its reason, a damaged RT list is walked back from its head; what was
+wrong is in the runqueue's ``problems`` (:class:`gdbkd.model.lists.ListProblem`).
 """
 
 from .types import read_bytes, read_ulong, symbol_address, field_offset, lookup_type, has_field
+from .memory import kernel
 from .percpu import per_cpu_addr, online_cpus
 from .tasks import task_by_addr, read_task
+from ..model.lists import ListProblem, walk_entries
+from ..model.trees import rbtree_inorder, WrongType
 
 __all__ = ["runqueue", "runqueues"]
 
@@ -21,18 +29,20 @@ def _u64(b, o):
     return int.from_bytes(b[o:o + 8], "little")
 
 
-def _rb_inorder(root_node: int, limit=100000):
-    """rb_node addresses in order (rb_node = {__rb_parent_color, rb_right, rb_left})."""
-    out, stack, node = [], [], root_node
-    while (stack or node) and len(out) < limit:
-        while node:
-            stack.append(node)
-            raw = read_bytes(node, 24)
-            node = _u64(raw, 16)
-        node = stack.pop()
-        out.append(node)
-        node = _u64(read_bytes(node, 24), 8)
-    return out
+def _rb_inorder(root: int, name: str, problems: list) -> list:
+    """rb_node addresses of the rb_root at ROOT in order; a walk that stopped early (a
+    loop, an unreadable node) adds a ListProblem named NAME to PROBLEMS."""
+    try:
+        w = rbtree_inorder(kernel(), root, limit=100000)
+    except WrongType as e:
+        problems.append(ListProblem(list=name, kind="unreadable", node=root, detail=str(e)))
+        return []
+    if w.stop:
+        kind = "loop" if w.stop.startswith("loop") else \
+            "bound" if w.stop.startswith("stopped after") else "unreadable"
+        problems.append(ListProblem(list=name, kind=kind, node=root, detail=w.stop,
+                                    entries=len(w.entries)))
+    return w.entries
 
 
 def _task(addr):
@@ -40,14 +50,15 @@ def _task(addr):
     return t if t is not None else read_task(addr)
 
 
-def _cfs_tasks(cfs_rq: int, depth=0) -> list:
-    root = read_ulong(cfs_rq + field_offset("struct cfs_rq", "tasks_timeline"))
+def _cfs_tasks(cfs_rq: int, problems: list, depth=0) -> list:
+    root = cfs_rq + field_offset("struct cfs_rq", "tasks_timeline")
     run_node = field_offset("struct sched_entity", "run_node")
     has_myq = has_field("struct sched_entity", "my_q")
     myq_off = field_offset("struct sched_entity", "my_q") if has_myq else None
     se_off = field_offset("struct task_struct", "se")
     out = []
-    ses = [node - run_node for node in _rb_inorder(root)]
+    ses = [node - run_node for node in
+           _rb_inorder(root, f"CFS tree of cfs_rq {cfs_rq:#x} (tasks_timeline)", problems)]
     if has_myq:
         # the running entity is cfs_rq->curr, not in the tree; when it is a group, the
         # group's other tasks are still queued inside it
@@ -59,14 +70,14 @@ def _cfs_tasks(cfs_rq: int, depth=0) -> list:
         if myq:
             if depth < 16:
                 out.append({"group": f"{se:#x}", "cfs_rq": f"{myq:#x}",
-                            "tasks": _cfs_tasks(myq, depth + 1)})
+                            "tasks": _cfs_tasks(myq, problems, depth + 1)})
             continue
         t = _task(se - se_off)
         out.append({"task": t})
     return out
 
 
-def _rt_tasks(rq: int) -> list:
+def _rt_tasks(rq: int, problems: list) -> list:
     if not has_field("struct rq", "rt"):
         return []
     arr = rq + field_offset("struct rq", "rt") + field_offset("struct rt_rq", "active")
@@ -78,14 +89,18 @@ def _rt_tasks(rq: int) -> list:
     out = []
     for prio in range(nprio):
         head = arr + q_off + prio * lh
-        node = _u64(raw, prio * lh)
-        n = 0
-        while node and node != head and n < 10000:
-            t = _task(node - run_list)
-            out.append({"prio": prio, "task": t})
-            node = read_ulong(node)
-            n += 1
+        if _u64(raw, prio * lh) == head:
+            continue                         # empty (next is the head; prev checked below)
+        w = walk_entries(kernel().reader, head, run_list, limit=10000)
+        for t in w.entries():
+            out.append({"prio": prio, "task": _task(t)})
+        problems += w.problems(f"RT queue {prio} of rq {rq:#x} (rt.active.queue)", _owner)
     return out
+
+
+def _owner(addr):
+    t = task_by_addr(addr)
+    return f"pid {t.pid} ({t.comm})" if t is not None else None
 
 
 def runqueue(cpu: int) -> dict:
@@ -93,10 +108,12 @@ def runqueue(cpu: int) -> dict:
     curr = read_ulong(rq + field_offset("struct rq", "curr"))
     nr = int.from_bytes(read_bytes(rq + field_offset("struct rq", "nr_running"), 4), "little")
     cfs = rq + field_offset("struct rq", "cfs")
+    problems = []
+    rt = _rt_tasks(rq, problems)
     return {"cpu": cpu, "rq": rq, "curr": _task(curr), "nr_running": nr,
             "rt_array": rq + field_offset("struct rq", "rt") + field_offset("struct rt_rq", "active"),
-            "rt": _rt_tasks(rq), "cfs_root": cfs + field_offset("struct cfs_rq", "tasks_timeline"),
-            "cfs": _cfs_tasks(cfs)}
+            "rt": rt, "cfs_root": cfs + field_offset("struct cfs_rq", "tasks_timeline"),
+            "cfs": _cfs_tasks(cfs, problems), "problems": problems}
 
 
 def runqueues(cpus=None) -> list:

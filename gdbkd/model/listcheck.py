@@ -17,9 +17,11 @@ from the head, every entry once) and what the walk found wrong is gathered as
 * the network namespaces and each namespace's devices (``net.dev_base_head``):
   :mod:`gdbkd.model.net`;
 * each possible CPU's runqueue: ``rq->curr`` and ``rq->idle`` readable tasks (not
-  checked against the task list: an exiting task that reaped itself runs off it), and
+  checked against the task list: an exiting task that reaped itself runs off it),
   the CFS tree (``rq->cfs.tasks_timeline``, an ``rb_root_cached`` since 4.14,
-  commit bfb068892d30) walked without a loop.
+  commit bfb068892d30) walked without a loop, and the RT priority lists
+  (``rq->rt.active.queue[MAX_RT_PRIO]``, linked by ``sched_rt_entity.run_list``;
+  their number is taken from ``sizeof(struct rt_prio_array)``).
 
 A list this kernel does not have (a symbol or member the type source lacks) is
 reported as skipped with the reason, never as damaged. No gdb import.
@@ -166,6 +168,7 @@ def _runqueues(k):
         return
     off_cfs = k.offset("struct rq", "cfs")
     off_tl = k.offset("struct cfs_rq", "tasks_timeline")
+    rt = _rt_layout(k)
     problems = []
     queued = 0
     cpus = possible_cpus(k)
@@ -185,6 +188,8 @@ def _runqueues(k):
                 problems.append(ListProblem(list=name, kind="unreadable", node=rq, value=t,
                                             detail=f"{what} {t:#x} cannot be read: {e.reason}"))
                 continue
+        if rt is not None:
+            queued += _rt_queues(k, rq, rt, name, problems)
         if off_cfs is None or off_tl is None:
             continue
         root = rq + off_cfs + off_tl
@@ -199,9 +204,38 @@ def _runqueues(k):
             problems.append(ListProblem(list=f"{name} CFS tree (rq->cfs.tasks_timeline)",
                                         kind=_tree_kind(w.stop), node=root, detail=w.stop,
                                         entries=len(w.entries)))
-    yield CheckedList(f"runqueues ({len(cpus)} CPUs: curr, idle"
-                      + (", CFS trees)" if off_cfs is not None and off_tl is not None else ")"),
-                      queued, problems)
+    parts = ["curr", "idle"] + (["RT lists"] if rt is not None else []) \
+        + (["CFS trees"] if off_cfs is not None and off_tl is not None else [])
+    yield CheckedList(f"runqueues ({len(cpus)} CPUs: {', '.join(parts)})", queued, problems)
+
+
+def _rt_layout(k):
+    """(offset of rq->rt.active.queue, number of queues, run_list's offset in a task), or
+    None when this kernel's types do not say."""
+    offs = [k.offset("struct rq", "rt"), k.offset("struct rt_rq", "active"),
+            k.offset("struct rt_prio_array", "queue"), k.sizeof("struct rt_prio_array"),
+            k.offset("struct task_struct", "rt"), k.offset("struct sched_rt_entity", "run_list")]
+    if None in offs:
+        return None
+    rt, active, queue, size, task_rt, run_list = offs
+    return rt + active + queue, (size - queue) // 16, task_rt + run_list
+
+
+def _rt_queues(k, rq, layout, name, problems) -> int:
+    """Walk CPU's RT priority lists; returns how many tasks they hold."""
+    from .lists import walk_entries
+    qoff, n, link = layout
+    raw = k.reader.read(rq + qoff, 16 * n)
+    queued = 0
+    for prio in range(n):
+        head = rq + qoff + 16 * prio
+        nxt, prev = (int.from_bytes(raw[16 * prio + i:16 * prio + i + 8], "little") for i in (0, 8))
+        if nxt == head == prev:
+            continue                     # empty
+        w = walk_entries(k.reader, head, link, limit=1 << 16)
+        queued += len(w.entries())
+        problems += w.problems(f"{name} RT queue {prio} (rt.active.queue)")
+    return queued
 
 
 #: the checks, in the order kd check prints them

@@ -182,3 +182,41 @@ def test_bound_is_said():
     p, = w.problems("test list")
     assert p.kind == "bound" and p.recovered == 0 and p.entries == 3
     assert "stopped after 3 entries" in p.line() and "a bound: 3 entries shown" in p.line()
+
+
+RUNQ_ROW_PREFIX = "runqueues ("
+
+
+def _runq_row(checked):
+    row, = [c for c in checked if c.name.startswith(RUNQ_ROW_PREFIX)]
+    return row
+
+
+def test_runqueue_damage_is_checked(env):
+    """kd check's runqueues: a CFS tree node whose rb_left points at itself (a loop),
+    rq->curr made a wild pointer, an empty RT priority list's next made a wild pointer."""
+    from gdbkd.model.percpu import per_cpu_addr, possible_cpus
+    from gdbkd.model.trees import rbtree_inorder
+    k = env()
+    row = _runq_row(check_lists(k))
+    assert "CFS trees" in row.name and "RT lists" in row.name and not row.problems
+    rqs = [per_cpu_addr(k, k.sym("runqueues"), c) for c in possible_cpus(k)]
+    cfs = k.offset("struct rq", "cfs") + k.offset("struct cfs_rq", "tasks_timeline")
+    rq, root = next((rq, rq + cfs) for rq in rqs if k.reader.u64(rq + cfs))
+    node = rbtree_inorder(k, root).entries[0]
+    loop = {node + k.offset("struct rb_node", "rb_left"): node.to_bytes(8, "little")}
+    p, = _runq_row(check_lists(env(loop))).problems
+    assert p.kind == "loop" and f"rb_node {node:#x} reached twice" in p.line()
+    assert "CFS tree (rq->cfs.tasks_timeline)" in p.list
+    curr = {rq + k.offset("struct rq", "curr"): WILD.to_bytes(8, "little")}
+    p, = _runq_row(check_lists(env(curr))).problems
+    assert p.kind == "unreadable" and f"rq->curr {WILD:#x} cannot be read" in p.line()
+    # an RT priority list: the first empty one's next made a wild pointer
+    qoff = k.offset("struct rq", "rt") + k.offset("struct rt_rq", "active") \
+        + k.offset("struct rt_prio_array", "queue")
+    nq = (k.sizeof("struct rt_prio_array") - k.offset("struct rt_prio_array", "queue")) // 16
+    head = next(rq + qoff + 16 * i for rq in rqs for i in range(nq)
+                if k.reader.u64(rq + qoff + 16 * i) == rq + qoff + 16 * i)
+    p, = _runq_row(check_lists(env({head: WILD.to_bytes(8, "little")}))).problems
+    assert (p.kind, p.node, p.entry, p.recovered) == ("unreadable", head, None, 0)
+    assert "RT queue" in p.list and f"at its head {head:#x}" in p.line()
