@@ -188,6 +188,17 @@ def _hung(dl):
             "frames": ws[:TOP_FRAMES], "signature": _hash("hung task", ws[:TOP_FRAMES])}
 
 
+def _damaged(problems, frames) -> dict:
+    """No trap, but damaged kernel lists (``kd analyze``'s ``damaged_lists``): a title of
+    their own, signed by which lists and how (never addresses, which differ per boot)."""
+    first = problems[0]
+    more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+    title = f"damaged kernel list: {_no_addresses(first['list'])} ({first['kind']}){more}"
+    return {"kind": "damaged list", "title": title, "frames": frames,
+            "signature": _hash("damaged list", sorted(f"{_no_addresses(p['list'])}: {p['kind']}"
+                                                      for p in problems))}
+
+
 def classify(analyze=None, deadlock=None, sysinfo=None) -> dict:
     """{kind, title, frames, signature} of one dump from its ``kd analyze``, ``kd deadlock``
     and ``kd sys`` JSON (each may be None)."""
@@ -200,6 +211,8 @@ def classify(analyze=None, deadlock=None, sysinfo=None) -> dict:
         return _deadlock(deadlock)
     if trap is None and not panic and deadlock.get("waits"):
         return _hung(deadlock)
+    if trap is None and not panic and analyze.get("damaged_lists"):
+        return _damaged(analyze["damaged_lists"], meaningful_frames(bt))
     if trap is None and not panic:
         frames = meaningful_frames(bt)
         return {"kind": "unknown", "title": f"no crash found{_in(frames)}", "frames": frames,

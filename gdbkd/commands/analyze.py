@@ -7,6 +7,17 @@ from ..kernel import crash
 from ..textutil import escape
 
 
+def _damaged_lists() -> list:
+    """The problems kd check finds in the kernel's main lists (gdbkd/model/listcheck.py);
+    empty when it cannot look (a list it cannot read is skipped there, with its reason)."""
+    from ..kernel.memory import kernel
+    from ..model.listcheck import check_lists
+    try:
+        return [p.to_json() for c in check_lists(kernel()) for p in c.problems]
+    except gdb.error:                  # a type gdb cannot give (no symbols): no evidence
+        return []
+
+
 @command
 class Analyze(KdCommand):
     """Triage report of the crash the selected thread is stopped in.
@@ -15,8 +26,10 @@ Usage: kd analyze [--log N]
 Shows which trap was hit (die = oops, panic, crash_kexec), the oops or panic
 message, the faulting function and registers (from the exception's pt_regs),
 the backtrace through the el1 exception entry with file:line (marked when
-memory it needs cannot be read: the stack is then cut short), and the last N
-kernel log lines (default 12). Same output live and on dumps."""
+memory it needs cannot be read: the stack is then cut short), the kernel's
+main lists that are damaged (kd check: one line each, "damaged_lists" in
+--json; often the bug itself), and the last N kernel log lines (default 12).
+Same output live and on dumps."""
 
     name = "analyze"
 
@@ -45,6 +58,7 @@ kernel log lines (default 12). Same output live and on dumps."""
                                 "comm": escape(t["comm"].string(length=16).split("\0")[0])}
             except (gdb.error, gdb.MemoryError, UnicodeDecodeError):
                 pass
+        data["damaged_lists"] = _damaged_lists()
         if args.log:
             try:
                 from ..kernel import printk
@@ -103,6 +117,9 @@ kernel log lines (default 12). Same output live and on dumps."""
             L.append(f"    ({mod}: {why})")
         if d.get("backtrace_cut"):
             L.append(f"    ({escape(d['backtrace_cut'])})")
+        if d.get("damaged_lists"):
+            L.append("DAMAGED LISTS (kd check):")
+            L += [f"    {p['line']}" for p in d["damaged_lists"]]
         if d.get("log"):
             L.append("LOG (last lines):")
             L += ["    " + x for x in d["log"]]

@@ -171,6 +171,8 @@ def triage_dump(dump, vmlinux=None, vmlinux_dir=None, modules_dirs=()) -> dict:
         row["panic"] = (sysinfo or {}).get("panic")
         row["modules"] = sorted(m["name"] for m in (mods or {}).get("modules", []))
         row["analyze"] = analyze
+        # damaged kernel lists are evidence whatever the crash (kd analyze's kd check)
+        row["damaged_lists"] = [p["line"] for p in (analyze or {}).get("damaged_lists") or []]
         if deadlock and deadlock.get("waits"):
             row["deadlock"] = deadlock
             row["deadlock_dot"] = rep["dot"]

@@ -58,6 +58,7 @@ def _summary(res) -> str:
 
 def render_text(res) -> str:
     bs, errs = res["buckets"], res["errors"]
+    damaged = {r["dump"]: r.get("damaged_lists") or [] for r in res["dumps"] if r.get("ok")}
     L = [_summary(res)]
     if bs:
         L.append(f"{'COUNT':>5}  {'SIGNATURE':16}  {'FIRST (UTC)':19}  {'LAST (UTC)':19}  TITLE")
@@ -65,6 +66,7 @@ def render_text(res) -> str:
         L.append(f"{b['count']:5}  {b['signature']:16}  {_when(b['first']):19}  {_when(b['last']):19}  {b['title']}")
         for d in b["dumps"]:
             L.append(f"{'':7}{d}")
+            L += [f"{'':9}damaged: {line}" for line in damaged.get(d, ())]
     if errs:
         L.append("ERRORS:")
         L += [f"  {r['error'] if r['dump'] in r['error'] else r['dump'] + ': ' + r['error']}" for r in errs]
@@ -118,7 +120,8 @@ def render_html(res, title="gdbkd triage") -> str:
             continue
         t = r.get("panic_task")
         task = f'{e(t["comm"])} (pid {t["pid"]})' if t else "—"
-        H.append(f'<tr><td>{e(r["dump"])}</td><td>{e(r["title"])}</td><td class="sig">{e(r["signature"])}</td>'
+        dl = "".join(f"<br>damaged: {e(x)}" for x in r.get("damaged_lists") or [])
+        H.append(f'<tr><td>{e(r["dump"])}</td><td>{e(r["title"])}{dl}</td><td class="sig">{e(r["signature"])}</td>'
                  f'<td>{_when(r.get("time"))}</td><td>{e(r["release"])}</td><td>{task}</td>'
                  f'<td>{e(r.get("taint") or "")}</td><td>{e(", ".join(r.get("modules", [])))}</td>'
                  f'<td><code>{"<br>".join(e(f) for f in r["frames"])}</code></td></tr>')

@@ -22,7 +22,7 @@ TD = MDF = None
 _dumps = module_dumps(globals())
 
 CMDS = ["kd ps --json", "kd mod --json", "kd kmem -s --json", "kd check --json", "kd check",
-        "kd ps", "kd mod", "kd kmem -s", "kd mount", "kd net"]
+        "kd ps", "kd mod", "kd kmem -s", "kd mount", "kd net", "kd analyze --json", "kd analyze"]
 #: the list kd check's row names, the command whose output shows the list, its entries' key
 SHOWN = {"tasks": ("task list (init_task.tasks) and thread lists", 0, "tasks", "task"),
          "modules": ("module list (modules)", 1, "modules", "module"),
@@ -40,7 +40,7 @@ def _run(path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "Traceback" not in p.stdout + p.stderr, (p.stdout[-3000:], p.stderr[-3000:])
     js = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-    assert len(js) == 4, p.stdout[-3000:]
+    assert len(js) == 5, p.stdout[-3000:]
     return js, p.stdout
 
 
@@ -65,7 +65,7 @@ def _key(v):
 @pytest.mark.parametrize("kind", KINDS)
 def test_damage_said_by_every_command(intact, kind, tmp_path):
     d, src, walks, clean = intact
-    assert clean[3]["ok"] and clean[3]["problems"] == []
+    assert clean[3]["ok"] and clean[3]["problems"] == [] and clean[4]["damaged_lists"] == []
     patches, expected = {}, {}
     for name, (head, off, w) in walks.items():
         assert w.stop is None and w.nodes
@@ -103,3 +103,8 @@ def test_damage_said_by_every_command(intact, kind, tmp_path):
             cmd = ROWS[name][1]
         assert f"kd {cmd}: {p['line']}" in text.splitlines(), name
     assert len(check["problems"]) == len(expected)
+    # the crash report carries the same evidence, as JSON and one line each under its heading
+    assert js[4]["damaged_lists"] == check["problems"]
+    lines = text.splitlines()
+    at = lines.index("DAMAGED LISTS (kd check):")
+    assert lines[at + 1:at + 1 + len(expected)] == [f"    {p['line']}" for p in check["problems"]]

@@ -220,3 +220,22 @@ def test_runqueue_damage_is_checked(env):
     p, = _runq_row(check_lists(env({head: WILD.to_bytes(8, "little")}))).problems
     assert (p.kind, p.node, p.entry, p.recovered) == ("unreadable", head, None, 0)
     assert "RT queue" in p.list and f"at its head {head:#x}" in p.line()
+
+
+def test_triage_titles_damaged_lists_when_there_is_no_trap():
+    """Triage's signature (analysis/crashsig.py): with no trap and no panic, damaged lists
+    get a title of their own, signed without the addresses that differ per boot; with a
+    trap the trap decides the title."""
+    from gdbkd.analysis.crashsig import classify
+    probs = [{"list": "mount list of namespace 0xffff16378202ba80 (mnt_namespace.list)",
+              "kind": "loop"}, {"list": "task list (init_task.tasks)", "kind": "null"}]
+    c = classify({"trap": None, "backtrace": [], "damaged_lists": probs})
+    assert c["kind"] == "damaged list"
+    assert c["title"] == ("damaged kernel list: mount list of namespace X (mnt_namespace.list) "
+                          "(loop) and 1 more")
+    other_boot = [dict(probs[0], list=probs[0]["list"].replace("16378202", "2222aaaa")), probs[1]]
+    assert classify({"trap": None, "damaged_lists": other_boot[::-1]})["signature"] == c["signature"]
+    assert classify({"trap": None, "damaged_lists": probs[:1]})["signature"] != c["signature"]
+    assert classify({"trap": None})["kind"] == "unknown"
+    assert classify({"trap": {"trap": "panic", "message": "sysrq triggered crash"},
+                     "damaged_lists": probs})["kind"] == "sysrq"
