@@ -61,7 +61,7 @@ def plant(kind: str, head: int, nodes: list, victim: int = None):
     entry whose ``next`` is damaged; for "prev", the ``prev`` of the entry after it (or
     the head's) is made stale. ``expected``: ``kind`` (ListProblem.kind), ``node`` (the
     list_head whose link is wrong), ``value`` (what it holds), ``recovered`` (entries the
-    walk back from the head must find)."""
+    walk back from the head must find), ``restore`` (the intact words, to write back)."""
     n = len(nodes)
     v = n // 2 if victim is None else victim
     at = nodes[v]
@@ -69,13 +69,14 @@ def plant(kind: str, head: int, nodes: list, victim: int = None):
         target = nodes[v + 1] if v + 1 < n else head
         stale = nodes[v - 1] if v >= 1 else head
         return {target + 8: _q(stale)}, {"kind": "prev", "node": target, "value": stale,
-                                         "recovered": 0}
+                                         "recovered": 0, "restore": {target + 8: _q(at)}}
     value = {"self-loop": at, "loop-back": nodes[0] if v else at, "null": 0,
              "poison": LIST_POISON1, "wild": WILD}[kind]
     if kind == "loop-back" and not v:
         raise ValueError("a loop back to an earlier entry needs a victim after the first")
     return {at: _q(value)}, {"kind": _KIND_SAID[kind], "node": at, "value": value,
-                             "recovered": n - 1 - v}
+                             "recovered": n - 1 - v,
+                             "restore": {at: _q(nodes[v + 1] if v + 1 < n else head)}}
 
 
 def patched_dump_copy(dump, src, dst, patches: dict):

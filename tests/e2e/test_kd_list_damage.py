@@ -24,9 +24,11 @@ _dumps = module_dumps(globals())
 CMDS = ["kd ps --json", "kd mod --json", "kd kmem -s --json", "kd check --json", "kd check",
         "kd ps", "kd mod", "kd kmem -s", "kd mount", "kd net", "kd analyze --json", "kd analyze"]
 #: the list kd check's row names, the command whose output shows the list, its entries' key
-SHOWN = {"tasks": ("task list (init_task.tasks) and thread lists", 0, "tasks", "task"),
-         "modules": ("module list (modules)", 1, "modules", "module"),
-         "slab caches": ("slab cache list (slab_caches)", 2, "caches", "cache_addr")}
+SHOWN = {"tasks": ("task list (init_task.tasks) and thread lists", "ps", "tasks", "task"),
+         "modules": ("module list (modules)", "mod", "modules", "module"),
+         "slab caches": ("slab cache list (slab_caches)", "kmem", "caches", "cache_addr")}
+#: the commands whose text output the lines hold
+TEXT = ("ps", "mod", "kmem", "mount", "net")
 #: kd check's row and the command that shows the list, for the others
 ROWS = {"mounts": ("mounts of init's namespace", "mount"),
         "net devices": ("net device lists (net.dev_base_head)", "net")}
@@ -58,6 +60,36 @@ def intact():
     d.close()
 
 
+def assert_said(expected, got, clean, check, lines):
+    """EXPECTED ({list: plant()'s expectation plus "entry"}) is what kd said: GOT and CLEAN
+    are the damaged and intact {"ps", "mod", "kmem"} JSON, CHECK kd check's JSON, LINES
+    the text output of kd check and of the commands showing each list."""
+    assert check["ok"] is False
+    rows = {r["list"]: r for r in check["lists"]}
+    for name, exp in expected.items():
+        row = rows[SHOWN[name][0] if name in SHOWN else ROWS[name][0]]
+        probs = row["problems"]
+        assert len(probs) == 1, (name, probs)
+        p = probs[0]
+        assert p["kind"] == exp["kind"] and p["recovered"] == exp["recovered"], (name, p)
+        assert p["node"] == f"{exp['node']:#x}" and _key(p["value"]) == exp["value"], (name, p)
+        assert p["entry"] == (f"{exp['entry']:#x}" if exp["entry"] is not None else None)
+        assert f"kd check: {p['line']}" in lines, name        # one text line each
+        if name in SHOWN:
+            _, cmd, key, field = SHOWN[name]
+            now = [_key(e[field]) for e in got[cmd][key]]
+            want = [_key(e[field]) for e in clean[cmd][key]]
+            assert len(now) == len(set(now)), f"{name}: an entry shown twice"
+            assert set(now) == set(want), name
+            # the command's own JSON and text say the same problem
+            assert [q["line"] for q in got[cmd]["problems"]] == [p["line"]], name
+        else:
+            cmd = ROWS[name][1]
+        if cmd in TEXT:
+            assert f"kd {cmd}: {p['line']}" in lines, name
+    assert len(check["problems"]) == len(expected)
+
+
 def _key(v):
     return int(v, 16) if isinstance(v, str) else v
 
@@ -77,32 +109,9 @@ def test_damage_said_by_every_command(intact, kind, tmp_path):
         expected[name] = exp
     assert "tasks" in expected and "slab caches" in expected
     js, text = _run(patched_dump_copy(d, src, tmp_path / "damaged.elf", patches))
+    assert_said(expected, dict(zip(("ps", "mod", "kmem"), js[:3])),
+                dict(zip(("ps", "mod", "kmem"), clean[:3])), js[3], text.splitlines())
     check = js[3]
-    assert check["ok"] is False
-    rows = {r["list"]: r for r in check["lists"]}
-    for name, exp in expected.items():
-        row = rows[SHOWN[name][0] if name in SHOWN else ROWS[name][0]]
-        probs = row["problems"]
-        assert len(probs) == 1, (name, probs)
-        p = probs[0]
-        assert p["kind"] == exp["kind"] and p["recovered"] == exp["recovered"], (name, p)
-        assert p["node"] == f"{exp['node']:#x}" and _key(p["value"]) == exp["value"], (name, p)
-        assert p["entry"] == (f"{exp['entry']:#x}" if exp["entry"] is not None else None)
-        # one text line each, in kd check's text
-        assert f"kd check: {p['line']}" in text.splitlines(), name
-        if name in SHOWN:
-            _, i, key, field = SHOWN[name]
-            got = [_key(e[field]) for e in js[i][key]]
-            want = [_key(e[field]) for e in clean[i][key]]
-            assert len(got) == len(set(got)), f"{name}: an entry shown twice"
-            assert set(got) == set(want), name
-            # the command's own JSON and text say the same problem
-            assert [q["line"] for q in js[i]["problems"]] == [p["line"]], name
-            cmd = CMDS[5 + i].split()[1]
-        else:
-            cmd = ROWS[name][1]
-        assert f"kd {cmd}: {p['line']}" in text.splitlines(), name
-    assert len(check["problems"]) == len(expected)
     # the crash report carries the same evidence, as JSON and one line each under its heading
     assert js[4]["damaged_lists"] == check["problems"]
     lines = text.splitlines()

@@ -1,0 +1,102 @@
+"""Damaged kernel lists on a live guest (issue 26): real gdb-multiarch attached to the real
+6.1 guest's gdbstub, the damage written with gdb's Python (`Inferior.write_memory`) into
+the task, module and slab-cache lists while the guest is stopped, one kind at a time.
+
+This is also the live cache's test: every kd command before a write has filled kd's
+per-stop caches (the task list, the module list, the caches); gdb's `memory_changed`
+event must drop them, so the command right after the write shows the damage, and the
+one after the intact words are written back shows a whole list again.
+
+Everything runs in one gdb stop (tests/listdamage.py planted from kd's own walk of the
+lists as they are then); what is expected is derived from that walk."""
+
+import json
+
+import pytest
+
+from kdlive import boot_guest
+from listdamage import KINDS
+from test_kd_list_damage import assert_said
+
+pytestmark = pytest.mark.e2e
+
+_SCRIPT = r"""
+import gdb, json, sys
+sys.path.insert(0, TESTS)
+from listdamage import KINDS, plant
+from gdbkd.kernel.memory import kernel
+from gdbkd.model.lists import walk_list
+
+M64 = (1 << 64) - 1
+def addr(expr):
+    return int(gdb.parse_and_eval(expr)) & M64
+LISTS = {"tasks": (addr("&init_task.tasks"), addr("&((struct task_struct *)0)->tasks")),
+         "modules": (addr("&modules"), addr("&((struct module *)0)->list")),
+         "slab caches": (addr("&slab_caches"), addr("&((struct kmem_cache *)0)->list"))}
+CMDS = {"ps": "kd ps", "mod": "kd mod", "kmem": "kd kmem -s"}
+inf = gdb.selected_inferior()
+
+def kd(c):
+    return gdb.execute(c, to_string=True)
+
+def all_json():
+    return {n: json.loads(kd(c + " --json")) for n, c in CMDS.items()}
+
+out = {"clean": all_json(), "clean_check": json.loads(kd("kd check --json")), "runs": {}}
+walks = {n: walk_list(kernel().reader, h, entry_offset=o) for n, (h, o) in LISTS.items()}
+out["walks"] = {n: [w.stop, len(w.nodes)] for n, w in walks.items()}
+for kind in KINDS:
+    patches, restore, expected = {}, {}, {}
+    for n, (head, off) in LISTS.items():
+        nodes = walks[n].nodes
+        if kind == "loop-back" and len(nodes) < 2:
+            continue
+        p, exp = plant(kind, head, nodes)
+        for a, b in p.items():
+            assert bytes(inf.read_memory(a, len(b))) == exp["restore"][a], (n, kind)
+        patches.update(p)
+        restore.update(exp.pop("restore"))
+        exp["entry"] = None if exp["node"] == head else exp["node"] - off
+        expected[n] = exp
+    for a, b in patches.items():
+        inf.write_memory(a, b)
+    got = all_json()
+    check = json.loads(kd("kd check --json"))
+    text = kd("kd check") + "".join(kd(c) for c in CMDS.values())
+    for a, b in restore.items():
+        inf.write_memory(a, b)
+    out["runs"][kind] = {"expected": expected, "got": got, "check": check, "text": text,
+                         "after": all_json(), "after_check": json.loads(kd("kd check --json"))}
+json.dump(out, open(OUT, "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def guest(kernel61, tmp_path_factory):
+    g = boot_guest(kernel61, tmp_path_factory.mktemp("damageguest"))
+    try:
+        yield g
+    finally:
+        g.stop()
+
+
+def test_damage_written_by_gdb_is_said_at_once(guest, tmp_path):
+    from kdlive import ROOT
+    out = tmp_path / "out.json"
+    script = tmp_path / "plant.py"
+    script.write_text(f"TESTS = {str(ROOT / 'tests')!r}\nOUT = {str(out)!r}\n" + _SCRIPT)
+    res = guest.gdb([f"source {script}"])
+    errs = [r for r in res if r["err"]]
+    assert not errs, errs
+    r = json.loads(out.read_text())
+    assert all(stop is None and n for stop, n in r["walks"].values()), r["walks"]
+    assert r["clean_check"]["ok"], r["clean_check"]["problems"]
+    assert set(r["runs"]) == set(KINDS)
+    for kind, run in r["runs"].items():
+        expected = {n: dict(e) for n, e in run["expected"].items()}
+        # the cache was full before the write: what kd says is the memory after it
+        assert_said(expected, run["got"], r["clean"], run["check"], run["text"].splitlines())
+        # and after the intact words are back, the lists are whole again
+        assert run["after_check"]["ok"], (kind, run["after_check"]["problems"])
+        for n in ("ps", "mod", "kmem"):
+            assert run["after"][n] == r["clean"][n], (kind, n)
