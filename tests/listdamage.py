@@ -140,15 +140,19 @@ def model_kernels(dump, dump_path, vmlinux):
 
 def list_heads(k) -> dict:
     """{list: (head address, offset of the link in an entry)} of the kernel's main lists
-    in the model Kernel K: the names the tests use, kd's names beside them."""
+    in the model Kernel K (the names the tests use). The mounts are a list up to 6.7
+    only (6.8 made them an rbtree, commit 2eea9ce4310d): left out where absent."""
     from gdbkd.model import fs, net
-    return {
+    out = {
         "tasks": (k.sym("init_task") + k.offset("struct task_struct", "tasks"),
                   k.offset("struct task_struct", "tasks")),
         "modules": (k.sym("modules"), k.offset("struct module", "list")),
         "slab caches": (k.sym("slab_caches"), k.offset("struct kmem_cache", "list")),
-        "mounts": (fs.init_mnt_ns(k) + k.offset("struct mnt_namespace", "list"),
+        "mounts": (fs.init_mnt_ns(k) + (k.offset("struct mnt_namespace", "list") or 0),
                    k.offset("struct mount", "mnt_list")),
         "net devices": (net.net_namespaces(k)[0][0] + k.offset("struct net", "dev_base_head"),
                         k.offset("struct net_device", "dev_list")),
     }
+    if out["mounts"][1] is None or k.offset("struct mnt_namespace", "list") is None:
+        del out["mounts"]
+    return out

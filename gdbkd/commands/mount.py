@@ -68,7 +68,7 @@ the namespace of that task. DIRNAME is the full path from the global root."""
                          "devname": guest_str(i["devname"]), "dirname": guest_str(i["dirname"]),
                          "flags": i["flags"], "id": i["id"]})
         return {"ns": ns, "mounts": rows, "stop": stop,
-                "problems": [p.to_json() for p in getattr(mounts, "damage", ())]}
+                "problems": [p.to_json() for p in mounts.damage]}
 
     def render(self, d, args):
         if "namespaces" in d:
@@ -85,8 +85,5 @@ the namespace of that task. DIRNAME is the full path from the global root."""
                 continue
             lines.append(f"{r['mount']:016x} {r['sb']:016x} {r['type']:<10} {r['devname']:<15} "
                          f"{r['dirname']}")
-        if d["problems"]:
-            lines += problem_lines(self.name, d["problems"])
-        elif d["stop"]:                   # the rbtree of 6.8+: why its walk stopped
-            lines.append(f"kd mount: {d['stop']}")
+        lines += problem_lines(self.name, d["problems"])
         return "\n".join(lines)

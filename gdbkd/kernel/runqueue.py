@@ -19,7 +19,7 @@ from .types import read_bytes, read_ulong, symbol_address, field_offset, lookup_
 from .memory import kernel
 from .percpu import per_cpu_addr, online_cpus
 from .tasks import task_by_addr, read_task
-from ..model.lists import ListProblem, walk_entries
+from ..model.lists import ListProblem, tree_problem, walk_entries
 from ..model.trees import rbtree_inorder, WrongType
 
 __all__ = ["runqueue", "runqueues"]
@@ -38,10 +38,7 @@ def _rb_inorder(root: int, name: str, problems: list) -> list:
         problems.append(ListProblem(list=name, kind="unreadable", node=root, detail=str(e)))
         return []
     if w.stop:
-        kind = "loop" if w.stop.startswith("loop") else \
-            "bound" if w.stop.startswith("stopped after") else "unreadable"
-        problems.append(ListProblem(list=name, kind=kind, node=root, detail=w.stop,
-                                    entries=len(w.entries)))
+        problems.append(tree_problem(name, root, w))
     return w.entries
 
 

@@ -30,7 +30,7 @@ but only by offsets, which come from the layouts.
 from .kernel import per_stop
 from .reader import MemoryFault
 from .trees import rbtree_inorder
-from .lists import Entries, list_entries
+from .lists import Entries, list_entries, tree_problem
 
 __all__ = ["FileInfo", "task_files", "file_info", "d_path", "dentry_info", "mount_list",
            "mount_info", "mount_namespaces", "dentry_path", "init_mnt_ns", "file_type", "S_IFMT_NAMES", "MNT_INTERNAL"]
@@ -230,7 +230,9 @@ def task_files(k, task: int):
 
 # -- mounts ------------------------------------------------------------------------------
 def mount_list(k, ns: int):
-    """(``struct mount`` addresses of namespace ``ns`` in the kernel's order, stop reason)."""
+    """(``struct mount`` addresses of namespace ``ns`` in the kernel's order, stop reason);
+    the addresses are an :class:`gdbkd.model.lists.Entries` whose ``damage`` says what is
+    wrong with the list (or, from 6.8, the tree)."""
     nl = _lay(k, "struct mnt_namespace", ["list", "mounts", "root"])
     ml = _lay(k, "struct mount", _MOUNT)
     if "list" in nl and "mnt_list" in ml:                              # <= 6.7: a list
@@ -238,12 +240,13 @@ def mount_list(k, ns: int):
                                     name=f"mount list of namespace {ns:#x} (mnt_namespace.list)")
     elif "mounts" in nl and "mnt_node" in ml:                         # 6.8+: an rbtree
         w = rbtree_inorder(k, ns + nl.offset("mounts"))
-        mounts, stop = [n - ml.offset("mnt_node") for n in w.entries], w.stop
+        damage = [tree_problem(f"mount tree of namespace {ns:#x} (mnt_namespace.mounts)",
+                               ns + nl.offset("mounts"), w)] if w.stop else []
+        mounts, stop = Entries([n - ml.offset("mnt_node") for n in w.entries], damage), w.stop
     else:
         raise MemoryFault(ns, "cannot find the mounts of a struct mnt_namespace in this kernel")
     sb_off = ml.offset("mnt.mnt_sb")
-    return Entries([m for m in mounts if k.reader.u64(m + sb_off)],
-                   getattr(mounts, "damage", ())), stop
+    return Entries([m for m in mounts if k.reader.u64(m + sb_off)], mounts.damage), stop
 
 
 def mount_info(k, mnt: int) -> dict:

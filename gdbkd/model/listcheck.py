@@ -27,7 +27,7 @@ A list this kernel does not have (a symbol or member the type source lacks) is
 reported as skipped with the reason, never as damaged. No gdb import.
 """
 
-from .lists import ListProblem
+from .lists import ListProblem, tree_problem
 from .reader import MemoryFault
 
 __all__ = ["check_lists", "CheckedList"]
@@ -113,16 +113,11 @@ def _mounts(k):
           ("struct mount", "mnt.mnt_sb"))
     try:
         ns = fs.init_mnt_ns(k)
-        mounts, stop = fs.mount_list(k, ns)
+        mounts, _ = fs.mount_list(k, ns)
     except MemoryFault as e:
         yield CheckedList(name, skipped=str(e))
         return
-    damage = getattr(mounts, "damage", None)
-    if damage is None:          # the rbtree of 6.8+: its walk says only why it stopped
-        damage = [ListProblem(list=f"mount tree of namespace {ns:#x} (mnt_namespace.mounts)",
-                              kind=_tree_kind(stop), node=ns, detail=stop,
-                              entries=len(mounts))] if stop else []
-    yield CheckedList(name, len(mounts), damage)
+    yield CheckedList(name, len(mounts), mounts.damage)
 
 
 def _net(k):
@@ -147,14 +142,6 @@ def _net(k):
         n += len(devs)
         problems += devs.damage
     yield CheckedList("net device lists (net.dev_base_head)", n, problems)
-
-
-def _tree_kind(stop: str) -> str:
-    if stop.startswith("loop"):
-        return "loop"
-    if stop.startswith("stopped after"):
-        return "bound"
-    return "unreadable"
 
 
 def _runqueues(k):
@@ -201,9 +188,7 @@ def _runqueues(k):
             continue
         queued += len(w.entries)
         if w.stop:
-            problems.append(ListProblem(list=f"{name} CFS tree (rq->cfs.tasks_timeline)",
-                                        kind=_tree_kind(w.stop), node=root, detail=w.stop,
-                                        entries=len(w.entries)))
+            problems.append(tree_problem(f"{name} CFS tree (rq->cfs.tasks_timeline)", root, w))
     parts = ["curr", "idle"] + (["RT lists"] if rt is not None else []) \
         + (["CFS trees"] if off_cfs is not None and off_tl is not None else [])
     yield CheckedList(f"runqueues ({len(cpus)} CPUs: {', '.join(parts)})", queued, problems)

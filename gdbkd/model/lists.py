@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from .reader import MemoryFault
 
-__all__ = ["ListWalk", "ListProblem", "Entries", "walk_list", "list_entries", "walk_entries", "poison_name",
+__all__ = ["ListWalk", "ListProblem", "Entries", "tree_problem", "walk_list", "list_entries", "walk_entries", "poison_name",
            "LIST_POISON1", "LIST_POISON2", "DAMAGE_KINDS"]
 
 #: what ``ListProblem.kind`` can be: the words kd prints and --json carries
@@ -293,6 +293,16 @@ def _walk(reader, head, include_head, limit, direction, entry_offset, check_prev
         w.nodes.append(nxt)
         came_from, cur = cur, nxt
     return w
+
+
+def tree_problem(name: str, root: int, walk) -> ListProblem:
+    """The ListProblem of a tree walk that stopped early (a
+    :class:`gdbkd.model.trees.TreeWalk` whose ``stop`` is set): a tree has no way back,
+    so nothing is recovered; ``kind`` from the walk's reason."""
+    stop = walk.stop
+    kind = "loop" if stop.startswith("loop") else \
+        "bound" if stop.startswith("stopped after") else "unreadable"
+    return ListProblem(list=name, kind=kind, node=root, detail=stop, entries=len(walk.entries))
 
 
 def walk_entries(reader, head: int, link_offset: int, limit=1 << 20, read_head=None) -> ListWalk:
