@@ -3,6 +3,7 @@ real dump server, a copy of the real 6.1 makedumpfile ELF dump with the damage w
 at the physical file offsets of the words (tests/listdamage.py). One copy per kind of
 damage, planted at once in the task, module, slab-cache, mount and net-device lists.
 
+The 5.10 and 6.12 test dumps (QEMU ELF, 1 GiB copies) run the same in the slow tier.
 What is expected comes from the same dump: the intact copy's `kd ps`, `kd mod` and
 `kd kmem -s` (every entry of the damaged run's output equals them, each once), and
 the recovered counts from the intact walks."""
@@ -34,8 +35,8 @@ ROWS = {"mounts": ("mounts of init's namespace", "mount"),
         "net devices": ("net device lists (net.dev_base_head)", "net")}
 
 
-def _run(path):
-    args = ["core", str(path), TD.vmlinux, "-s", "--batch"]
+def _run(path, vmlinux):
+    args = ["core", str(path), str(vmlinux), "-s", "--batch"]
     for c in CMDS:
         args += ["-ex", c]
     p = gdbkd(*args)
@@ -46,17 +47,27 @@ def _run(path):
     return js, p.stdout
 
 
-@pytest.fixture(scope="module")
-def intact():
+KERNELS = [pytest.param("debian-6.1", id="6.1"),
+           pytest.param("debian-5.10", id="5.10", marks=pytest.mark.slow),
+           pytest.param("debian-6.12", id="6.12", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=KERNELS)
+def intact(request):
     from gdbkd.postmortem import open_dump
-    src = MDF["mdf-elf-d31.elf"]
-    d = open_dump(src, TD.vmlinux)
-    kernel = model_kernels(d, src, TD.vmlinux)
+    if request.param == "debian-6.1":
+        src, vmlinux = MDF["mdf-elf-d31.elf"], TD.vmlinux      # 71 MB: cheap to copy
+    else:
+        from testdumps import ensure_test_dumps
+        td = ensure_test_dumps(request.param, "1G")
+        src, vmlinux = td.elf, td.vmlinux
+    d = open_dump(src, vmlinux)
+    kernel = model_kernels(d, src, vmlinux)
     k = kernel()
     walks = {name: (head, off, walk_list(k.reader, head, entry_offset=off))
              for name, (head, off) in list_heads(k).items()}
-    js, _ = _run(src)
-    yield d, src, walks, js
+    js, _ = _run(src, vmlinux)
+    yield d, src, vmlinux, walks, js
     d.close()
 
 
@@ -96,7 +107,7 @@ def _key(v):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_damage_said_by_every_command(intact, kind, tmp_path):
-    d, src, walks, clean = intact
+    d, src, vmlinux, walks, clean = intact
     assert clean[3]["ok"] and clean[3]["problems"] == [] and clean[4]["damaged_lists"] == []
     patches, expected = {}, {}
     for name, (head, off, w) in walks.items():
@@ -108,7 +119,7 @@ def test_damage_said_by_every_command(intact, kind, tmp_path):
         exp["entry"] = None if exp["node"] == head else exp["node"] - off
         expected[name] = exp
     assert "tasks" in expected and "slab caches" in expected
-    js, text = _run(patched_dump_copy(d, src, tmp_path / "damaged.elf", patches))
+    js, text = _run(patched_dump_copy(d, src, tmp_path / "damaged.elf", patches), vmlinux)
     assert_said(expected, dict(zip(("ps", "mod", "kmem"), js[:3])),
                 dict(zip(("ps", "mod", "kmem"), clean[:3])), js[3], text.splitlines())
     check = js[3]
