@@ -59,6 +59,10 @@ Same output live and on dumps."""
             except (gdb.error, gdb.MemoryError, UnicodeDecodeError):
                 pass
         data["damaged_lists"] = _damaged_lists()
+        from ..kernel.memory import attached_dump
+        dump = attached_dump()
+        if dump is not None and getattr(dump, "vmcoreinfo_source", None):
+            data["vmcoreinfo"] = dump.vmcoreinfo_source      # a note, or the RAM (ramvmcoreinfo.py)
         if args.log:
             try:
                 from ..kernel import printk
@@ -120,6 +124,8 @@ Same output live and on dumps."""
         if d.get("damaged_lists"):
             L.append("DAMAGED LISTS (kd check):")
             L += [f"    {p['line']}" for p in d["damaged_lists"]]
+        if d.get("vmcoreinfo"):
+            L.append(f"VMCOREINFO: from {d['vmcoreinfo']}")
         if d.get("log"):
             L.append("LOG (last lines):")
             L += ["    " + x for x in d["log"]]

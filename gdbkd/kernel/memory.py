@@ -251,6 +251,11 @@ def detach_dump():
     _rebuild()
 
 
+def attached_dump():
+    """The Dump read in this process (attach_dump), or None (live, or a plain core file)."""
+    return _dump[1] if _dump is not None else None
+
+
 def set_cache(on: bool):
     global _cache_on
     _cache_on = bool(on)

@@ -51,7 +51,7 @@ _SYMS = ("_text", "_stext", "_etext", "_sinittext", "_einittext", "_end", "linux
 
 @dataclass
 class Finding:
-    check: str       # OSRELEASE, BUILD-ID, KERNELOFFSET, VA_BITS, PHYS_OFFSET, PRSTATUS, notes, DWARF, vmlinux
+    check: str       # VMCOREINFO (its source), OSRELEASE, BUILD-ID, KERNELOFFSET, VA_BITS, PHYS_OFFSET, PRSTATUS, notes, DWARF, vmlinux
     status: str      # "ok", "warn" (the sources disagree), "skip" (a source is missing)
     text: str        # one line
 
@@ -411,6 +411,8 @@ def check_dump(d, vmlinux=None, full=True) -> list:
             vm = _Vmlinux(vmlinux, known)
         except GdbkdError as e:
             out.append(Finding("vmlinux", WARN, str(e)))
+    # where the text every other check reads came from (a note, or the RAM: ramvmcoreinfo.py)
+    out.append(Finding("VMCOREINFO", OK, f"from {getattr(d, 'vmcoreinfo_source', 'the note')}"))
     out += [_osrelease(d, vm), _build_id(d, vm), _kerneloffset(d, vm), _va_bits(d, vm),
             _phys_offset(d)]
     out += _prstatus(d, vm)

@@ -157,7 +157,7 @@ def convert(dump, vmlinux, out, progress=None, written=None) -> dict:
             notes += _note(b"CORE", NT_AUXV, struct.pack("<QQQQ", AT_ENTRY,
                                                          (entry + dump.kaslr_offset) & M64,
                                                          AT_NULL, 0))
-        raw = dump.phys.vmcoreinfo_raw
+        raw = dump.vmcoreinfo_raw        # the note's, or the text found in RAM: a note either way
         if raw:
             notes += _note(b"VMCOREINFO", 0, raw)
         nph = 1 + len(segs)

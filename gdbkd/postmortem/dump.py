@@ -87,7 +87,7 @@ class Dump:
         self.phys = open_physical(path)
         try:
             try:
-                self._init_dump()
+                self._init_dump(vmlinux)
             except DumpError as e:      # a VMCOREINFO or note problem: say which dump
                 if self.path in str(e):
                     raise
@@ -99,17 +99,27 @@ class Dump:
             raise
 
     # -- dump-only facts -------------------------------------------------------------
-    def _init_dump(self):
+    def _init_dump(self, vmlinux=None):
         p = self.phys
         m = p.machine
         if p.format == "elf" and m not in ("EM_AARCH64", EM_AARCH64):
             raise GdbkdError(f"{self.path} is not an arm64 dump (ELF machine {m})")
         if p.format != "elf" and m not in ("aarch64", "arm64", "Unknown", ""):
             raise GdbkdError(f"{self.path} is not an arm64 dump (machine {m})")
-        self.vmcoreinfo = parse_vmcoreinfo(p.vmcoreinfo_raw)
-        if not self.vmcoreinfo:
-            raise GdbkdError(f"{self.path} has no VMCOREINFO (QEMU dumps carry it only when the "
-                             f"guest loaded qemu_fw_cfg and QEMU ran with -device vmcoreinfo)")
+        #: the VMCOREINFO text (bytes) and where it came from (one line)
+        self.vmcoreinfo_raw = p.vmcoreinfo_raw
+        self.vmcoreinfo_source = "the dump's VMCOREINFO note"
+        if not parse_vmcoreinfo(self.vmcoreinfo_raw):
+            # no note (QEMU writes one only when the guest's qemu_fw_cfg driver gave it
+            # the text): the kernel's own copy in its RAM (dump/ramvmcoreinfo.py)
+            from ..dump.ramvmcoreinfo import find_in_ram
+            found = find_in_ram(p, vmlinux)
+            if found is None:
+                raise GdbkdError(f"{self.path} has no VMCOREINFO: no note (QEMU dumps carry it only "
+                                 f"when the guest loaded qemu_fw_cfg and QEMU ran with -device "
+                                 f"vmcoreinfo) and no VMCOREINFO text in its RAM")
+            self.vmcoreinfo_raw, self.vmcoreinfo_source = found.raw, str(found)
+        self.vmcoreinfo = parse_vmcoreinfo(self.vmcoreinfo_raw)
         if "NUMBER(kimage_voffset)" not in self.vmcoreinfo:
             raise GdbkdError(f"{self.path} is not an arm64 kernel dump (VMCOREINFO has no "
                              f"kimage_voffset)")
