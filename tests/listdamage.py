@@ -153,6 +153,10 @@ def list_heads(k) -> dict:
         "net devices": (net.net_namespaces(k)[0][0] + k.offset("struct net", "dev_base_head"),
                         k.offset("struct net_device", "dev_list")),
     }
+    wq = k.sym("oom_reaper_wait")      # mm/oom_kill.c (4.6+): the oom_reaper kthread waits there
+    if wq is not None:
+        out["wait queue"] = (wq + k.offset("struct wait_queue_head", "head"),
+                             k.offset("struct wait_queue_entry", "entry"))
     if out["mounts"][1] is None or k.offset("struct mnt_namespace", "list") is None:
         del out["mounts"]
     return out

@@ -1,7 +1,7 @@
 """kd waitq: the tasks waiting on a wait queue (crash's waitq)."""
 
 from . import KdError, command
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
 from ._sysstate import kernel, address_arg, symbol_name
 from ..model.wait import waitqueue_entries
 from ..model.tasks import task_list
@@ -17,7 +17,8 @@ class Waitq(KernelCommand):
 ADDR|SYMBOL is the address of a struct wait_queue_head, a symbol or any gdb
 expression naming one (e.g. `kd waitq kdtest_wq`). For each entry: the
 wait_queue_entry, the wake function, and the task in its `private` when that
-is a task (pid, command, state)."""
+is a task (pid, command, state). A damaged queue (a loop, NULL, poison, an
+unreadable or disagreeing link) is said in one line ("problems" in --json)."""
 
     name = "waitq"
 
@@ -39,16 +40,15 @@ is a task (pid, command, state)."""
                          "func_name": symbol_name(e["func"]), "private": e["private"],
                          "pid": t.pid if t else None, "comm": t.comm if t else None,
                          "state": t.st if t else None})
-        return {"wq": wq, "waiters": rows, "stop": stop}
+        return {"wq": wq, "waiters": rows, "stop": stop,
+                "problems": [p.to_json() for p in ents.damage]}
 
     def render(self, d, args):
-        if not d["waiters"] and not d["stop"]:
+        if not d["waiters"] and not d["problems"]:
             return f"wait queue {d['wq']:016x} is empty"
         lines = ["  WAIT_QUEUE_ENTRY       TASK        PID  ST  COMMAND          FUNC"]
         for w in d["waiters"]:
             who = (f"{w['private']:016x} {w['pid']:>7}  {w['state']}  {w['comm']:<16}" if w["pid"] is not None
                    else f"{w['private']:016x} {'-':>7}  --  {'(not a task)':<16}")
             lines.append(f"{w['entry']:016x}  {who} {w['func_name'] or hex(w['func'])}")
-        if d["stop"]:
-            lines.append(f"kd waitq: {d['stop']}")
-        return "\n".join(lines)
+        return "\n".join(lines + problem_lines(self.name, d["problems"]))

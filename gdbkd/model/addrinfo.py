@@ -14,7 +14,7 @@ which has the symbol table).
 
 from .kernel import per_stop
 from .layout import LAYOUTS
-from .lists import walk_list
+from .lists import walk_entries
 from .memmap import memory_map
 from .modules import module_list
 from .percpu import cpu_offsets
@@ -41,7 +41,7 @@ def vmap_areas(k) -> list:
     head = k.sym("vmap_area_list")
     if head is not None:
         off = lay.offset("list")
-        areas = [n - off for n in walk_list(k.reader, head, limit=1 << 20, entry_offset=off).nodes]
+        areas = walk_entries(k.reader, head, off, limit=1 << 20).entries()
     else:
         areas = _busy_tree_areas(k, lay)
     out = []

@@ -10,22 +10,25 @@ task wake functions (``default_wake_function``, ``autoremove_wake_function``,
 something else (epoll, io_uring) put their own data there.
 """
 
-from .lists import list_entries
+from .lists import Entries, list_entries
 from .reader import MemoryFault
 
 __all__ = ["waitqueue_entries"]
 
 
 def waitqueue_entries(k, wq: int):
-    """([{entry, flags, private, func}], stop reason) of the wait_queue_head at ``wq``."""
+    """([{entry, flags, private, func}], stop reason) of the wait_queue_head at ``wq``; the
+    list is an :class:`gdbkd.model.lists.Entries` whose ``damage`` says what is wrong
+    with the queue (walked back from its head past a break, each entry once)."""
     head = wq + k.offset("struct wait_queue_head", "head")
     first = k.reader.u64(head)
     if k.reader.try_read(first + 8, 8) != head.to_bytes(8, "little"):
         raise MemoryFault(wq, f"{wq:#x} is not a struct wait_queue_head: its head.next "
                               f"({first:#x}) does not point back to it")
     el = k.layout("struct wait_queue_entry", ["flags", "private", "func", "entry"])
-    ents, stop = list_entries(k.reader, head, el.offset("entry"))
-    out = []
+    ents, stop = list_entries(k.reader, head, el.offset("entry"),
+                              name=f"wait queue {wq:#x} (wait_queue_head.head)")
+    out = Entries(damage=ents.damage)
     for e in ents:
         f = el.read(k.reader, e)
         out.append({"entry": e, "flags": f["flags"], "private": f["private"], "func": f["func"]})

@@ -1,7 +1,8 @@
 """Damaged kernel lists through whole `gdbkd core` runs (issue 26): real gdb-multiarch, the
 real dump server, a copy of the real 6.1 makedumpfile ELF dump with the damage written
 at the physical file offsets of the words (tests/listdamage.py). One copy per kind of
-damage, planted at once in the task, module, slab-cache, mount and net-device lists.
+damage, planted at once in the task, module, slab-cache, mount and net-device lists
+and the oom_reaper's wait queue.
 
 The 5.10 and 6.12 test dumps (QEMU ELF, 1 GiB copies) run the same in the slow tier.
 What is expected comes from the same dump: the intact copy's `kd ps`, `kd mod` and
@@ -23,16 +24,18 @@ TD = MDF = None
 _dumps = module_dumps(globals())
 
 CMDS = ["kd ps --json", "kd mod --json", "kd kmem -s --json", "kd check --json", "kd check",
-        "kd ps", "kd mod", "kd kmem -s", "kd mount", "kd net", "kd analyze --json", "kd analyze"]
+        "kd ps", "kd mod", "kd kmem -s", "kd mount", "kd net", "kd analyze --json", "kd analyze",
+        "kd waitq oom_reaper_wait --json", "kd waitq oom_reaper_wait"]
 #: the list kd check's row names, the command whose output shows the list, its entries' key
 SHOWN = {"tasks": ("task list (init_task.tasks) and thread lists", "ps", "tasks", "task"),
          "modules": ("module list (modules)", "mod", "modules", "module"),
          "slab caches": ("slab cache list (slab_caches)", "kmem", "caches", "cache_addr")}
 #: the commands whose text output the lines hold
-TEXT = ("ps", "mod", "kmem", "mount", "net")
+TEXT = ("ps", "mod", "kmem", "mount", "net", "waitq")
 #: kd check's row and the command that shows the list, for the others
 ROWS = {"mounts": ("mounts of init's namespace", "mount"),
-        "net devices": ("net device lists (net.dev_base_head)", "net")}
+        "net devices": ("net device lists (net.dev_base_head)", "net"),
+        "wait queue": (None, "waitq")}         # not one of kd check's lists: kd waitq's JSON
 
 
 def _run(path, vmlinux):
@@ -43,7 +46,7 @@ def _run(path, vmlinux):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "Traceback" not in p.stdout + p.stderr, (p.stdout[-3000:], p.stderr[-3000:])
     js = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-    assert len(js) == 5, p.stdout[-3000:]
+    assert len(js) == 6, p.stdout[-3000:]
     return js, p.stdout
 
 
@@ -73,19 +76,20 @@ def intact(request):
 
 def assert_said(expected, got, clean, check, lines):
     """EXPECTED ({list: plant()'s expectation plus "entry"}) is what kd said: GOT and CLEAN
-    are the damaged and intact {"ps", "mod", "kmem"} JSON, CHECK kd check's JSON, LINES
+    are the damaged and intact JSON by command ("ps", "mod", "kmem", "waitq"), CHECK kd check's JSON, LINES
     the text output of kd check and of the commands showing each list."""
     assert check["ok"] is False
     rows = {r["list"]: r for r in check["lists"]}
     for name, exp in expected.items():
-        row = rows[SHOWN[name][0] if name in SHOWN else ROWS[name][0]]
-        probs = row["problems"]
+        row = SHOWN[name][0] if name in SHOWN else ROWS[name][0]
+        probs = rows[row]["problems"] if row is not None else got[ROWS[name][1]]["problems"]
         assert len(probs) == 1, (name, probs)
         p = probs[0]
         assert p["kind"] == exp["kind"] and p["recovered"] == exp["recovered"], (name, p)
         assert p["node"] == f"{exp['node']:#x}" and _key(p["value"]) == exp["value"], (name, p)
         assert p["entry"] == (f"{exp['entry']:#x}" if exp["entry"] is not None else None)
-        assert f"kd check: {p['line']}" in lines, name        # one text line each
+        if row is not None:
+            assert f"kd check: {p['line']}" in lines, name    # one text line each
         if name in SHOWN:
             _, cmd, key, field = SHOWN[name]
             now = [_key(e[field]) for e in got[cmd][key]]
@@ -98,7 +102,7 @@ def assert_said(expected, got, clean, check, lines):
             cmd = ROWS[name][1]
         if cmd in TEXT:
             assert f"kd {cmd}: {p['line']}" in lines, name
-    assert len(check["problems"]) == len(expected)
+    assert len(check["problems"]) == len([n for n in expected if n not in ROWS or ROWS[n][0]])
 
 
 def _key(v):
@@ -120,11 +124,11 @@ def test_damage_said_by_every_command(intact, kind, tmp_path):
         expected[name] = exp
     assert "tasks" in expected and "slab caches" in expected
     js, text = _run(patched_dump_copy(d, src, tmp_path / "damaged.elf", patches), vmlinux)
-    assert_said(expected, dict(zip(("ps", "mod", "kmem"), js[:3])),
-                dict(zip(("ps", "mod", "kmem"), clean[:3])), js[3], text.splitlines())
+    names = ("ps", "mod", "kmem", "check", "analyze", "waitq")
+    assert_said(expected, dict(zip(names, js)), dict(zip(names, clean)), js[3], text.splitlines())
     check = js[3]
     # the crash report carries the same evidence, as JSON and one line each under its heading
     assert js[4]["damaged_lists"] == check["problems"]
     lines = text.splitlines()
     at = lines.index("DAMAGED LISTS (kd check):")
-    assert lines[at + 1:at + 1 + len(expected)] == [f"    {p['line']}" for p in check["problems"]]
+    assert lines[at + 1:at + 1 + len(check["problems"])] == [f"    {p['line']}" for p in check["problems"]]
