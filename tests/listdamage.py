@@ -16,16 +16,33 @@ physical file offsets, for whole ``gdbkd core`` runs.
 
 import struct
 
+import pytest
+
 from gdbkd.model.kernel import Kernel
 from gdbkd.model.layout import TypeSource
 from gdbkd.model.lists import LIST_POISON1
 from gdbkd.model.reader import DumpReader
 
-__all__ = ["KINDS", "WILD", "PatchedReader", "plant", "patched_dump_copy", "RecordedThenDrgn",
+__all__ = ["KINDS", "KERNELS", "kernel_dumps", "WILD", "PatchedReader", "plant", "patched_dump_copy", "RecordedThenDrgn",
            "model_kernels", "list_heads"]
 
 #: the kinds of damage, each planted on its own
 KINDS = ("self-loop", "loop-back", "null", "poison", "wild", "prev")
+
+#: the kernels the tests run on: the default tier's 6.1, the other kernels in the slow tier
+KERNELS = [pytest.param("debian-6.1", id="6.1"),
+           pytest.param("debian-5.10", id="5.10", marks=pytest.mark.slow),
+           pytest.param("debian-6.12", id="6.12", marks=pytest.mark.slow)]
+
+
+def kernel_dumps(profile: str, td61):
+    """The TestDumps of PROFILE (a KERNELS value): TD61 for 6.1 (the caller's real_dumps()),
+    the other kernels' shared test dumps otherwise (made when not cached)."""
+    if profile == "debian-6.1":
+        return td61
+    from testdumps import ensure_test_dumps
+    return ensure_test_dumps(profile, "1G")
+
 
 #: a kernel-half address no dump of a 1 GiB arm64 guest maps (checked by the tests)
 WILD = 0xffff7bad0dead000

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import gdbkd
 from tests.conftest import module_dumps
-from listdamage import KINDS, list_heads, model_kernels, patched_dump_copy, plant
+from listdamage import KERNELS, KINDS, kernel_dumps, list_heads, model_kernels, patched_dump_copy, plant
 from gdbkd.model.lists import walk_list
 
 pytestmark = pytest.mark.e2e
@@ -50,20 +50,12 @@ def _run(path, vmlinux):
     return js, p.stdout
 
 
-KERNELS = [pytest.param("debian-6.1", id="6.1"),
-           pytest.param("debian-5.10", id="5.10", marks=pytest.mark.slow),
-           pytest.param("debian-6.12", id="6.12", marks=pytest.mark.slow)]
-
-
 @pytest.fixture(scope="module", params=KERNELS)
 def intact(request):
     from gdbkd.postmortem import open_dump
-    if request.param == "debian-6.1":
-        src, vmlinux = MDF["mdf-elf-d31.elf"], TD.vmlinux      # 71 MB: cheap to copy
-    else:
-        from testdumps import ensure_test_dumps
-        td = ensure_test_dumps(request.param, "1G")
-        src, vmlinux = td.elf, td.vmlinux
+    td = kernel_dumps(request.param, TD)
+    # 6.1: the makedumpfile ELF (71 MB, cheap to copy); the others: the QEMU ELF (1 GiB)
+    src, vmlinux = MDF["mdf-elf-d31.elf"] if td is TD else td.elf, td.vmlinux
     d = open_dump(src, vmlinux)
     kernel = model_kernels(d, src, vmlinux)
     k = kernel()

@@ -11,7 +11,7 @@ vmlinux's DWARF for the rest (what gdb gives kd inside gdb)."""
 import pytest
 
 from tests.conftest import module_dumps
-from listdamage import KINDS, WILD, list_heads, model_kernels, plant
+from listdamage import KERNELS, KINDS, WILD, kernel_dumps, list_heads, model_kernels, plant
 from gdbkd.model.lists import walk_list, DAMAGE_KINDS
 from gdbkd.model.reader import MemoryFault
 from gdbkd.model import fs, net, slab, tasks as mtasks
@@ -26,21 +26,10 @@ TD = MDF = None
 _dumps = module_dumps(globals())
 
 
-#: the kernels: the default tier's 6.1 dump, and the other kernels' test dumps in the slow
-#: tier (tests/testdumps.py makes them when not cached)
-KERNELS = [pytest.param("debian-6.1", id="6.1"),
-           pytest.param("debian-5.10", id="5.10", marks=pytest.mark.slow),
-           pytest.param("debian-6.12", id="6.12", marks=pytest.mark.slow)]
-
-
 @pytest.fixture(scope="module", params=KERNELS)
 def env(request):
     from gdbkd.postmortem import open_dump
-    if request.param == "debian-6.1":
-        td = TD
-    else:
-        from testdumps import ensure_test_dumps
-        td = ensure_test_dumps(request.param, "1G")
+    td = kernel_dumps(request.param, TD)
     d = open_dump(td.elf, td.vmlinux)
     kernel = model_kernels(d, td.elf, td.vmlinux)
     yield kernel
