@@ -53,7 +53,7 @@ def _debugfs(image: Path, commands: list):
         r = _run([_tool("debugfs"), "-w", "-f", f.name, str(image)], "debugfs")
     # debugfs exits 0 whatever its requests did; it reports failures on stderr
     bad = [l for l in r.stderr.splitlines()
-           if l.strip() and not l.startswith("debugfs ") and "File exists" not in l]
+           if l.strip() and not l.startswith("debugfs ") and "already exists" not in l]
     if bad:
         raise GdbkdError(f"debugfs on {image.name}: {bad[0][:200]}")
 
@@ -88,7 +88,7 @@ def write_rootfs(base: Path, files: dict, out: Path, rc: str = "") -> Path:
     _run(["cp", "--sparse=always", str(base), str(out)], "copy the root image")
     staged = Path(tempfile.mkdtemp(prefix="rootfs-files-", dir=out.parent))
     try:
-        cmds, dirs = [], set()
+        cmds, dirs = [], set(BASE_DIRS)
         items = dict(files)
         if rc:
             items["etc/gdbkd.rc"] = rc.encode()
@@ -105,7 +105,7 @@ def write_rootfs(base: Path, files: dict, out: Path, rc: str = "") -> Path:
                 os.chmod(host, 0o755 if gp == "etc/gdbkd.rc" else 0o644)
             else:
                 host = Path(src)
-            cmds += [f"rm /{gp}", f'write "{host}" /{gp}']
+            cmds.append(f'write "{host}" /{gp}')
         if cmds:
             _debugfs(out, cmds)
     finally:

@@ -208,13 +208,19 @@ pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
         total = totalram_pages(k)
         zone = _vmstat("vm_zone_stat", "zone_stat_item")
         node = _vmstat("vm_node_stat", "node_stat_item")
-        slab = (node.get("NR_SLAB_RECLAIMABLE_B", 0) + node.get("NR_SLAB_UNRECLAIMABLE_B", 0))
+        # the slab counters are NR_SLAB_[UN]RECLAIMABLE_B since v5.9 (d42f3245c7e2 "mm: memcg:
+        # convert vmstat slab counters to bytes"), NR_SLAB_[UN]RECLAIMABLE (node items since
+        # v4.13) before; NR_KERNEL_STACK_KB a zone item until v5.9's 991e7673859e ("mm:
+        # memcontrol: account kernel stack per node")
+        slab = sum(node.get(f"NR_SLAB_{kind}{suffix}", 0)
+                   for kind in ("RECLAIMABLE", "UNRECLAIMABLE") for suffix in ("_B", ""))
+        stack_kb = node.get("NR_KERNEL_STACK_KB", zone.get("NR_KERNEL_STACK_KB", 0))
         cached = node.get("NR_FILE_PAGES", 0) - node.get("NR_SHMEM", 0)
         rows = [("TOTAL MEM", total), ("FREE", zone.get("NR_FREE_PAGES")),
                 ("USED", total - zone.get("NR_FREE_PAGES", 0) if total else None),
                 ("SHARED", node.get("NR_SHMEM")), ("CACHED", cached),
                 ("SLAB", slab), ("ANON", node.get("NR_ANON_MAPPED")),
-                ("KERNEL STACK", node.get("NR_KERNEL_STACK_KB", 0) * 1024 // mm.page_size)]
+                ("KERNEL STACK", stack_kb * 1024 // mm.page_size)]
         return {"page_size": mm.page_size, "total_pages": total,
                 "rows": [{"name": n, "pages": p} for n, p in rows if p is not None]}
 

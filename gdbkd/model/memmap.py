@@ -19,6 +19,8 @@ same code serves ``gdbkd core`` and a live QEMU:
   (``-VMEMMAP_SIZE - SZ_2M``, VMEMMAP_SIZE = (1 << (VA_BITS_MIN - 1)) >>
   (PAGE_SHIFT - STRUCT_PAGE_MAX_SHIFT)) and the vmalloc range as PAGE_END + 256 MiB
   (BPF JIT, modules) .. VMEMMAP_START (5.10 in tests/e2e/test_kmem_other_kernels.py);
+  before v5.4 the linear map is the upper half (``PAGE_OFFSET = ~0 << (VA_BITS - 1)``)
+  and the vmemmap sits just below it (:meth:`MemoryMap._pre_flip_layout`, the course's 5.0);
 * RAM: ``memblock.memory`` (arm64 keeps memblock after boot,
   ARCH_KEEP_MEMBLOCK), or ``min_low_pfn`` .. ``max_pfn``;
 * slab pages: page flag ``NUMBER(PG_slab)`` up to v6.9, the page type
@@ -75,8 +77,14 @@ class MemoryMap:
         self.kimage_voffset = _number(info, "kimage_voffset")
         self.page_struct_size = int(info.get("SIZE(page)", "0")) or k.sizeof("struct page") or 64
         self.page_offset = self._find_page_offset()
+        #: the linear map in the upper half of the kernel's VA range (before v5.4)
+        self.pre_flip = self.page_offset == (-(1 << (self.va_bits - 1))) & M64
         vstart = _number(info, "VMEMMAP_START")
-        if vstart is None:
+        vend = _number(info, "VMEMMAP_END")
+        if vstart is None and self.pre_flip:
+            self._pre_flip_layout()
+            vstart, vend = self.vmemmap_range
+        elif vstart is None:
             vmin = min(self.va_bits, 48)
             smax = (self.page_struct_size - 1).bit_length()
             vsize = (1 << (vmin - 1)) >> (self.page_shift - smax)
@@ -84,17 +92,37 @@ class MemoryMap:
         self.vmemmap_start = vstart
         self.vmemmap = (vstart - (self.phys_offset >> self.page_shift) * self.page_struct_size) & M64
         self.modules = self._module_range()
-        self.vmalloc = (_number(info, "VMALLOC_START"), _number(info, "VMALLOC_END"))
+        if not self.pre_flip:
+            self.vmalloc = (_number(info, "VMALLOC_START"), _number(info, "VMALLOC_END"))
         if self.vmalloc[0] is None and vstart is not None:
             # before v5.19 (no VMALLOC_START in VMCOREINFO), v5.4-v5.18 without KASAN:
             # PAGE_END, 128 MiB of BPF JIT, 128 MiB of modules, then vmalloc (holding the
             # image) up to below the vmemmap (PCI I/O and fixmap in between, not told apart)
             self.vmalloc = ((self.linear_end + (256 << 20)) & M64, vstart)
-        self.vmemmap_range = (vstart, _number(info, "VMEMMAP_END"))
+        self.vmemmap_range = (vstart, vend)
         self.pg_slab = _number(info, "PG_slab")
         self.slab_mapcount = _number(info, "PAGE_SLAB_MAPCOUNT_VALUE")
         self.pg_head_mask = _number(info, "PG_head_mask")
         self._ram = None
+
+    def _pre_flip_layout(self):
+        """The v4.20–v5.3 layout (arch/arm64/include/asm/memory.h and pgtable.h before
+        14c127c957c1 "arm64: mm: Flip kernel VA space"): ``PAGE_OFFSET = ~0 << (VA_BITS - 1)``,
+        the linear map is the upper half; ``VMEMMAP_START = PAGE_OFFSET - VMEMMAP_SIZE``
+        with ``VMEMMAP_SIZE = 1 << (VA_BITS - PAGE_SHIFT - 1 + STRUCT_PAGE_MAX_SHIFT)``;
+        vmalloc from ``MODULES_END`` (= KIMAGE_VADDR, the image's 2 MiB-aligned link base:
+        the BPF JIT region and the modules' 128 MiB below it since v5.0's 91fc957c9b1d
+        "arm64/bpf: don't allocate BPF JIT programs in module memory") to
+        ``PAGE_OFFSET - PUD_SIZE - VMEMMAP_SIZE - SZ_64K``. (The course's 5.0 kernel.)"""
+        smax = (self.page_struct_size - 1).bit_length()
+        vsize = 1 << (self.va_bits - self.page_shift - 1 + smax)
+        vstart = (self.page_offset - vsize) & M64
+        self.vmemmap_range = (vstart, self.page_offset)
+        pud_size = 1 << ((self.page_shift - 3) * 3 + 3)
+        text = self.k.sym("_text")
+        koff = int(self.info.get("KERNELOFFSET", "0"), 16)
+        start = ((text - koff) & ~((2 << 20) - 1)) & M64 if text is not None else None
+        self.vmalloc = (start, (self.page_offset - pud_size - vsize - (64 << 10)) & M64)
 
     def _module_range(self):
         """Where modules are loaded: ``module_alloc_base`` .. + 128 MiB (MODULES_VSIZE) when
@@ -115,6 +143,7 @@ class MemoryMap:
         bytes as its image address."""
         k = self.k
         cands = [(-(1 << vb)) & M64 for vb in dict.fromkeys((self.va_bits, self.va_actual))]
+        cands.append((-(1 << (self.va_bits - 1))) & M64)      # before v5.4 (_pre_flip_layout)
         banner = k.sym("linux_banner")
         if banner is None or self.kimage_voffset is None:
             return cands[0]
@@ -134,7 +163,10 @@ class MemoryMap:
     # -- the linear map ---------------------------------------------------------------
     @property
     def linear_end(self):
-        """PAGE_END: the linear map is the lower half of the VA_BITS_MIN (≤ 48) range."""
+        """PAGE_END: the linear map is the lower half of the VA_BITS_MIN (≤ 48) range
+        (since v5.4; before, the upper half: up to the top of the address space)."""
+        if self.pre_flip:
+            return 1 << 64
         return (-(1 << (min(self.va_bits, 48) - 1))) & M64
 
     def is_linear(self, va: int) -> bool:
