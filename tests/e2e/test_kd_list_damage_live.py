@@ -14,9 +14,10 @@ import json
 
 import pytest
 
-from kdlive import boot_guest
+from kdlive import ROOT
 from listdamage import KINDS
 from test_kd_list_damage import assert_said
+from test_reader_live import guest    # noqa: F401  (a plain 6.1 guest, one per module)
 
 pytestmark = pytest.mark.e2e
 
@@ -71,17 +72,7 @@ json.dump(out, open(OUT, "w"))
 """
 
 
-@pytest.fixture(scope="module")
-def guest(kernel61, tmp_path_factory):
-    g = boot_guest(kernel61, tmp_path_factory.mktemp("damageguest"))
-    try:
-        yield g
-    finally:
-        g.stop()
-
-
-def test_damage_written_by_gdb_is_said_at_once(guest, tmp_path):
-    from kdlive import ROOT
+def test_damage_written_by_gdb_is_said_at_once(guest, tmp_path):  # noqa: F811
     out = tmp_path / "out.json"
     script = tmp_path / "plant.py"
     script.write_text(f"TESTS = {str(ROOT / 'tests')!r}\nOUT = {str(out)!r}\n" + _SCRIPT)
