@@ -268,3 +268,33 @@ def test_mount_tree_damage_is_checked(env):
     p, = row.problems
     assert p.kind == "loop" and f"rb_node {node:#x} reached twice" in p.line()
     assert p.line().startswith("mount tree of namespace ")
+
+
+@pytest.mark.parametrize("kind", ["self-loop", "null", "poison", "wild"])
+def test_thread_list_damage_is_said(env, kind):
+    """A thread group's list (signal->thread_head linking task->thread_node, 3.14+;
+    task->thread_group, which 6.7 removed, otherwise): damage planted in the last user
+    process's list (one thread in these dumps: the head and the leader's node). Every
+    task is still listed once. (A stale prev in the head of a one-thread group is not
+    seen: the leader's own list_head pointing both ways at the head spares the walk.)"""
+    k0 = env()
+    tl = mtasks.task_list(k0)
+    lay = mtasks.task_layout(k0)
+    leader = [t for t in tl if not t.is_kthread and t.pid == t.tgid and t.pid > 0][-1]
+    if lay.get_offset("thread_node") is not None:
+        link = lay.offset("thread_node")
+        head = leader.fields["signal"] + k0.offset("struct signal_struct", "thread_head")
+    else:
+        link = lay.offset("thread_group")
+        head = leader.addr + link
+    w = walk_list(k0.reader, head, entry_offset=link)
+    assert w.stop is None and leader.addr + link in w.nodes
+    v = w.nodes.index(leader.addr + link)
+    patches, exp = plant(kind, head, w.nodes, victim=v)
+    got = mtasks.task_list(env(patches))
+    addrs = [t.addr for t in got]
+    assert len(addrs) == len(set(addrs)) and set(addrs) == {t.addr for t in tl}
+    p, = got.damage
+    assert p.list == f"thread list of pid {leader.pid} ({leader.comm})"
+    assert (p.kind, p.node, p.recovered) == (exp["kind"], exp["node"], exp["recovered"])
+    assert p.line() in got.problems
