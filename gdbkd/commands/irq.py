@@ -69,6 +69,9 @@ handler), per-CPU counts and affinity (crash's irq). -s prints a summary like
                     lines.append(f"{'':>26}\"{a['name']}\"  {h}"
                                  + (f"  thread {a['thread_fn_name'] or hex(a['thread_fn'])}"
                                     if a["thread_fn"] else ""))
+        for r in d["irqs"]:
+            if r.get("actions_stop"):
+                lines.append(f"kd irq: the actions of irq {r['irq']}: {r['actions_stop']}")
         if d["stop"]:
             lines.append(f"kd irq: {d['stop']}")
         return "\n".join(lines)

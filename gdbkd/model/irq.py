@@ -75,7 +75,8 @@ def _cpus_of(bits: bytes, n: int) -> list:
 
 def irq_info(k, irq: int, desc: int, cpus=None) -> dict:
     """One descriptor: irq, hwirq, chip name, flow handler, actions (name, handler),
-    per-CPU counts and affinity."""
+    per-CPU counts and affinity. ``actions_stop``: why the action chain was cut (a loop,
+    an unreadable irqaction, more than 64), else None."""
     d = k.layout("struct irq_desc", _DESC).read(k.reader, desc)
     if d["irq_data.irq"] != irq:
         raise MemoryFault(desc, f"irq_desc {desc:#x} says irq {d['irq_data.irq']}, "
@@ -83,10 +84,20 @@ def irq_info(k, irq: int, desc: int, cpus=None) -> dict:
     chip = d["irq_data.chip"]
     chip_name = _cstr(k, k.reader.u64(chip + k.offset("struct irq_chip", "name"))) if chip else b""
     al = k.layout("struct irqaction", _ACTION)
-    actions, a, seen = [], d["action"], set()
-    while a and a not in seen and len(actions) < 64:
+    actions, a, seen, actions_stop = [], d["action"], set(), None
+    while a:                                    # irqaction->next: NULL-terminated
+        if a in seen:
+            actions_stop = f"loop: irqaction {a:#x} reached twice"
+            break
+        if len(actions) >= 64:
+            actions_stop = "stopped after 64 actions"
+            break
         seen.add(a)
-        f = al.read(k.reader, a)
+        try:
+            f = al.read(k.reader, a)
+        except MemoryFault as e:
+            actions_stop = f"cannot read irqaction {a:#x}: {e.reason}"
+            break
         actions.append({"action": a, "name": _cstr(k, f["name"]), "handler": f["handler"],
                         "thread_fn": f["thread_fn"], "flags": f["flags"]})
         a = f["next"]
@@ -106,4 +117,4 @@ def irq_info(k, irq: int, desc: int, cpus=None) -> dict:
     return {"irq": irq, "desc": desc, "hwirq": d["irq_data.hwirq"], "chip": chip,
             "chip_name": chip_name, "handle_irq": d["handle_irq"], "actions": actions,
             "counts": counts, "total": sum(counts.values()), "affinity": affinity,
-            "depth": d.get("depth")}
+            "depth": d.get("depth"), "actions_stop": actions_stop}

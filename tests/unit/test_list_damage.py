@@ -298,3 +298,22 @@ def test_thread_list_damage_is_said(env, kind):
     assert p.list == f"thread list of pid {leader.pid} ({leader.comm})"
     assert (p.kind, p.node, p.recovered) == (exp["kind"], exp["node"], exp["recovered"])
     assert p.line() in got.problems
+
+
+@pytest.mark.parametrize("kind", ["self-loop", "wild"])
+def test_irq_action_chain_cut_is_said(env, kind):
+    """irq_desc->action is a NULL-terminated chain (irqaction->next): a loop or an
+    unreadable irqaction ends it with the reason, the actions before it kept once."""
+    from gdbkd.model import irq as mirq
+    k = env()
+    irq, desc, info = next((i, d, x) for i, d in mirq.irq_descs(k)[0]
+                           for x in [mirq.irq_info(k, i, d)] if x["actions"])
+    assert info["actions_stop"] is None
+    last = info["actions"][-1]["action"]
+    value = last if kind == "self-loop" else WILD
+    patches = {last + k.offset("struct irqaction", "next"): value.to_bytes(8, "little")}
+    got = mirq.irq_info(env(patches), irq, desc)
+    assert [a["action"] for a in got["actions"]] == [a["action"] for a in info["actions"]]
+    want = f"loop: irqaction {last:#x} reached twice" if kind == "self-loop" \
+        else f"cannot read irqaction {WILD:#x}: "
+    assert got["actions_stop"].startswith(want)
