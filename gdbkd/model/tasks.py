@@ -281,19 +281,17 @@ def task_list(k) -> TaskList:
         # list_head that cannot be read either is the list's damage (a wild pointer, or
         # a corrupt page), said once by the walk, not as an unreadable task too.
         addr = node - tasks_off
-        if addr not in tasks:
-            try:
-                raw = k.reader.read(node, 16)
-            except MemoryFault:
-                tasks[addr] = None
-                raise
-            t = get(addr)
-        else:
-            t, raw = tasks[addr], None
+        known = addr in tasks
+        t = get(addr)
         head_raw = t.fields.get("tasks") if t is not None else None
         if head_raw is not None and len(head_raw) >= 16:
             return head_raw
-        return raw if raw is not None else k.reader.read(node, 16)
+        try:
+            return k.reader.read(node, 16)
+        except MemoryFault:
+            if not known and problems and problems[-1].startswith(f"task {addr:#x} "):
+                problems.pop()         # the walk says it, as the list's damage
+            raise
 
     def describe(addr):
         t = tasks.get(addr)
