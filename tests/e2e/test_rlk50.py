@@ -1,0 +1,158 @@
+"""The course's own kernel (Linux 5.0, runninglinuxkernel_5.0), default tier.
+
+One ``gdbkd run rlk-5.0`` per session, with no RLK_* variable set: the kernel
+comes from ``../shared/kernels/rlk-5.0`` (unpacked into the cache), the root is
+gdbkd's own ext4 image on virtio-blk. The guest starts a sleeper under a comm of
+the test's choosing, writes a random marker into the kernel log, and crashes
+with sysrq; gdbkd catches the panic live and writes a QEMU dump, which has no
+VMCOREINFO note (this kernel has no qemu_fw_cfg driver). Checked: the live
+report and ``kd ps``; on the dump ``gdbkd core --check`` (VMCOREINFO from the
+RAM), ``kd ps``, ``kd bt`` and ``kd log`` against what the test did and against
+drgn 0.3.0 on ``gdbkd convert``'s core.
+"""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, qemu_pids
+from gdbkd.cache import cache_root
+
+PREBUILT = ROOT.parent / "shared" / "kernels" / "rlk-5.0"
+#: busybox runs the applet named by argv[1] when its own name starts with "busybox"
+SLEEPER = "busybox-rlk"
+
+pytestmark = pytest.mark.skipif(not (PREBUILT / "SHA256SUMS").is_file(),
+                                reason=f"the course's prebuilt 5.0 kernel is not at {PREBUILT}")
+
+
+def _gdbkd(*args, timeout=600):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLK_")}
+    return subprocess.run([sys.executable, "-m", "gdbkd", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+
+
+def _json_lines(out):
+    return [json.loads(l) for l in out.splitlines() if l.startswith(("{", "["))]
+
+
+@pytest.fixture(scope="module")
+def kernel50():
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
+    return ensure_kernel(load_profile("rlk-5.0"))
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory, kernel50):
+    """The run's JSON result and its dump, plus the facts the guest printed."""
+    marker = f"GDBKD-MARK-{secrets.token_hex(6)}"
+    dump = tmp_path_factory.mktemp("rlk50") / "vmcore.elf"
+    before = qemu_pids()
+    r = _gdbkd("run", "rlk-5.0", "--batch", "--json",
+               "--boot-exec", f"cp /bin/busybox /bin/{SLEEPER}",
+               "--boot-exec", f"/bin/{SLEEPER} sleep 100000 &",
+               "--boot-exec", "echo GDBKD-SLEEPER=$!",
+               "--boot-exec", f"echo {marker} > /dev/kmsg",
+               "--exec", "echo GDBKD-SHELL=$$; echo c > /proc/sysrq-trigger",
+               "-ex", "kd ps --json", "--dump-on-crash", str(dump))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert qemu_pids() <= before              # gdbkd stopped the QEMU it started
+    res = next(j for j in _json_lines(r.stdout) if isinstance(j, dict) and "report" in j)
+    console = res["console"]
+    return {"res": res, "dump": dump, "marker": marker, "stderr": r.stderr,
+            "sleeper": int(re.search(r"GDBKD-SLEEPER=(\d+)", console).group(1)),
+            "shell": int(re.search(r"GDBKD-SHELL=(\d+)", console).group(1))}
+
+
+@pytest.fixture(scope="module")
+def on_dump(crashed, kernel50):
+    r = _gdbkd("core", str(crashed["dump"]), kernel50.vmlinux, "--batch",
+               "-ex", "kd analyze --json", "-ex", "kd ps --json",
+               "-ex", f"kd bt --json {crashed['sleeper']}", "-ex", "kd log --json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    analyze, ps, bt, log = _json_lines(r.stdout)[-4:]
+    return {"analyze": analyze, "ps": ps, "bt": bt, "log": log}
+
+
+@pytest.fixture(scope="module")
+def drgn50(crashed, kernel50, tmp_path_factory):
+    drgn = pytest.importorskip("drgn")
+    from drgn.helpers.linux.pid import for_each_task
+    from drgn.helpers.linux.printk import get_printk_records
+    core = tmp_path_factory.mktemp("rlk50core") / "core.elf"
+    r = _gdbkd("convert", str(crashed["dump"]), kernel50.vmlinux, "-o", str(core))
+    assert r.returncode == 0, r.stderr[-2000:]
+    prog = drgn.Program()
+    prog.set_core_dump(str(core))                 # drgn needs the VMCOREINFO note convert wrote
+    prog.load_debug_info([kernel50.vmlinux])
+    tasks = {(t.pid.value_(), t.comm.string_().decode()) for t in for_each_task(prog)}
+    trace = prog.stack_trace(crashed["sleeper"])
+    out = {"tasks": tasks, "bt": [f.name for f in trace],
+           "log": [rec.text.decode("utf-8", "replace") for rec in get_printk_records(prog)],
+           "release": prog["init_uts_ns"].name.release.string_().decode()}
+    core.unlink()
+    return out
+
+
+def test_run_with_no_variables_catches_the_panic(crashed, kernel50):
+    res = crashed["res"]
+    rep = res["report"]
+    assert rep["trap"]["trap"] == "panic"
+    assert rep["task"]["pid"] == crashed["shell"]
+    funcs = [f["function"] for f in rep["backtrace"]]
+    assert "sysrq_handle_crash" in funcs
+    live_ps = json.loads(res["ex"][0]["output"])["tasks"]
+    assert {(t["pid"], t["comm"]) for t in live_ps} >= {(crashed["sleeper"], SLEEPER)}
+    # gdbkd's own root: the kernel mounted the ext4 image on virtio-blk
+    assert "VFS: Mounted root (ext4 filesystem)" in res["console"]
+    assert Path(kernel50.vmlinux).is_relative_to(cache_root())      # unpacked, not committed
+
+
+def test_dump_without_note_check_says_ram(crashed, kernel50):
+    from gdbkd.dump import open_physical
+    with open_physical(str(crashed["dump"])) as p:
+        assert p.vmcoreinfo_raw is None                # QEMU wrote no note: no fw_cfg driver
+    r = _gdbkd("core", "--check", str(crashed["dump"]), kernel50.vmlinux)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    vmci = next(l for l in lines if " VMCOREINFO " in l)
+    assert "OK" in vmci and "the dump's RAM at physical" in vmci
+    assert any(" OSRELEASE " in l and l.split()[0] == "OK" and kernel50.release in l for l in lines)
+    assert lines[-1] == "consistent"
+
+
+def test_dump_ps_equals_drgn(crashed, on_dump, drgn50):
+    tasks = on_dump["ps"]["tasks"]
+    mine = {(t["pid"], t["comm"]) for t in tasks if t["pid"]}
+    assert (crashed["sleeper"], SLEEPER) in mine
+    assert mine == {t for t in drgn50["tasks"] if t[0]}
+    sleeper = next(t for t in tasks if t["pid"] == crashed["sleeper"])
+    assert sleeper["state"] == "IN" and not sleeper["kthread"]
+
+
+def test_dump_bt_equals_drgn(crashed, on_dump, drgn50):
+    from gdbkd.analysis.crashsig import normalize_function
+    frames = on_dump["bt"][0]["frames"]
+    assert [normalize_function(f["function"]) for f in frames] == drgn50["bt"]
+    assert any("nanosleep" in f["function"] for f in frames)
+
+
+def test_dump_log_has_the_marker_and_equals_drgn(crashed, on_dump, drgn50):
+    from gdbkd.textutil import escape
+    lines = ["\n".join(r["lines"]) for r in on_dump["log"]["records"]]
+    assert sum(crashed["marker"] in l for l in lines) == 1
+    assert lines == [escape(t) for t in drgn50["log"]]       # kd log escapes control characters
+
+
+def test_dump_report_names_the_vmcoreinfo_source(crashed, on_dump, drgn50, kernel50):
+    rep = on_dump["analyze"]
+    assert rep["trap"]["trap"] == "panic" and rep["task"]["pid"] == crashed["shell"]
+    assert rep["vmcoreinfo"].startswith("the dump's RAM at physical")
+    assert drgn50["release"] == kernel50.release
