@@ -278,20 +278,14 @@ def task_list(k) -> TaskList:
     def tasks_head(node):
         # the walk reads each task whole (it is read for the list anyway); an unreadable
         # task_struct still gives its list_head alone, so the walk goes on past it. A
-        # list_head that cannot be read either is the list's damage (a wild pointer, or
-        # a corrupt page), said once by the walk, not as an unreadable task too.
-        addr = node - tasks_off
-        known = addr in tasks
-        t = get(addr)
+        # list_head that cannot be read either is the list's damage (a wild pointer, or a
+        # corrupt page), said by the walk; the task's own line (the dump server's warnings)
+        # gives the page's reason.
+        t = get(node - tasks_off)
         head_raw = t.fields.get("tasks") if t is not None else None
         if head_raw is not None and len(head_raw) >= 16:
             return head_raw
-        try:
-            return k.reader.read(node, 16)
-        except MemoryFault:
-            if not known and problems and problems[-1].startswith(f"task {addr:#x} "):
-                problems.pop()         # the walk says it, as the list's damage
-            raise
+        return k.reader.read(node, 16)
 
     def describe(addr):
         t = tasks.get(addr)
