@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..cache import cache_root, atomic_write
+from ..cache import cache_root, atomic_write, key_of
 from ..errors import GdbkdError
 from .initramfs import base_content, BASE_DIRS, INIT_SCRIPT, READY_MARKER
 
@@ -28,6 +28,8 @@ __all__ = ["ensure_base_rootfs", "write_rootfs", "disk_args", "guest_root"]
 
 #: the image's size (sparse: the content is a few MB); room for per-run files
 ROOTFS_SIZE = "64M"
+#: what this module adds beside the initramfs's content (a new value rebuilds cached images)
+_LAYOUT = "sbin/init, dev/console, dev/null"
 
 
 def _tool(name):
@@ -61,7 +63,7 @@ def _debugfs(image: Path, commands: list):
 def ensure_base_rootfs(kernel, boot_modules) -> Path:
     """The cached base ext4 image for ``kernel`` (see the module docstring)."""
     files, key = base_content(kernel, boot_modules)
-    out = cache_root() / "rootfs" / f"base-{kernel.release}-{key}.ext4"
+    out = cache_root() / "rootfs" / f"base-{kernel.release}-{key}-{key_of(ROOTFS_SIZE, _LAYOUT)}.ext4"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,9 @@ def ensure_base_rootfs(kernel, boot_modules) -> Path:
         img = Path(stage) / "root.ext4"
         _run([_tool("mkfs.ext4"), "-q", "-F", "-L", "gdbkd", "-E", "root_owner=0:0",
               "-d", str(root), str(img), ROOTFS_SIZE], "mkfs.ext4")
-        _debugfs(img, ["mknod /dev/console c 5 1", "mknod /dev/null c 1 3"])
+        # (debugfs's mknod wants a name in the current directory, not a path)
+        _debugfs(img, ["cd /dev", "mknod console c 5 1", "sif console mode 020600",
+                       "mknod null c 1 3", "sif null mode 020666"])
         with atomic_write(out) as f, open(img, "rb") as src:
             shutil.copyfileobj(src, f)
     return out
