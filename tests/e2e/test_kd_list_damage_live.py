@@ -2,7 +2,8 @@
 6.1 guest's gdbstub, the damage written with gdb's Python (`Inferior.write_memory`) into
 the task, module and slab-cache lists while the guest is stopped, one kind at a time.
 
-This is also the live cache's test: every kd command before a write has filled kd's
+The same on 5.10 and 6.12 through `gdbkd run` in the slow tier. This is also the live
+cache's test: every kd command before a write has filled kd's
 per-stop caches (the task list, the module list, the caches); gdb's `memory_changed`
 event must drop them, so the command right after the write shows the damage, and the
 one after the intact words are written back shows a whole list again.
@@ -72,14 +73,15 @@ json.dump(out, open(OUT, "w"))
 """
 
 
-def test_damage_written_by_gdb_is_said_at_once(guest, tmp_path):  # noqa: F811
+def _script(tmp_path):
+    """(the planting script to `source` in gdb, where it writes its results)."""
     out = tmp_path / "out.json"
     script = tmp_path / "plant.py"
     script.write_text(f"TESTS = {str(ROOT / 'tests')!r}\nOUT = {str(out)!r}\n" + _SCRIPT)
-    res = guest.gdb([f"source {script}"])
-    errs = [r for r in res if r["err"]]
-    assert not errs, errs
-    r = json.loads(out.read_text())
+    return script, out
+
+
+def _check(r):
     assert all(stop is None and n for stop, n in r["walks"].values()), r["walks"]
     assert r["clean_check"]["ok"], r["clean_check"]["problems"]
     assert set(r["runs"]) == set(KINDS)
@@ -91,3 +93,25 @@ def test_damage_written_by_gdb_is_said_at_once(guest, tmp_path):  # noqa: F811
         assert run["after_check"]["ok"], (kind, run["after_check"]["problems"])
         for n in ("ps", "mod", "kmem"):
             assert run["after"][n] == r["clean"][n], (kind, n)
+
+
+def test_damage_written_by_gdb_is_said_at_once(guest, tmp_path):  # noqa: F811
+    script, out = _script(tmp_path)
+    res = guest.gdb([f"source {script}"])
+    errs = [r for r in res if r["err"]]
+    assert not errs, errs
+    _check(json.loads(out.read_text()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["debian-5.10", "debian-6.12"])
+def test_damage_written_by_gdb_on_other_kernels(profile, tmp_path, no_leftover_qemu):
+    """The same through `gdbkd run PROFILE --batch` at the stop of a sysrq crash: gdbkd's
+    proxy between gdb and QEMU, kd reading the guest's RAM shared with QEMU."""
+    from conftest import gdbkd
+    script, out = _script(tmp_path)
+    r = gdbkd("run", profile, "--batch", "--json", "--exec", "echo c > /proc/sysrq-trigger",
+              "-ex", f"source {script}", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.exists(), (r.stdout[-3000:], r.stderr[-2000:])
+    _check(json.loads(out.read_text()))
