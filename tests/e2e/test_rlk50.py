@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, qemu_pids
+from conftest import ROOT, pids_where
 from gdbkd.cache import cache_root
 
 PREBUILT = ROOT.parent / "shared" / "kernels" / "rlk-5.0"
@@ -54,8 +54,8 @@ def crashed(tmp_path_factory, kernel50):
     """The run's JSON result and its dump, plus the facts the guest printed."""
     marker = f"GDBKD-MARK-{secrets.token_hex(6)}"
     dump = tmp_path_factory.mktemp("rlk50") / "vmcore.elf"
-    before = qemu_pids()
-    r = _gdbkd("run", "rlk-5.0", "--batch", "--json",
+    ours = f"gdbkd.test={secrets.token_hex(6)}"      # names this run's QEMU among others'
+    r = _gdbkd("run", "rlk-5.0", "--batch", "--json", "--append", ours,
                "--boot-exec", f"cp /bin/busybox /bin/{SLEEPER}",
                "--boot-exec", f"/bin/{SLEEPER} sleep 100000 &",
                "--boot-exec", "echo GDBKD-SLEEPER=$!",
@@ -63,7 +63,8 @@ def crashed(tmp_path_factory, kernel50):
                "--exec", "echo GDBKD-SHELL=$$; echo c > /proc/sysrq-trigger",
                "-ex", "kd ps --json", "--dump-on-crash", str(dump))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert qemu_pids() <= before              # gdbkd stopped the QEMU it started
+    # gdbkd stopped the QEMU it started (the one with this run's marker on its command line)
+    assert not pids_where(lambda cmd: ours.encode() in cmd)
     res = next(j for j in _json_lines(r.stdout) if isinstance(j, dict) and "report" in j)
     console = res["console"]
     return {"res": res, "dump": dump, "marker": marker, "stderr": r.stderr,
