@@ -1,6 +1,7 @@
 """Damaged kernel lists on a live guest (issue 26): real gdb-multiarch attached to the real
 6.1 guest's gdbstub, the damage written with gdb's Python (`Inferior.write_memory`) into
-the task, module and slab-cache lists while the guest is stopped, one kind at a time.
+the task, module, slab-cache, mount and net-device lists and a wait queue while the
+guest is stopped, one kind at a time.
 
 The same on 5.10 and 6.12 through `gdbkd run` in the slow tier. This is also the live
 cache's test: every kd command before a write has filled kd's
@@ -34,8 +35,18 @@ def addr(expr):
     return int(gdb.parse_and_eval(expr)) & M64
 LISTS = {"tasks": (addr("&init_task.tasks"), addr("&((struct task_struct *)0)->tasks")),
          "modules": (addr("&modules"), addr("&((struct module *)0)->list")),
-         "slab caches": (addr("&slab_caches"), addr("&((struct kmem_cache *)0)->list"))}
-CMDS = {"ps": "kd ps", "mod": "kd mod", "kmem": "kd kmem -s"}
+         "slab caches": (addr("&slab_caches"), addr("&((struct kmem_cache *)0)->list")),
+         "net devices": (addr("&init_net.dev_base_head"),
+                         addr("&((struct net_device *)0)->dev_list")),
+         "wait queue": (addr("&oom_reaper_wait.head"),
+                        addr("&((struct wait_queue_entry *)0)->entry"))}
+try:                     # a list up to 6.7; 6.8 made the mounts an rbtree
+    LISTS["mounts"] = (addr("&init_task.nsproxy->mnt_ns->list"),
+                       addr("&((struct mount *)0)->mnt_list"))
+except gdb.error:
+    pass
+CMDS = {"ps": "kd ps", "mod": "kd mod", "kmem": "kd kmem -s", "mount": "kd mount",
+        "net": "kd net", "waitq": "kd waitq oom_reaper_wait"}
 inf = gdb.selected_inferior()
 
 def kd(c):
@@ -81,18 +92,23 @@ def _script(tmp_path):
     return script, out
 
 
-def _check(r):
+def _check(r, mount_list=True):
+    """R is the planting script's results; MOUNT_LIST: the kernel keeps its mounts in a
+    list (up to 6.7)."""
     assert all(stop is None and n for stop, n in r["walks"].values()), r["walks"]
     assert r["clean_check"]["ok"], r["clean_check"]["problems"]
+    assert ("mounts" in r["walks"]) == mount_list, r["walks"]
     assert set(r["runs"]) == set(KINDS)
     for kind, run in r["runs"].items():
         expected = {n: dict(e) for n, e in run["expected"].items()}
+        assert {"tasks", "slab caches"} <= set(expected)
+        if kind != "loop-back":          # (a list of one entry has no earlier one)
+            assert {"modules", "net devices", "wait queue"} <= set(expected)
         # the cache was full before the write: what kd says is the memory after it
         assert_said(expected, run["got"], r["clean"], run["check"], run["text"].splitlines())
         # and after the intact words are back, the lists are whole again
         assert run["after_check"]["ok"], (kind, run["after_check"]["problems"])
-        for n in ("ps", "mod", "kmem"):
-            assert run["after"][n] == r["clean"][n], (kind, n)
+        assert run["after"] == r["clean"], kind
 
 
 def test_damage_written_by_gdb_is_said_at_once(guest, tmp_path):  # noqa: F811
@@ -114,4 +130,4 @@ def test_damage_written_by_gdb_on_other_kernels(profile, tmp_path, no_leftover_q
               "-ex", f"source {script}", timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.exists(), (r.stdout[-3000:], r.stderr[-2000:])
-    _check(json.loads(out.read_text()))
+    _check(json.loads(out.read_text()), mount_list=profile != "debian-6.12")
