@@ -1,7 +1,8 @@
 """kd timer: the per-CPU timer wheel and hrtimers (crash's timer, timer -r)."""
 
 from . import KdError, command
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
+from ..model.lists import stop_problem
 from ._sysstate import kernel, symbol_name
 from ..model import timer as mtimer
 from ..model.percpu import present_cpus
@@ -42,14 +43,18 @@ monotonic now plus the clock's offset). Only CPUs present are shown."""
                 for t in b["timers"]:
                     t["function_name"] = symbol_name(t["function"])
                     t["delta_ns"] = t["expires"] - (now + b["offset"])
-            return {"now_ns": now, "clock_bases": bases}
+            return {"now_ns": now, "clock_bases": bases, "problems": [
+                stop_problem(f"hrtimers of CPU {b['cpu']} {b['name']}", b["clock_base"],
+                             b["stop"], len(b["timers"])).to_json() for b in bases if b["stop"]]}
         jiffies = mtimer.jiffies(k)
         bases = mtimer.timer_wheel(k, cpus)
         for b in bases:
             for t in b["timers"]:
                 t["function_name"] = symbol_name(t["function"])
                 t["delta"] = t["expires"] - jiffies
-        return {"jiffies": jiffies, "bases": bases}
+        return {"jiffies": jiffies, "bases": bases, "problems": [
+            stop_problem(f"timer wheel of CPU {b['cpu']} {b['name']}", b["base"], b["stop"],
+                         len(b["timers"])).to_json() for b in bases if b["stop"]]}
 
     def render(self, d, args):
         lines = []
@@ -61,19 +66,15 @@ monotonic now plus the clock's offset). Only CPUs present are shown."""
                 for t in b["timers"]:
                     fn = t["function_name"] or f"{t['function']:#x}"
                     lines.append(f"  {t['expires']:>19} {t['delta_ns']:>16}  {t['hrtimer']:016x}  {fn}")
-                if b["stop"]:
-                    lines.append(f"kd timer: {b['stop']}")
-            return "\n".join(lines)
+            return "\n".join(lines + problem_lines(self.name, d["problems"]))
         lines.append(f"JIFFIES: {d['jiffies']}")
         for b in d["bases"]:
             lines.append(f"CPU: {b['cpu']}  TIMER_BASE: {b['base']:016x}  [{b['name']}]")
             if not b["timers"]:
                 lines.append("  (none)")
-                continue
-            lines.append("       EXPIRES        TJ      TIMER_LIST      FUNCTION")
+            else:
+                lines.append("       EXPIRES        TJ      TIMER_LIST      FUNCTION")
             for t in b["timers"]:
                 fn = t["function_name"] or f"{t['function']:#x}"
                 lines.append(f"  {t['expires']:>12} {t['delta']:>9}  {t['timer']:016x}  {fn}")
-            if b["stop"]:
-                lines.append(f"kd timer: {b['stop']}")
-        return "\n".join(lines)
+        return "\n".join(lines + problem_lines(self.name, d["problems"]))

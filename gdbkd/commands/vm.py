@@ -1,7 +1,8 @@
 """kd vm: a task's address space (crash's vm)."""
 
 from . import KdError, command
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
+from ..model.lists import stop_problem
 from ._sysstate import kernel, pick_task, task_header, render_header, guest_str
 from ..model import vma as mvma
 from ..model.mm import mm_counters, task_rss_delta
@@ -58,6 +59,8 @@ VMAs come from the maple tree (mm->mm_mt, 6.1+) or the vm_next list (up to
                    start_brk=info["start_brk"], brk=info["brk"], start_stack=info["start_stack"])
         vmas, how, stop = mvma.vma_list(k, mm)
         out["source"], out["stop"] = how, stop
+        out["problems"] = [stop_problem(f"VMAs of pid {t.pid} ({how})", mm, stop,
+                                        len(vmas)).to_json()] if stop else []
         if args.range and not args.phys:
             raise KdError("-R START[-END] goes with -p")
         rng = _parse_range(args.range) if args.range else None
@@ -87,6 +90,4 @@ VMAs come from the maple tree (mm->mm_mt, 6.1+) or the vm_next list (up to
             for p in v.get("pages", ()):
                 pa = f"{p['pa']:x}" if p["pa"] is not None else "(not mapped)"
                 lines.append(f"    {p['va']:>12x}  {pa}")
-        if d["stop"]:
-            lines.append(f"kd vm: {d['stop']}")
-        return "\n".join(lines)
+        return "\n".join(lines + problem_lines(self.name, d["problems"]))

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 from .reader import MemoryFault
 
-__all__ = ["ListWalk", "ListProblem", "Entries", "tree_problem", "walk_list", "list_entries", "walk_entries", "poison_name",
+__all__ = ["ListWalk", "ListProblem", "Entries", "tree_problem", "stop_problem",
+           "walk_list", "list_entries", "walk_entries", "poison_name",
            "LIST_POISON1", "LIST_POISON2", "DAMAGE_KINDS"]
 
 #: what ``ListProblem.kind`` can be: the words kd prints and --json carries
@@ -299,10 +300,16 @@ def tree_problem(name: str, root: int, walk) -> ListProblem:
     """The ListProblem of a tree walk that stopped early (a
     :class:`gdbkd.model.trees.TreeWalk` whose ``stop`` is set): a tree has no way back,
     so nothing is recovered; ``kind`` from the walk's reason."""
-    stop = walk.stop
-    kind = "loop" if stop.startswith("loop") else \
-        "bound" if stop.startswith("stopped after") else "unreadable"
-    return ListProblem(list=name, kind=kind, node=root, detail=stop, entries=len(walk.entries))
+    return stop_problem(name, root, walk.stop, len(walk.entries))
+
+
+def stop_problem(name: str, root: int, stop: str, entries: int = 0) -> ListProblem:
+    """The ListProblem of a walk without a way back (a tree, a NULL-terminated chain)
+    that stopped early with the reason STOP, at the structure rooted at ROOT."""
+    kind = "loop" if stop.startswith(("loop", "cycle")) else \
+        "bound" if stop.startswith("stopped after") else \
+        "poison" if "poison" in stop.lower() else "unreadable"
+    return ListProblem(list=name, kind=kind, node=root, detail=stop, entries=entries)
 
 
 def walk_entries(reader, head: int, link_offset: int, limit=1 << 20, read_head=None) -> ListWalk:

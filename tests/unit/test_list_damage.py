@@ -319,3 +319,22 @@ def test_irq_action_chain_cut_is_said(env, kind):
     want = f"loop: irqaction {last:#x} reached twice" if kind == "self-loop" \
         else f"cannot read irqaction {WILD:#x}: "
     assert got["actions_stop"].startswith(want)
+
+
+def test_timer_wheel_loop_is_a_problem(env):
+    """A timer wheel bucket (hlist of timer_list.entry) whose first timer points at itself:
+    the walk stops with a loop, kd timer's problem says it (stop_problem)."""
+    from gdbkd.model import timer as mtimer
+    from gdbkd.model.lists import stop_problem
+    from gdbkd.model.percpu import present_cpus
+    k = env()
+    cpus = present_cpus(k)
+    base = next(b for b in mtimer.timer_wheel(k, cpus) if b["timers"])
+    assert base["stop"] is None
+    t = base["timers"][-1]["timer"]
+    node = t + k.offset("struct timer_list", "entry")
+    got = next(b for b in mtimer.timer_wheel(env({node: node.to_bytes(8, "little")}), cpus)
+               if b["base"] == base["base"])
+    assert got["stop"] == f"loop: hlist_node {node:#x} reached twice"
+    p = stop_problem("timer wheel", got["base"], got["stop"], len(got["timers"]))
+    assert p.kind == "loop" and p.line().startswith(f"timer wheel damaged at its head {base['base']:#x}: loop")
