@@ -1,7 +1,8 @@
 """kd irq: interrupt descriptors (crash's irq; -s like /proc/interrupts)."""
 
 from . import KdError, command
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
+from ..model.lists import stop_problem
 from ._sysstate import kernel, guest_str, symbol_name
 from ..model import irq as mirq
 from ..model.percpu import possible_cpus
@@ -47,7 +48,12 @@ handler), per-CPU counts and affinity (crash's irq). -s prints a summary like
         missing = want - {r["irq"] for r in rows}
         if missing:
             raise KdError(f"no irq descriptor for irq {', '.join(map(str, sorted(missing)))}")
-        return {"source": source, "stop": stop, "cpus": cpus, "irqs": rows}
+        problems = [stop_problem(f"irq descriptors ({source})", 0, stop)] if stop else []
+        problems += [stop_problem(f"action chain of irq {r['irq']} (irq_desc.action)", r["desc"],
+                                  r["actions_stop"], len(r["actions"]))
+                     for r in rows if r.get("actions_stop")]
+        return {"source": source, "stop": stop, "cpus": cpus, "irqs": rows,
+                "problems": [p.to_json() for p in problems]}
 
     def render(self, d, args):
         lines = []
@@ -69,9 +75,4 @@ handler), per-CPU counts and affinity (crash's irq). -s prints a summary like
                     lines.append(f"{'':>26}\"{a['name']}\"  {h}"
                                  + (f"  thread {a['thread_fn_name'] or hex(a['thread_fn'])}"
                                     if a["thread_fn"] else ""))
-        for r in d["irqs"]:
-            if r.get("actions_stop"):
-                lines.append(f"kd irq: the actions of irq {r['irq']}: {r['actions_stop']}")
-        if d["stop"]:
-            lines.append(f"kd irq: {d['stop']}")
-        return "\n".join(lines)
+        return "\n".join(lines + problem_lines(self.name, d["problems"]))
