@@ -2,7 +2,7 @@
 statistics (crash's dev -d, /proc/diskstats)."""
 
 from . import command
-from ._util import KernelCommand
+from ._util import KernelCommand, problem_lines
 from ._sysstate import kernel, guest_str, symbol_name
 from ..model import dev as mdev
 from ..model.percpu import possible_cpus
@@ -30,7 +30,7 @@ counter for them (bio-based drivers; blk-mq queues count busy tags, shown as -).
             disks = mdev.disks(k, possible_cpus(k))
             for d in disks:
                 d["name"] = guest_str(d["name"])
-            return {"disks": disks}
+            return {"disks": disks, "problems": [p.to_json() for p in disks.damage]}
         chars = mdev.char_devices(k)
         for c in chars:
             c["name"] = guest_str(c["name"])
@@ -38,11 +38,13 @@ counter for them (bio-based drivers; blk-mq queues count busy tags, shown as -).
         blocks = mdev.block_devices(k)
         for b in blocks:
             b["name"] = guest_str(b["name"])
-        return {"char": chars, "block": blocks}
+        return {"char": chars, "block": blocks,
+                "problems": [p.to_json() for p in chars.damage + blocks.damage]}
 
     def render(self, d, args):
         if "disks" in d:
-            return self._render_disks(d["disks"])
+            return "\n".join([self._render_disks(d["disks"])]
+                             + problem_lines(self.name, d["problems"]))
         lines = ["CHRDEV  MINORS      NAME             CDEV           OPERATIONS"]
         for c in d["char"]:
             minors = f"{c['baseminor']}-{c['baseminor'] + c['minorct'] - 1}"
@@ -53,7 +55,7 @@ counter for them (bio-based drivers; blk-mq queues count busy tags, shown as -).
         lines.append("BLKDEV  NAME             BLK_MAJOR_NAME")
         for b in d["block"]:
             lines.append(f"  {b['major']:>4}  {b['name']:<16} {b['blk_major_name']:016x}")
-        return "\n".join(lines)
+        return "\n".join(lines + problem_lines(self.name, d["problems"]))
 
     @staticmethod
     def _render_disks(disks):

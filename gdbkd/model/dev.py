@@ -12,7 +12,7 @@ The same in 5.10, 6.1 and 6.12 (``blk_major_name`` gained ``probe`` in 5.11,
 commit a160c6159d4a, not read here). Both arrays are static: found by symbol.
 """
 
-from .lists import list_entries
+from .lists import Entries, list_entries, stop_problem
 from .percpu import per_cpu_addr
 from .reader import MemoryFault
 
@@ -26,12 +26,27 @@ def _buckets(k, sym: str):
     return [int.from_bytes(raw[8 * i:8 * i + 8], "little") for i in range(n)]
 
 
-def _chain(k, first, next_off, limit=4096):
-    out, seen, cur = [], set(), first
-    while cur and cur not in seen and len(out) < limit:
+def _chain(k, first, next_off, name, damage, limit=4096):
+    """The entries of a NULL-terminated chain from FIRST (each once); a loop, an
+    unreadable entry or the bound ends it, said in DAMAGE as a problem named NAME."""
+    out, seen, cur, stop = [], set(), first, None
+    while cur:
+        if cur in seen:
+            stop = f"loop: {cur:#x} reached twice"
+            break
+        if len(out) >= limit:
+            stop = f"stopped after {limit} entries"
+            break
+        try:
+            nxt = k.reader.u64(cur + next_off)
+        except MemoryFault as e:
+            stop = f"cannot read {cur:#x}: {e.reason}"
+            break
         seen.add(cur)
         out.append(cur)
-        cur = k.reader.u64(cur + next_off)
+        cur = nxt
+    if stop:
+        damage.append(stop_problem(name, first, stop, len(out)))
     return out
 
 
@@ -40,9 +55,9 @@ def char_devices(k) -> list:
     lay = k.layout("struct char_device_struct", ["next", "major", "baseminor", "minorct", "name",
                                                  "cdev"])
     ops_off = k.offset("struct cdev", "ops")
-    out = []
-    for head in _buckets(k, "chrdevs"):
-        for cd in _chain(k, head, lay.offset("next")):
+    out = Entries()
+    for i, head in enumerate(_buckets(k, "chrdevs")):
+        for cd in _chain(k, head, lay.offset("next"), f"chrdevs[{i}] chain", out.damage):
             f = lay.read(k.reader, cd)
             cdev = f["cdev"]
             ops = k.reader.u64(cdev + ops_off) if cdev else 0
@@ -58,9 +73,9 @@ def block_devices(k) -> list:
     lay = k.layout("struct blk_major_name", ["next", "major", "name"])
     if "major" not in lay:
         raise MemoryFault(0, "this kernel has no struct blk_major_name")
-    out = []
-    for head in _buckets(k, "major_names"):
-        for b in _chain(k, head, lay.offset("next")):
+    out = Entries()
+    for i, head in enumerate(_buckets(k, "major_names")):
+        for b in _chain(k, head, lay.offset("next"), f"major_names[{i}] chain", out.damage):
             f = lay.read(k.reader, b)
             out.append({"blk_major_name": b, "major": f["major"],
                         "name": f["name"].split(b"\0", 1)[0]})
@@ -85,19 +100,20 @@ def _block_class_devices(k) -> list:
     kset = k.reader.u64(k.need_sym("class_kset"))
     sp = k.layout("struct subsys_private", ["subsys.kobj.entry", "class", "klist_devices.k_list"])
     entry = sp.offset("subsys.kobj.entry")
-    subsys, _ = list_entries(k.reader, kset + k.offset("struct kset", "list"), entry, limit=4096)
+    subsys, _ = list_entries(k.reader, kset + k.offset("struct kset", "list"), entry, limit=4096,
+                             name="class_kset list")
     priv = [s for s in subsys if k.reader.u64(s + sp.offset("class")) == block_class]
     if not priv:
         raise MemoryFault(block_class, "block_class is not registered on class_kset")
     head = priv[0] + sp.offset("klist_devices.k_list")
     node = k.offset("struct device_private", "knode_class.n_node")
     if node is not None:
-        dp, _ = list_entries(k.reader, head, node, limit=1 << 16)
+        dp, _ = list_entries(k.reader, head, node, limit=1 << 16, name="block_class devices")
         dev_off = k.offset("struct device_private", "device")
-        return [k.reader.u64(p + dev_off) for p in dp]
+        return Entries([k.reader.u64(p + dev_off) for p in dp], subsys.damage + dp.damage)
     devs, _ = list_entries(k.reader, head, k.offset("struct device", "knode_class.n_node"),
-                           limit=1 << 16)
-    return devs
+                           limit=1 << 16, name="block_class devices")
+    return Entries(devs, subsys.damage + devs.damage)
 
 
 def _disk_parts(k, device):
@@ -141,8 +157,9 @@ def disks(k, cpus) -> list:
     ds = k.layout("struct disk_stats", ["ios", "sectors", "merges", "nsecs", "io_ticks", "in_flight"])
     mq_off = k.offset("struct request_queue", "mq_ops")
     size = k.sizeof("struct disk_stats")
-    out = []
-    for device in _block_class_devices(k):
+    devices = _block_class_devices(k)
+    out = Entries(damage=devices.damage)
+    for device in devices:
         parts = _disk_parts(k, device)
         if parts is None:
             continue

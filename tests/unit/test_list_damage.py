@@ -338,3 +338,19 @@ def test_timer_wheel_loop_is_a_problem(env):
     assert got["stop"] == f"loop: hlist_node {node:#x} reached twice"
     p = stop_problem("timer wheel", got["base"], got["stop"], len(got["timers"]))
     assert p.kind == "loop" and p.line().startswith(f"timer wheel damaged at its head {base['base']:#x}: loop")
+
+
+def test_char_device_chain_loop_is_said(env):
+    """chrdevs[] chains (char_device_struct.next, NULL-terminated): an entry pointing at
+    itself ends its chain with a loop problem; kd dev still lists every device once."""
+    from gdbkd.model import dev as mdev
+    k = env()
+    want = mdev.char_devices(k)
+    assert want and want.damage == []
+    cd = want[0]["char_device_struct"]
+    patches = {cd + k.offset("struct char_device_struct", "next"): cd.to_bytes(8, "little")}
+    got = mdev.char_devices(env(patches))
+    addrs = [c["char_device_struct"] for c in got]
+    assert len(addrs) == len(set(addrs)) and cd in addrs and set(addrs) <= {c["char_device_struct"] for c in want}
+    p, = got.damage
+    assert p.kind == "loop" and p.line().startswith("chrdevs[") and f"loop: {cd:#x} reached twice" in p.line()
