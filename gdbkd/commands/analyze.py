@@ -82,7 +82,8 @@ Same output live and on dumps."""
             L.append("TRAP: none (the selected thread is not in die/panic/crash_kexec)")
         else:
             kind = {"die": "oops (die)", "panic": "panic", "vpanic": "panic"}.get(t["trap"], t["trap"])
-            L.append(f"TRAP: {kind}")
+            L.append(f"TRAP: {kind}" + (f"  (frame #{t['frame']}, below an interrupt or exception "
+                                         f"taken inside it)" if t.get("below_exception") else ""))
             if t.get("message"):
                 L.append(f"MESSAGE: {t['message']}")
             if t.get("fault_function"):

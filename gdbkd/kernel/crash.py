@@ -215,6 +215,29 @@ def _trap_from_frame_records():
     return None
 
 
+def _trap_below_exception():
+    """The trap function further down kd's frame walk (the report's BACKTRACE, which
+    crosses exception entries and the IRQ stack) when gdb's frames do not reach it: the
+    crashed CPU took an interrupt inside the trap (panic's delay loop takes timer
+    interrupts), so its registers are the handler's, or the vectors' before pt_regs were
+    saved. The message then comes from the kernel log."""
+    try:
+        bt, _ = backtrace(64)
+    except gdb.error:
+        return None
+    for fr in bt:
+        if fr["function"] in TRAPS and fr["level"] > 0 and \
+                any(g["exception"] for g in bt[:bt.index(fr)]):
+            t = {"trap": fr["function"], "frame": fr["level"], "unwinder": fr["unwinder"],
+                 "below_exception": True}
+            msg = trap_from_log()
+            if msg:       # panic's own words, as the trap frame's fmt gives them elsewhere
+                t["message"] = escape(msg.removeprefix("Kernel panic - not syncing: ")
+                                      if fr["function"] in ("panic", "vpanic") else msg)
+            return t
+    return None
+
+
 def find_trap():
     """Return a dict describing the trap the selected thread is stopped in, or None."""
     try:
@@ -237,6 +260,9 @@ def find_trap():
         signed = _trap_from_frame_records()
         if signed is not None:
             return signed
+        below = _trap_below_exception()
+        if below is not None:
+            return below
         msg = trap_from_log() if is_postmortem() else None
         if msg is None:
             return None

@@ -251,6 +251,23 @@ class Unwind:
         return CUT_SHORT in (self.stop or "")
 
 
+def _record_returns_to(fp, ret) -> bool:
+    """The frame record at ``fp`` already returns to ``ret`` (the interrupted code had
+    pushed its record: lr adds no frame of its own)."""
+    if not fp or fp & 7:
+        return False
+    try:
+        return strip_pac(int.from_bytes(read_bytes(fp + 8, 8), "little")) == ret
+    except gdb.MemoryError:
+        return False
+
+
+def _in_vectors(pc: int) -> bool:
+    """``pc`` in the exception vector table (arch/arm64/kernel/entry.S ``vectors``, 2 KiB):
+    an exception just taken, before kernel_entry saved pt_regs."""
+    return lookup(pc, want_line=False).name == "vectors"
+
+
 def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -> Unwind:
     ranges = stack_ranges(task)
     frames = []
@@ -261,8 +278,9 @@ def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -
         cur.level = len(frames)
         cur.stack = stack_of(cur.fp, ranges) if cur.fp else (stack_of(cur.sp, ranges) if cur.sp else None)
         frames.append(cur)
-        # exception entry: pt_regs below the embedded frame record
-        if in_entry_text(cur.pc) and cur.fp:
+        # exception entry: pt_regs below the embedded frame record (not yet in the vector
+        # table itself, where nothing is saved and x29 is still the interrupted code's)
+        if in_entry_text(cur.pc) and cur.fp and not (cur.kind == "exact" and _in_vectors(cur.pc)):
             try:
                 regs = read_pt_regs(cur.fp - _pt_regs_layout()["stackframe"])
             except gdb.MemoryError:
@@ -280,7 +298,7 @@ def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -
             s = lookup(cur.pc, want_line=False)
             ready = frame_record_ready(s.start, cur.pc) if s.start is not None else True
             lr = strip_pac(cur.lr)
-            if ready is not True and is_text(lr) and lr != cur.pc:
+            if ready is not True and is_text(lr) and lr != cur.pc and not _record_returns_to(cur.fp, lr):
                 cur = Frame(lr, cur.fp, None, "lr")
                 continue
         if not cur.fp:
@@ -400,9 +418,12 @@ def best_unwind(task, regs=None, thread=None, fp_only=False) -> Unwind:
     u = None
     if thread is not None and regs is not None and not fp_only:
         u = gdb_frames(thread, task)
+        # ... or the newest frame is in the vector table (an interrupt just taken, e.g. in
+        # panic's delay loop, pt_regs not saved yet), which gdb's prologue guess cannot leave
         if u is not None and (u.stop.startswith("gdb") or
                               any(not f.name or not is_text(f.pc) or _unnamed_module_frame(f)
-                                  for f in u.frames)):
+                                  for f in u.frames) or
+                              _in_vectors(u.frames[0].pc)):
             fp_u = unwind_task(task, regs)
             if len(fp_u.frames) >= len([f for f in u.frames if not f.inline_of]) or \
                     any(_unnamed_module_frame(f) for f in u.frames):

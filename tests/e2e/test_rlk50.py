@@ -157,3 +157,81 @@ def test_dump_report_names_the_vmcoreinfo_source(crashed, on_dump, drgn50, kerne
     assert rep["trap"]["trap"] == "panic" and rep["task"]["pid"] == crashed["shell"]
     assert rep["vmcoreinfo"].startswith("the dump's RAM at physical")
     assert drgn50["release"] == kernel50.release
+
+
+# -- the report's trap below an exception -----------------------------------------------------
+def _in_vectors(elf, vmlinux):
+    """Whether the crashed CPU's saved pc is in the exception vectors (an interrupt taken in
+    panic's delay loop, caught before the handler saved pt_regs: gdb's frames end there)."""
+    from gdbkd.postmortem.dump import Dump
+    with Dump(elf, vmlinux) as d:
+        vec, cpu = d.sym("vectors"), d.crashed_cpu
+        notes = d.cpu_notes()
+        return vec is not None and cpu in notes and vec <= notes[cpu].pc < vec + 0x800
+
+
+def _make_interrupted_dump(kernel, out: Path):
+    import time
+    from gdbkd.artifacts.rootfs import guest_root
+    from gdbkd.qemu.machine import Machine
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.qemu.qmp import Qmp
+    profile = load_profile("rlk-5.0")
+    disk, ready = guest_root(profile, kernel, {}, "", out)
+    m = Machine(profile, kernel, None, append_extra="panic=0", extra_args=disk)
+    try:
+        m.start()
+        assert m.console.wait_for(ready, 120), m.console.text()[-2000:]
+        m.console.send("echo GDBKD-SHELL=$$; echo c > /proc/sysrq-trigger\n")
+        assert m.console.wait_for("end Kernel panic", 60), m.console.text()[-2000:]
+        q = Qmp(m.qmp_path)
+        try:
+            for attempt in range(80):          # the guest spins in panic's delay loop
+                q.execute("stop")
+                q.dump(str(out / "vmcore.elf"), "elf")
+                if _in_vectors(out / "vmcore.elf", kernel.vmlinux):
+                    break
+                q.execute("cont")
+                time.sleep(0.01 * (attempt % 7 + 1))
+            else:
+                return False
+        finally:
+            q.close()
+        (out / "console.txt").write_text(m.console.text())
+    finally:
+        m.stop()
+    (out / "root.ext4").unlink()
+    return True
+
+
+@pytest.fixture(scope="module")
+def interrupted(kernel50):
+    """A QEMU dump of the 5.0 guest whose crashed CPU took an exception inside panic, made
+    once and cached by content key (the kernel's SHA256SUMS, this maker's version)."""
+    from gdbkd.cache import atomic_dir, key_of
+    from gdbkd.artifacts.prebuilt import read_sums
+    d = cache_root() / "dumps" / f"rlk-5.0-interrupted-{key_of('v1', *sorted(read_sums(PREBUILT).items()))}"
+    if not (d / "console.txt").exists():
+        with atomic_dir(d) as tmp:
+            if not _make_interrupted_dump(kernel50, tmp):
+                pytest.skip("the guest was never caught in the vectors in 80 stops")
+    return d
+
+
+def test_report_finds_panic_below_the_interrupt(interrupted, kernel50):
+    console = (interrupted / "console.txt").read_text()
+    shell = int(re.search(r"GDBKD-SHELL=(\d+)", console).group(1))
+    said = re.search(r"Kernel panic - not syncing: (.*?)\r?\n", console).group(1).strip()
+    r = _gdbkd("core", str(interrupted / "vmcore.elf"), kernel50.vmlinux, "--batch",
+               "-ex", "kd analyze --json", "-ex", "bt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = next(j for j in _json_lines(r.stdout) if isinstance(j, dict) and "backtrace" in j)
+    # gdb's own frames end at the vectors; kd's walk crosses the exception into panic
+    gdb_frames = [l.split(" in ")[-1].split()[0] if " in " in l else l.split()[1]
+                  for l in r.stdout.splitlines() if re.match(r"#\d+ ", l)]
+    assert gdb_frames and "panic" not in gdb_frames
+    assert rep["trap"]["trap"] == "panic" and rep["trap"]["below_exception"]
+    assert rep["backtrace"][rep["trap"]["frame"]]["function"] == "panic"
+    assert any(f["exception"] for f in rep["backtrace"][:rep["trap"]["frame"]])
+    assert rep["trap"]["message"] == said
+    assert rep["task"]["pid"] == shell
