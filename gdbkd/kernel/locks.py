@@ -30,7 +30,9 @@ import gdb
 from . import tasks as ktasks
 from .stack import unwind_task
 from .symbolize import lookup
+from .memory import kernel
 from .types import field_offset, read_bytes
+from ..model.lists import walk_list
 
 __all__ = ["gather", "wait_kind", "LOCK_FUNCS"]
 
@@ -108,12 +110,14 @@ def _find_wait_list(ctx, t):
         try:
             if int.from_bytes(read_bytes(nxt + 8, 8), "little") != me:
                 continue
-            ring, n = [me], nxt
-            while n != me and len(ring) < 512:
-                ring.append(n)
-                n = int.from_bytes(read_bytes(n, 8), "little")
         except gdb.MemoryError:
             continue
+        # the one walker (gdbkd/model/lists.py): a ring that does not come back to the
+        # waiter (a loop elsewhere, NULL, poison, an unreadable link) is no wait list
+        w = walk_list(kernel().reader, me, limit=512)
+        if w.stop:
+            continue
+        ring = [me] + w.nodes
         heads = [n for n in ring if not ctx.on_a_stack(n)]
         if len(heads) == 1:
             return heads[0], ring
