@@ -124,3 +124,21 @@ def test_damage_said_by_every_command(intact, kind, tmp_path):
     lines = text.splitlines()
     at = lines.index("DAMAGED LISTS (kd check):")
     assert lines[at + 1:at + 1 + len(check["problems"])] == [f"    {p['line']}" for p in check["problems"]]
+
+
+
+def test_triage_shows_the_damage(intact, tmp_path):
+    """gdbkd triage of a dump with a damaged task list: the row carries the lines and the
+    text report shows them under the dump (its title stays the crash's: a sysrq panic)."""
+    d, src, vmlinux, walks, clean = intact
+    head, off, w = walks["tasks"]
+    patches, exp = plant("null", head, w.nodes)
+    bad = patched_dump_copy(d, src, tmp_path / "damaged.elf", patches)
+    r = gdbkd("triage", str(bad), "--vmlinux", str(vmlinux), "-j", "1", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    row, = json.loads(r.stdout)["dumps"]
+    assert row["ok"] and row["kind"] == "sysrq", row.get("error")
+    line, = row["damaged_lists"]
+    assert line.startswith("task list (init_task.tasks) damaged at ") and "->next is NULL" in line
+    text = gdbkd("triage", str(bad), "--vmlinux", str(vmlinux), "-j", "1")
+    assert f"damaged: {line}" in [x.strip() for x in text.stdout.splitlines()]
