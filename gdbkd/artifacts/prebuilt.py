@@ -13,7 +13,6 @@ its own checksum is checked before). Nothing is unpacked twice.
 """
 
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 

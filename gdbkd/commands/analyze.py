@@ -5,6 +5,7 @@ import gdb
 from . import KdCommand, command
 from ..kernel import crash
 from ..textutil import escape
+from ..dump.vmcoreinfo import NOTE_SOURCE
 
 
 def _damaged_lists() -> list:
@@ -61,8 +62,12 @@ Same output live and on dumps."""
         data["damaged_lists"] = _damaged_lists()
         from ..kernel.memory import attached_dump
         dump = attached_dump()
-        if dump is not None and getattr(dump, "vmcoreinfo_source", None):
-            data["vmcoreinfo"] = dump.vmcoreinfo_source      # a note, or the RAM (ramvmcoreinfo.py)
+        source = getattr(dump, "vmcoreinfo_source", None) if dump is not None else None
+        if source and source != NOTE_SOURCE:
+            # only the unusual case is said (VMCOREINFO found in RAM, ramvmcoreinfo.py): the
+            # note is the norm, and a key present in one backend only would make the JSON of
+            # a live session, a gdb-read dump and a DumpReader-read dump differ
+            data["vmcoreinfo"] = source
         if args.log:
             try:
                 from ..kernel import printk

@@ -12,6 +12,10 @@ from .base import DumpError
 __all__ = ["parse_vmcoreinfo", "vmci_symbol", "vmci_number", "vmci_hex", "vmci_int"]
 
 
+#: where VMCOREINFO usually comes from; any other source is said in the report
+NOTE_SOURCE = "the dump's VMCOREINFO note"
+
+
 def parse_vmcoreinfo(raw) -> dict:
     if raw is None:
         return {}

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import GdbkdError
 from ..dump import open_physical, parse_vmcoreinfo, DumpError, NT_FPREGSET
-from ..dump.vmcoreinfo import vmci_hex, vmci_int
+from ..dump.vmcoreinfo import vmci_hex, vmci_int, NOTE_SOURCE
 from ..arm64.mmu import mmu_from_vmcoreinfo, M64
 from .offsets import kernel_offsets, vmlinux_build_id
 from .regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, NUM_REGS
@@ -108,7 +108,7 @@ class Dump:
             raise GdbkdError(f"{self.path} is not an arm64 dump (machine {m})")
         #: the VMCOREINFO text (bytes) and where it came from (one line)
         self.vmcoreinfo_raw = p.vmcoreinfo_raw
-        self.vmcoreinfo_source = "the dump's VMCOREINFO note"
+        self.vmcoreinfo_source = NOTE_SOURCE
         if not parse_vmcoreinfo(self.vmcoreinfo_raw):
             # no note (QEMU writes one only when the guest's qemu_fw_cfg driver gave it
             # the text): the kernel's own copy in its RAM (dump/ramvmcoreinfo.py)

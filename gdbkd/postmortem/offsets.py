@@ -18,7 +18,6 @@ Addresses are the vmlinux's link-time ones; add the KASLR offset at run time.
 """
 
 import json
-import os
 from pathlib import Path
 
 from ..cache import cache_root, atomic_write

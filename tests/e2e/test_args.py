@@ -10,7 +10,6 @@ one, and the arguments the code keeps live across its call must all have a value
 
 import json
 import random
-import re
 import subprocess
 import time
 from pathlib import Path
