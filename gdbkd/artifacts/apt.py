@@ -87,20 +87,27 @@ class Apt:
                            capture_output=True, text=True)
         return sorted(set(r.stdout.split()))
 
-    def show(self, spec):
-        """Fields of the candidate of ``spec`` ("name:arch"), or None."""
-        r = subprocess.run(["apt-cache", *self._opts(), "show", "--no-all-versions", spec],
+    def show(self, spec, version=None):
+        """Fields of the candidate of ``spec`` ("name:arch"), or None. With ``version``, the
+        stanza of that version whichever suite holds it (an older kernel ABI's headers need
+        the linux-kbuild of their own upload, which is not the candidate once a newer one
+        is in another suite), or None."""
+        opts = [] if version else ["--no-all-versions"]
+        r = subprocess.run(["apt-cache", *self._opts(), "show", *opts, spec],
                            capture_output=True, text=True)
         if r.returncode != 0 or not r.stdout.strip():
             return None
-        fields, last = {}, None
-        for line in r.stdout.split("\n\n")[0].splitlines():
-            if line.startswith(" ") and last:
-                fields[last] += "\n" + line.strip()
-            elif ":" in line:
-                last, v = line.split(":", 1)
-                fields[last] = v.strip()
-        return fields
+        for stanza in r.stdout.split("\n\n"):
+            fields, last = {}, None
+            for line in stanza.splitlines():
+                if line.startswith(" ") and last:
+                    fields[last] += "\n" + line.strip()
+                elif ":" in line:
+                    last, v = line.split(":", 1)
+                    fields[last] = v.strip()
+            if fields and (version is None or fields.get("Version") == version):
+                return fields
+        return None
 
     def download(self, name, arch, version, dest: Path, sha256=None, size=None):
         """Download one .deb into ``dest`` (skipped when already there); return its path.

@@ -169,9 +169,9 @@ def _debian_candidates(apt: Apt, kcfg, pin=None):
         deps = [d.strip().split()[0] for d in hdr.get("Depends", "").split(",")]
         common = next((d for d in deps if d.startswith("linux-headers-") and d.endswith("-common")), None)
         kbuild = next((d for d in deps if d.startswith("linux-kbuild-")), None)
-        com = apt.show(f"{common}:all") if common else None
-        kb = apt.show(f"{kbuild}:amd64") if kbuild else None
-        if not (com and kb) or kb["Version"] != hdr["Version"]:
+        com = apt.show(f"{common}:all", version=hdr["Version"]) if common else None
+        kb = apt.show(f"{kbuild}:amd64", version=hdr["Version"]) if kbuild else None
+        if not (com and kb):
             continue
         pkgs = [(f"linux-image-{rel}-unsigned", "arm64", img), (f"linux-image-{rel}-dbg", "arm64", dbg),
                 (f"linux-headers-{rel}", "arm64", hdr), (common, "all", com), (kbuild, "amd64", kb)]
