@@ -216,9 +216,20 @@ def test_runqueue_damage_is_checked(env):
     assert "CFS trees" in row.name and "RT lists" in row.name and not row.problems
     rqs = [per_cpu_addr(k, k.sym("runqueues"), c) for c in possible_cpus(k)]
     cfs = k.offset("struct rq", "cfs") + k.offset("struct cfs_rq", "tasks_timeline")
-    rq, root = next((rq, rq + cfs) for rq in rqs if k.reader.u64(rq + cfs))
-    node = rbtree_inorder(k, root).entries[0]
-    loop = {node + k.offset("struct rb_node", "rb_left"): node.to_bytes(8, "little")}
+    full = [(rq, rq + cfs) for rq in rqs if k.reader.u64(rq + cfs)]
+    if full:
+        rq, root = full[0]
+        node = rbtree_inorder(k, root).entries[0]
+        loop = {node + k.offset("struct rb_node", "rb_left"): node.to_bytes(8, "little")}
+    else:
+        # every CFS tree of this dump is empty (each CPU ran its only runnable task when
+        # the dump was taken): queue init_task's run_node in the first one, looping left
+        rq, root = rqs[0], rqs[0] + cfs
+        node = k.sym("init_task") + k.offset("struct task_struct", "se") \
+            + k.offset("struct sched_entity", "run_node")
+        loop = {root: node.to_bytes(8, "little"),
+                node + k.offset("struct rb_node", "rb_left"): node.to_bytes(8, "little"),
+                node + k.offset("struct rb_node", "rb_right"): bytes(8)}
     p, = _runq_row(check_lists(env(loop))).problems
     assert p.kind == "loop" and f"rb_node {node:#x} reached twice" in p.line()
     assert "CFS tree (rq->cfs.tasks_timeline)" in p.list
