@@ -2,7 +2,8 @@
 
 Input is plain data gathered by ``gdbkd.kernel.locks`` (live or from a dump):
 
-- ``tasks``: {task_addr: {"pid", "comm", "state", "where"}}
+- ``tasks``: {task_addr: {"pid", "comm", "state", "where"[, "cpu"]}} ("cpu": a running
+  task, e.g. one spinning on a spin lock)
 - ``locks``: {lock_addr: {"name", "kind", "owners": [task_addr…], "probable": bool,
   "detail": str, "waiters": [task_addr…]}}
 - ``waits``: {task_addr: lock_addr} — what each blocked task waits on.
@@ -127,6 +128,12 @@ def _lname(locks, a):
     return f"{l.get('kind', 'lock')} {l.get('name') or hex(a)}"
 
 
+def _state(t):
+    """A task's state, and its CPU when it is running there (a spinner)."""
+    st = t.get("state", "?")
+    return f"{st}, CPU {t['cpu']}" if t.get("cpu") is not None else st
+
+
 def render_text(r: dict) -> str:
     tasks, locks = r["tasks"], r["locks"]
     L = []
@@ -137,7 +144,7 @@ def render_text(r: dict) -> str:
         for s in c["steps"]:
             t = tasks.get(s["task"], {})
             l = locks.get(s["waits_for"], {})
-            L.append(f"  {_tname(tasks, s['task'])} [{t.get('state', '?')}] waits for {_lname(locks, s['waits_for'])}"
+            L.append(f"  {_tname(tasks, s['task'])} [{_state(t)}] waits for {_lname(locks, s['waits_for'])}"
                      + (f" at {t['where']}" if t.get("where") else ""))
             took = l.get("taken_at", {})
             L.append(f"      held by {', '.join(_tname(tasks, o) + (f' (took it at {took[hex(o)]})' if hex(o) in took else '') for o in s['held_by'])}"
@@ -155,7 +162,7 @@ def render_text(r: dict) -> str:
         for b in r["blocked_behind"]:
             t = b["task"]
             end = _tname(tasks, b["end"]) if b["end"] else "an unknown owner"
-            st = tasks.get(b["end"], {}).get("state", "") if b["end"] else ""
+            st = _state(tasks[b["end"]]) if b["end"] in tasks else ""
             L.append(f"  {_tname(tasks, t)} waits for {_lname(locks, r['waits'][t])} held by {end}"
                      + (f" [{st}]" if st else ""))
     L.append("LOCKS:")
@@ -187,7 +194,7 @@ def to_dot(r: dict) -> str:
         t = tasks.get(a, {"comm": hex(a), "pid": "?", "state": "?"})
         color = "red" if a in cyc_tasks else ("orange" if a in victims else "gray40")
         fill = "mistyrose" if a in cyc_tasks else ("lightyellow" if a in victims else "white")
-        label = f"{t['comm']}\npid {t['pid']} [{t.get('state', '?')}]"
+        label = f"{t['comm']}\npid {t['pid']} [{_state(t)}]"
         if t.get("where"):
             label += f"\n{t['where']}"
         L.append(f"  t{a:x} [shape=box style=\"rounded,filled\" color={color} fillcolor={fill} label={_q(label)}];")

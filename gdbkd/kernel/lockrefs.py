@@ -1,42 +1,34 @@
-"""Which locks a task's live call chain took (and has not released), by reading its code.
+"""Which locks a task's live call chain holds, and which spin lock a CPU spins on, read
+from the code of its frames: the in-gdb half of :mod:`gdbkd.analysis.lockflow`.
 
-For each frame of a task's stack, the function's instructions from its start up
-to the frame's pc are decoded (capstone) with a small constant tracker for
-``adrp``/``add``/``mov`` (how gcc materialises the address of a global lock on
-arm64). A ``bl`` to a lock-acquiring function (``down``, ``down_read``,
-``mutex_lock``, ``_raw_spin_lock``, …) with ``x0`` known is an acquisition at
-that instruction; a later ``bl`` to the matching release (``up``,
-``up_read``, ``mutex_unlock``, …) with the same ``x0`` cancels it. This finds
-holders of locks that record no owner (semaphores, reader-held rwsems,
-spinlocks without DEBUG_SPINLOCK) for globally addressed locks, and says where
-each lock was taken. Locks reached through pointers are not resolved here.
+For each frame, the whole function (ELF/kallsyms start, DWARF end) is decoded and
+lockflow's must-analysis says which locks are held on every path from the entry to
+the frame's pc (for a return address: to the call before it). That finds holders of
+locks that record no owner (semaphores, reader-held rwsems, and spin locks without
+``CONFIG_DEBUG_SPINLOCK``) for globally addressed locks, and where each was taken.
+Locks reached through pointers are not resolved: they stay unknown.
+
+A CPU spins on a lock when one of its frames is a spin-lock slow path
+(``queued_spin_lock_slowpath``, ``queued_{read,write}_lock_slowpath``: arm64 has
+qspinlock since v4.19, commit c11090474d70, and qrwlock since v4.15, commit
+087133ac9076). The lock is the slow path's first argument: proven where the caller
+passes a constant address in x0 at that call (an inlined ``spin_lock``, Debian's 6.1
+and later), or, when the caller is an out-of-line lock function (``_raw_spin_lock``,
+the course's 5.0), at that function's own call site one frame further out.
 """
 
 import gdb
 
+from ..analysis import fault as F
+from ..analysis import lockflow
+from ..analysis.lockflow import ACQUIRE, RELEASE, SLOWPATHS
 from .symbolize import lookup
 from .types import read_bytes
 
-__all__ = ["acquisitions", "ACQUIRE", "RELEASE"]
+__all__ = ["acquisitions", "spinning_on", "decode_qspinlock", "ACQUIRE", "RELEASE", "SLOWPATHS"]
 
-ACQUIRE = {
-    "down": "semaphore", "down_interruptible": "semaphore", "down_killable": "semaphore",
-    "down_timeout": "semaphore",
-    "down_read": "rwsem", "down_read_killable": "rwsem", "down_read_interruptible": "rwsem",
-    "down_write": "rwsem", "down_write_killable": "rwsem",
-    "mutex_lock": "mutex", "mutex_lock_interruptible": "mutex", "mutex_lock_killable": "mutex",
-    "mutex_lock_nested": "mutex",
-    "_raw_spin_lock": "spinlock", "_raw_spin_lock_irq": "spinlock", "_raw_spin_lock_irqsave": "spinlock",
-    "_raw_spin_lock_bh": "spinlock", "_raw_read_lock": "rwlock", "_raw_write_lock": "rwlock",
-}
-RELEASE = {
-    "up": "semaphore", "up_read": "rwsem", "up_write": "rwsem", "mutex_unlock": "mutex",
-    "_raw_spin_unlock": "spinlock", "_raw_spin_unlock_irq": "spinlock",
-    "_raw_spin_unlock_irqrestore": "spinlock", "_raw_spin_unlock_bh": "spinlock",
-    "_raw_read_unlock": "rwlock", "_raw_write_unlock": "rwlock",
-}
-_code_cache = {}
 _M = 0xFFFFFFFFFFFFFFFF
+_flows = {}          # function start -> lockflow.Flow (or None: unreadable)
 
 
 def _md():
@@ -57,71 +49,118 @@ def _plt_target(addr):
     return None
 
 
-def _scan_function(start, end):
-    """[(insn_addr, callee_name, x0_value_or_None)] for every bl in [start, end)."""
-    key = (start, end)
-    if key in _code_cache:
-        return _code_cache[key]
-    import capstone.arm64 as A
+def callee_name(target):
+    """The function a ``bl`` to ``target`` calls (through a module PLT veneer), without a
+    compiler suffix (``.constprop.0``), or None."""
+    name = lookup(target, want_line=False).name or ""
+    if not name or name.startswith("["):
+        real = _plt_target(target)
+        if real is not None:
+            name = lookup(real, want_line=False).name or ""
+    return name.split(".")[0] or None
+
+
+def _bounds(pc):
+    """(start, end) of the function holding ``pc``: its symbol's start, DWARF's end (else
+    the pc itself: then only the code up to it is seen)."""
+    s = lookup(pc, want_line=False)
+    if s.start is None:
+        return None, None
+    end = None
     try:
-        code = read_bytes(start, end - start)
-    except gdb.MemoryError:
-        return []
-    md = _md()
-    regs = {}
-    calls = []
-    for ins in md.disasm(code, start):
-        ops = ins.operands
-        m = ins.mnemonic
+        blk, b = gdb.block_for_pc(pc), None
+        while blk is not None and not blk.is_static and not blk.is_global:
+            if blk.function is not None:
+                b = blk             # the outermost function block: not an inlined one's
+            blk = blk.superblock
+        # DWARF's start may lie past the symbol's (a patchable entry's NOPs before it)
+        if b is not None and b.function is not None and b.start <= pc < b.end \
+                and s.start <= b.start <= s.start + 16:
+            end = b.end
+    except RuntimeError:
+        pass
+    return s.start, max(end or 0, pc + 4)
+
+
+def flow_at(pc):
+    """The lockflow.Flow of the function holding ``pc``, or None."""
+    start, end = _bounds(pc)
+    if start is None or end - start > 1 << 16:
+        return None
+    if start not in _flows or (_flows[start] and _flows[start].insns[-1].addr < pc):
         try:
-            if m == "adrp" and len(ops) == 2:
-                regs[ops[0].reg] = ops[1].imm & _M
-            elif m == "add" and len(ops) == 3 and ops[2].type == A.ARM64_OP_IMM and ops[1].reg in regs:
-                regs[ops[0].reg] = (regs[ops[1].reg] + ops[2].imm) & _M
-            elif m == "mov" and len(ops) == 2 and ops[1].type == A.ARM64_OP_REG and ops[1].reg in regs:
-                regs[ops[0].reg] = regs[ops[1].reg]
-            elif m in ("bl", "blr"):
-                x0 = regs.get(A.ARM64_REG_X0)
-                if m == "bl":
-                    calls.append((ins.address, ops[0].imm & _M, x0))
-                for r in list(regs):     # caller-saved registers die across a call
-                    if A.ARM64_REG_X0 <= r <= A.ARM64_REG_X18:
-                        del regs[r]
-            elif ops and ops[0].type == A.ARM64_OP_REG and m not in ("str", "stp", "cmp", "tst", "cbz",
-                                                                        "cbnz", "tbz", "tbnz", "stur"):
-                regs.pop(ops[0].reg, None)
-        except (IndexError, AttributeError):
-            continue
-    out = []
-    for addr, target, x0 in calls:
-        name = lookup(target, want_line=False).name or ""
-        if not name or name.startswith("["):
-            real = _plt_target(target)
-            if real is not None:
-                name = lookup(real, want_line=False).name or ""
-        name = name.split(".")[0]
-        out.append((addr, name, x0))
-    _code_cache[key] = out
-    return out
+            insns = F.decode(read_bytes(start, end - start), start)
+        except gdb.MemoryError:
+            insns = None
+        _flows[start] = lockflow.Flow(insns, callee_name) if insns else None
+    return _flows[start]
+
+
+def _site(f):
+    """The instruction a frame is at: the call for a return address, else its pc."""
+    return f.pc - 4 if f.kind in ("return", "lr") else f.pc
 
 
 def acquisitions(frames):
-    """Locks the live frames took and still hold: [{lock, kind, func, at}] (innermost last)."""
-    held = []
-    for f in frames:
-        pc = f.lookup_pc() if hasattr(f, "lookup_pc") else f.pc
-        s = lookup(pc, want_line=False)
-        if s.start is None:
+    """Locks the live frames hold: [{lock, kind, func, at, pc}], outermost first. A frame in
+    the exception entry code adds nothing (what it interrupted is its own frame)."""
+    held = {}
+    for f in reversed(frames):
+        site = _site(f)
+        fl = flow_at(site)
+        if fl is None:
             continue
-        for addr, callee, x0 in _scan_function(s.start, pc + 1):
-            if x0 is None:
-                continue
-            if callee in ACQUIRE:
-                held.append({"lock": x0, "kind": ACQUIRE[callee], "func": callee,
-                             "at": lookup(addr, want_line=False).label(), "pc": addr})
-            elif callee in RELEASE:
-                for h in reversed(held):
-                    if h["lock"] == x0:
-                        held.remove(h)
-                        break
-    return held
+        hb = fl.held_before(site) or {}
+        for lock, (kind, at) in hb.items():
+            if lock not in held:
+                held[lock] = {"lock": lock, "kind": kind, "func": lookup(site, want_line=False).name,
+                              "at": lookup(at, want_line=False).label(), "pc": at}
+    return list(held.values())
+
+
+def spinning_on(frames):
+    """(kind, lock address or None, why, frame index) of the innermost spin-lock slow path
+    in ``frames``, or None when no frame is one. ``why`` says how the lock was proven, or
+    why it could not be."""
+    for i, f in enumerate(frames):
+        name = (lookup(_site(f), want_line=False).name or "").split(".")[0]
+        kind = SLOWPATHS.get(name)
+        if kind is None:
+            continue
+        for j in range(i + 1, min(i + 3, len(frames))):
+            caller = frames[j]
+            site = _site(caller)
+            fl = flow_at(site)
+            if fl is None:
+                return kind, None, f"no code for {lookup(site, want_line=False).label()}", i
+            callee, x0 = fl.call_x0(site)
+            if x0 is not None:
+                return kind, x0, f"x0 at the call in {lookup(site, want_line=False).label()}", i
+            cname = (lookup(site, want_line=False).name or "").split(".")[0]
+            if cname not in ACQUIRE:       # not a lock wrapper passing its own argument on
+                return kind, None, (f"the lock's address is not a constant in "
+                                    f"{lookup(site, want_line=False).label()} (reached through a pointer)"), i
+        return kind, None, "no caller frame", i
+    return None
+
+
+def decode_qspinlock(word):
+    """The qspinlock word (include/asm-generic/qspinlock_types.h, NR_CPUS < 16K): locked
+    byte, pending byte, tail index (bits 16-17) and tail CPU + 1 (bits 18-31)."""
+    tail_cpu = (word >> 18) - 1 if word >> 18 else None
+    return {"locked": word & 0xFF, "pending": (word >> 8) & 0xFF,
+            "tail_cpu": tail_cpu, "tail_idx": (word >> 16) & 3 if tail_cpu is not None else None}
+
+
+def qspinlock_detail(addr):
+    try:
+        w = int.from_bytes(read_bytes(addr, 4), "little")
+    except gdb.MemoryError as e:
+        return f"lock word unreadable ({e})"
+    d = decode_qspinlock(w)
+    s = f"val={w:#x}: {'locked' if d['locked'] else 'unlocked'}"
+    if d["pending"]:
+        s += ", pending"
+    if d["tail_cpu"] is not None:
+        s += f", queue tail CPU {d['tail_cpu']} (node {d['tail_idx']})"
+    return s

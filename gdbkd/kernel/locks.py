@@ -33,6 +33,7 @@ from .symbolize import lookup
 from .memory import kernel
 from .types import field_offset, read_bytes
 from ..model.lists import walk_list
+from .lockrefs import acquisitions, spinning_on, qspinlock_detail
 
 __all__ = ["gather", "wait_kind", "LOCK_FUNCS"]
 
@@ -78,6 +79,7 @@ class _Ctx:
         self._stacks = {}
         self.frames = {}
         self.held = {}
+        self.undecoded = {}     # task -> why its held locks could not be read
 
     def on_a_stack(self, a):
         return any(lo <= a < hi for lo, hi in self.ranges)
@@ -128,7 +130,11 @@ def _task_frames(ctx, t):
     fr = ctx.frames.get(t.addr)
     if fr is None:
         try:
-            fr = unwind_task(t).frames if t.active_cpu is None else []
+            if t.active_cpu is None:
+                fr = unwind_task(t).frames
+            else:                   # running: from its CPU's registers, through exceptions
+                _, regs = ktasks.cpu_thread_regs(t)
+                fr = unwind_task(t, regs).frames if regs else []
         except gdb.error:
             fr = []
         ctx.frames[t.addr] = fr
@@ -138,20 +144,24 @@ def _task_frames(ctx, t):
 def _held_by_code(ctx, t):
     h = ctx.held.get(t.addr)
     if h is None:
-        from .lockrefs import acquisitions
         try:
             h = acquisitions(_task_frames(ctx, t))
-        except Exception:
+        except (gdb.error, gdb.MemoryError) as e:
+            # said, not hidden: a holder that cannot be decoded is not "holds nothing"
+            ctx.undecoded[t.addr] = str(e)
             h = []
         ctx.held[t.addr] = h
     return h
 
 
-def _holders_by_code(ctx, lock_addr, exclude):
-    """Tasks whose live call chain took lock_addr and did not release it."""
+def _holders_by_code(ctx, lock_addr, exclude, running_only=False):
+    """Tasks whose live call chain took lock_addr and did not release it (``running_only``:
+    the tasks on a CPU, for spin locks: their holder cannot sleep or be preempted)."""
     out = []
     for t in ctx.tasks:
-        if t.addr in exclude or t.pid == 0:
+        if t.addr in exclude or (t.pid == 0 and t.active_cpu is None):
+            continue
+        if running_only and t.active_cpu is None:
             continue
         for h in _held_by_code(ctx, t):
             if h["lock"] == lock_addr:
@@ -207,6 +217,12 @@ def _read_lock(kind, addr):
     return [], True, f"count={cnt}"
 
 
+def _synthetic(tag, t):
+    """A graph node of its own for what ``t`` waits on when no lock address is known: the
+    task's address with its top 16 bits replaced by ``tag`` (never a kernel address)."""
+    return (tag << 48) | (t.addr & 0xFFFFFFFFFFFF)
+
+
 def gather():
     """(tasks, locks, waits) for waitgraph.analyze: every UN task and what it waits on."""
     ctx = _Ctx()
@@ -229,7 +245,7 @@ def gather():
         if kind is None:
             continue
         if kind == "event":
-            ev = 0xE0E0000000000000 | t.addr   # a synthetic node per waiter: no owner
+            ev = _synthetic(0xE0E0, t)          # a node per waiter: no owner
             locks[ev] = {"name": names[idx], "kind": "event", "owners": [], "probable": False,
                          "detail": "waiting for an event (completion/wait queue)", "waiters": [t.addr]}
             waits[t.addr] = ev
@@ -271,8 +287,63 @@ def gather():
             locks[lock] = {"name": name, "kind": kind, "owners": owners, "probable": probable,
                            "detail": detail, "waiters": waiters,
                            "taken_at": {f"{a:#x}": at for a, at in taken.items()}}
+    _gather_spinners(ctx, tasks, locks, waits, tinfo)
     for l in locks.values():
         for o in l["owners"]:
             if o in by_addr:
                 tinfo(by_addr[o])
     return tasks, locks, waits
+
+
+def _spin_detail(kind, lock):
+    if kind == "spinlock":
+        return qspinlock_detail(lock)
+    try:
+        w = int.from_bytes(read_bytes(lock, 4), "little")
+    except gdb.MemoryError as e:
+        return f"lock word unreadable ({e})"
+    # struct qrwlock cnts (include/asm-generic/qrwlock.h): writer byte 0xff, bit 8
+    # waiting writer, readers from bit 9
+    return (f"cnts={w:#x}: " + ("write-locked" if w & 0xFF else f"{w >> 9} reader(s)")
+            + (", a writer waiting" if w & 0x100 else ""))
+
+
+def _gather_spinners(ctx, tasks, locks, waits, tinfo):
+    """Every CPU in a spin-lock slow path: the lock it spins on and who holds it, proven
+    from the running tasks' code (a spinner holding its own lock: AA)."""
+    for t in ctx.tasks:
+        if t.active_cpu is None:
+            continue
+        frames = _task_frames(ctx, t)
+        spin = spinning_on(frames)
+        if spin is None:
+            continue
+        kind, lock, why, i = spin
+        caller = frames[i + 1].sym(want_line=False).label() if i + 1 < len(frames) else ""
+        d = tinfo(t, caller)
+        d["cpu"] = t.active_cpu
+        if lock is None:
+            node = _synthetic(0xE1E1, t)        # a lock of unknown address: no owner
+            locks[node] = {"name": "", "kind": kind, "owners": [], "probable": False,
+                           "detail": f"address unknown: {why}", "waiters": [t.addr]}
+            waits[t.addr] = node
+            continue
+        waits[t.addr] = lock
+        if lock in locks:
+            locks[lock]["waiters"].append(t.addr)
+            continue
+        s = lookup(lock, want_line=False)
+        name = s.label() if s.name and not s.name.startswith("[") else ""
+        by_code = _holders_by_code(ctx, lock, set(), running_only=True)
+        detail = _spin_detail(kind, lock)
+        if not by_code:
+            why_not = "; ".join(f"{by_addr_comm(ctx, a)}: {e}" for a, e in ctx.undecoded.items())
+            detail += "; no running task's code holds it" + (f" ({why_not})" if why_not else "")
+        locks[lock] = {"name": name, "kind": kind, "owners": [a for a, _ in by_code],
+                       "probable": False, "detail": detail, "waiters": [t.addr],
+                       "taken_at": {f"{a:#x}": at for a, at in by_code}}
+
+
+def by_addr_comm(ctx, addr):
+    t = next((t for t in ctx.tasks if t.addr == addr), None)
+    return f"{t.comm} (pid {t.pid})" if t else f"task {addr:#x}"

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Spinlock hangs for kd deadlock's truth tests (tests/e2e/test_spinlock_hangs.py).
+ *
+ *   mode=aa:   kthread "kdspin_aa", bound to CPU 1, takes kdspin_aa_lock twice.
+ *   mode=abba: kthread "kdspin_ab" on CPU 0 takes kdspin_lock_a then kdspin_lock_b;
+ *              kthread "kdspin_ba" on CPU 1 takes kdspin_lock_b then kdspin_lock_a.
+ *              Each takes its second lock only after both hold their first.
+ *
+ * With softlockup_panic=1 the soft-lockup detector panics the guest.
+ */
+#include <linux/module.h>
+#include <linux/kthread.h>
+#include <linux/spinlock.h>
+#include <linux/atomic.h>
+#include <linux/string.h>
+
+static DEFINE_SPINLOCK(kdspin_aa_lock);
+static DEFINE_SPINLOCK(kdspin_lock_a);
+static DEFINE_SPINLOCK(kdspin_lock_b);
+static atomic_t kdspin_first_taken = ATOMIC_INIT(0);
+
+static char *mode = "abba";
+module_param(mode, charp, 0444);
+
+static int kdspin_aa(void *unused)
+{
+	spin_lock(&kdspin_aa_lock);
+	spin_lock(&kdspin_aa_lock);
+	spin_unlock(&kdspin_aa_lock);
+	return 0;
+}
+
+static int kdspin_ab(void *unused)
+{
+	spin_lock(&kdspin_lock_a);
+	atomic_inc(&kdspin_first_taken);
+	while (atomic_read(&kdspin_first_taken) < 2)
+		cpu_relax();
+	spin_lock(&kdspin_lock_b);
+	spin_unlock(&kdspin_lock_b);
+	spin_unlock(&kdspin_lock_a);
+	return 0;
+}
+
+static int kdspin_ba(void *unused)
+{
+	spin_lock(&kdspin_lock_b);
+	atomic_inc(&kdspin_first_taken);
+	while (atomic_read(&kdspin_first_taken) < 2)
+		cpu_relax();
+	spin_lock(&kdspin_lock_a);
+	spin_unlock(&kdspin_lock_a);
+	spin_unlock(&kdspin_lock_b);
+	return 0;
+}
+
+static void kdspin_start(int (*fn)(void *), const char *name, int cpu)
+{
+	struct task_struct *t = kthread_create(fn, NULL, "%s", name);
+
+	if (IS_ERR(t))
+		return;
+	kthread_bind(t, cpu);
+	wake_up_process(t);
+}
+
+static int __init kdspin_init(void)
+{
+	if (!strcmp(mode, "aa")) {
+		kdspin_start(kdspin_aa, "kdspin_aa", 1);
+	} else {
+		kdspin_start(kdspin_ab, "kdspin_ab", 0);
+		kdspin_start(kdspin_ba, "kdspin_ba", 1);
+	}
+	return 0;
+}
+module_init(kdspin_init);
+MODULE_LICENSE("GPL");
