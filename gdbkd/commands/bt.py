@@ -5,8 +5,7 @@ import gdb
 from . import KdError, command
 from ._util import KernelCommand, resolve_task, current_task
 from ..kernel import stack as kstack
-from ..kernel.tasks import all_tasks, thread_regs, thread_size
-from ..kernel.percpu import threads_by_cpu
+from ..kernel.tasks import all_tasks, cpu_thread_regs
 from ..kernel.symbolize import describe
 from ..kernel.types import read_bytes
 from ..kernel.access import user_thread
@@ -29,21 +28,7 @@ def regs_for_task(task, cur=None):
     """(thread, regs) when the task runs on a gdb thread (live vCPU or dump CPU), else (None, None)."""
     if cur is not None and cur[0].addr == task.addr:
         return user_thread(), cur[1]
-    if task.active_cpu is None:
-        return None, None
-    th = threads_by_cpu().get(task.active_cpu)
-    if th is not None:
-        return th, thread_regs(th)
-    # a dump stub with one thread per task: the thread whose sp is on this task's stack
-    size = thread_size()
-    for th in gdb.selected_inferior().threads():
-        try:
-            r = thread_regs(th)
-        except gdb.error:
-            continue
-        if task.stack <= r.get("sp", 0) < task.stack + size:
-            return th, r
-    return None, None
+    return cpu_thread_regs(task)
 
 
 def task_arg(arg=None):
@@ -69,9 +54,7 @@ def _regs_json(r: dict) -> dict:
 
 def _frame_json(f, want_line):
     s = f.sym(want_line)
-    name = f.name
-    if s.module and not (f.inline_of and s.debuginfo == "dwarf"):
-        name = None        # module frames: kallsyms' name, not gdb's minimal symbol
+    name = f.gdb_name(s)
     d = {"level": f.level, "pc": f"{f.pc:#x}", "fp": f"{f.fp:#x}" if f.fp else None,
          "sp": f"{f.sp:#x}" if f.sp else None, "kind": f.kind, "stack": f.stack,
          "function": name or s.name, "offset": s.offset if not name else None,

@@ -237,6 +237,14 @@ class Frame:
     def sym(self, want_line=True):
         return lookup(self.lookup_pc(), want_line)
 
+    def gdb_name(self, s):
+        """gdb's name for this frame (an inlined function's, from DWARF) where it is the
+        one to show, else None: a module frame without the module's DWARF is named by
+        kallsyms (``s``: this frame's :meth:`sym`), not by gdb's minimal symbol."""
+        if not self.name or (s.module and not (self.inline_of and s.debuginfo == "dwarf")):
+            return None
+        return self.name
+
 
 class Unwind:
     def __init__(self, frames, stop, ranges, start):
@@ -409,6 +417,13 @@ def gdb_frames(thread, task, max_frames=256):
                                          "sp": frames[0].sp, "source": "gdb frames"})
 
 
+def _repeats_a_frame(frames) -> bool:
+    """gdb unwound a frame into itself: two outer (not inlined) frames in a row at one pc
+    (its prologue guess in a module function interrupted in an inlined spin_lock)."""
+    outer = [f.pc for f in frames if not f.inline_of]
+    return any(a == b for a, b in zip(outer, outer[1:]))
+
+
 def best_unwind(task, regs=None, thread=None, fp_only=False) -> Unwind:
     """The one frame walk of kd (``kd bt``, ``kd analyze``): gdb's own unwinder for a
     task on a gdb thread (DWARF CFI, inline frames), unless it stops short or leaves
@@ -426,7 +441,7 @@ def best_unwind(task, regs=None, thread=None, fp_only=False) -> Unwind:
                               _in_vectors(u.frames[0].pc)):
             fp_u = unwind_task(task, regs)
             if len(fp_u.frames) >= len([f for f in u.frames if not f.inline_of]) or \
-                    any(_unnamed_module_frame(f) for f in u.frames):
+                    any(_unnamed_module_frame(f) for f in u.frames) or _repeats_a_frame(u.frames):
                 u = fp_u
     if u is None:
         u = unwind_task(task, regs)

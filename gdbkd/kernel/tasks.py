@@ -19,7 +19,8 @@ from ..textutil import escape
 
 __all__ = ["Task", "all_tasks", "task_by_addr", "find_tasks", "active_tasks", "state_code",
            "STATE_CODES", "thread_size", "thread_task", "thread_regs", "PF_KTHREAD",
-           "parse_task_spec", "task_from_arg", "select_tasks", "is_state", "read_task"]
+           "parse_task_spec", "task_from_arg", "select_tasks", "is_state", "read_task",
+           "cpu_thread_regs"]
 
 
 def thread_size() -> int:
@@ -103,12 +104,41 @@ def thread_regs(thread=None) -> dict:
     return regs
 
 
+def cpu_thread_regs(task):
+    """(gdb thread, regs) of a task running on a CPU (a live vCPU or a dump's CPU), else
+    (None, None); then it is unwound from its saved cpu_context."""
+    from .percpu import threads_by_cpu
+    if task.active_cpu is None:
+        return None, None
+    th = threads_by_cpu().get(task.active_cpu)
+    if th is not None:
+        return th, thread_regs(th)
+    # a dump stub with one thread per task: the thread whose sp is on this task's stack
+    size = thread_size()
+    for th in gdb.selected_inferior().threads():
+        try:
+            r = thread_regs(th)
+        except gdb.error:
+            continue
+        if task.stack <= r.get("sp", 0) < task.stack + size:
+            return th, r
+    return None, None
+
+
+def _cpu_of_percpu_stack(sp):
+    """The CPU whose IRQ, overflow or SDEI stack holds ``sp`` (a CPU that took an interrupt,
+    e.g. the soft-lockup watchdog's panic in its hrtimer), or None."""
+    from .stack import stack_ranges, stack_of
+    where = stack_of(sp, stack_ranges()) if sp else None
+    return int(where.rsplit(":", 1)[1]) if where and ":" in where else None
+
+
 def thread_task(thread=None):
     """(Task, regs) for the task a gdb thread is running.
 
     Live: ``SP_EL0`` holds ``current`` while the CPU is in EL1 (arm64 since 4.10);
-    otherwise the task whose stack holds ``sp``; otherwise ``rq->curr`` of the
-    thread's CPU."""
+    otherwise the task whose stack holds ``sp``; otherwise ``rq->curr`` of the CPU
+    whose per-CPU (IRQ, overflow, SDEI) stack holds ``sp``, or of the thread's CPU."""
     thread = thread or user_thread()
     regs = thread_regs(thread)
     tasks = all_tasks()
@@ -122,7 +152,9 @@ def thread_task(thread=None):
     for t in tasks:
         if t.stack and t.stack <= sp < t.stack + size:
             return t, regs
-    cpu = cpu_of_thread(thread)
+    cpu = _cpu_of_percpu_stack(sp)
+    if cpu is None:
+        cpu = cpu_of_thread(thread)
     if cpu is not None:
         a = active_tasks().get(cpu)
         if a in by_addr:
