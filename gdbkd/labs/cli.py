@@ -10,7 +10,8 @@ from ..errors import GdbkdError
 
 __all__ = ["lab"]
 
-KERNELS = {"6.1": "debian-6.1", "5.10": "debian-5.10", "6.12": "debian-6.12"}
+KERNELS = {"6.1": "debian-6.1", "5.10": "debian-5.10", "6.12": "debian-6.12",
+           "5.0": "rlk-5.0"}       # the course's own kernel (docs/profiles.md)
 
 
 @click.group()
@@ -56,6 +57,9 @@ def lab_run(lab_id, kernel, mode, dump, dump_format, kdump, batch, as_json, ex, 
     profile = KERNELS[kernel]
     k = ensure_kernel(load_profile(profile))
     files = build_lab(the_lab, k)
+    if kdump and not load_profile(profile).guest.get("initramfs", True):
+        raise GdbkdError(f"--kdump on {kernel}: gdbkd's in-guest kdump boots an initramfs, which "
+                         f"this kernel cannot take (use --dump for a QEMU dump)")
     if kdump:
         from pathlib import Path
         from ..kdump import run_kdump

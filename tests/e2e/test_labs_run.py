@@ -1,4 +1,5 @@
-"""Every lab on the Debian 6.1 kernel reaches its expected end state (real QEMU + gdb)."""
+"""Every lab on the Debian 6.1 kernel reaches its expected end state (real QEMU + gdb); in the
+slow tier also on 5.10, 6.12 and the course's own 5.0."""
 
 import json
 import re
@@ -20,9 +21,19 @@ def test_lab_reaches_expected_end_state(lab, kernel61, no_leftover_qemu):
     _run_and_check(lab, "6.1")
 
 
+def _on_other_kernels():
+    for kernel in ("5.10", "6.12", "5.0"):
+        for lab in _labs():
+            marks = ()
+            if kernel == "5.0" and lab.number == 6:
+                # the course's tree builds everything -O0 (its Makefile), so lab6_fib_lookup
+                # loads table->slots before table->mask: FAR is slots' offset, not lab.toml's
+                marks = pytest.mark.xfail(strict=True, reason="5.0's -O0 faults on another field")
+            yield pytest.param(lab, kernel, marks=marks, id=f"lab{lab.number}-{lab.slug}-{kernel}")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel", ["5.10", "6.12"])
-@pytest.mark.parametrize("lab", _labs(), ids=lambda l: f"lab{l.number}-{l.slug}")
+@pytest.mark.parametrize("lab,kernel", _on_other_kernels())
 def test_lab_on_other_kernels(lab, kernel, no_leftover_qemu):
     _run_and_check(lab, kernel)
 

@@ -28,6 +28,7 @@
  */
 #include <linux/kernel.h>
 #include <linux/module.h>
+#include <linux/ratelimit.h>	/* pr_warn_ratelimited needs it; 5.0's printk.h does not include it */
 #include <linux/slab.h>
 #include <linux/workqueue.h>
 

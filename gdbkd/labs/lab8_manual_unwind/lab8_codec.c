@@ -42,6 +42,7 @@
 #include <linux/proc_fs.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 
 /* Out of line and out of gcc's IPA clones: the frames are the source's. */
 #define lab8_path noinline __attribute__((__noipa__))
@@ -168,9 +169,15 @@ static ssize_t lab8_proc_write(struct file *file, const char __user *ubuf, size_
 	return ret ? ret : count;
 }
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 6, 0)
 static const struct proc_ops lab8_proc_ops = {
 	.proc_write = lab8_proc_write,
 };
+#else				/* struct proc_ops came in v5.6; the course's 5.0 */
+static const struct file_operations lab8_proc_ops = {
+	.write = lab8_proc_write,
+};
+#endif
 
 static struct proc_dir_entry *lab8_entry;
 
