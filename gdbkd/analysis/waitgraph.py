@@ -14,7 +14,7 @@ Blocked tasks that reach a cycle are its victims; blocked tasks whose chain
 ends in an owner that is not itself blocked are "blocked behind" that owner.
 """
 
-__all__ = ["analyze", "to_dot", "render_text"]
+__all__ = ["analyze", "to_dot", "render_text", "summary"]
 
 
 def _scc(nodes, succ):
@@ -172,6 +172,31 @@ def render_text(r: dict) -> str:
                  + (" (probable)" if l.get("probable") else "") + (f"; {l['detail']}" if l.get("detail") else "")
                  + f"; waiters {len(l.get('waiters', []))}")
     return "\n".join(L)
+
+
+def summary(r: dict) -> list:
+    """One line per cycle that says what hung, for reports and titles: e.g. "spinlock ABBA:
+    CPU 0 a (pid 1) holds A, spins on B; CPU 1 b (pid 2) holds B, spins on A"."""
+    tasks, locks, out = r["tasks"], r["locks"], []
+    for c in r["cycles"]:
+        steps = c["steps"]
+        kinds = sorted({locks.get(s["waits_for"], {}).get("kind", "lock") for s in steps})
+        name = lambda a: locks.get(a, {}).get("name") or hex(a)
+        who = lambda t: (f"CPU {tasks[t]['cpu']} " if tasks.get(t, {}).get("cpu") is not None else "") \
+            + _tname(tasks, t)
+        spin = lambda a: "spins on" if locks.get(a, {}).get("kind") in ("spinlock", "rwlock") else "waits for"
+        if len(steps) == 1:
+            s = steps[0]
+            out.append(f"{'/'.join(kinds)} AA: {who(s['task'])} {spin(s['waits_for'])} "
+                       f"{name(s['waits_for'])}, which it holds itself")
+            continue
+        parts = []
+        for i, s in enumerate(steps):
+            held = steps[i - 1]["waits_for"]        # what the previous task waits for: its holder is this one
+            parts.append(f"{who(s['task'])} holds {name(held)}, {spin(s['waits_for'])} {name(s['waits_for'])}")
+        label = "ABBA" if len(steps) == 2 else f"cycle of {len(steps)}"
+        out.append(f"{'/'.join(kinds)} {label}: " + "; ".join(parts))
+    return out
 
 
 def _q(s):

@@ -19,6 +19,24 @@ def _damaged_lists() -> list:
         return []
 
 
+_HANG = ("softlockup", "soft lockup", "hung_task", "hung tasks", "hard lockup", "hardlockup",
+         "rcu_sched detected stall", "rcu stall", "blocked tasks")
+
+
+def _hang(trap) -> list:
+    """What hung, when the panic is a lockup or hang detector's: one line per deadlock
+    cycle of kd deadlock's wait-for graph (spin locks, mutexes, rwsems, semaphores)."""
+    msg = ((trap or {}).get("message") or "").lower()
+    if (trap or {}).get("trap") not in ("panic", "vpanic") or not any(h in msg for h in _HANG):
+        return []
+    from ..analysis import waitgraph
+    from ..kernel import locks
+    try:
+        return waitgraph.summary(waitgraph.analyze(*locks.gather()))
+    except gdb.error as e:
+        return [f"unknown: the wait-for graph could not be built ({e})"]
+
+
 @command
 class Analyze(KdCommand):
     """Triage report of the crash the selected thread is stopped in.
@@ -30,6 +48,8 @@ the backtrace through the el1 exception entry with file:line (marked when
 memory it needs cannot be read: the stack is then cut short), the kernel's
 main lists that are damaged (kd check: one line each, "damaged_lists" in
 --json; often the bug itself), and the last N kernel log lines (default 12).
+When a lockup or hang detector panicked, HANG lines ("hang" in --json) say
+what hung: each cycle of kd deadlock's wait-for graph, spin locks included.
 Same output live and on dumps."""
 
     name = "analyze"
@@ -60,6 +80,9 @@ Same output live and on dumps."""
             except (gdb.error, gdb.MemoryError, UnicodeDecodeError):
                 pass
         data["damaged_lists"] = _damaged_lists()
+        hang = _hang(trap)
+        if hang:
+            data["hang"] = hang
         from ..kernel.memory import attached_dump
         dump = attached_dump()
         source = getattr(dump, "vmcoreinfo_source", None) if dump is not None else None
@@ -97,6 +120,8 @@ Same output live and on dumps."""
                 L.append(f"FAR_EL1: {t['far']:#018x}")
             if t.get("esr") is not None:
                 L.append(f"ESR: {t['esr']:#010x}")
+        for h in d.get("hang") or []:           # what hung leads: the panic only says that it did
+            L.append(f"HANG: {escape(h)}")
         ex = d.get("explanation")
         if ex is not None:
             if ex.get("far") is not None and (t or {}).get("far") is None:

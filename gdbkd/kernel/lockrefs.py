@@ -121,27 +121,37 @@ def acquisitions(frames):
 def spinning_on(frames):
     """(kind, lock address or None, why, frame index) of the innermost spin-lock slow path
     in ``frames``, or None when no frame is one. ``why`` says how the lock was proven, or
-    why it could not be."""
+    why it could not be. A frame returning to a call of a slow path counts as well: the
+    slow path's own frame is missing from a walk that starts in the exception vectors (an
+    interrupt just taken, before pt_regs were saved), but the call has not returned."""
     for i, f in enumerate(frames):
-        name = (lookup(_site(f), want_line=False).name or "").split(".")[0]
-        kind = SLOWPATHS.get(name)
-        if kind is None:
-            continue
-        for j in range(i + 1, min(i + 3, len(frames))):
-            caller = frames[j]
-            site = _site(caller)
+        site = _site(f)
+        name = (lookup(site, want_line=False).name or "").split(".")[0]
+        if name in SLOWPATHS:
+            return _spun_lock(frames, i + 1, SLOWPATHS[name], i)
+        if f.kind in ("return", "lr"):
             fl = flow_at(site)
-            if fl is None:
-                return kind, None, f"no code for {lookup(site, want_line=False).label()}", i
-            callee, x0 = fl.call_x0(site)
-            if x0 is not None:
-                return kind, x0, f"x0 at the call in {lookup(site, want_line=False).label()}", i
-            cname = (lookup(site, want_line=False).name or "").split(".")[0]
-            if cname not in ACQUIRE:       # not a lock wrapper passing its own argument on
-                return kind, None, (f"the lock's address is not a constant in "
-                                    f"{lookup(site, want_line=False).label()} (reached through a pointer)"), i
-        return kind, None, "no caller frame", i
+            callee = fl.call_x0(site)[0] if fl is not None else None
+            if callee in SLOWPATHS:
+                return _spun_lock(frames, i, SLOWPATHS[callee], i)
     return None
+
+
+def _spun_lock(frames, first, kind, i):
+    """The lock a slow path entered from ``frames[first]``'s call site was given."""
+    for j in range(first, min(first + 2, len(frames))):
+        site = _site(frames[j])
+        label = lookup(site, want_line=False).label()
+        fl = flow_at(site)
+        if fl is None:
+            return kind, None, f"no code for {label}", i
+        x0 = fl.call_x0(site)[1]
+        if x0 is not None:
+            return kind, x0, f"x0 at the call in {label}", i
+        if (lookup(site, want_line=False).name or "").split(".")[0] not in ACQUIRE:
+            # not a lock function passing its own argument on
+            return kind, None, f"the lock's address is not a constant in {label} (reached through a pointer)", i
+    return kind, None, "no caller frame", i
 
 
 def decode_qspinlock(word):

@@ -33,7 +33,7 @@ from .symbolize import lookup
 from .memory import kernel
 from .types import field_offset, read_bytes
 from ..model.lists import walk_list
-from .lockrefs import acquisitions, spinning_on, qspinlock_detail
+from .lockrefs import acquisitions, spinning_on, qspinlock_detail, SLOWPATHS
 
 __all__ = ["gather", "wait_kind", "LOCK_FUNCS"]
 
@@ -319,7 +319,8 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         if spin is None:
             continue
         kind, lock, why, i = spin
-        caller = frames[i + 1].sym(want_line=False).label() if i + 1 < len(frames) else ""
+        at = i + 1 if (frames[i].sym(want_line=False).name or "").split(".")[0] in SLOWPATHS else i
+        caller = frames[at].sym(want_line=False).label() if at < len(frames) else ""
         d = tinfo(t, caller)
         d["cpu"] = t.active_cpu
         if lock is None:

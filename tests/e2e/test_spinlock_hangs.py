@@ -3,7 +3,7 @@
 panic and on the dump taken there: the spinners with their CPUs, the lock each spins on by
 its symbol, the holder proven from the holder's code, the cycle, and nothing else called
 a cycle; the crash report's backtrace of the panicking CPU is the frame walk's, each
-function once."""
+function once, and the report leads with what hung (HANG)."""
 
 import json
 import re
@@ -85,3 +85,13 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_lef
     outer = [(f["pc"], f["function"]) for f in an["backtrace"]]
     assert len(outer) == len(set(outer)), fns
     assert fns[-1] == "ret_from_fork", fns
+    # the report leads with what hung, not the detector's "softlockup: hung tasks"
+    hang, = an["hang"]
+    if mode == "aa":
+        assert re.fullmatch(r"spinlock AA: CPU 1 kdspin_aa \(pid \d+\) spins on kdspin_aa_lock \[kdspin\], "
+                            r"which it holds itself", hang), hang
+    else:
+        assert re.fullmatch(r"spinlock ABBA: CPU (\d) kdspin_(ab|ba) \(pid \d+\) holds kdspin_lock_[ab] \[kdspin\], "
+                            r"spins on kdspin_lock_[ab] \[kdspin\]; CPU (?!\1)\d kdspin_(?!\2)(ab|ba) .*", hang), hang
+        for c, (lock, holder) in EXPECT[mode].items():
+            assert f"{c} (pid" in hang and f"spins on {lock} [kdspin]" in hang
