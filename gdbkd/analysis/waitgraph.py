@@ -134,6 +134,25 @@ def _state(t):
     return f"{st}, CPU {t['cpu']}" if t.get("cpu") is not None else st
 
 
+def _behind(r, t):
+    """The rest of ``t``'s blocked chain in words: " held by X [UN], which waits for mutex M
+    held by Y [RU]", ending where the chain ends (a running owner, an event nobody is
+    recorded to signal, an unknown owner)."""
+    tasks, locks, waits = r["tasks"], r["locks"], r["waits"]
+    chain = next((b["chain"] for b in r["blocked_behind"] if b["task"] == t), [t])
+    out = ""
+    for x in chain[1:]:
+        out += f" held by {_tname(tasks, x)} [{_state(tasks.get(x, {}))}]"
+        if x in waits:
+            out += f", which waits for {_lname(locks, waits[x])}"
+    last = chain[-1]
+    if last in waits and not locks.get(waits[last], {}).get("owners"):
+        l = locks.get(waits[last], {})
+        out += f" ({l['detail']})" if l.get("kind") in ("completion", "event") and l.get("detail") \
+            else " held by an unknown owner"
+    return out
+
+
 def render_text(r: dict) -> str:
     tasks, locks = r["tasks"], r["locks"]
     L = []
@@ -161,10 +180,8 @@ def render_text(r: dict) -> str:
         L.append("BLOCKED BEHIND (owner not blocked on a lock):")
         for b in r["blocked_behind"]:
             t = b["task"]
-            end = _tname(tasks, b["end"]) if b["end"] else "an unknown owner"
-            st = _state(tasks[b["end"]]) if b["end"] in tasks else ""
-            L.append(f"  {_tname(tasks, t)} waits for {_lname(locks, r['waits'][t])} held by {end}"
-                     + (f" [{st}]" if st else ""))
+            L.append(f"  {_tname(tasks, t)} waits for {_lname(locks, r['waits'][t])}"
+                     + _behind(r, t))
     L.append("LOCKS:")
     for a, l in locks.items():
         owners = ", ".join(_tname(tasks, o) for o in l.get("owners", [])) or "none found"
@@ -174,9 +191,10 @@ def render_text(r: dict) -> str:
     return "\n".join(L)
 
 
-def summary(r: dict) -> list:
-    """One line per cycle that says what hung, for reports and titles: e.g. "spinlock ABBA:
-    CPU 0 a (pid 1) holds A, spins on B; CPU 1 b (pid 2) holds B, spins on A"."""
+def summary(r: dict, limit=5) -> list:
+    """Lines that say what hung, for reports and titles: one per cycle (e.g. "spinlock ABBA:
+    CPU 0 a (pid 1) holds A, spins on B; CPU 1 b (pid 2) holds B, spins on A"); with no
+    cycle, one per blocked chain that nobody waits behind (at most ``limit``)."""
     tasks, locks, out = r["tasks"], r["locks"], []
     for c in r["cycles"]:
         steps = c["steps"]
@@ -196,6 +214,16 @@ def summary(r: dict) -> list:
             parts.append(f"{who(s['task'])} holds {name(held)}, {spin(s['waits_for'])} {name(s['waits_for'])}")
         label = "ABBA" if len(steps) == 2 else f"cycle of {len(steps)}"
         out.append(f"{'/'.join(kinds)} {label}: " + "; ".join(parts))
+    if out:
+        return out
+    # no cycle: each longest blocked chain (its first task holds nothing another waits for)
+    owners = {o for l in locks.values() for o in l.get("owners", [])}
+    heads = [b["task"] for b in r["blocked_behind"] if b["task"] not in owners]
+    for t in heads[:limit]:
+        who = (f"CPU {tasks[t]['cpu']} " if tasks.get(t, {}).get("cpu") is not None else "") + _tname(tasks, t)
+        out.append(f"{who} waits for {_lname(locks, r['waits'][t])}{_behind(r, t)}")
+    if len(heads) > limit:
+        out.append(f"and {len(heads) - limit} more blocked chains (kd deadlock)")
     return out
 
 
@@ -224,7 +252,7 @@ def to_dot(r: dict) -> str:
             label += f"\n{t['where']}"
         L.append(f"  t{a:x} [shape=box style=\"rounded,filled\" color={color} fillcolor={fill} label={_q(label)}];")
     shapes = {"mutex": "ellipse", "rwsem": "hexagon", "semaphore": "octagon", "spinlock": "diamond",
-              "event": "note"}
+              "event": "note", "completion": "note"}
     for a, l in locks.items():
         color = "red" if a in cyc_locks else "steelblue"
         label = f"{l.get('kind')}\n{l.get('name') or hex(a)}"

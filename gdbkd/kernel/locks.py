@@ -99,16 +99,18 @@ def _u64(b, i):
     return int.from_bytes(b[i:i + 8], "little")
 
 
-def _find_wait_list(ctx, t):
-    """The lock's wait_list head reached from t's waiter record, and the ring."""
+def _find_wait_list(ctx, t, task_off=16, list_off=0):
+    """The wait list head reached from t's waiter record on its own stack, and the ring.
+    The record holds ``t`` at ``task_off`` and its list_head at ``list_off`` (a lock
+    waiter: 16 and 0; a completion's swait_queue: 0 and 8)."""
     st = ctx.stack_bytes(t)
-    for i in range(0, len(st) - 24, 8):
-        if _u64(st, i + 16) != t.addr:
+    for i in range(0, len(st) - max(task_off, list_off + 8) - 8, 8):
+        if _u64(st, i + task_off) != t.addr:
             continue
-        nxt, prv = _u64(st, i), _u64(st, i + 8)
+        nxt, prv = _u64(st, i + list_off), _u64(st, i + list_off + 8)
         if not (_is_kptr(nxt) and _is_kptr(prv)):
             continue
-        me = t.stack + i
+        me = t.stack + i + list_off
         try:
             if int.from_bytes(read_bytes(nxt + 8, 8), "little") != me:
                 continue
@@ -217,6 +219,29 @@ def _read_lock(kind, addr):
     return [], True, f"count={cnt}"
 
 
+def _completion(ctx, t):
+    """The struct completion ``t`` waits for, from its waiter record on its own stack
+    linked into the completion's wait list; None when not found. struct completion is
+    {done; wait} throughout; ``wait`` is a swait_queue_head (waiter: struct swait_queue
+    {task; task_list}) since v5.7 (commit a5c6234e1028 "completion: Use simple wait
+    queues"), a wait_queue_head before (waiter: wait_queue_entry {flags; private; func;
+    entry})."""
+    try:
+        wait = field_offset("struct completion", "wait")
+        try:
+            head = field_offset("struct swait_queue_head", "task_list")
+            task_off, list_off = field_offset("struct swait_queue", "task"), \
+                field_offset("struct swait_queue", "task_list")
+        except gdb.error:
+            head = field_offset("struct wait_queue_head", "head")
+            task_off, list_off = field_offset("struct wait_queue_entry", "private"), \
+                field_offset("struct wait_queue_entry", "entry")
+    except gdb.error:
+        return None
+    h, _ = _find_wait_list(ctx, t, task_off, list_off)
+    return None if h is None else h - head - wait
+
+
 def _synthetic(tag, t):
     """A graph node of its own for what ``t`` waits on when no lock address is known: the
     task's address with its top 16 bits replaced by ``tag`` (never a kernel address)."""
@@ -245,10 +270,24 @@ def gather():
         if kind is None:
             continue
         if kind == "event":
-            ev = _synthetic(0xE0E0, t)          # a node per waiter: no owner
-            locks[ev] = {"name": names[idx], "kind": "event", "owners": [], "probable": False,
-                         "detail": "waiting for an event (completion/wait queue)", "waiters": [t.addr]}
-            waits[t.addr] = ev
+            comp = _completion(ctx, t)
+            if comp is None:
+                ev = _synthetic(0xE0E0, t)      # a node per waiter: no owner
+                locks[ev] = {"name": names[idx], "kind": "event", "owners": [], "probable": False,
+                             "detail": "waiting for an event (completion/wait queue): which one "
+                                       "is unknown (no waiter record found on its stack)",
+                             "waiters": [t.addr]}
+                waits[t.addr] = ev
+                continue
+            waits[t.addr] = comp
+            if comp in locks:
+                locks[comp]["waiters"].append(t.addr)
+                continue
+            s = lookup(comp, want_line=False)
+            name = s.label() if s.name and not s.name.startswith("[") else ""
+            locks[comp] = {"name": name, "kind": "completion", "owners": [], "probable": False,
+                           "detail": "no owner is recorded: whoever would call complete()",
+                           "waiters": [t.addr]}
             continue
         head, ring = _find_wait_list(ctx, t)
         if head is None:

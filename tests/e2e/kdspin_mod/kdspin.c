@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Spinlock hangs for kd deadlock's truth tests (tests/e2e/test_spinlock_hangs.py).
+ * Spinlock hangs for kd deadlock's truth tests (tests/e2e/test_hangs.py).
  *
  *   mode=aa:   kthread "kdspin_aa", bound to CPU 1, takes kdspin_aa_lock twice.
  *   mode=abba: kthread "kdspin_ab" on CPU 0 takes kdspin_lock_a then kdspin_lock_b;

@@ -95,3 +95,44 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_lef
                             r"spins on kdspin_lock_[ab] \[kdspin\]; CPU (?!\1)\d kdspin_(?!\2)(ab|ba) .*", hang), hang
         for c, (lock, holder) in EXPECT[mode].items():
             assert f"{c} (pid" in hang and f"spins on {lock} [kdspin]" in hang
+
+
+def test_completion_never_completed_behind_a_mutex(tmp_path, kernel61, no_leftover_qemu):
+    """kdhang_holder holds kdhang_mutex and waits for kdhang_done, which nothing completes;
+    kdhang_waiter blocks on the mutex; the hung-task detector panics. The completion is
+    named by its symbol (not the waiter's stack entry), the mutex's owner is the same in
+    the chain as in LOCKS, no cycle is claimed, and the report says what hung."""
+    mod = HERE / "kdhang_mod"
+    dump = tmp_path / "vmcore.elf"
+    r = gdbkd("run", "--batch", "--json", "--module", str(mod), "--append", "hung_task_panic=1",
+              "--boot-exec", "echo 3 > /proc/sys/kernel/hung_task_timeout_secs",
+              "--exec", "insmod /lib/modules/gdbkd/kdhang.ko", "--dump-on-crash", str(dump),
+              "--timeout", "150", "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "panic" in rep["stopped"]
+
+    def check(d, text):
+        comm = {a: t["comm"] for a, t in d["tasks"].items()}
+        by = {comm[t]: d["locks"][l] for t, l in d["waits"].items()}
+        assert not d["cycles"] and not d["victims"], text
+        assert by["kdhang_holder"]["kind"] == "completion"
+        assert by["kdhang_holder"]["name"] == "kdhang_done [kdhang]"
+        assert by["kdhang_waiter"]["kind"] == "mutex" and by["kdhang_waiter"]["name"] == "kdhang_mutex [kdhang]"
+        assert [comm[o] for o in by["kdhang_waiter"]["owners"]] == ["kdhang_holder"]
+        assert re.search(r"kdhang_waiter \(pid \d+\) waits for mutex kdhang_mutex \[kdhang\] held by "
+                         r"kdhang_holder \(pid \d+\) \[UN\], which waits for completion kdhang_done "
+                         r"\[kdhang\]", text), text
+        assert "unknown owner" not in text
+    check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
+
+    from gdbkd.artifacts.modules import build_module_dir
+    kodir = str(build_module_dir(mod, kernel61)[0].parent)
+    r = gdbkd("core", str(dump), kernel61.vmlinux, "--batch", "--modules-dir", kodir,
+              "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+    check(next(json.loads(l) for l in lines if '"cycles"' in l), r.stdout.split(lines[-1], 1)[1])
+    an = next(json.loads(l) for l in lines if '"backtrace"' in l)
+    hang, = an["hang"]
+    assert hang.startswith("kdhang_waiter (pid") and "which waits for completion kdhang_done" in hang, hang
