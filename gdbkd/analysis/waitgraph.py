@@ -129,9 +129,16 @@ def _lname(locks, a):
 
 
 def _state(t):
-    """A task's state, and its CPU when it is running there (a spinner)."""
+    """A task's state, its CPU when it is running there (a spinner), and for how long: on
+    the CPU since it got it, or asleep since it last ran."""
     st = t.get("state", "?")
-    return f"{st}, CPU {t['cpu']}" if t.get("cpu") is not None else st
+    if t.get("cpu") is not None:
+        st += f", CPU {t['cpu']}"
+    s = t.get("since_last_arrival_s")
+    if s is not None:
+        st += f", on it for {s:.1f}s" if t.get("cpu") is not None or st.startswith("RU") \
+            else f", last ran {s:.1f}s ago"
+    return st
 
 
 def _behind(r, t):

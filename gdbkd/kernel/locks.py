@@ -242,6 +242,14 @@ def _completion(ctx, t):
     return None if h is None else h - head - wait
 
 
+def _now():
+    from .runqueue import sched_clock_now
+    try:
+        return sched_clock_now()
+    except gdb.error:               # no runqueues symbol or rq->clock member
+        return None
+
+
 def _synthetic(tag, t):
     """A graph node of its own for what ``t`` waits on when no lock address is known: the
     task's address with its top 16 bits replaced by ``tag`` (never a kernel address)."""
@@ -254,8 +262,17 @@ def gather():
     by_addr = {t.addr: t for t in ctx.tasks}
     tasks, locks, waits = {}, {}, {}
 
+    now = _now()
+
     def tinfo(t, where=""):
-        d = tasks.setdefault(t.addr, {"pid": t.pid, "comm": t.comm, "state": t.st, "where": ""})
+        d = tasks.get(t.addr)
+        if d is None:
+            d = tasks[t.addr] = {"pid": t.pid, "comm": t.comm, "state": t.st, "where": ""}
+            # since when: a running task got its CPU, a sleeping one last ran (sched_info,
+            # CONFIG_SCHED_INFO; the same clock as rq->clock)
+            la = (t.f or {}).get("sched_info.last_arrival")
+            if now is not None and la and la <= now:
+                d["since_last_arrival_s"] = round((now - la) / 1e9, 3)
         if where:
             d["where"] = where
         return d

@@ -41,6 +41,8 @@ def _check(mode, r, text):
         assert [comm(o) for o in step["held_by"]] == [exp[c][1]]
         assert r["tasks"][step["task"]]["cpu"] == CPUS[c]
         assert r["tasks"][step["task"]]["state"] == "RU"
+        # on its CPU since before the soft-lockup detector's 2 * watchdog_thresh (4 s)
+        assert r["tasks"][step["task"]]["since_last_arrival_s"] >= 3.0, r["tasks"]
         # the holder was proven from its code: where it took the lock is said
         assert step["held_by"][0] in lock["taken_at"]
         assert lock["detail"].startswith("val=") and "locked" in lock["detail"]
@@ -49,7 +51,8 @@ def _check(mode, r, text):
     spinners = {comm(t) for t, l in r["waits"].items() if r["locks"][l]["kind"] == "spinlock"}
     assert spinners == set(exp), text
     for c in exp:
-        assert re.search(rf"{c} \(pid \d+\) \[RU, CPU {CPUS[c]}\] waits for spinlock {exp[c][0]}", text), text
+        assert re.search(rf"{c} \(pid \d+\) \[RU, CPU {CPUS[c]}, on it for \d+\.\ds\] waits for spinlock "
+                         rf"{exp[c][0]}", text), text
     if mode == "aa":
         assert "held by kdspin_aa" in text
 
@@ -121,8 +124,10 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, kernel61, no_leftov
         assert by["kdhang_waiter"]["kind"] == "mutex" and by["kdhang_waiter"]["name"] == "kdhang_mutex [kdhang]"
         assert [comm[o] for o in by["kdhang_waiter"]["owners"]] == ["kdhang_holder"]
         assert re.search(r"kdhang_waiter \(pid \d+\) waits for mutex kdhang_mutex \[kdhang\] held by "
-                         r"kdhang_holder \(pid \d+\) \[UN\], which waits for completion kdhang_done "
-                         r"\[kdhang\]", text), text
+                         r"kdhang_holder \(pid \d+\) \[UN, last ran \d+\.\ds ago\], which waits for "
+                         r"completion kdhang_done \[kdhang\]", text), text
+        # both blocked for longer than hung_task_timeout_secs (3 s) when the detector fired
+        assert all(t["since_last_arrival_s"] >= 2.0 for t in d["tasks"].values()), d["tasks"]
         assert "unknown owner" not in text
     check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
 

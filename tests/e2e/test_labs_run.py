@@ -33,7 +33,7 @@ def _on_other_kernels():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lab,kernel", _on_other_kernels())
+@pytest.mark.parametrize("lab,kernel", list(_on_other_kernels()))
 def test_lab_on_other_kernels(lab, kernel, no_leftover_qemu):
     _run_and_check(lab, kernel)
 
