@@ -151,7 +151,8 @@ def _behind(r, t):
     for x in chain[1:]:
         out += f" held by {_tname(tasks, x)} [{_state(tasks.get(x, {}))}]"
         if x in waits:
-            out += f", which waits for {_lname(locks, waits[x])}"
+            verb = "spins on" if locks.get(waits[x], {}).get("kind") in ("spinlock", "rwlock") else "waits for"
+            out += f", which {verb} {_lname(locks, waits[x])}"
     last = chain[-1]
     if last in waits and not locks.get(waits[last], {}).get("owners"):
         l = locks.get(waits[last], {})
@@ -225,10 +226,12 @@ def summary(r: dict, limit=5) -> list:
         return out
     # no cycle: each longest blocked chain (its first task holds nothing another waits for)
     owners = {o for l in locks.values() for o in l.get("owners", [])}
-    heads = [b["task"] for b in r["blocked_behind"] if b["task"] not in owners]
+    heads = [b["task"] for b in sorted(r["blocked_behind"], key=lambda b: -len(b["chain"]))
+             if b["task"] not in owners]
     for t in heads[:limit]:
         who = (f"CPU {tasks[t]['cpu']} " if tasks.get(t, {}).get("cpu") is not None else "") + _tname(tasks, t)
-        out.append(f"{who} waits for {_lname(locks, r['waits'][t])}{_behind(r, t)}")
+        verb = "spins on" if locks.get(r["waits"][t], {}).get("kind") in ("spinlock", "rwlock") else "waits for"
+        out.append(f"{who} {verb} {_lname(locks, r['waits'][t])}{_behind(r, t)}")
     if len(heads) > limit:
         out.append(f"and {len(heads) - limit} more blocked chains (kd deadlock)")
     return out

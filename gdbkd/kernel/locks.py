@@ -76,6 +76,7 @@ class _Ctx:
         self.tasks = [t for t in ktasks.all_tasks()]
         self.size = ktasks.thread_size()
         self.ranges = [(t.stack, t.stack + self.size) for t in self.tasks if t.stack]
+        self.by_addr = {t.addr: t for t in self.tasks}
         self._stacks = {}
         self.frames = {}
         self.held = {}
@@ -123,9 +124,20 @@ def _find_wait_list(ctx, t, task_off=16, list_off=0):
             continue
         ring = [me] + w.nodes
         heads = [n for n in ring if not ctx.on_a_stack(n)]
+        if not heads:
+            # the head is on a stack too (a completion declared on its waker's or its own
+            # stack, DECLARE_COMPLETION_ONSTACK): the one node that is no waiter record
+            heads = [n for n in ring if not _is_waiter(ctx, n - list_off + task_off)]
         if len(heads) == 1:
             return heads[0], ring
     return None, None
+
+
+def _is_waiter(ctx, task_field):
+    try:
+        return int.from_bytes(read_bytes(task_field, 8), "little") in ctx.by_addr
+    except gdb.MemoryError:
+        return False
 
 
 def _task_frames(ctx, t):
@@ -268,6 +280,8 @@ def gather():
         d = tasks.get(t.addr)
         if d is None:
             d = tasks[t.addr] = {"pid": t.pid, "comm": t.comm, "state": t.st, "where": ""}
+            if t.active_cpu is not None:
+                d["cpu"] = t.active_cpu
             # since when: a running task got its CPU, a sleeping one last ran (sched_info,
             # CONFIG_SCHED_INFO; the same clock as rq->clock)
             la = (t.f or {}).get("sched_info.last_arrival")
@@ -302,6 +316,10 @@ def gather():
                 continue
             s = lookup(comp, want_line=False)
             name = s.label() if s.name and not s.name.startswith("[") else ""
+            if not name:
+                owner = next((x for x in ctx.tasks if x.stack and x.stack <= comp < x.stack + ctx.size), None)
+                if owner is not None:
+                    name = f"{comp:#x} (on the stack of {owner.comm} (pid {owner.pid}))"
             locks[comp] = {"name": name, "kind": "completion", "owners": [], "probable": False,
                            "detail": "no owner is recorded: whoever would call complete()",
                            "waiters": [t.addr]}
@@ -377,8 +395,7 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         kind, lock, why, i = spin
         at = i + 1 if (frames[i].sym(want_line=False).name or "").split(".")[0] in SLOWPATHS else i
         caller = frames[at].sym(want_line=False).label() if at < len(frames) else ""
-        d = tinfo(t, caller)
-        d["cpu"] = t.active_cpu
+        tinfo(t, caller)
         if lock is None:
             node = _synthetic(0xE1E1, t)        # a lock of unknown address: no owner
             locks[node] = {"name": "", "kind": kind, "owners": [], "probable": False,

@@ -22,8 +22,13 @@ MOD = HERE / "kdspin_mod"
 EXPECT = {
     "aa": {"kdspin_aa": ("kdspin_aa_lock", "kdspin_aa")},
     "abba": {"kdspin_ab": ("kdspin_lock_b", "kdspin_ba"), "kdspin_ba": ("kdspin_lock_a", "kdspin_ab")},
+    "rwlock": {"kdspin_wr": ("kdspin_lock_b", "kdspin_rd"), "kdspin_rd": ("kdspin_rwlock", "kdspin_wr")},
 }
-CPUS = {"kdspin_aa": 1, "kdspin_ab": 0, "kdspin_ba": 1}
+CPUS = {"kdspin_aa": 1, "kdspin_ab": 0, "kdspin_ba": 1, "kdspin_wr": 0, "kdspin_rd": 1}
+
+
+def _kind(lock):
+    return "rwlock" if "rwlock" in lock else "spinlock"
 
 
 def _check(mode, r, text):
@@ -36,7 +41,7 @@ def _check(mode, r, text):
     for step in cyc["steps"]:
         c = comm(step["task"])
         lock = r["locks"][step["waits_for"]]
-        assert lock["kind"] == "spinlock"
+        assert lock["kind"] == _kind(exp[c][0])
         assert lock["name"].split("+")[0].split(" ")[0] == exp[c][0], lock
         assert [comm(o) for o in step["held_by"]] == [exp[c][1]]
         assert r["tasks"][step["task"]]["cpu"] == CPUS[c]
@@ -45,19 +50,20 @@ def _check(mode, r, text):
         assert r["tasks"][step["task"]]["since_last_arrival_s"] >= 3.0, r["tasks"]
         # the holder was proven from its code: where it took the lock is said
         assert step["held_by"][0] in lock["taken_at"]
-        assert lock["detail"].startswith("val=") and "locked" in lock["detail"]
+        assert lock["detail"].startswith("val=" if lock["kind"] == "spinlock" else "cnts=")
+        assert "locked" in lock["detail"]
     # nothing else is a cycle, a victim, or waits on a spin lock
     assert not r["victims"]
-    spinners = {comm(t) for t, l in r["waits"].items() if r["locks"][l]["kind"] == "spinlock"}
+    spinners = {comm(t) for t, l in r["waits"].items() if r["locks"][l]["kind"] in ("spinlock", "rwlock")}
     assert spinners == set(exp), text
     for c in exp:
-        assert re.search(rf"{c} \(pid \d+\) \[RU, CPU {CPUS[c]}, on it for \d+\.\ds\] waits for spinlock "
-                         rf"{exp[c][0]}", text), text
+        assert re.search(rf"{c} \(pid \d+\) \[RU, CPU {CPUS[c]}, on it for \d+\.\ds\] waits for "
+                         rf"{_kind(exp[c][0])} {exp[c][0]}", text), text
     if mode == "aa":
         assert "held by kdspin_aa" in text
 
 
-@pytest.mark.parametrize("mode", ["aa", "abba"])
+@pytest.mark.parametrize("mode", ["aa", "abba", "rwlock"])
 def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_leftover_qemu):
     dump = tmp_path / "vmcore.elf"
     r = gdbkd("run", "--batch", "--json", "--module", str(MOD),
@@ -84,7 +90,7 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_lef
     # the panicking CPU's backtrace: the frame walk through the interrupt, each frame once
     an = next(json.loads(l) for l in lines if '"backtrace"' in l)
     fns = [f["function"] for f in an["backtrace"]]
-    assert "queued_spin_lock_slowpath" in fns, fns
+    assert {"queued_spin_lock_slowpath", "queued_read_lock_slowpath"} & set(fns), fns
     outer = [(f["pc"], f["function"]) for f in an["backtrace"]]
     assert len(outer) == len(set(outer)), fns
     assert fns[-1] == "ret_from_fork", fns
@@ -93,6 +99,10 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_lef
     if mode == "aa":
         assert re.fullmatch(r"spinlock AA: CPU 1 kdspin_aa \(pid \d+\) spins on kdspin_aa_lock \[kdspin\], "
                             r"which it holds itself", hang), hang
+    elif mode == "rwlock":
+        assert hang.startswith("rwlock/spinlock ABBA: CPU "), hang
+        assert "holds kdspin_rwlock [kdspin], spins on kdspin_lock_b" in hang
+        assert "holds kdspin_lock_b [kdspin], spins on kdspin_rwlock" in hang
     else:
         assert re.fullmatch(r"spinlock ABBA: CPU (\d) kdspin_(ab|ba) \(pid \d+\) holds kdspin_lock_[ab] \[kdspin\], "
                             r"spins on kdspin_lock_[ab] \[kdspin\]; CPU (?!\1)\d kdspin_(?!\2)(ab|ba) .*", hang), hang
@@ -141,3 +151,33 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, kernel61, no_leftov
     an = next(json.loads(l) for l in lines if '"backtrace"' in l)
     hang, = an["hang"]
     assert hang.startswith("kdhang_waiter (pid") and "which waits for completion kdhang_done" in hang, hang
+
+
+def test_spinlock_behind_a_mutex(tmp_path, kernel61, no_leftover_qemu):
+    """kdspin_hold (CPU 0) holds kdspin_lock_a and loops; kdspin_mx (CPU 1) holds
+    kdspin_mutex and spins on kdspin_lock_a; kdspin_mw blocks on the mutex. No cycle: one
+    chain from the mutex's waiter through the spinner to the running holder, the holder
+    proven from its code, and the report's HANG line says so."""
+    dump = tmp_path / "vmcore.elf"
+    r = gdbkd("run", "--batch", "--json", "--module", str(MOD),
+              "--append", "softlockup_panic=1 watchdog_thresh=2",
+              "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=mutex",
+              "--dump-on-crash", str(dump), "--timeout", "150",
+              "-ex", "kd deadlock --json", "-ex", "kd deadlock", "-ex", "kd analyze --json", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    d, text = json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"]
+    comm = {a: t["comm"] for a, t in d["tasks"].items()}
+    assert not d["cycles"] and not d["victims"], text
+    by = {comm[t]: d["locks"][l] for t, l in d["waits"].items()}
+    assert by["kdspin_mw"]["name"] == "kdspin_mutex [kdspin]"
+    assert [comm[o] for o in by["kdspin_mw"]["owners"]] == ["kdspin_mx"]
+    assert by["kdspin_mx"]["kind"] == "spinlock" and by["kdspin_mx"]["name"] == "kdspin_lock_a [kdspin]"
+    assert [comm[o] for o in by["kdspin_mx"]["owners"]] == ["kdspin_hold"]
+    assert "kdspin_hold" not in by            # it spins on nothing: it loops holding the lock
+    chain = (r"kdspin_mw \(pid \d+\) waits for mutex kdspin_mutex \[kdspin\] held by kdspin_mx \(pid \d+\) "
+             r"\[RU, CPU 1, on it for \d+\.\ds\], which spins on spinlock kdspin_lock_a \[kdspin\] held by "
+             r"kdspin_hold \(pid \d+\) \[RU, CPU 0, on it for \d+\.\ds\]")
+    assert re.search(chain, text), text
+    hang = json.loads(rep["ex"][2]["output"])["hang"]
+    assert re.fullmatch(chain, hang[0]), hang

@@ -6,6 +6,11 @@
  *   mode=abba: kthread "kdspin_ab" on CPU 0 takes kdspin_lock_a then kdspin_lock_b;
  *              kthread "kdspin_ba" on CPU 1 takes kdspin_lock_b then kdspin_lock_a.
  *              Each takes its second lock only after both hold their first.
+ *   mode=mutex: a spin lock behind a mutex. "kdspin_hold" on CPU 0 takes kdspin_lock_a and
+ *              spins forever holding it; "kdspin_mx" on CPU 1 takes kdspin_mutex, sleeps a
+ *              little (so "kdspin_mw" can block on the mutex), then takes kdspin_lock_a.
+ *   mode=rwlock: "kdspin_wr" on CPU 0 takes kdspin_rwlock for writing, then kdspin_lock_b;
+ *              "kdspin_rd" on CPU 1 takes kdspin_lock_b, then kdspin_rwlock for reading.
  *
  * With softlockup_panic=1 the soft-lockup detector panics the guest.
  */
@@ -14,10 +19,14 @@
 #include <linux/spinlock.h>
 #include <linux/atomic.h>
 #include <linux/string.h>
+#include <linux/mutex.h>
+#include <linux/delay.h>
 
 static DEFINE_SPINLOCK(kdspin_aa_lock);
 static DEFINE_SPINLOCK(kdspin_lock_a);
 static DEFINE_SPINLOCK(kdspin_lock_b);
+static DEFINE_MUTEX(kdspin_mutex);
+static DEFINE_RWLOCK(kdspin_rwlock);
 static atomic_t kdspin_first_taken = ATOMIC_INIT(0);
 
 static char *mode = "abba";
@@ -55,6 +64,59 @@ static int kdspin_ba(void *unused)
 	return 0;
 }
 
+static int kdspin_hold(void *unused)
+{
+	spin_lock(&kdspin_lock_a);
+	atomic_inc(&kdspin_first_taken);
+	for (;;)
+		cpu_relax();
+	return 0;
+}
+
+static int kdspin_mx(void *unused)
+{
+	while (atomic_read(&kdspin_first_taken) < 1)
+		cpu_relax();
+	mutex_lock(&kdspin_mutex);
+	msleep(500);
+	spin_lock(&kdspin_lock_a);
+	spin_unlock(&kdspin_lock_a);
+	mutex_unlock(&kdspin_mutex);
+	return 0;
+}
+
+static int kdspin_mw(void *unused)
+{
+	msleep(200);
+	mutex_lock(&kdspin_mutex);
+	mutex_unlock(&kdspin_mutex);
+	return 0;
+}
+
+static int kdspin_wr(void *unused)
+{
+	write_lock(&kdspin_rwlock);
+	atomic_inc(&kdspin_first_taken);
+	while (atomic_read(&kdspin_first_taken) < 2)
+		cpu_relax();
+	spin_lock(&kdspin_lock_b);
+	spin_unlock(&kdspin_lock_b);
+	write_unlock(&kdspin_rwlock);
+	return 0;
+}
+
+static int kdspin_rd(void *unused)
+{
+	spin_lock(&kdspin_lock_b);
+	atomic_inc(&kdspin_first_taken);
+	while (atomic_read(&kdspin_first_taken) < 2)
+		cpu_relax();
+	read_lock(&kdspin_rwlock);
+	read_unlock(&kdspin_rwlock);
+	spin_unlock(&kdspin_lock_b);
+	return 0;
+}
+
 static void kdspin_start(int (*fn)(void *), const char *name, int cpu)
 {
 	struct task_struct *t = kthread_create(fn, NULL, "%s", name);
@@ -69,6 +131,13 @@ static int __init kdspin_init(void)
 {
 	if (!strcmp(mode, "aa")) {
 		kdspin_start(kdspin_aa, "kdspin_aa", 1);
+	} else if (!strcmp(mode, "mutex")) {
+		kdspin_start(kdspin_hold, "kdspin_hold", 0);
+		kdspin_start(kdspin_mx, "kdspin_mx", 1);
+		kthread_run(kdspin_mw, NULL, "kdspin_mw");
+	} else if (!strcmp(mode, "rwlock")) {
+		kdspin_start(kdspin_wr, "kdspin_wr", 0);
+		kdspin_start(kdspin_rd, "kdspin_rd", 1);
 	} else {
 		kdspin_start(kdspin_ab, "kdspin_ab", 0);
 		kdspin_start(kdspin_ba, "kdspin_ba", 1);
