@@ -117,6 +117,23 @@ def _int_arg(frame, name, reg):
         return None
 
 
+def _fault_addr_arg(f):
+    """``addr`` of die_kernel_fault (arch/arm64/mm/fault.c, v4.18+) in the frames above the
+    die frame ``f``, when DWARF has it; else None."""
+    try:
+        g = f.older()
+        for _ in range(3):
+            if g is None:
+                return None
+            if (g.name() or "").split(".")[0] == "die_kernel_fault":
+                v = g.read_var("addr")
+                return None if v.is_optimized_out else int(v) & 0xFFFFFFFFFFFFFFFF
+            g = g.older()
+    except (ValueError, gdb.error, RuntimeError):
+        pass
+    return None
+
+
 def _trap_args(frame, args, first_usable):
     """The trap function's arguments ``args`` [(name, register)]: DWARF's values, or the
     registers they came in when DWARF's first one is not ``first_usable``. A breakpoint on a
@@ -323,5 +340,14 @@ def find_trap():
         v = sysreg(reg)
         if v is not None:
             t[key] = v
+    if name == "die":
+        # the address the kernel itself reports (die_kernel_fault's addr, from DWARF only:
+        # an outer frame's x1 is not its argument) over FAR_EL1, which a stop under load
+        # once gave as another fault's (a user stack address)
+        addr = _fault_addr_arg(f)
+        if addr is not None:
+            if t.get("far") is not None and t["far"] != addr:
+                t["far_el1"] = t["far"]
+            t["far"] = addr
     t["message"] = escape(t.get("message", ""))
     return t
