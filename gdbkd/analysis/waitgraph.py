@@ -164,8 +164,9 @@ def _behind(r, t):
 def render_text(r: dict) -> str:
     tasks, locks = r["tasks"], r["locks"]
     L = []
+    rcu = _rcu_line(r)
     if not r["waits"]:
-        return "no task is blocked on a lock"
+        return "no task is blocked on a lock" + (f"\nRCU STALL: {rcu}" if rcu else "")
     for i, c in enumerate(r["cycles"], 1):
         L.append(f"DEADLOCK {i}: cycle of {len(c['tasks'])} tasks" + (" (an owner is probable)" if c["probable"] else ""))
         for s in c["steps"]:
@@ -190,6 +191,8 @@ def render_text(r: dict) -> str:
             t = b["task"]
             L.append(f"  {_tname(tasks, t)} waits for {_lname(locks, r['waits'][t])}"
                      + _behind(r, t))
+    if rcu:
+        L.append(f"RCU STALL: {rcu}")
     L.append("LOCKS:")
     for a, l in locks.items():
         owners = ", ".join(_tname(tasks, o) for o in l.get("owners", [])) or "none found"
@@ -197,6 +200,26 @@ def render_text(r: dict) -> str:
                  + (" (probable)" if l.get("probable") else "") + (f"; {l['detail']}" if l.get("detail") else "")
                  + f"; waiters {len(l.get('waiters', []))}")
     return "\n".join(L)
+
+
+def _rcu_line(r):
+    """The stalled RCU grace period in words, or None."""
+    gp = r.get("rcu")
+    if not gp:
+        return None
+    tasks = r["tasks"]
+    age = f"{gp['age_s']:.1f}s" if gp.get("age_s") is not None else \
+        f"{gp['age_jiffies']} jiffies (HZ unknown)"
+    who = [f"CPU {c}" + (f" ({_tname(tasks, t)} [{_state(tasks.get(t, {}))}])" if t else "")
+           for c, t in gp["cpus"]]
+    who += [f"{_tname(tasks, t)} [{_state(tasks.get(t, {}))}], preempted in a read-side critical section"
+            for t in gp["tasks"]]
+    s = f"grace period {gp['gp_seq']} running for {age}, held up by " + ("; ".join(who) or "nobody found")
+    if gp.get("stalled") is None:
+        s += " (whether it stalled is unknown)"
+    for p in gp.get("problems") or []:
+        s += f" ({p})"
+    return s
 
 
 def summary(r: dict, limit=5) -> list:
@@ -222,6 +245,9 @@ def summary(r: dict, limit=5) -> list:
             parts.append(f"{who(s['task'])} holds {name(held)}, {spin(s['waits_for'])} {name(s['waits_for'])}")
         label = "ABBA" if len(steps) == 2 else f"cycle of {len(steps)}"
         out.append(f"{'/'.join(kinds)} {label}: " + "; ".join(parts))
+    rcu = _rcu_line(r)
+    if rcu:
+        out.append(f"RCU stall: {rcu}")
     if out:
         return out
     # no cycle: each longest blocked chain (its first task holds nothing another waits for)

@@ -20,7 +20,7 @@ def _damaged_lists() -> list:
 
 
 _HANG = ("softlockup", "soft lockup", "hung_task", "hung tasks", "hard lockup", "hardlockup",
-         "rcu_sched detected stall", "rcu stall", "blocked tasks")
+         "detected stall", "rcu stall", "blocked tasks")
 
 
 def _hang(trap) -> list:
@@ -32,7 +32,7 @@ def _hang(trap) -> list:
     from ..analysis import waitgraph
     from ..kernel import locks
     try:
-        return waitgraph.summary(waitgraph.analyze(*locks.gather()))
+        return waitgraph.summary(locks.wait_graph())
     except gdb.error as e:
         return [f"unknown: the wait-for graph could not be built ({e})"]
 

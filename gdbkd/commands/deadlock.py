@@ -16,7 +16,10 @@ on its own stack (mutex, rw_semaphore, semaphore; completions are shown as
 where the kernel records none (semaphores, reader-owned rwsems), from the other
 tasks' stacks holding the lock's address (marked probable). Cycles are
 deadlocks; tasks queued behind a cycle are victims; chains that end in an owner
-not blocked on a lock are "blocked behind". --dot writes Graphviz DOT,
+not blocked on a lock are "blocked behind". CPUs spinning on a spin lock or rwlock
+are waiters too (the lock and its holder proven from their code). A stalled RCU
+grace period is shown with its age and the CPUs and tasks holding it up.
+--dot writes Graphviz DOT,
 --render draws it with Graphviz (dot)."""
 
     name = "deadlock"
@@ -26,8 +29,7 @@ not blocked on a lock are "blocked behind". --dot writes Graphviz DOT,
         p.add_argument("--render")
 
     def run(self, args):
-        tasks, lks, waits = locks.gather()
-        r = waitgraph.analyze(tasks, lks, waits)
+        r = locks.wait_graph()
         dot = waitgraph.to_dot(r)
         if args.dot:
             with open(args.dot, "w") as f:
@@ -65,6 +67,9 @@ def _conv(r, f):
         "victims": [{"task": f(v["task"]), "chain": [f(x) for x in v["chain"]]} for v in r["victims"]],
         "blocked_behind": [{"task": f(b["task"]), "chain": [f(x) for x in b["chain"]],
                             "end": opt(b["end"]), "end_kind": b["end_kind"]} for b in r["blocked_behind"]],
+        "rcu": None if not r.get("rcu") else dict(
+            r["rcu"], cpus=[[c, opt(t)] for c, t in r["rcu"]["cpus"]],
+            tasks=[f(t) for t in r["rcu"]["tasks"]]),
     }
 
 

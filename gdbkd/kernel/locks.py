@@ -33,9 +33,10 @@ from .symbolize import lookup
 from .memory import kernel
 from .types import field_offset, read_bytes
 from ..model.lists import walk_list
+from ..model.reader import MemoryFault
 from .lockrefs import acquisitions, spinning_on, qspinlock_detail, SLOWPATHS
 
-__all__ = ["gather", "wait_kind", "LOCK_FUNCS"]
+__all__ = ["gather", "wait_graph", "wait_kind", "LOCK_FUNCS"]
 
 _M = 0xFFFFFFFFFFFFFFFF
 
@@ -254,6 +255,19 @@ def _completion(ctx, t):
     return None if h is None else h - head - wait
 
 
+def _task_info(t, now):
+    """A task as the wait-for graph shows it: pid, comm, state, its CPU when running, and
+    since when a running task has had its CPU, or a sleeping one last ran (sched_info,
+    CONFIG_SCHED_INFO; the same clock as rq->clock)."""
+    d = {"pid": t.pid, "comm": t.comm, "state": t.st, "where": ""}
+    if t.active_cpu is not None:
+        d["cpu"] = t.active_cpu
+    la = (t.f or {}).get("sched_info.last_arrival")
+    if now is not None and la and la <= now:
+        d["since_last_arrival_s"] = round((now - la) / 1e9, 3)
+    return d
+
+
 def _now():
     from .runqueue import sched_clock_now
     try:
@@ -279,14 +293,7 @@ def gather():
     def tinfo(t, where=""):
         d = tasks.get(t.addr)
         if d is None:
-            d = tasks[t.addr] = {"pid": t.pid, "comm": t.comm, "state": t.st, "where": ""}
-            if t.active_cpu is not None:
-                d["cpu"] = t.active_cpu
-            # since when: a running task got its CPU, a sleeping one last ran (sched_info,
-            # CONFIG_SCHED_INFO; the same clock as rq->clock)
-            la = (t.f or {}).get("sched_info.last_arrival")
-            if now is not None and la and la <= now:
-                d["since_last_arrival_s"] = round((now - la) / 1e9, 3)
+            d = tasks[t.addr] = _task_info(t, now)
         if where:
             d["where"] = where
         return d
@@ -421,3 +428,25 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
 def by_addr_comm(ctx, addr):
     t = next((t for t in ctx.tasks if t.addr == addr), None)
     return f"{t.comm} (pid {t.pid})" if t else f"task {addr:#x}"
+
+
+def wait_graph() -> dict:
+    """kd deadlock's analysis: the wait-for graph (analysis/waitgraph.py) of what
+    :func:`gather` finds, with the running RCU grace period when it has stalled ("rcu")."""
+    from ..analysis import waitgraph
+    from ..model import rcu
+    tasks, lks, waits = gather()
+    r = waitgraph.analyze(tasks, lks, waits)
+    k = kernel()
+    now = _now()
+    try:
+        gp = rcu.grace_period(k)
+    except MemoryFault as e:
+        gp = {"stalled": None, "problems": [f"rcu_state: {e}"], "cpus": [], "tasks": []}
+    if gp and gp["stalled"] is not False:
+        by_addr = {t.addr: t for t in ktasks.all_tasks()}
+        for t in [a for _, a in gp["cpus"] if a] + gp["tasks"]:
+            if t in by_addr and t not in tasks:
+                tasks[t] = _task_info(by_addr[t], now)
+        r["rcu"] = gp
+    return r

@@ -29,10 +29,12 @@ LAYOUTS = {
         "thread_node", "thread_node.next", "thread_group", "signal", "on_cpu", "on_rq", "cpu",
         "thread_info.cpu", "thread_info.flags", "prio", "static_prio", "normal_prio",
         "rt_priority", "policy", "thread.cpu_context", "se.sum_exec_runtime", "se.vruntime",
-        "utime", "stime", "start_time", "nvcsw", "nivcsw", "sched_info.last_arrival", "cred",
+        "utime", "stime", "start_time", "nvcsw", "nivcsw", "sched_info.last_arrival", "cred", "rcu_node_entry",
         "rss_stat"],
     "struct signal_struct": ["thread_head"],
     "struct rq": ["curr", "idle", "nr_running", "clock"],
+    "struct rcu_state": ["gp_seq", "gp_start", "jiffies_stall", "node"],
+    "struct rcu_node": ["qsmask", "grplo", "grphi", "level", "blkd_tasks", "gp_tasks"],
     "struct module": [
         "list", "name", "state", "sect_attrs", "core_layout.base", "core_layout.size",
         "init_layout.base", "init_layout.size", "mem", "mem[0].base", "mem[0].size",
@@ -79,7 +81,8 @@ ENUMS = ["enum pageflags", "enum zone_stat_item", "enum node_stat_item"]
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
          "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node",
-         "struct printk_ringbuffer", "struct prb_desc", "struct printk_info", "struct pt_regs"]
+         "struct printk_ringbuffer", "struct prb_desc", "struct printk_info", "struct pt_regs",
+         "struct rcu_node"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
@@ -89,7 +92,9 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "totalram_pages", "slab_caches", "nr_node_ids", "memblock", "vmap_area_list",
            "vmap_area_root", "vmap_nodes", "nr_vmap_nodes", "module_alloc_base",
            "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn", "prb",
-           "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end"]
+           "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end",
+           "rcu_state", "rcu_num_nodes", "rcu_num_lvls", "jiffies", "tick_nsec",
+           "rcu_cpu_stall_timeout"]
 
 
 class Member:

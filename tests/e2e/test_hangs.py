@@ -181,3 +181,45 @@ def test_spinlock_behind_a_mutex(tmp_path, kernel61, no_leftover_qemu):
     assert re.search(chain, text), text
     hang = json.loads(rep["ex"][2]["output"])["hang"]
     assert re.fullmatch(chain, hang[0]), hang
+
+
+def test_rcu_reader_that_never_leaves(tmp_path, kernel61, no_leftover_qemu):
+    """kdspin_rcu (CPU 1) enters rcu_read_lock() and loops: the grace period cannot end, the
+    stall detector panics (panic_on_rcu_stall, a 3 s timeout). The stall is shown with the
+    grace period's number as the kernel printed it (g=), its age, and the CPU and task
+    holding it up; no lock cycle is claimed."""
+    dump = tmp_path / "vmcore.elf"
+    r = gdbkd("run", "--batch", "--json", "--module", str(MOD),
+              "--append", "rcupdate.rcu_cpu_stall_timeout=3",
+              "--boot-exec", "echo 1 > /proc/sys/kernel/panic_on_rcu_stall",
+              "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=rcu",
+              "--dump-on-crash", str(dump), "--timeout", "150",
+              "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    g = re.findall(r"rcu: INFO: .*detected stalls?[\s\S]*?\(t=(\d+) jiffies g=(-?\d+)", rep["console"])
+    assert g, rep["console"][-3000:]
+
+    def check(d, text):
+        gp = d["rcu"]
+        assert gp and gp["stalled"], d
+        assert gp["gp_seq"] == int(g[-1][1])          # the kernel's own g=
+        assert gp["age_jiffies"] >= int(g[-1][0])     # at least its t= when it reported
+        assert gp["age_s"] >= 3.0 and gp["stall_timeout_s"] == 3
+        (cpu, task), = gp["cpus"]
+        assert cpu == 1 and d["tasks"][task]["comm"] == "kdspin_rcu"
+        assert not d["cycles"] and task not in d["waits"]     # a reader holds no lock
+        assert re.search(r"RCU STALL: grace period -?\d+ running for \d+\.\ds, held up by CPU 1 "
+                         r"\(kdspin_rcu \(pid \d+\) \[RU, CPU 1, on it for \d+\.\ds\]\)", text), text
+    check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
+
+    from gdbkd.artifacts.modules import build_module_dir
+    kodir = str(build_module_dir(MOD, kernel61)[0].parent)
+    r = gdbkd("core", str(dump), kernel61.vmlinux, "--batch", "--modules-dir", kodir,
+              "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+    check(next(json.loads(l) for l in lines if '"cycles"' in l), r.stdout.split(lines[-1], 1)[1])
+    an = next(json.loads(l) for l in lines if '"backtrace"' in l)
+    hang, = an["hang"]
+    assert hang.startswith("RCU stall: grace period") and "held up by CPU 1 (kdspin_rcu" in hang, hang

@@ -9,6 +9,8 @@
  *   mode=mutex: a spin lock behind a mutex. "kdspin_hold" on CPU 0 takes kdspin_lock_a and
  *              spins forever holding it; "kdspin_mx" on CPU 1 takes kdspin_mutex, sleeps a
  *              little (so "kdspin_mw" can block on the mutex), then takes kdspin_lock_a.
+ *   mode=rcu:  "kdspin_rcu" on CPU 1 enters an RCU read-side critical section and never
+ *              leaves it (nor schedules): the grace period cannot end.
  *   mode=rwlock: "kdspin_wr" on CPU 0 takes kdspin_rwlock for writing, then kdspin_lock_b;
  *              "kdspin_rd" on CPU 1 takes kdspin_lock_b, then kdspin_rwlock for reading.
  *
@@ -21,6 +23,7 @@
 #include <linux/string.h>
 #include <linux/mutex.h>
 #include <linux/delay.h>
+#include <linux/rcupdate.h>
 
 static DEFINE_SPINLOCK(kdspin_aa_lock);
 static DEFINE_SPINLOCK(kdspin_lock_a);
@@ -117,6 +120,15 @@ static int kdspin_rd(void *unused)
 	return 0;
 }
 
+static int kdspin_rcu(void *unused)
+{
+	rcu_read_lock();
+	for (;;)
+		cpu_relax();
+	rcu_read_unlock();
+	return 0;
+}
+
 static void kdspin_start(int (*fn)(void *), const char *name, int cpu)
 {
 	struct task_struct *t = kthread_create(fn, NULL, "%s", name);
@@ -135,6 +147,8 @@ static int __init kdspin_init(void)
 		kdspin_start(kdspin_hold, "kdspin_hold", 0);
 		kdspin_start(kdspin_mx, "kdspin_mx", 1);
 		kthread_run(kdspin_mw, NULL, "kdspin_mw");
+	} else if (!strcmp(mode, "rcu")) {
+		kdspin_start(kdspin_rcu, "kdspin_rcu", 1);
 	} else if (!strcmp(mode, "rwlock")) {
 		kdspin_start(kdspin_wr, "kdspin_wr", 0);
 		kdspin_start(kdspin_rd, "kdspin_rd", 1);
