@@ -29,7 +29,7 @@ LAYOUTS = {
         "thread_node", "thread_node.next", "thread_group", "signal", "on_cpu", "on_rq", "cpu",
         "thread_info.cpu", "thread_info.flags", "prio", "static_prio", "normal_prio",
         "rt_priority", "policy", "thread.cpu_context", "se.sum_exec_runtime", "se.vruntime",
-        "utime", "stime", "start_time", "nvcsw", "nivcsw", "sched_info.last_arrival", "cred", "rcu_node_entry",
+        "utime", "stime", "start_time", "nvcsw", "nivcsw", "sched_info.last_arrival", "cred",
         "rss_stat"],
     "struct signal_struct": ["thread_head"],
     "struct rq": ["curr", "idle", "nr_running", "clock"],
