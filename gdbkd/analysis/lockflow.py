@@ -12,6 +12,14 @@ from the function's entry to that pc. Along each path it tracks
   (how gcc materialises the address of a global lock); a join keeps a register
   only when every path into it agrees on its value, and a call kills x0..x18,
   x30 (AAPCS64);
+* constant stack slots (code built -O0, as the course's 5.0 tree builds modules: a
+  lock's address is spilled to ``[sp, #n]`` and loaded back into x0 for the call):
+  a 64-bit ``str``/``stp`` of a known register to ``[sp|x29, #n]`` makes the slot known,
+  ``ldr`` from it makes the register known; a local's address (``add xN, sp, #m``) is
+  tracked as that slot, so stores through it fill slots too; any other store that may
+  overlap it, a write to its base register, a store through an unknown pointer, and a
+  call that is passed a local's address (or any call, once a local's address was
+  stored to memory outside the stack slots) forget it;
 * acquisitions:
   - a ``bl`` to a lock-taking function (``_raw_spin_lock``, ``mutex_lock``,
     ``down``, … :data:`ACQUIRE`) or to a spin-lock slow path with ``x0`` known:
@@ -75,6 +83,37 @@ _STX3 = re.compile(r"^(w\d+),\s*([wx]\d+|[wx]zr),\s*\[(\w+)\]$")
 _FAST_NEW = {1: "spinlock", 0xFF: "rwlock"}      # _Q_LOCKED_VAL, _QW_LOCKED
 
 
+_SLOT = re.compile(r"^\[(sp|x29)(?:,#(-?0x[0-9a-f]+|-?\d+))?\]$")
+_MEM = re.compile(r"\[(\w+)")
+_STORE_SIZE = {"str": None, "stur": None, "strb": 1, "sturb": 1, "strh": 2, "sturh": 2,
+               "stp": None, "stnp": None, "stlr": None, "stlrb": 1, "stlrh": 2}
+
+
+def _num(v):
+    """A tracked value that is a number (not a local's address), else None."""
+    return v if isinstance(v, int) else None
+
+
+def _slot_operand(ops, consts=None):
+    """The stack slot ``(base, offset)`` a memory operand without writeback addresses:
+    ``[sp, #n]``; ``[xN, #n]`` with xN holding a local's address (``add xN, sp, #m``,
+    ``mov x29, sp``) as an sp slot; ``[x29, #n]`` with x29's relation to sp unknown as an
+    x29 slot. Else None."""
+    m = re.search(r"(\[[^\]]*\])(!?)(,#.*)?$", ops)
+    if not m or m.group(2) or m.group(3):
+        return None
+    mm = re.match(r"^\[(sp|x\d+)(?:,#(-?0x[0-9a-f]+|-?\d+))?\]$", m.group(1))
+    if not mm:
+        return None
+    base, off = mm.group(1), int(mm.group(2) or "0", 0)
+    v = (consts or {}).get(base)
+    if isinstance(v, tuple):
+        return (v[0], v[1] + off)
+    if base in ("sp", "x29"):
+        return (base, off)
+    return None
+
+
 class _State:
     __slots__ = ("consts", "pending", "held")
 
@@ -99,6 +138,14 @@ class _State:
         for r in regs:
             self.consts.pop(r, None)
             self.pending.pop(r, None)
+            if r in ("sp", "x29"):          # its slots, and local addresses, are elsewhere now
+                self.kill_slots(lambda k: k[0] == r)
+                for k in [k for k, v in self.consts.items() if isinstance(v, tuple) and v[0] == r]:
+                    del self.consts[k]
+
+    def kill_slots(self, which=lambda k: True):
+        for k in [k for k in self.consts if isinstance(k, tuple) and which(k)]:
+            del self.consts[k]
 
 
 def _target(i):
@@ -110,14 +157,25 @@ class Flow:
     """The must-analysis of one function. ``callee_of(addr) -> name`` names a call target
     (through module PLT veneers; compiler suffixes such as ``.constprop.0`` stripped)."""
 
-    def __init__(self, insns, callee_of):
+    def __init__(self, insns, callee_of, inline_acquires=()):
         self.insns = insns
         self.callee_of = callee_of
+        # [(lo, hi, lock, kind, at)]: an inlined lock function (queued_spin_lock …) spans
+        # [lo, hi); it returns only with ``lock`` held, so every edge leaving it takes it
+        # (code built -O0 calls its atomics out of line: no fast path to see)
+        self.inline_acquires = list(inline_acquires)
         self.index = {i.addr: k for k, i in enumerate(insns)}
+        # a local's address stored to memory that is no stack slot: a callee may then
+        # write any slot (found by a first solve; the second then forgets slots at calls)
+        self.escapes = False
+        self._load = None
         self.calls = {}                 # insn addr -> (callee name, x0 or None)
         self.states = {}                # insn addr -> _State before it
         if insns:
             self._solve()
+            if self.escapes:
+                self.calls.clear()
+                self._solve()
 
     # -- transfer ------------------------------------------------------------------------
     def _fast_path(self, k, i, s):
@@ -128,8 +186,8 @@ class Flow:
             if not m or not m.group(1).startswith("w"):
                 return None
             ws, wt, base = (F.reg_norm(g) for g in m.groups())
-            lock, new = s.consts.get(base), s.consts.get(wt) if wt else 0
-            old = s.consts.get(ws) if ws else 0
+            lock, new = _num(s.consts.get(base)), _num(s.consts.get(wt)) if wt else 0
+            old = _num(s.consts.get(ws)) if ws else 0
             if lock is not None and old == 0 and new in _FAST_NEW:
                 return ws, lock, _FAST_NEW[new]
             return None
@@ -138,7 +196,7 @@ class Flow:
             if not m or not m.group(1).startswith("w"):
                 return None
             ws, base = F.reg_norm(m.group(1)), F.reg_norm(m.group(2))
-            lock = s.consts.get(base)
+            lock = _num(s.consts.get(base))
             if lock is None or ws is None:
                 return None
             for j in self.insns[k + 1:k + 7]:         # the loop's store-exclusive
@@ -146,7 +204,7 @@ class Flow:
                     m2 = _STX3.match(j.op_str.replace(" ", ""))
                     if m2 and F.reg_norm(m2.group(3)) == base:
                         wt = F.reg_norm(m2.group(2))
-                        new = s.consts.get(wt) if wt else 0
+                        new = _num(s.consts.get(wt)) if wt else 0
                         if new in _FAST_NEW:
                             return ws, lock, _FAST_NEW[new]
                     return None
@@ -158,13 +216,15 @@ class Flow:
         m = i.mnemonic
         ops = i.op_str.replace(" ", "")
         if A.is_call(i):
-            x0 = s.consts.get("x0")
+            x0 = _num(s.consts.get("x0"))
             name = None
             if m == "bl":
                 t = _target(i)
                 name = self.callee_of(t) if t is not None else None
             self.calls[i.addr] = (name, x0)
             s.kill(A.CALLER_SAVED)
+            if self.escapes or any(isinstance(s.consts.get(f"x{n}"), tuple) for n in range(8)):
+                s.kill_slots()              # the callee may write our locals
             if name and x0 is not None:
                 kind = ACQUIRE.get(name) or SLOWPATHS.get(name)
                 if kind:
@@ -182,10 +242,11 @@ class Flow:
             mm = _REGS2.match(ops)
             if mm:
                 v, base = F.reg_norm(mm.group(1)), F.reg_norm(mm.group(2))
-                lock = s.consts.get(base)
+                lock = _num(s.consts.get(base))
                 if lock is not None and (v is None or s.consts.get(v) == 0) and lock in s.held \
                         and s.held[lock][0] in ("spinlock", "rwlock"):
                     s.held.pop(lock)
+        self._memory(i, ops, s)
         fp = self._fast_path(k, i, s)
         dest = A.writes(i)
         src = A.mov_source(i)
@@ -194,15 +255,24 @@ class Flow:
         val = None
         alias = None
         if src is not None and src[0] in s.consts:
-            val = s.consts[src[0]] & ((1 << src[1]) - 1)
+            v = s.consts[src[0]]
+            val = v & ((1 << src[1]) - 1) if isinstance(v, int) else (v if src[1] == 64 else None)
         if src is not None and src[0] in s.pending:
             alias = s.pending[src[0]]
         if imm is not None:
             val = imm[0]
         if ai is not None and ai[0] in s.consts and ai[2] == 64:
-            val = (s.consts[ai[0]] + ai[1]) & M64
+            v = s.consts[ai[0]]
+            val = (v + ai[1]) & M64 if isinstance(v, int) else (v[0], v[1] + ai[1])
+        elif ai is not None and ai[0] in ("sp", "x29") and ai[2] == 64:
+            val = (ai[0], ai[1])            # the address of a local: its slot, not a number
+        elif src is not None and src[0] == "sp" and src[1] == 64:
+            val = ("sp", 0)
         first = F.reg_norm(re.split(r"[,\[]", i.op_str)[0].strip()) if i.op_str else None
         s.kill(dest)
+        load, self._load = self._load, None
+        if load is not None and load[1] is not None:
+            s.consts[load[0]] = load[1]
         if fp is not None:
             ws, lock, kind = fp
             s.pending[ws] = (lock, kind, i.addr)
@@ -212,6 +282,44 @@ class Flow:
             if alias is not None:
                 s.pending[first] = alias
         return s
+
+    def _memory(self, i, ops, s):
+        """Stack slots: a store fills or forgets them (before the writes of ``i`` are
+        applied; a load's destination is set after them, in :meth:`_step`)."""
+        m = i.mnemonic
+        if m in _STORE_SIZE:
+            slot = _slot_operand(ops, s.consts)
+            regs = [F.reg_norm(r) if r not in ("xzr", "wzr") else "zr"
+                    for r in re.findall(r"\b([xw]\d+|[xw]zr)\b", ops.split("[")[0])]
+            if slot is None:
+                if any(isinstance(s.consts.get(r), tuple) for r in regs):
+                    self.escapes = True     # a local's address leaves the frame
+                base = _MEM.search(ops)
+                b = F.reg_norm(base.group(1)) if base else None
+                if not (_num(s.consts.get(b)) or 0) >> 63 and b not in ("sp", "x29"):
+                    s.kill_slots()          # through a pointer that may lead to the stack
+                elif b in ("sp", "x29"):
+                    s.kill_slots(lambda k: k[0] == b)
+                return
+            base, off = slot
+            other = "x29" if base == "sp" else "sp"
+            s.kill_slots(lambda k: k[0] == other)     # sp and an unrelated x29 may alias
+            wide = ops.split("[")[0].strip(",").split(",")
+            sizes = [8 if w.strip().startswith("x") else 4 for w in wide if w.strip()]
+            n = _STORE_SIZE[m] or (sum(sizes) if m in ("stp", "stnp") else sizes[0] if sizes else 8)
+            s.kill_slots(lambda k: k[0] == base and k[1] < off + n and off < k[1] + 8)
+            if all(z == 8 for z in sizes) and _STORE_SIZE[m] is None:
+                for j, r in enumerate(regs[:len(sizes)]):
+                    v = 0 if r == "zr" else s.consts.get(r)
+                    if v is not None:
+                        s.consts[(base, off + 8 * j)] = v
+            return
+        if m in ("ldr", "ldur"):
+            slot = _slot_operand(ops, s.consts)
+            dst = ops.split(",")[0]
+            if slot is not None and dst.startswith("x"):
+                self._load = (F.reg_norm(dst), s.consts.get(slot))
+        return
 
     def _edges(self, k, i, s):
         """[(successor addr, state)] of insn k from the state before it."""
@@ -252,6 +360,10 @@ class Flow:
             a = work.pop()
             k = self.index[a]
             for b, st in self._edges(k, self.insns[k], self.states[a]):
+                for lo, hi, lock, kind, at in self.inline_acquires:
+                    if lo <= a < hi and not lo <= b < hi and lock not in st.held:
+                        st = st.copy()
+                        st.held[lock] = (kind, at)
                 old = self.states.get(b)
                 new = st if old is None else old.join(st)
                 if old is None or not new.same(old):
@@ -275,7 +387,7 @@ class Flow:
         if i.mnemonic == "bl":
             t = _target(i)
             name = self.callee_of(t) if t is not None else None
-        return name, s.consts.get("x0")
+        return name, _num(s.consts.get("x0"))
 
 
 def held_at(insns, callee_of, addr):

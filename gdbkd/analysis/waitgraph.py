@@ -214,7 +214,9 @@ def _rcu_line(r):
            for c, t in gp["cpus"]]
     who += [f"{_tname(tasks, t)} [{_state(tasks.get(t, {}))}], preempted in a read-side critical section"
             for t in gp["tasks"]]
-    s = f"grace period {gp['gp_seq']} running for {age}, held up by " + ("; ".join(who) or "nobody found")
+    s = f"grace period {gp['gp_seq']} running for {age}, " + (
+        f"held up by {'; '.join(who)}" if who else
+        "no CPU or task is recorded as holding it up (every leaf rcu_node's qsmask is empty)")
     if gp.get("stalled") is None:
         s += " (whether it stalled is unknown)"
     for p in gp.get("problems") or []:

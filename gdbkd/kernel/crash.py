@@ -151,11 +151,16 @@ def _trap_args(frame, args, first_usable):
 
 
 def _readable_string(addr):
+    """A message format at ``addr``: readable text (an optional KERN_ level "\\001N", then
+    printable characters or whitespace up to the NUL), not any readable bytes — a stale
+    DWARF location can point at code."""
     try:
-        read_cstring(addr, 1)
-        return True
+        b = read_cstring(addr, 64)
     except gdb.MemoryError:
         return False
+    if b[:1] == b"\x01":
+        b = b[2:]
+    return bool(b) and all(32 <= c < 127 or c in (9, 10) for c in b)
 
 
 def format_panic(fmt: bytes, args) -> str:

@@ -92,8 +92,61 @@ def flow_at(pc):
             insns = F.decode(read_bytes(start, end - start), start)
         except gdb.MemoryError:
             insns = None
-        _flows[start] = lockflow.Flow(insns, callee_name) if insns else None
+        fl = lockflow.Flow(insns, callee_name) if insns else None
+        if fl is not None:
+            blocks = _inline_acquires(fl)
+            if blocks:
+                fl = lockflow.Flow(insns, callee_name, blocks)
+        _flows[start] = fl
     return _flows[start]
+
+
+#: inline functions that return only with their lock held (include/linux/spinlock.h,
+#: spinlock_api_smp.h, asm-generic/qspinlock.h, qrwlock.h)
+_INLINE_LOCKS = {"spin_lock": "spinlock", "__raw_spin_lock": "spinlock", "do_raw_spin_lock": "spinlock",
+                 "queued_spin_lock": "spinlock", "arch_spin_lock": "spinlock",
+                 "spin_lock_bh": "spinlock", "spin_lock_irq": "spinlock",
+                 "__raw_spin_lock_bh": "spinlock", "__raw_spin_lock_irq": "spinlock",
+                 "queued_write_lock": "rwlock", "queued_read_lock": "rwlock",
+                 "__raw_write_lock": "rwlock", "__raw_read_lock": "rwlock"}
+
+
+def _inline_acquires(fl):
+    """[(lo, hi, lock, kind, at)] for each contiguous inlined lock function (DWARF) that
+    holds a slow-path call whose x0 the flow proves: see lockflow.Flow."""
+    out = []
+    for i in fl.insns:
+        callee, x0 = fl.call_x0(i.addr)
+        if callee not in SLOWPATHS or x0 is None:
+            continue
+        try:
+            b, best = gdb.block_for_pc(i.addr), None
+            while b is not None and not b.is_static and not b.is_global:
+                if b.function is not None and b.function.name.split(".")[0] in _INLINE_LOCKS \
+                        and b.superblock is not None and not b.superblock.is_static:
+                    best = b            # the outermost inlined lock function around the call
+                b = b.superblock
+        except RuntimeError:
+            continue
+        if best is None or not _contiguous(fl, best):
+            continue
+        out.append((best.start, best.end, x0, _INLINE_LOCKS[best.function.name.split(".")[0]], best.start))
+    return out
+
+
+def _contiguous(fl, block):
+    """Every instruction in [block.start, block.end) belongs to ``block`` (an optimised
+    inline split into hot and cold parts does not: its range then covers other code)."""
+    key = lambda b: (b.start, b.end, b.function.name if b.function else None)
+    want = key(block)
+    for i in fl.insns:
+        if block.start <= i.addr < block.end:
+            b = gdb.block_for_pc(i.addr)
+            while b is not None and key(b) != want:      # gdb.Block has no equality
+                b = b.superblock
+            if b is None:
+                return False
+    return True
 
 
 def _site(f):

@@ -11,9 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gdbkd
+from conftest import gdbkd, ROOT
 
 pytestmark = pytest.mark.e2e
+
+#: the default tier runs 6.1; the slow tier the others, the course's 5.0 where its build is
+PROFILES = [pytest.param("debian-6.1", id="6.1"),
+            pytest.param("debian-5.10", id="5.10", marks=pytest.mark.slow),
+            pytest.param("debian-6.12", id="6.12", marks=pytest.mark.slow),
+            pytest.param("rlk-5.0", id="5.0", marks=[
+                pytest.mark.slow,
+                pytest.mark.skipif(not (ROOT.parent / "shared/kernels/rlk-5.0/SHA256SUMS").is_file(),
+                                   reason="the course's 5.0 build is not beside the repo")])]
+
+
+@pytest.fixture
+def kern(profile):
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
+    return ensure_kernel(load_profile(profile))
 
 HERE = Path(__file__).parent
 MOD = HERE / "kdspin_mod"
@@ -63,10 +79,11 @@ def _check(mode, r, text):
         assert "held by kdspin_aa" in text
 
 
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("mode", ["aa", "abba", "rwlock"])
-def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_leftover_qemu):
+def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, no_leftover_qemu):
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", "--batch", "--json", "--module", str(MOD),
+    r = gdbkd("run", profile, "--batch", "--json", "--module", str(MOD),
               "--append", "softlockup_panic=1 watchdog_thresh=2",
               "--exec", f"insmod /lib/modules/gdbkd/kdspin.ko mode={mode}",
               "--dump-on-crash", str(dump), "--timeout", "150",
@@ -78,8 +95,8 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_lef
     _check(mode, live, rep["ex"][1]["output"])
 
     from gdbkd.artifacts.modules import build_module_dir
-    kodir = str(build_module_dir(MOD, kernel61)[0].parent)
-    r = gdbkd("core", str(dump), kernel61.vmlinux, "--batch", "--modules-dir", kodir,
+    kodir = str(build_module_dir(MOD, kern)[0].parent)
+    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "--modules-dir", kodir,
               "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
@@ -110,14 +127,15 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, kernel61, no_lef
             assert f"{c} (pid" in hang and f"spins on {lock} [kdspin]" in hang
 
 
-def test_completion_never_completed_behind_a_mutex(tmp_path, kernel61, no_leftover_qemu):
+@pytest.mark.parametrize("profile", PROFILES)
+def test_completion_never_completed_behind_a_mutex(tmp_path, profile, kern, no_leftover_qemu):
     """kdhang_holder holds kdhang_mutex and waits for kdhang_done, which nothing completes;
     kdhang_waiter blocks on the mutex; the hung-task detector panics. The completion is
     named by its symbol (not the waiter's stack entry), the mutex's owner is the same in
     the chain as in LOCKS, no cycle is claimed, and the report says what hung."""
     mod = HERE / "kdhang_mod"
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", "--batch", "--json", "--module", str(mod), "--append", "hung_task_panic=1",
+    r = gdbkd("run", profile, "--batch", "--json", "--module", str(mod), "--append", "hung_task_panic=1",
               "--boot-exec", "echo 3 > /proc/sys/kernel/hung_task_timeout_secs",
               "--exec", "insmod /lib/modules/gdbkd/kdhang.ko", "--dump-on-crash", str(dump),
               "--timeout", "150", "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
@@ -142,8 +160,8 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, kernel61, no_leftov
     check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
 
     from gdbkd.artifacts.modules import build_module_dir
-    kodir = str(build_module_dir(mod, kernel61)[0].parent)
-    r = gdbkd("core", str(dump), kernel61.vmlinux, "--batch", "--modules-dir", kodir,
+    kodir = str(build_module_dir(mod, kern)[0].parent)
+    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "--modules-dir", kodir,
               "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
@@ -153,13 +171,14 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, kernel61, no_leftov
     assert hang.startswith("kdhang_waiter (pid") and "which waits for completion kdhang_done" in hang, hang
 
 
-def test_spinlock_behind_a_mutex(tmp_path, kernel61, no_leftover_qemu):
+@pytest.mark.parametrize("profile", PROFILES)
+def test_spinlock_behind_a_mutex(tmp_path, profile, kern, no_leftover_qemu):
     """kdspin_hold (CPU 0) holds kdspin_lock_a and loops; kdspin_mx (CPU 1) holds
     kdspin_mutex and spins on kdspin_lock_a; kdspin_mw blocks on the mutex. No cycle: one
     chain from the mutex's waiter through the spinner to the running holder, the holder
     proven from its code, and the report's HANG line says so."""
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", "--batch", "--json", "--module", str(MOD),
+    r = gdbkd("run", profile, "--batch", "--json", "--module", str(MOD),
               "--append", "softlockup_panic=1 watchdog_thresh=2",
               "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=mutex",
               "--dump-on-crash", str(dump), "--timeout", "150",
@@ -183,13 +202,14 @@ def test_spinlock_behind_a_mutex(tmp_path, kernel61, no_leftover_qemu):
     assert re.fullmatch(chain, hang[0]), hang
 
 
-def test_rcu_reader_that_never_leaves(tmp_path, kernel61, no_leftover_qemu):
+@pytest.mark.parametrize("profile", PROFILES)
+def test_rcu_reader_that_never_leaves(tmp_path, profile, kern, no_leftover_qemu):
     """kdspin_rcu (CPU 1) enters rcu_read_lock() and loops: the grace period cannot end, the
     stall detector panics (panic_on_rcu_stall, a 3 s timeout). The stall is shown with the
     grace period's number as the kernel printed it (g=), its age, and the CPU and task
     holding it up; no lock cycle is claimed."""
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", "--batch", "--json", "--module", str(MOD),
+    r = gdbkd("run", profile, "--batch", "--json", "--module", str(MOD),
               "--append", "rcupdate.rcu_cpu_stall_timeout=3",
               "--boot-exec", "echo 1 > /proc/sys/kernel/panic_on_rcu_stall",
               "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=rcu",
@@ -214,8 +234,8 @@ def test_rcu_reader_that_never_leaves(tmp_path, kernel61, no_leftover_qemu):
     check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
 
     from gdbkd.artifacts.modules import build_module_dir
-    kodir = str(build_module_dir(MOD, kernel61)[0].parent)
-    r = gdbkd("core", str(dump), kernel61.vmlinux, "--batch", "--modules-dir", kodir,
+    kodir = str(build_module_dir(MOD, kern)[0].parent)
+    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "--modules-dir", kodir,
               "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
