@@ -247,21 +247,20 @@ def summary(r: dict, limit=5) -> list:
             parts.append(f"{who(s['task'])} holds {name(held)}, {spin(s['waits_for'])} {name(s['waits_for'])}")
         label = "ABBA" if len(steps) == 2 else f"cycle of {len(steps)}"
         out.append(f"{'/'.join(kinds)} {label}: " + "; ".join(parts))
+    if not out:
+        # no cycle: each longest blocked chain (its first task holds nothing another waits for)
+        owners = {o for l in locks.values() for o in l.get("owners", [])}
+        heads = [b["task"] for b in sorted(r["blocked_behind"], key=lambda b: -len(b["chain"]))
+                 if b["task"] not in owners]
+        for t in heads[:limit]:
+            who = (f"CPU {tasks[t]['cpu']} " if tasks.get(t, {}).get("cpu") is not None else "") + _tname(tasks, t)
+            verb = "spins on" if locks.get(r["waits"][t], {}).get("kind") in ("spinlock", "rwlock") else "waits for"
+            out.append(f"{who} {verb} {_lname(locks, r['waits'][t])}{_behind(r, t)}")
+        if len(heads) > limit:
+            out.append(f"and {len(heads) - limit} more blocked chains (kd deadlock)")
     rcu = _rcu_line(r)
-    if rcu:
+    if rcu:                         # last: a stall is often the others' consequence
         out.append(f"RCU stall: {rcu}")
-    if out:
-        return out
-    # no cycle: each longest blocked chain (its first task holds nothing another waits for)
-    owners = {o for l in locks.values() for o in l.get("owners", [])}
-    heads = [b["task"] for b in sorted(r["blocked_behind"], key=lambda b: -len(b["chain"]))
-             if b["task"] not in owners]
-    for t in heads[:limit]:
-        who = (f"CPU {tasks[t]['cpu']} " if tasks.get(t, {}).get("cpu") is not None else "") + _tname(tasks, t)
-        verb = "spins on" if locks.get(r["waits"][t], {}).get("kind") in ("spinlock", "rwlock") else "waits for"
-        out.append(f"{who} {verb} {_lname(locks, r['waits'][t])}{_behind(r, t)}")
-    if len(heads) > limit:
-        out.append(f"and {len(heads) - limit} more blocked chains (kd deadlock)")
     return out
 
 

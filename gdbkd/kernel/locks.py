@@ -31,7 +31,7 @@ from . import tasks as ktasks
 from .stack import unwind_task
 from .symbolize import lookup
 from .memory import kernel
-from .types import field_offset, read_bytes
+from .types import field_offset, read_bytes, lookup_type
 from ..model.lists import walk_list
 from ..model.reader import MemoryFault
 from .lockrefs import acquisitions, spinning_on, qspinlock_detail, SLOWPATHS
@@ -241,11 +241,12 @@ def _completion(ctx, t):
     entry})."""
     try:
         wait = field_offset("struct completion", "wait")
-        try:
+        kind = lookup_type("struct completion")["wait"].type.strip_typedefs().tag
+        if kind == "swait_queue_head":
             head = field_offset("struct swait_queue_head", "task_list")
             task_off, list_off = field_offset("struct swait_queue", "task"), \
                 field_offset("struct swait_queue", "task_list")
-        except gdb.error:
+        else:
             head = field_offset("struct wait_queue_head", "head")
             task_off, list_off = field_offset("struct wait_queue_entry", "private"), \
                 field_offset("struct wait_queue_entry", "entry")
