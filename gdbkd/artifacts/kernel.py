@@ -211,7 +211,15 @@ def _build_kernel_dir(rel, debs, kcfg, out: Path):
     add_gdb_index(vmlinux)
 
 
-def _kernel_from_dir(rel, d: Path, kcfg):
+def kernel_from_dir(rel, d: Path, kcfg):
+    """The Kernel unpacked in cache directory ``d``: a Debian kernel's layout (vmlinux-REL,
+    pkg/, hdr/), or a prebuilt kernel's (vmlinux, lib/modules/REL, the kbuild tree with
+    Module.symvers: artifacts/prebuilt.py)."""
+    if not (d / f"vmlinux-{rel}").exists() and (d / "vmlinux").exists():
+        kdir = next((p for p in sorted(d.iterdir()) if (p / "Module.symvers").is_file()), "")
+        return Kernel(release=rel, image=str(d / "Image"), vmlinux=str(d / "vmlinux"),
+                      modules_dir=str(d / "lib/modules" / rel), kdir=str(kdir),
+                      config=str(d / "config"), make_vars=dict(kcfg.get("make_vars", {})))
     final_hdr = d / "hdr"
     return Kernel(release=rel, image=str(d / "Image"), vmlinux=str(d / f"vmlinux-{rel}"),
                   modules_dir=str(d / "pkg/lib/modules" / rel),
@@ -295,7 +303,7 @@ def _ensure_kernel(profile, offline_ok=True, abi=None) -> Kernel:
                 _build_kernel_dir(rel, debs, kcfg, tmp)
                 (tmp / ".complete").write_text(rel + "\n")
             _fix_paths_after_rename(tmp, d)
-        k = _kernel_from_dir(rel, d, kcfg)
+        k = kernel_from_dir(rel, d, kcfg)
         compact_gdb_index(Path(k.vmlinux))
         with atomic_write(pointer, "w") as f:
             json.dump(k.to_json(), f, indent=1)
@@ -324,7 +332,7 @@ def _cached_release(release, kcfg=None):
     """The cached Kernel of RELEASE (its newest unpacking), or None."""
     for rel, d in _complete_dirs():
         if rel == release:
-            k = _kernel_from_dir(rel, d, kcfg or {})
+            k = kernel_from_dir(rel, d, kcfg or {})
             if Path(k.vmlinux).is_file() and Path(k.image).is_file():
                 return k
     return None
@@ -336,7 +344,7 @@ def cached_kernels():
     from ..postmortem.offsets import vmlinux_build_id
     out = []
     for rel, d in _complete_dirs():
-        k = _kernel_from_dir(rel, d, {})
+        k = kernel_from_dir(rel, d, {})
         try:
             bid = vmlinux_build_id(k.vmlinux)
         except GdbkdError:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..cache import cache_root, key_of, atomic_dir, progress
 from ..errors import GdbkdError
 from ..progress import Ticker
-from .kernel import Kernel, add_gdb_index
+from .kernel import Kernel, add_gdb_index, kernel_from_dir
 
 __all__ = ["ensure_prebuilt", "read_sums", "local_kernel"]
 
@@ -93,11 +93,7 @@ def ensure_prebuilt(src, name: str, release: str, make_vars=None) -> Kernel:
             add_gdb_index(tmp / "vmlinux")
             (tmp / ".complete").write_text(release + "\n")
         progress(f"prebuilt kernel {name} unpacked into {d}")
-    # the kbuild tarball's one top directory (rlk-kbuild/): the tree with Module.symvers
-    kdir = next((p for p in sorted(d.iterdir()) if (p / "Module.symvers").is_file()), "")
-    return Kernel(release=release, image=str(d / "Image"), vmlinux=str(d / "vmlinux"),
-                  modules_dir=str(d / "lib/modules" / release), kdir=str(kdir),
-                  config=str(d / "config"), make_vars=dict(make_vars or {}))
+    return kernel_from_dir(release, d, {"make_vars": make_vars or {}})
 
 
 def local_kernel(profile) -> Kernel:

@@ -129,6 +129,19 @@ def test_dump_without_note_check_says_ram(crashed, kernel50):
     assert lines[-1] == "consistent"
 
 
+def test_dump_finds_its_vmlinux_without_a_build_id(crashed, kernel50):
+    """5.0 puts no BUILD-ID in VMCOREINFO (that came in 5.9): `gdbkd core DUMP` finds the
+    cached prebuilt vmlinux by the dump's release, says so in one line, and the banner check
+    then accepts it (the task of the panic is there)."""
+    r = _gdbkd("core", str(crashed["dump"]), "--batch", "-ex", "kd ps --json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = next(l for l in r.stderr.splitlines() if l.startswith("gdbkd: vmlinux "))
+    assert line == (f"gdbkd: vmlinux {kernel50.vmlinux} (release {kernel50.release} matches, "
+                    f"in gdbkd's cache)"), line
+    ps = next(d for d in _json_lines(r.stdout) if isinstance(d, dict) and "tasks" in d)
+    assert crashed["shell"] in {t["pid"] for t in ps["tasks"]}
+
+
 def test_dump_ps_equals_drgn(crashed, on_dump, drgn50):
     tasks = on_dump["ps"]["tasks"]
     mine = {(t["pid"], t["comm"]) for t in tasks if t["pid"]}
