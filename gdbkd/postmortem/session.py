@@ -214,8 +214,11 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
 
 
 def _is_kd(cmd) -> bool:
-    """Whether the -ex command CMD is a kd command."""
-    return cmd.split()[:1] == ["kd"]
+    """Whether the -ex command CMD may need the kd commands: a kd command, help or apropos
+    about them, or a script (``source``, ``python``) that may run them."""
+    w = cmd.split()
+    return bool(w) and (w[0] in ("kd", "source", "python", "py", "pi", "apropos")
+                        or w[0] in ("help", "h") and w[1:2] == ["kd"])
 
 
 def _first_kd(ex):
