@@ -41,7 +41,6 @@ def _hang(trap) -> list:
 class Analyze(KdCommand):
     """Triage report of the crash the selected thread is stopped in.
 
-Usage: kd analyze [--log N]
 Shows which trap was hit (die = oops, panic, crash_kexec), the oops or panic
 message, the faulting function and registers (from the exception's pt_regs),
 the backtrace through the el1 exception entry with file:line (marked when
@@ -55,7 +54,8 @@ Same output live and on dumps."""
     name = "analyze"
 
     def add_arguments(self, p):
-        p.add_argument("--log", type=int, default=12)
+        p.add_argument("--log", type=int, default=12, metavar="N",
+                       help="show the last N kernel log lines (default 12; 0: none)")
 
     def run(self, args):
         trap = crash.find_trap()

@@ -20,11 +20,11 @@ is shown only when the chain is complete; otherwise the missing link is named.""
     name = "args"
 
     def add_arguments(self, p):
-        p.add_argument("frame", nargs="?", default="0",
+        p.add_argument("frame", nargs="?", default="0", metavar="FRAME|FUNCTION",
                        help="frame level as kd bt numbers it, or a function name "
                             "(its innermost frame); default 0")
-        p.add_argument("task", nargs="?", help="PID, task address or comm (default: the "
-                                               "selected thread's task)")
+        p.add_argument("task", nargs="?", metavar="PID|TASK|COMM",
+                       help="PID, task address or comm (default: the selected thread's task)")
 
     def run(self, args):
         t, th, regs = task_arg(args.task)

@@ -14,11 +14,15 @@ __all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_a
 
 
 def add_bt_flags(p):
-    p.add_argument("-f", dest="frames_raw", action="store_true")
-    p.add_argument("-l", dest="lines", action="store_true")
-    p.add_argument("-e", dest="exceptions", action="store_true")
-    p.add_argument("-t", dest="text", action="store_true")
-    p.add_argument("--fp", dest="fp_only", action="store_true")
+    p.add_argument("-f", dest="frames_raw", action="store_true",
+                   help="also print the raw stack words of each frame")
+    p.add_argument("-l", dest="lines", action="store_true", help="show file:line of each frame")
+    p.add_argument("-e", dest="exceptions", action="store_true",
+                   help="search the whole stack for exception frames (pt_regs) and print them")
+    p.add_argument("-t", dest="text", action="store_true",
+                   help="list every kernel-text address found on the stack")
+    p.add_argument("--fp", dest="fp_only", action="store_true",
+                   help="for a task on a gdb thread, walk frame records instead of gdb's unwinder")
     p.add_argument("--args", dest="args", action="store_true",
                    help="every parameter of every frame: its value and how it was found "
                         "(DWARF location, entry value, callee-saved spill, move before a call)")
@@ -250,28 +254,22 @@ def bt_render(d: dict, opts=None) -> str:
 class Bt(KernelCommand):
     """Kernel backtrace of a task (crash's bt).
 
-Usage: kd bt [-a] [-f] [-l] [-e] [-t] [--fp] [--args] [PID|TASK|COMM ...]
-
 Without a task: the task running on the selected gdb thread (live: the vCPU's
 current task; postmortem: the selected thread). Sleeping tasks are unwound
 from task->thread.cpu_context through arm64 frame records, across exception
 entries (struct pt_regs, printed as a register block), IRQ and overflow stacks.
-  -a    the active task on every CPU
-  -f    also print the raw stack words of each frame
-  -l    show file:line of each frame
-  -e    search the whole stack for exception frames (pt_regs) and print them
-  -t    list every kernel-text address found on the stack
-  --fp  for a task on a gdb thread, use frame records instead of gdb's unwinder
-  --args  every parameter of every frame, its value and how it was found (kd args N
-        spells out the evidence); "?" with the reason when the chain is incomplete
+With --args, a parameter whose chain of evidence is incomplete shows "?" with the
+reason (kd args N spells out the evidence).
 Frame lines read: #N [frame record address] function at pc."""
 
     name = "bt"
 
     def add_arguments(self, p):
-        p.add_argument("-a", dest="all_cpus", action="store_true")
+        p.add_argument("-a", dest="all_cpus", action="store_true",
+                       help="the active task on every CPU")
         add_bt_flags(p)
-        p.add_argument("tasks", nargs="*")
+        p.add_argument("tasks", nargs="*", metavar="PID|TASK|COMM",
+                       help="the tasks (default: the task on the selected gdb thread)")
 
     def run(self, args):
         out = []

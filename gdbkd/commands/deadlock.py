@@ -9,7 +9,6 @@ from ..kernel import locks
 class Deadlock(KdCommand):
     """Find who waits for whom: lock owners, deadlock cycles, victims.
 
-Usage: kd deadlock [--dot FILE] [--render FILE.svg|FILE.png] [--json]
 For every task in D state, the lock it waits on is found from the waiter record
 on its own stack (mutex, rw_semaphore, semaphore; completions are shown as
 "waiting for an event"); the owner from the lock (mutex/rwsem owner word) or,
@@ -25,8 +24,9 @@ grace period is shown with its age and the CPUs and tasks holding it up.
     name = "deadlock"
 
     def add_arguments(self, p):
-        p.add_argument("--dot")
-        p.add_argument("--render")
+        p.add_argument("--dot", metavar="FILE", help="write the wait-for graph to FILE as Graphviz DOT")
+        p.add_argument("--render", metavar="FILE.svg|FILE.png",
+                       help="draw the wait-for graph with Graphviz (dot) into an SVG or PNG file")
 
     def run(self, args):
         r = locks.wait_graph()

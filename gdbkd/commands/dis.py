@@ -65,23 +65,21 @@ def _source_line(addr, s, texts):
 class Dis(KernelCommand):
     """Disassemble arm64 code from target memory (crash's dis).
 
-Usage: kd dis [-l|-s] ADDR|FUNC [COUNT]
-
 FUNC alone disassembles the whole function; ADDR alone one instruction;
 COUNT instructions otherwise. Bytes come from guest memory, so patched code
 (alternatives, ftrace, breakpoints) shows as it runs. Branch and address
-targets are annotated with symbols.
-  -l   interleave source file:line
-  -s   interleave source file:line and the source line itself (gdbkd fetch --source)"""
+targets are annotated with symbols."""
 
     name = "dis"
 
     def add_arguments(self, p):
-        p.add_argument("-l", dest="lines", action="store_true")
+        p.add_argument("-l", dest="lines", action="store_true", help="interleave source file:line")
         p.add_argument("-s", dest="source", action="store_true",
                        help="the source text of each line too (the kernel's: gdbkd fetch --source)")
-        p.add_argument("where")
-        p.add_argument("count", nargs="?", type=int)
+        p.add_argument("where", metavar="ADDR|FUNC",
+                       help="address (hex, symbol or expression) or function name")
+        p.add_argument("count", nargs="?", type=int, metavar="COUNT",
+                       help="number of instructions (default: the whole FUNC, or one at ADDR)")
 
     def run(self, args):
         if not capstone_available():

@@ -1,5 +1,7 @@
 """kd foreach: run bt or task for a set of tasks (crash's foreach)."""
 
+import argparse
+
 import gdb
 
 from . import KdError, command, _Parser
@@ -17,23 +19,35 @@ _SUBCOMMANDS = ("bt", "task", "ps")
 class Foreach(KernelCommand):
     """Run bt or task for every task that matches (crash's foreach).
 
-Usage: kd foreach [STATE...] [PID|TASK|COMM...] [-k|-u] bt|task|ps [FLAGS]
-
 Selects tasks by state (RU IN UN ID ST TR ZO DE PA WA NE), pid, task
 address or command name (all given selectors must match one of their kind),
 then runs the command for each: `kd foreach UN bt` shows where every
-D-state task sleeps. bt flags (-f -l -e -t --fp) follow `bt`.
-  -k / -u   kernel threads only / user tasks only"""
+D-state task sleeps. bt flags (-f -l -e -t --fp --args) follow `bt`."""
 
     name = "foreach"
 
     def add_arguments(self, p):
-        p.add_argument("words", nargs="*")
+        # the grammar, for -h and `help kd foreach`: invoke gives argparse only --json or
+        # -h, run reads the words itself (flags after the subcommand are the subcommand's)
+        p.add_argument("-k", dest="kernel", action="store_true",
+                       help="kernel threads only (before the command)")
+        p.add_argument("-u", dest="user", action="store_true",
+                       help="user tasks only (before the command)")
+        p.add_argument("selectors", nargs="*", metavar="STATE|PID|TASK|COMM",
+                       help="only tasks in these states (e.g. UN) or these tasks "
+                            "(decimal pid, hex task address, or name)")
+        p.add_argument("command", nargs="?", metavar="bt|task|ps",
+                       help="the command to run for each task (required)")
+        p.add_argument("flags", nargs=argparse.REMAINDER, metavar="FLAGS",
+                       help="after bt: bt's flags (-f -l -e -t --fp --args)")
 
     def invoke(self, arg, from_tty):
-        # flags after the subcommand belong to it: keep argparse away from them
+        # flags after the subcommand belong to it: keep argparse away from them; -h/--help
+        # (no selector, no bt flag) anywhere is argparse's help
         argv = gdb.string_to_argv(arg)
         self._argv = argv
+        if "-h" in argv or "--help" in argv:
+            return super().invoke("--help", from_tty)
         super().invoke(" ".join(a for a in argv if a == "--json"), from_tty)
 
     def run(self, args):

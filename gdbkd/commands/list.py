@@ -51,17 +51,11 @@ def _show(addr, spec):
 class ListCmd(KernelCommand):
     """Walk a struct list_head list and print its entries (crash's list).
 
-Usage: kd list [-H] [-r] [-o OFFSET|STRUCT.MEMBER] [-s STRUCT[.FIELD[,FIELD...]]] START
-
 START is an address, symbol or expression. If it names a struct list_head
 (`kd list modules`, `kd list init_task.tasks`) or -H is given, it is the list
 head and is not printed; otherwise it is the first entry and the walk ends
 when it comes back to it. Each entry is printed as the address of its
 containing structure: the list_head address minus OFFSET.
-  -o OFFSET|STRUCT.MEMBER  offset of the list_head in the entry (default 0)
-  -s STRUCT[.FIELDS]       print each entry (or the given members)
-  -H                       START is a list head
-  -r                       follow ->prev instead of ->next
 The walk stops, with a message naming the cause, at a NULL pointer,
 LIST_POISON1/LIST_POISON2 (an entry removed with list_del()), an unreadable
 entry, or a cycle that never returns to the head. Every entry's ->prev (->next
@@ -71,11 +65,16 @@ lx-list-check): the first that disagrees is reported after the entries."""
     name = "list"
 
     def add_arguments(self, p):
-        p.add_argument("-o", dest="offset")
-        p.add_argument("-s", dest="show")
-        p.add_argument("-H", dest="head", action="store_true")
-        p.add_argument("-r", dest="reverse", action="store_true")
-        p.add_argument("start")
+        p.add_argument("-o", dest="offset", metavar="OFFSET|STRUCT.MEMBER",
+                       help="offset of the list_head in the entry (default 0)")
+        p.add_argument("-s", dest="show", metavar="STRUCT[.FIELD[,FIELD...]]",
+                       help="print each entry as this struct (or only these members)")
+        p.add_argument("-H", dest="head", action="store_true",
+                       help="START is a list head (not printed)")
+        p.add_argument("-r", dest="reverse", action="store_true",
+                       help="follow ->prev instead of ->next")
+        p.add_argument("start", metavar="START",
+                       help="list head or first entry: address, symbol or expression")
 
     def run(self, args):
         off = _offset(args.offset) if args.offset else 0

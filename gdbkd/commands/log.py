@@ -16,22 +16,20 @@ __all__ = ["Log"]
 class Log(KernelCommand):
     """Print the kernel log buffer (crash's log).
 
-Usage: kd log [-T] [-t] [-m]
-
 Reads the printk ringbuffer (5.10+) or the legacy log_buf (older kernels)
 straight from memory, so it works on a hung or crashed kernel.
-  -T   human-readable wall-clock timestamps (boot time from the timekeeper
-       + the record's timestamp; inexact if the clock was set after boot)
-  -t   no timestamps
-  -m   prefix each message with its log level <N>
+-T's wall-clock time is the boot time from the timekeeper plus the record's
+timestamp: inexact if the clock was set after boot.
 Control characters in messages are shown escaped."""
 
     name = "log"
 
     def add_arguments(self, p):
-        p.add_argument("-T", dest="human", action="store_true")
-        p.add_argument("-t", dest="no_ts", action="store_true")
-        p.add_argument("-m", dest="level", action="store_true")
+        p.add_argument("-T", dest="human", action="store_true",
+                       help="human-readable wall-clock timestamps")
+        p.add_argument("-t", dest="no_ts", action="store_true", help="no timestamps")
+        p.add_argument("-m", dest="level", action="store_true",
+                       help="prefix each message with its log level <N>")
 
     def run(self, args):
         try:

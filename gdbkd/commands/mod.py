@@ -39,22 +39,20 @@ def _state(mod) -> str:
 class Mod(KernelCommand):
     """List loaded modules; load their symbols into gdb (crash's mod).
 
-Usage: kd mod [-s NAME [KO]] [-S [DIR]]
-
 Columns: MODULE (struct module address), NAME, BASE and SIZE of the core
 (text) allocation (core_layout up to 6.3, mem[MOD_TEXT] from 6.4), STATE,
 TAINTS (letters as in /proc/modules: O out-of-tree, E unsigned, P proprietary,
 ...) and whether gdb has the module's symbols. A damaged module list (a loop,
 NULL, poison, an unreadable or disagreeing link) is listed once per module
-and said in one line under the table ("problems" in --json).
-  -s NAME [KO]  load NAME's symbols from KO (default: search GDBKD_MODULES_PATH)
-  -S [DIR]      load symbols of every module found in DIR (or the search path)"""
+and said in one line under the table ("problems" in --json)."""
 
     name = "mod"
 
     def add_arguments(self, p):
-        p.add_argument("-s", dest="load_one", nargs="+", metavar=("NAME", "KO"))
-        p.add_argument("-S", dest="load_all", nargs="?", const="", metavar="DIR")
+        p.add_argument("-s", dest="load_one", nargs="+", metavar=("NAME", "KO"),
+                       help="load NAME's symbols from KO (default: search GDBKD_MODULES_PATH)")
+        p.add_argument("-S", dest="load_all", nargs="?", const="", metavar="DIR",
+                       help="load the symbols of every module found in DIR (or the search path)")
 
     def _list(self):
         rows = []

@@ -13,17 +13,10 @@ __all__ = ["Ps"]
 class Ps(KernelCommand):
     """Show tasks: PID, PPID, CPU, TASK, ST, %MEM, VSZ, RSS, COMM (crash's ps).
 
-Usage: kd ps [-S] [-k|-u] [-A] [STATE...] [PID|TASK|COMM...]
-
 Active tasks (running on a CPU) are marked with '>'. Kernel threads are shown
 in [brackets]. States: RU running/runnable, IN interruptible, UN
 uninterruptible (D), ID idle kthread (TASK_IDLE), ST stopped, TR traced,
 ZO zombie, DE dead, PA parked, WA waking, NE new.
-  STATE...   only tasks in these states (e.g. `kd ps UN`)
-  PID|TASK|COMM  only these tasks (decimal pid, hex task address, or name)
-  -S         count tasks per state instead of listing them
-  -k / -u    kernel threads only / user tasks only
-  -A         active tasks only (one per CPU)
 VSZ and RSS are in KiB; %MEM is RSS against total RAM. A damaged task or
 thread list (a loop, NULL, poison, an unreadable or disagreeing link) is walked
 back from its head, each task shown once, and said in one line under the table
@@ -32,11 +25,15 @@ back from its head, each task shown once, and said in one line under the table
     name = "ps"
 
     def add_arguments(self, p):
-        p.add_argument("-S", dest="summary", action="store_true")
-        p.add_argument("-k", dest="kernel", action="store_true")
-        p.add_argument("-u", dest="user", action="store_true")
-        p.add_argument("-A", dest="active", action="store_true")
-        p.add_argument("filters", nargs="*")
+        p.add_argument("-S", dest="summary", action="store_true",
+                       help="count tasks per state instead of listing them")
+        p.add_argument("-k", dest="kernel", action="store_true", help="kernel threads only")
+        p.add_argument("-u", dest="user", action="store_true", help="user tasks only")
+        p.add_argument("-A", dest="active", action="store_true",
+                       help="active tasks only (one per CPU)")
+        p.add_argument("filters", nargs="*", metavar="STATE|PID|TASK|COMM",
+                       help="only tasks in these states (e.g. UN) or these tasks "
+                            "(decimal pid, hex task address, or name)")
 
     def run(self, args):
         states = {f for f in args.filters if is_state(f)}

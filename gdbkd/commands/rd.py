@@ -24,28 +24,26 @@ def _sym_of(v):
 class Rd(KernelCommand):
     """Display memory contents (crash's rd).
 
-Usage: kd rd [-8|-16|-32|-64] [-s|-x|-d|-a] ADDR [COUNT]
-
 ADDR is a hex address (0x optional), a symbol (its address: `kd rd jiffies`)
-or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1).
-  -8/-16/-32/-64  unit size in bits (default 64)
-  -s   symbolic: 64-bit values that are kernel symbols print as name+offset
-  -x   no ASCII column
-  -d   signed decimal
-  -a   a NUL-terminated ASCII string (shown escaped)"""
+or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
 
     name = "rd"
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
         for bits in (8, 16, 32, 64):
-            g.add_argument(f"-{bits}", dest="bits", action="store_const", const=bits)
-        p.add_argument("-s", dest="symbolic", action="store_true")
-        p.add_argument("-x", dest="no_ascii", action="store_true")
-        p.add_argument("-d", dest="decimal", action="store_true")
-        p.add_argument("-a", dest="ascii", action="store_true")
-        p.add_argument("addr")
-        p.add_argument("count", nargs="?", type=int, default=1)
+            g.add_argument(f"-{bits}", dest="bits", action="store_const", const=bits,
+                           help=f"{bits}-bit units" + (" (the default)" if bits == 64 else ""))
+        p.add_argument("-s", dest="symbolic", action="store_true",
+                       help="symbolic: 64-bit values that are kernel symbols print as name+offset")
+        p.add_argument("-x", dest="no_ascii", action="store_true", help="no ASCII column")
+        p.add_argument("-d", dest="decimal", action="store_true", help="signed decimal")
+        p.add_argument("-a", dest="ascii", action="store_true",
+                       help="a NUL-terminated ASCII string (shown escaped)")
+        p.add_argument("addr", metavar="ADDR",
+                       help="hex address (0x optional), symbol or gdb expression")
+        p.add_argument("count", nargs="?", type=int, default=1, metavar="COUNT",
+                       help="number of units to show (default 1)")
 
     def run(self, args):
         try:

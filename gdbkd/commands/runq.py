@@ -28,19 +28,16 @@ def _cfs_json(items):
 class Runq(KernelCommand):
     """Show each CPU's runqueue: the current task, queued RT and CFS tasks (crash's runq).
 
-Usage: kd runq [-c CPU[,CPU...]]
-
 CFS tasks are listed in vruntime order (the rb-tree walked left to right);
 task groups (CONFIG_FAIR_GROUP_SCHED) are shown with their own tasks
 indented. [PRIO] is task->prio (100..139 for CFS, 0..99 RT). A CFS tree that
 loops or reaches an unreadable node, or a damaged RT list, is said in one line
-under its CPU ("problems" in --json).
-  -c CPUS   only these CPUs"""
+under its CPU ("problems" in --json)."""
 
     name = "runq"
 
     def add_arguments(self, p):
-        p.add_argument("-c", dest="cpus", default="")
+        p.add_argument("-c", dest="cpus", default="", metavar="CPU[,CPU...]", help="only these CPUs")
 
     def run(self, args):
         cpus = None

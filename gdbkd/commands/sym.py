@@ -32,8 +32,6 @@ def _letter(name, section, addr):
 class Sym(KernelCommand):
     """Show the symbol, section type and source line of an address, or the address of a symbol.
 
-Usage: kd sym ADDR|NAME...
-
 ADDR is hex (0x optional); NAME is any kernel or loaded-module symbol. Output
 like crash: ADDRESS (TYPE) SYMBOL+OFFSET  FILE: LINE, where TYPE is T text,
 D data, R read-only data, B bss (lower case for file-local symbols). Module
@@ -42,7 +40,8 @@ addresses are named from the module's kallsyms even without its .ko."""
     name = "sym"
 
     def add_arguments(self, p):
-        p.add_argument("what", nargs="+")
+        p.add_argument("what", nargs="+", metavar="ADDR|NAME",
+                       help="hex address (0x optional) or kernel/module symbol name")
 
     def run(self, args):
         out = []

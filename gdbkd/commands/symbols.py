@@ -9,7 +9,6 @@ from ..textutil import escape
 class Symbols(KdCommand):
     """Make symbols right: KASLR offset, vmlinux check, module symbols.
 
-Usage: kd symbols [--offset OFF] [--modules-dir DIR]... [--watch] [--no-check] [--quiet]
 Live, the KASLR offset is found from $VBAR - &vectors; on dumps pass --offset
 (VMCOREINFO KERNELOFFSET). The vmlinux is checked against linux_banner in
 memory. Every loaded module whose .ko is found under the --modules-dir
@@ -20,11 +19,15 @@ symbols of modules inserted later (breakpoint on do_init_module, live only)."""
     needs_kernel_view = False     # symbols may still be at the wrong address here
 
     def add_arguments(self, p):
-        p.add_argument("--offset", type=lambda s: int(s, 0))
-        p.add_argument("--modules-dir", action="append", default=[])
-        p.add_argument("--watch", action="store_true")
-        p.add_argument("--no-check", action="store_true")
-        p.add_argument("--no-modules", action="store_true")
+        p.add_argument("--offset", type=lambda s: int(s, 0), metavar="OFF",
+                       help="the KASLR offset (dumps: VMCOREINFO KERNELOFFSET; default: from $VBAR, live)")
+        p.add_argument("--modules-dir", action="append", default=[], metavar="DIR",
+                       help="look for modules' .ko files here too (repeatable)")
+        p.add_argument("--watch", action="store_true",
+                       help="also load the symbols of modules inserted later (live only)")
+        p.add_argument("--no-check", action="store_true",
+                       help="do not check the vmlinux against linux_banner in memory")
+        p.add_argument("--no-modules", action="store_true", help="do not load module symbols")
         p.add_argument("--quiet", action="store_true", help="print nothing (errors still show)")
 
     def run(self, args):

@@ -37,8 +37,6 @@ def _fmt_mem(b):
 class Sys(KernelCommand):
     """System summary: KERNEL release, UPTIME, LOAD AVERAGE, TASKS, CPUS, MEMORY, PANIC, MACHINE.
 
-Usage: kd sys
-
 Like crash's banner. PANIC is the last "Kernel panic - not syncing" line of
 the log, or the first Oops line ("Internal error", "Unable to handle kernel",
 "kernel BUG at"), or — stopped at the entry of panic() before it printed —

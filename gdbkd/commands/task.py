@@ -111,19 +111,17 @@ def task_render(d) -> str:
 class TaskCmd(KernelCommand):
     """Show the key task_struct fields of a task (crash's task).
 
-Usage: kd task [-R FIELD[,FIELD...]] [PID|TASK|COMM ...]
-
 Without a task: the current task of the selected thread. Shows state,
 flags, parent, mm, stack, priorities and policy, CPU times, context-switch
-counts and the saved cpu_context.
-  -R FIELDS  also print these task_struct members (dotted paths allowed,
-             e.g. -R se.vruntime,signal.flags)"""
+counts and the saved cpu_context."""
 
     name = "task"
 
     def add_arguments(self, p):
-        p.add_argument("-R", dest="fields", default="")
-        p.add_argument("tasks", nargs="*")
+        p.add_argument("-R", dest="fields", default="", metavar="FIELD[,FIELD...]",
+                       help="also print these task_struct members (dotted paths, e.g. se.vruntime)")
+        p.add_argument("tasks", nargs="*", metavar="PID|TASK|COMM",
+                       help="the tasks (default: the current task of the selected thread)")
 
     def run(self, args):
         fields = [f.strip() for f in args.fields.split(",") if f.strip()]

@@ -28,8 +28,8 @@ Unlike kd bt, this is always the frame-record walk (no DWARF unwinding)."""
     def add_arguments(self, p):
         p.add_argument("--explain", action="store_true",
                        help="show every record read, every check, and the recovery steps")
-        p.add_argument("task", nargs="?", help="PID, task address or comm (default: the "
-                                               "selected thread's task)")
+        p.add_argument("task", nargs="?", metavar="PID|TASK|COMM",
+                       help="PID, task address or comm (default: the selected thread's task)")
 
     def run(self, args):
         from ..kernel.unwind_explain import explain_unwind

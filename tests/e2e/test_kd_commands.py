@@ -339,7 +339,7 @@ def test_foreach_un_bt_and_errors(guest):
     for c in ("bt", "ps", "log", "mod", "sym", "dis", "rd", "task", "list", "runq", "sys",
               "foreach"):
         assert f"kd {c} -- " in helptext, c
-    assert "Usage: kd bt" in r["help kd bt"]["out"]
+    assert "usage: kd bt" in r["help kd bt"]["out"]
 
 
 def test_zz_panic_caught_at_breakpoint(guest, tmp_path):
