@@ -138,6 +138,8 @@ def _state(t):
     if s is not None:
         st += f", on it for {s:.1f}s" if t.get("cpu") is not None or st.startswith("RU") \
             else f", last ran {s:.1f}s ago"
+    if t.get("watchdog_stuck_s"):
+        st += f", watchdog stuck for {t['watchdog_stuck_s']}s"
     return st
 
 

@@ -266,6 +266,11 @@ def _task_info(t, now):
     la = (t.f or {}).get("sched_info.last_arrival")
     if now is not None and la and la <= now:
         d["since_last_arrival_s"] = round((now - la) / 1e9, 3)
+    if t.active_cpu is not None:
+        from ..model.lockup import softlockup_stuck_s
+        stuck = softlockup_stuck_s(kernel(), t.active_cpu, now)
+        if stuck is not None:
+            d["watchdog_stuck_s"] = stuck       # the soft-lockup watchdog's "stuck for Ns"
     return d
 
 

@@ -94,7 +94,7 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn", "prb",
            "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end",
            "rcu_state", "rcu_num_nodes", "rcu_num_lvls", "jiffies", "tick_nsec",
-           "rcu_cpu_stall_timeout"]
+           "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts"]
 
 
 class Member:

@@ -1,8 +1,8 @@
 """RCU grace-period stalls: how old the current grace period is, and who holds it up.
 
-Tree RCU (kernel/rcu/tree.h), one ``struct rcu_state rcu_state`` since v4.20 (commit
-b97d23c51c9f, "rcu: Remove for_each_rcu_flavor() flavor-traversal macro": the flavours
-merged; the course's 5.0 has it), with:
+Tree RCU (kernel/rcu/tree.h), one ``struct rcu_state rcu_state`` since v4.20 (Paul
+McKenney's RCU flavour consolidation, which replaced rcu_sched_state/rcu_bh_state/
+rcu_preempt_state; the course's 5.0 has it), with:
 
 * ``gp_seq``: the grace-period sequence, low two bits the phase (non-zero: a grace period
   is running; ``gp_seq`` since v4.19, commit de30ad512a66);

@@ -64,16 +64,19 @@ def _check(mode, r, text):
         assert r["tasks"][step["task"]]["state"] == "RU"
         # on its CPU since before the soft-lockup detector's 2 * watchdog_thresh (4 s)
         assert r["tasks"][step["task"]]["since_last_arrival_s"] >= 3.0, r["tasks"]
+        # the soft-lockup watchdog's own "stuck for Ns" (its per-CPU touch timestamp)
+        assert r["tasks"][step["task"]].get("watchdog_stuck_s", 3) >= 3, r["tasks"]
         # the holder was proven from its code: where it took the lock is said
         assert step["held_by"][0] in lock["taken_at"]
         assert lock["detail"].startswith("val=" if lock["kind"] == "spinlock" else "cnts=")
         assert "locked" in lock["detail"]
+    assert any("watchdog_stuck_s" in r["tasks"][t] for t in cyc["tasks"]), r["tasks"]
     # nothing else is a cycle, a victim, or waits on a spin lock
     assert not r["victims"]
     spinners = {comm(t) for t, l in r["waits"].items() if r["locks"][l]["kind"] in ("spinlock", "rwlock")}
     assert spinners == set(exp), text
     for c in exp:
-        assert re.search(rf"{c} \(pid \d+\) \[RU, CPU {CPUS[c]}, on it for \d+\.\ds\] waits for "
+        assert re.search(rf"{c} \(pid \d+\) \[RU, CPU {CPUS[c]}, on it for \d+\.\ds(, watchdog stuck for \d+s)?\] waits for "
                          rf"{_kind(exp[c][0])} {exp[c][0]}", text), text
     if mode == "aa":
         assert "held by kdspin_aa" in text
@@ -200,8 +203,8 @@ def test_spinlock_behind_a_mutex(tmp_path, profile, kern, no_leftover_qemu):
     assert [comm[o] for o in by["kdspin_mx"]["owners"]] == ["kdspin_hold"]
     assert "kdspin_hold" not in by            # it spins on nothing: it loops holding the lock
     chain = (r"kdspin_mw \(pid \d+\) waits for mutex kdspin_mutex \[kdspin\] held by kdspin_mx \(pid \d+\) "
-             r"\[RU, CPU 1, on it for \d+\.\ds\], which spins on spinlock kdspin_lock_a \[kdspin\] held by "
-             r"kdspin_hold \(pid \d+\) \[RU, CPU 0, on it for \d+\.\ds\]")
+             r"\[RU, CPU 1, on it for \d+\.\ds(, watchdog stuck for \d+s)?\], which spins on spinlock kdspin_lock_a \[kdspin\] held by "
+             r"kdspin_hold \(pid \d+\) \[RU, CPU 0, on it for \d+\.\ds(, watchdog stuck for \d+s)?\]")
     assert re.search(chain, text), text
     hang = json.loads(rep["ex"][2]["output"])["hang"]
     assert re.fullmatch(chain, hang[0]), hang           # the longest chain leads
@@ -235,7 +238,7 @@ def test_rcu_reader_that_never_leaves(tmp_path, profile, kern, no_leftover_qemu)
         assert cpu == 1 and d["tasks"][task]["comm"] == "kdspin_rcu"
         assert not d["cycles"] and task not in d["waits"]     # a reader holds no lock
         assert re.search(r"RCU STALL: grace period -?\d+ running for \d+\.\ds, held up by CPU 1 "
-                         r"\(kdspin_rcu \(pid \d+\) \[RU, CPU 1, on it for \d+\.\ds\]\)", text), text
+                         r"\(kdspin_rcu \(pid \d+\) \[RU, CPU 1, on it for \d+\.\ds(, watchdog stuck for \d+s)?\]\)", text), text
     check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
 
     from gdbkd.artifacts.modules import build_module_dir

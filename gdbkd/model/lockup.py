@@ -1,0 +1,40 @@
+"""The soft-lockup watchdog's view of a CPU (kernel/watchdog.c).
+
+Each CPU's watchdog kthread (the stopper since v5.10) records when it last ran in the
+per-CPU ``watchdog_touch_ts`` (v2.6.36 to at least 6.12), in the units of
+``get_timestamp()`` = ``running_clock() >> 30`` (about a second). The hrtimer reports a
+soft lockup when ``now - watchdog_touch_ts`` passes twice ``watchdog_thresh``: that
+difference is what the kernel prints as "stuck for Ns". ``now`` here is the scheduler's
+clock at the stop or dump (the latest ``rq->clock``, the same clock on arm64).
+
+Hard lockups: arm64 has a hard-lockup detector only with pseudo-NMI perf events or, from
+6.6, the buddy detector; gdbkd does not read either, and says so.
+"""
+
+from .percpu import per_cpu_addr
+from .reader import MemoryFault
+
+__all__ = ["softlockup_stuck_s", "HARD_LOCKUP_UNKNOWN"]
+
+HARD_LOCKUP_UNKNOWN = ("not read: arm64 detects hard lockups only with pseudo-NMI perf events or, "
+                       "from 6.6, the buddy detector, and gdbkd reads neither")
+
+
+def softlockup_stuck_s(k, cpu, now_ns):
+    """How long (in the watchdog's ~1 s units) CPU ``cpu``'s watchdog has not run, as the
+    kernel's "stuck for Ns"; None when this kernel has no ``watchdog_touch_ts``, the CPU's
+    value cannot be read, or ``now_ns`` is unknown."""
+    a = k.sym("watchdog_touch_ts")
+    if a is None or now_ns is None:
+        return None
+    try:
+        ts = k.reader.u64(per_cpu_addr(k, a, cpu))
+    except (MemoryFault, IndexError):
+        return None
+    now = now_ns >> 30
+    # before v5.14 (Petr Mladek's "watchdog/softlockup: Report the overall time of
+    # softlockups" series, which added watchdog_report_ts) a touch wrote 0 to mean "start
+    # over"; since, 0 is a time like any (a watchdog that last ran in its first second)
+    if ts == 0 and k.sym("watchdog_report_ts") is None:
+        return None
+    return now - ts if now >= ts else None
