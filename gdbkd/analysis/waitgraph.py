@@ -195,6 +195,8 @@ def render_text(r: dict) -> str:
                      + _behind(r, t))
     if rcu:
         L.append(f"RCU STALL: {rcu}")
+    if r.get("hard_lockup"):
+        L.append(f"HARD LOCKUPS: {r['hard_lockup']}")
     L.append("LOCKS:")
     for a, l in locks.items():
         owners = ", ".join(_tname(tasks, o) for o in l.get("owners", [])) or "none found"

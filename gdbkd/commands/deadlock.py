@@ -67,6 +67,7 @@ def _conv(r, f):
         "victims": [{"task": f(v["task"]), "chain": [f(x) for x in v["chain"]]} for v in r["victims"]],
         "blocked_behind": [{"task": f(b["task"]), "chain": [f(x) for x in b["chain"]],
                             "end": opt(b["end"]), "end_kind": b["end_kind"]} for b in r["blocked_behind"]],
+        "hard_lockup": r.get("hard_lockup"),
         "rcu": None if not r.get("rcu") else dict(
             r["rcu"], cpus=[[c, opt(t)] for c, t in r["rcu"]["cpus"]],
             tasks=[f(t) for t in r["rcu"]["tasks"]]),

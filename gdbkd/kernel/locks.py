@@ -455,4 +455,7 @@ def wait_graph() -> dict:
             if t in by_addr and t not in tasks:
                 tasks[t] = _task_info(by_addr[t], now)
         r["rcu"] = gp
+    if any(t.get("watchdog_stuck_s") for t in tasks.values()):
+        from ..model.lockup import HARD_LOCKUP_UNKNOWN
+        r["hard_lockup"] = HARD_LOCKUP_UNKNOWN      # a CPU is stuck: whether with interrupts off, unknown
     return r

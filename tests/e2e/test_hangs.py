@@ -71,6 +71,7 @@ def _check(mode, r, text):
         assert lock["detail"].startswith("val=" if lock["kind"] == "spinlock" else "cnts=")
         assert "locked" in lock["detail"]
     assert any("watchdog_stuck_s" in r["tasks"][t] for t in cyc["tasks"]), r["tasks"]
+    assert r["hard_lockup"].startswith("not read: arm64") and "HARD LOCKUPS: not read" in text
     # nothing else is a cycle, a victim, or waits on a spin lock
     assert not r["victims"]
     spinners = {comm(t) for t, l in r["waits"].items() if r["locks"][l]["kind"] in ("spinlock", "rwlock")}
