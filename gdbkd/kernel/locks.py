@@ -282,6 +282,22 @@ def _now():
         return None
 
 
+def _waits_on(locks, waits, t, addr) -> bool:
+    """Record that ``t`` waits on ``addr``; True when the lock is already in the graph
+    (``t`` joins its waiters), False when the caller describes it."""
+    waits[t.addr] = addr
+    if addr in locks:
+        locks[addr]["waiters"].append(t.addr)
+        return True
+    return False
+
+
+def _lock_name(addr) -> str:
+    """A lock's symbol (``kdspin_lock_a [kdspin]``), or "" when it has none."""
+    s = lookup(addr, want_line=False)
+    return s.label() if s.name and not s.name.startswith("[") else ""
+
+
 def _synthetic(tag, t):
     """A graph node of its own for what ``t`` waits on when no lock address is known: the
     task's address with its top 16 bits replaced by ``tag`` (never a kernel address)."""
@@ -323,12 +339,9 @@ def gather():
                              "waiters": [t.addr]}
                 waits[t.addr] = ev
                 continue
-            waits[t.addr] = comp
-            if comp in locks:
-                locks[comp]["waiters"].append(t.addr)
+            if _waits_on(locks, waits, t, comp):
                 continue
-            s = lookup(comp, want_line=False)
-            name = s.label() if s.name and not s.name.startswith("[") else ""
+            name = _lock_name(comp)
             if not name:
                 owner = next((x for x in ctx.tasks if x.stack and x.stack <= comp < x.stack + ctx.size), None)
                 if owner is not None:
@@ -369,8 +382,7 @@ def gather():
                     for h in _held_by_code(ctx, by_addr[o]) if o in by_addr else []:
                         if h["lock"] == lock:
                             taken[o] = h["at"]
-            s = lookup(lock, want_line=False)
-            name = s.label() if s.name and not s.name.startswith("[") else ""
+            name = _lock_name(lock)
             locks[lock] = {"name": name, "kind": kind, "owners": owners, "probable": probable,
                            "detail": detail, "waiters": waiters,
                            "taken_at": {f"{a:#x}": at for a, at in taken.items()}}
@@ -415,12 +427,9 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
                            "detail": f"address unknown: {why}", "waiters": [t.addr]}
             waits[t.addr] = node
             continue
-        waits[t.addr] = lock
-        if lock in locks:
-            locks[lock]["waiters"].append(t.addr)
+        if _waits_on(locks, waits, t, lock):
             continue
-        s = lookup(lock, want_line=False)
-        name = s.label() if s.name and not s.name.startswith("[") else ""
+        name = _lock_name(lock)
         by_code = _holders_by_code(ctx, lock, set(), running_only=True)
         detail = _spin_detail(kind, lock)
         if not by_code:

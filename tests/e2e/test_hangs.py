@@ -47,6 +47,19 @@ def _kind(lock):
     return "rwlock" if "rwlock" in lock else "spinlock"
 
 
+def _postmortem(dump, mod, kern):
+    """kd analyze --json, kd deadlock --json and its text on the dump: (deadlock, text,
+    analyze)."""
+    from gdbkd.artifacts.modules import build_module_dir
+    kodir = str(build_module_dir(mod, kern)[0].parent)
+    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "--modules-dir", kodir,
+              "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+    return (next(json.loads(l) for l in lines if '"cycles"' in l), r.stdout.split(lines[-1], 1)[1],
+            next(json.loads(l) for l in lines if '"backtrace"' in l))
+
+
 def _check(mode, r, text):
     exp = EXPECT[mode]
     comm = lambda a: r["tasks"][a]["comm"]
@@ -99,18 +112,10 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
     live = json.loads(rep["ex"][0]["output"])
     _check(mode, live, rep["ex"][1]["output"])
 
-    from gdbkd.artifacts.modules import build_module_dir
-    kodir = str(build_module_dir(MOD, kern)[0].parent)
-    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "--modules-dir", kodir,
-              "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
-    assert r.returncode == 0, r.stderr[-2000:]
-    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-    post = next(json.loads(l) for l in lines if '"cycles"' in l)
-    text = r.stdout.split(lines[-1], 1)[1]
+    post, text, an = _postmortem(dump, MOD, kern)
     _check(mode, post, text)
     assert post["cycles"] == live["cycles"]
     # the panicking CPU's backtrace: the frame walk through the interrupt, each frame once
-    an = next(json.loads(l) for l in lines if '"backtrace"' in l)
     fns = [f["function"] for f in an["backtrace"]]
     assert {"queued_spin_lock_slowpath", "queued_read_lock_slowpath"} & set(fns), fns
     outer = [(f["pc"], f["function"]) for f in an["backtrace"]]
@@ -167,14 +172,8 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, profile, kern, no_l
         assert "unknown owner" not in text
     check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
 
-    from gdbkd.artifacts.modules import build_module_dir
-    kodir = str(build_module_dir(mod, kern)[0].parent)
-    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "--modules-dir", kodir,
-              "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
-    assert r.returncode == 0, r.stderr[-2000:]
-    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-    check(next(json.loads(l) for l in lines if '"cycles"' in l), r.stdout.split(lines[-1], 1)[1])
-    an = next(json.loads(l) for l in lines if '"backtrace"' in l)
+    post, text, an = _postmortem(dump, mod, kern)
+    check(post, text)
     hang = an["hang"][0]
     assert all(h.startswith("RCU stall: ") for h in an["hang"][1:]), an["hang"]
     assert hang.startswith("kdhang_waiter (pid") and "which waits for completion kdhang_done" in hang, hang
@@ -242,13 +241,7 @@ def test_rcu_reader_that_never_leaves(tmp_path, profile, kern, no_leftover_qemu)
                          r"\(kdspin_rcu \(pid \d+\) \[RU, CPU 1, on it for \d+\.\ds(, watchdog stuck for \d+s)?\]\)", text), text
     check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
 
-    from gdbkd.artifacts.modules import build_module_dir
-    kodir = str(build_module_dir(MOD, kern)[0].parent)
-    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "--modules-dir", kodir,
-              "-ex", "kd analyze --json", "-ex", "kd deadlock --json", "-ex", "kd deadlock")
-    assert r.returncode == 0, r.stderr[-2000:]
-    lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
-    check(next(json.loads(l) for l in lines if '"cycles"' in l), r.stdout.split(lines[-1], 1)[1])
-    an = next(json.loads(l) for l in lines if '"backtrace"' in l)
+    post, text, an = _postmortem(dump, MOD, kern)
+    check(post, text)
     hang, = [h for h in an["hang"] if h.startswith("RCU stall: ")]
     assert hang.startswith("RCU stall: grace period") and "held up by CPU 1 (kdspin_rcu" in hang, hang
