@@ -127,19 +127,20 @@ def cli():
 @click.option("--append", default="", help="extra kernel command line")
 @click.option("--cpu", default="", help="QEMU -cpu (default from the profile)")
 @click.option("--memory", default="", help="QEMU -m (default from the profile)")
+@click.option("--smp", type=click.IntRange(1, 8), default=None, help="vCPUs (default from the profile)")
 @click.option("--stop-on", multiple=True, help="interrupt the guest once the console matches this regex (repeatable: all must match)")
 @click.option("--no-task-threads", is_flag=True,
               help="gdb sees QEMU's vCPU threads, not every task (no gdbkd proxy in between)")
 @common
 def run(profile, modules, execs, boot_execs, dump_on_crash, dump_format, nokaslr, gdb_port, append, cpu, memory,
-        stop_on, no_task_threads, batch, as_json, ex, timeout, modules_dir):
+        smp, stop_on, no_task_threads, batch, as_json, ex, timeout, modules_dir):
     """Boot PROFILE (qemu_profiles/PROFILE.toml) under gdb; catch and report the crash."""
     from .live import run_session
     sys.exit(run_session(_opts(profile=profile, modules=list(modules), execs=list(execs),
                                rc="".join(c + "\n" for c in boot_execs),
                                dump_on_crash=dump_on_crash or "", dump_format=dump_format,
                                nokaslr=nokaslr, gdb_port=gdb_port, append=append, cpu=cpu,
-                               memory=memory, stop_on=list(stop_on), batch=batch, json=as_json,
+                               memory=memory, smp=smp or 0, stop_on=list(stop_on), batch=batch, json=as_json,
                                ex=list(ex), timeout=timeout, modules_dir=list(modules_dir),
                                task_threads=not no_task_threads)))
 

@@ -53,6 +53,7 @@ class LiveOptions:
     append: str = ""
     cpu: str = ""
     memory: str = ""
+    smp: int = 0                   # vCPUs; 0: the profile's
     stop_on: list = field(default_factory=list)   # console regexes: interrupt the guest once all appear (hangs)
     boot_timeout: float = 90.0
     keep: bool = False
@@ -328,7 +329,7 @@ def run_session(opts: LiveOptions) -> int:
             echo = (lambda b: (os.write(1, b))) if not opts.batch else None
             m = Machine(profile, kernel, initrd, nokaslr=opts.nokaslr, gdb_port=opts.gdb_port,
                         append_extra=opts.append, cpu=opts.cpu or None, memory=opts.memory or None,
-                        echo=echo, shared_ram=opts.task_threads, extra_args=disk)
+                        echo=echo, shared_ram=opts.task_threads, extra_args=disk, smp=opts.smp or None)
             m.keep_dir = opts.keep
             if not opts.json:
                 progress(f"booting {profile.name} ({kernel.release})")
@@ -386,6 +387,21 @@ def run_session(opts: LiveOptions) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _already_crashed(g):
+    """When the guest panicked before gdbkd attached (``panic_cpu``, v4.5+, is -1 until a
+    CPU enters panic()): select that CPU's thread and return the stop reason; else None
+    (then gdbkd continues the guest and waits for a crash)."""
+    try:
+        cpu = g.eval_int("panic_cpu.counter")
+    except GdbkdError:
+        return None
+    if cpu >> 31:                   # -1 (as unsigned long): no CPU has panicked
+        return None
+    g.cli("python import gdbkd.kernel.percpu as _p; _t = _p.threads_by_cpu().get(%d); "
+          "_t.switch() if _t else None" % cpu)
+    return f"the guest had already panicked on CPU {cpu} when gdbkd attached"
+
+
 def attach_session(target: str, vmlinux: str, opts: LiveOptions) -> int:
     """gdbkd attach HOST:PORT: the same, on a guest someone else started."""
     interactive = not opts.batch and sys.stdin.isatty()
@@ -396,12 +412,14 @@ def attach_session(target: str, vmlinux: str, opts: LiveOptions) -> int:
                                     task_threads=opts.task_threads)
             if not opts.json:
                 progress("gdb attached: " + " | ".join(l for l in sym_out.splitlines() if "KASLR" in l))
-            g.cont()
+            crashed = _already_crashed(g)
+            if crashed is None:
+                g.cont()
             with _Term(False) as term:
-                if interactive:
+                if interactive and crashed is None:
                     progress("waiting for a crash (Ctrl-C breaks into gdb)")
                 try:
-                    reason = _wait_for_stop(g, None, opts, term, False)
+                    reason = crashed or _wait_for_stop(g, None, opts, term, False)
                 except KeyboardInterrupt:
                     g.interrupt()
                     g.wait_stopped(10)

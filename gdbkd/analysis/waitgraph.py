@@ -158,7 +158,7 @@ def _behind(r, t):
     last = chain[-1]
     if last in waits and not locks.get(waits[last], {}).get("owners"):
         l = locks.get(waits[last], {})
-        out += f" ({l['detail']})" if l.get("kind") in ("completion", "event") and l.get("detail") \
+        out += f" ({l['detail']})" if l.get("kind") in ("completion", "wait queue", "event") and l.get("detail") \
             else " held by an unknown owner"
     return out
 
@@ -293,7 +293,7 @@ def to_dot(r: dict) -> str:
             label += f"\n{t['where']}"
         L.append(f"  t{a:x} [shape=box style=\"rounded,filled\" color={color} fillcolor={fill} label={_q(label)}];")
     shapes = {"mutex": "ellipse", "rwsem": "hexagon", "semaphore": "octagon", "spinlock": "diamond",
-              "event": "note", "completion": "note"}
+              "event": "note", "completion": "note", "wait queue": "note"}
     for a, l in locks.items():
         color = "red" if a in cyc_locks else "steelblue"
         label = f"{l.get('kind')}\n{l.get('name') or hex(a)}"

@@ -219,6 +219,20 @@ def is_postmortem() -> bool:
     return "gdbkd.stub" in (getattr(conn, "details", "") or "")
 
 
+def _panic_line_from_log():
+    """The reason of the last "Kernel panic - not syncing: REASON" line of the log, or None."""
+    try:
+        from . import printk
+        recs = printk.records()
+    except (gdb.error, ValueError):
+        return None
+    for r in reversed(recs[-400:]):
+        for line in reversed(r.text.decode("utf-8", "replace").splitlines()):
+            if line.startswith("Kernel panic - not syncing: "):
+                return line[len("Kernel panic - not syncing: "):].strip()
+    return None
+
+
 def trap_from_log():
     """The last oops/BUG/panic line of the kernel log, for dumps whose crashed thread
     starts at the faulting pc (kdump after an oops: crash_kexec got the oops' pt_regs)."""
@@ -336,6 +350,10 @@ def find_trap():
         except gdb.MemoryError:
             raw = b""
         t["message"] = format_panic(raw, args).strip() if args else raw.decode("utf-8", "replace").strip()
+        if not t["message"]:
+            # panic() further out than frame 0 (gdbkd attached after it: the CPU is in its
+            # final loop) and DWARF no longer has fmt: the line panic() printed
+            t["message"] = _panic_line_from_log() or ""
     else:
         regs = _int_arg(f, "regs", "x0")
         if regs:

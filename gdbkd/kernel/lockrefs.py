@@ -25,7 +25,7 @@ from ..analysis.lockflow import ACQUIRE, RELEASE, SLOWPATHS
 from .symbolize import lookup
 from .types import read_bytes
 
-__all__ = ["acquisitions", "spinning_on", "decode_qspinlock", "ACQUIRE", "RELEASE", "SLOWPATHS"]
+__all__ = ["acquisitions", "spinning_on", "qspinlock_detail", "ACQUIRE", "RELEASE", "SLOWPATHS"]
 
 _M = 0xFFFFFFFFFFFFFFFF
 _flows = {}          # function start -> lockflow.Flow (or None: unreadable)
@@ -207,23 +207,21 @@ def _spun_lock(frames, first, kind, i):
     return kind, None, "no caller frame", i
 
 
-def decode_qspinlock(word):
-    """The qspinlock word (include/asm-generic/qspinlock_types.h, NR_CPUS < 16K): locked
-    byte, pending byte, tail index (bits 16-17) and tail CPU + 1 (bits 18-31)."""
-    tail_cpu = (word >> 18) - 1 if word >> 18 else None
-    return {"locked": word & 0xFF, "pending": (word >> 8) & 0xFF,
-            "tail_cpu": tail_cpu, "tail_idx": (word >> 16) & 3 if tail_cpu is not None else None}
-
-
 def qspinlock_detail(addr):
+    """The lock word in words, with the MCS queue when one has formed (model/qspinlock.py)."""
+    from ..model import qspinlock
+    from .memory import kernel
     try:
         w = int.from_bytes(read_bytes(addr, 4), "little")
     except gdb.MemoryError as e:
         return f"lock word unreadable ({e})"
-    d = decode_qspinlock(w)
+    d = qspinlock.decode(w)
     s = f"val={w:#x}: {'locked' if d['locked'] else 'unlocked'}"
     if d["pending"]:
         s += ", pending"
     if d["tail_cpu"] is not None:
         s += f", queue tail CPU {d['tail_cpu']} (node {d['tail_idx']})"
+        q = qspinlock.mcs_queue(kernel(), d["tail_cpu"], d["tail_idx"])
+        if q:
+            s += ", MCS queue " + " -> ".join(f"CPU {c}" + (f" (node {i})" if i else "") for c, i in q)
     return s

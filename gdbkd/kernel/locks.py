@@ -256,6 +256,26 @@ def _completion(ctx, t):
     return None if h is None else h - head - wait
 
 
+def _wait_queue(ctx, t):
+    """The struct wait_queue_head ``t`` sleeps on, from its wait_queue_entry {flags; private
+    (the task); func; entry} on its own stack linked into the head's list (v4.13+ names;
+    the layout is older), or None."""
+    try:
+        head = field_offset("struct wait_queue_head", "head")
+        task_off = field_offset("struct wait_queue_entry", "private")
+        list_off = field_offset("struct wait_queue_entry", "entry")
+    except gdb.error:
+        return None
+    h, _ = _find_wait_list(ctx, t, task_off, list_off)
+    return None if h is None else h - head
+
+
+def _on_stack_name(ctx, addr) -> str:
+    """``ADDR (on the stack of COMM (pid N))`` for an object on a task's stack, else ""."""
+    owner = next((x for x in ctx.tasks if x.stack and x.stack <= addr < x.stack + ctx.size), None)
+    return f"{addr:#x} (on the stack of {owner.comm} (pid {owner.pid}))" if owner else ""
+
+
 def _task_info(t, now):
     """A task as the wait-for graph shows it: pid, comm, state, its CPU when running, and
     since when a running task has had its CPU, or a sleeping one last ran (sched_info,
@@ -328,6 +348,15 @@ def gather():
         kind, idx = wait_kind(names)
         tinfo(t, _where(names, idx, frames))
         if kind is None:
+            # no lock function: a wait_event() (a macro, inlined into its caller) leaves
+            # only its wait_queue_entry on the stack, linked into the queue's head
+            wq = _wait_queue(ctx, t)
+            if wq is not None and not _waits_on(locks, waits, t, wq):
+                tasks[t.addr]["where"] = _where(names, 0, frames)
+                locks[wq] = {"name": _lock_name(wq) or _on_stack_name(ctx, wq), "kind": "wait queue",
+                             "owners": [], "probable": False,
+                             "detail": "no owner is recorded: whoever would wake it up",
+                             "waiters": [t.addr]}
             continue
         if kind == "event":
             comp = _completion(ctx, t)
@@ -341,11 +370,7 @@ def gather():
                 continue
             if _waits_on(locks, waits, t, comp):
                 continue
-            name = _lock_name(comp)
-            if not name:
-                owner = next((x for x in ctx.tasks if x.stack and x.stack <= comp < x.stack + ctx.size), None)
-                if owner is not None:
-                    name = f"{comp:#x} (on the stack of {owner.comm} (pid {owner.pid}))"
+            name = _lock_name(comp) or _on_stack_name(ctx, comp)
             locks[comp] = {"name": name, "kind": "completion", "owners": [], "probable": False,
                            "detail": "no owner is recorded: whoever would call complete()",
                            "waiters": [t.addr]}

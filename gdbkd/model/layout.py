@@ -35,6 +35,8 @@ LAYOUTS = {
     "struct rq": ["curr", "idle", "nr_running", "clock"],
     "struct rcu_state": ["gp_seq", "gp_start", "jiffies_stall", "node"],
     "struct rcu_node": ["qsmask", "grplo", "grphi", "level", "blkd_tasks", "gp_tasks"],
+    "struct qnode": ["mcs.next", "mcs.count"],
+    "struct mcs_spinlock": ["next", "count"],
     "struct module": [
         "list", "name", "state", "sect_attrs", "core_layout.base", "core_layout.size",
         "init_layout.base", "init_layout.size", "mem", "mem[0].base", "mem[0].size",
@@ -82,7 +84,7 @@ SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "stru
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
          "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node",
          "struct printk_ringbuffer", "struct prb_desc", "struct printk_info", "struct pt_regs",
-         "struct rcu_node"]
+         "struct rcu_node", "struct qnode", "struct mcs_spinlock"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
@@ -94,7 +96,7 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn", "prb",
            "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end",
            "rcu_state", "rcu_num_nodes", "rcu_num_lvls", "jiffies", "tick_nsec",
-           "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts"]
+           "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts", "qnodes", "mcs_nodes"]
 
 
 class Member:

@@ -112,7 +112,8 @@ def _size_bytes(s: str) -> int:
 
 class Machine:
     def __init__(self, profile, kernel, initrd=None, nokaslr=False, gdb_port=None,
-                 append_extra="", cpu=None, memory=None, echo=None, extra_args=(), shared_ram=False):
+                 append_extra="", cpu=None, memory=None, echo=None, extra_args=(), shared_ram=False,
+                 smp=None):
         self.profile = profile
         self.shared_ram = shared_ram     # RAM as a memfd gdbkd's processes can read (guestram.py)
         self.ram_fd = None
@@ -123,6 +124,7 @@ class Machine:
         self.append_extra = append_extra
         self.cpu = cpu
         self.memory = memory
+        self.smp = smp             # vCPUs (default from the profile)
         self.echo = echo
         self.extra_args = list(extra_args)   # more QEMU arguments (e.g. a dump disk)
         self.proc = None
@@ -146,7 +148,7 @@ class Machine:
             ram = ["-object", f"memory-backend-file,id=gdbkd-ram,size={mem},"
                               f"mem-path=/proc/self/fd/{self.ram_fd},share=on"]
         argv = [QEMU, "-M", machine, *ram, "-cpu", self.cpu or q.get("cpu", "cortex-a57"),
-                "-smp", str(q.get("smp", 2)), "-m", mem,
+                "-smp", str(self.smp or q.get("smp", 2)), "-m", mem,
                 "-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot",
                 "-kernel", self.kernel.image, "-append", append.strip(),
                 "-device", "vmcoreinfo",

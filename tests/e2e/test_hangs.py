@@ -140,17 +140,24 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
             assert f"{c} (pid" in hang and f"spins on {lock} [kdspin]" in hang
 
 
+#: kdhang's modes: what kdhang_holder sleeps on, as kd deadlock names it
+WAITS = {"completion": ("completion", "kdhang_done [kdhang]"), "wq": ("wait queue", "kdhang_wq [kdhang]")}
+
+
 @pytest.mark.parametrize("profile", PROFILES)
-def test_completion_never_completed_behind_a_mutex(tmp_path, profile, kern, no_leftover_qemu):
-    """kdhang_holder holds kdhang_mutex and waits for kdhang_done, which nothing completes;
-    kdhang_waiter blocks on the mutex; the hung-task detector panics. The completion is
+@pytest.mark.parametrize("wait", ["completion", "wq"])
+def test_completion_never_completed_behind_a_mutex(tmp_path, wait, profile, kern, no_leftover_qemu):
+    """kdhang_holder holds kdhang_mutex and waits for kdhang_done, which nothing completes
+    (or, mode=wq, sleeps in wait_event on kdhang_wq, which nothing wakes); kdhang_waiter
+    blocks on the mutex; the hung-task detector panics. The completion or wait queue is
     named by its symbol (not the waiter's stack entry), the mutex's owner is the same in
     the chain as in LOCKS, no cycle is claimed, and the report says what hung."""
+    kind, name = WAITS[wait]
     mod = HERE / "kdhang_mod"
     dump = tmp_path / "vmcore.elf"
     r = gdbkd("run", profile, "--batch", "--json", "--module", str(mod), "--append", "hung_task_panic=1",
               "--boot-exec", "echo 3 > /proc/sys/kernel/hung_task_timeout_secs",
-              "--exec", "insmod /lib/modules/gdbkd/kdhang.ko", "--dump-on-crash", str(dump),
+              "--exec", f"insmod /lib/modules/gdbkd/kdhang.ko mode={wait}", "--dump-on-crash", str(dump),
               "--timeout", "150", "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads(r.stdout.strip().splitlines()[-1])
@@ -160,13 +167,13 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, profile, kern, no_l
         comm = {a: t["comm"] for a, t in d["tasks"].items()}
         by = {comm[t]: d["locks"][l] for t, l in d["waits"].items()}
         assert not d["cycles"] and not d["victims"], text
-        assert by["kdhang_holder"]["kind"] == "completion"
-        assert by["kdhang_holder"]["name"] == "kdhang_done [kdhang]"
+        assert by["kdhang_holder"]["kind"] == kind
+        assert by["kdhang_holder"]["name"] == name
         assert by["kdhang_waiter"]["kind"] == "mutex" and by["kdhang_waiter"]["name"] == "kdhang_mutex [kdhang]"
         assert [comm[o] for o in by["kdhang_waiter"]["owners"]] == ["kdhang_holder"]
         assert re.search(r"kdhang_waiter \(pid \d+\) waits for mutex kdhang_mutex \[kdhang\] held by "
                          r"kdhang_holder \(pid \d+\) \[UN, last ran \d+\.\ds ago\], which waits for "
-                         r"completion kdhang_done \[kdhang\]", text), text
+                         + re.escape(f"{kind} {name}"), text), text
         # both blocked for longer than hung_task_timeout_secs (3 s) when the detector fired
         assert all(t["since_last_arrival_s"] >= 2.0 for t in d["tasks"].values()), d["tasks"]
         assert "unknown owner" not in text
@@ -176,7 +183,7 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, profile, kern, no_l
     check(post, text)
     hang = an["hang"][0]
     assert all(h.startswith("RCU stall: ") for h in an["hang"][1:]), an["hang"]
-    assert hang.startswith("kdhang_waiter (pid") and "which waits for completion kdhang_done" in hang, hang
+    assert hang.startswith("kdhang_waiter (pid") and f"which waits for {kind} {name}" in hang, hang
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -245,3 +252,35 @@ def test_rcu_reader_that_never_leaves(tmp_path, profile, kern, no_leftover_qemu)
     check(post, text)
     hang, = [h for h in an["hang"] if h.startswith("RCU stall: ")]
     assert hang.startswith("RCU stall: grace period") and "held up by CPU 1 (kdspin_rcu" in hang, hang
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_spinlock_queue(tmp_path, profile, kern, no_leftover_qemu):
+    """Three CPUs: kdspin_qh (CPU 0) holds kdspin_lock_a and loops, kdspin_q1 (CPU 1) waits
+    on the lock word (pending), kdspin_q2 (CPU 2) in its MCS node. The word decodes as
+    locked + pending with the tail at CPU 2 node 0, the MCS queue read through the per-CPU
+    nodes is CPU 2, both waiters are spinners on the lock held by kdspin_qh; no cycle."""
+    dump = tmp_path / "vmcore.elf"
+    r = gdbkd("run", profile, "--batch", "--json", "--smp", "3", "--module", str(MOD),
+              "--append", "softlockup_panic=1 watchdog_thresh=2",
+              "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=queue",
+              "--dump-on-crash", str(dump), "--timeout", "150",
+              "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+
+    def check(d, text):
+        comm = {a: t["comm"] for a, t in d["tasks"].items()}
+        by = {comm[t]: d["locks"][l] for t, l in d["waits"].items()}
+        assert not d["cycles"], text
+        assert {c for c in by if c.startswith("kdspin_q")} == {"kdspin_q1", "kdspin_q2"}, text
+        lock = by["kdspin_q1"]
+        assert by["kdspin_q2"] is lock or by["kdspin_q2"] == lock
+        assert lock["name"] == "kdspin_lock_a [kdspin]" and lock["kind"] == "spinlock"
+        assert [comm[o] for o in lock["owners"]] == ["kdspin_qh"]
+        assert re.fullmatch(r"val=0x\w+: locked, pending, queue tail CPU 2 \(node 0\), MCS queue CPU 2",
+                            lock["detail"]), lock["detail"]
+        assert {d["tasks"][t]["cpu"] for t in d["waits"] if comm[t] in ("kdspin_q1", "kdspin_q2")} == {1, 2}
+    check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
+    post, text, _ = _postmortem(dump, MOD, kern)
+    check(post, text)

@@ -9,6 +9,9 @@
  *   mode=mutex: a spin lock behind a mutex. "kdspin_hold" on CPU 0 takes kdspin_lock_a and
  *              spins forever holding it; "kdspin_mx" on CPU 1 takes kdspin_mutex, sleeps a
  *              little (so "kdspin_mw" can block on the mutex), then takes kdspin_lock_a.
+ *   mode=queue (3 CPUs): "kdspin_qh" on CPU 0 takes kdspin_lock_a and spins forever holding
+ *              it; "kdspin_q1" on CPU 1 then waits for it (the pending waiter) and
+ *              "kdspin_q2" on CPU 2 a little later (queued in its MCS node: the tail).
  *   mode=rcu:  "kdspin_rcu" on CPU 1 enters an RCU read-side critical section and never
  *              leaves it (nor schedules): the grace period cannot end.
  *   mode=rwlock: "kdspin_wr" on CPU 0 takes kdspin_rwlock for writing, then kdspin_lock_b;
@@ -120,6 +123,25 @@ static int kdspin_rd(void *unused)
 	return 0;
 }
 
+static int kdspin_q1(void *unused)
+{
+	while (atomic_read(&kdspin_first_taken) < 1)
+		cpu_relax();
+	spin_lock(&kdspin_lock_a);
+	spin_unlock(&kdspin_lock_a);
+	return 0;
+}
+
+static int kdspin_q2(void *unused)
+{
+	while (atomic_read(&kdspin_first_taken) < 1)
+		cpu_relax();
+	mdelay(200);
+	spin_lock(&kdspin_lock_a);
+	spin_unlock(&kdspin_lock_a);
+	return 0;
+}
+
 static int kdspin_rcu(void *unused)
 {
 	rcu_read_lock();
@@ -147,6 +169,10 @@ static int __init kdspin_init(void)
 		kdspin_start(kdspin_hold, "kdspin_hold", 0);
 		kdspin_start(kdspin_mx, "kdspin_mx", 1);
 		kthread_run(kdspin_mw, NULL, "kdspin_mw");
+	} else if (!strcmp(mode, "queue")) {
+		kdspin_start(kdspin_hold, "kdspin_qh", 0);
+		kdspin_start(kdspin_q1, "kdspin_q1", 1);
+		kdspin_start(kdspin_q2, "kdspin_q2", 2);
 	} else if (!strcmp(mode, "rcu")) {
 		kdspin_start(kdspin_rcu, "kdspin_rcu", 1);
 	} else if (!strcmp(mode, "rwlock")) {

@@ -1,0 +1,65 @@
+"""The queued spin lock's word and its MCS queue (kernel/locking/qspinlock.c; arm64 uses
+qspinlock since v4.19).
+
+The 32-bit word (include/asm-generic/qspinlock_types.h, NR_CPUS < 16K): byte 0 locked,
+byte 1 pending (one waiter spinning on the word itself), bits 16-17 the tail's node index,
+bits 18-31 the tail's CPU + 1 (0: no queue). Further waiters queue in per-CPU MCS nodes:
+``qnodes[MAX_NODES]`` of ``struct qnode {struct mcs_spinlock mcs; …}`` (v5.1+; before,
+``mcs_nodes[]`` of ``struct mcs_spinlock``), ``mcs_spinlock {next; locked; count}``, with
+``qnodes[0].mcs.count`` the CPU's nodes in use (one per nesting context). The queue runs
+from its head (the next to take the lock) through ``next`` to the tail the word names.
+"""
+
+from .percpu import per_cpu_addr, possible_cpus
+from .reader import MemoryFault
+
+__all__ = ["decode", "mcs_queue"]
+
+
+def decode(word):
+    """{locked, pending, tail_cpu, tail_idx} of a qspinlock word (tail_* None: no queue)."""
+    tail_cpu = (word >> 18) - 1 if word >> 18 else None
+    return {"locked": word & 0xFF, "pending": (word >> 8) & 0xFF,
+            "tail_cpu": tail_cpu, "tail_idx": (word >> 16) & 3 if tail_cpu is not None else None}
+
+
+def _nodes(k):
+    """(per-CPU array address, node size, next offset, count offset) or None."""
+    for sym, typ, pre in (("qnodes", "struct qnode", "mcs."), ("mcs_nodes", "struct mcs_spinlock", "")):
+        a = k.sym(sym)
+        size = k.sizeof(typ)
+        nxt = k.offset(typ, pre + "next") if pre else k.offset(typ, "next")
+        cnt = k.offset(typ, pre + "count") if pre else k.offset(typ, "count")
+        if a is not None and size and None not in (nxt, cnt):
+            return a, size, nxt, cnt
+    return None
+
+
+def mcs_queue(k, tail_cpu, tail_idx):
+    """[(cpu, node index)] of the MCS queue from its head to the tail (tail_cpu,
+    tail_idx); [] when this kernel's nodes cannot be read, or the tail is not in use."""
+    layout = _nodes(k)
+    if layout is None or tail_cpu is None:
+        return []
+    a, size, nxt, cnt = layout
+    r = k.reader
+    node_at, nexts = {}, {}
+    try:
+        for c in possible_cpus(k):
+            base = per_cpu_addr(k, a, c)
+            used = r.s32(base + cnt)
+            for i in range(max(0, min(used, 4))):
+                n = base + i * size
+                node_at[n] = (c, i)
+                nexts[n] = r.u64(n + nxt)
+    except (MemoryFault, IndexError):
+        return []
+    tail = per_cpu_addr(k, a, tail_cpu) + tail_idx * size
+    if tail not in node_at:
+        return []
+    prev = {v: n for n, v in nexts.items() if v in node_at}
+    order, cur = [tail], tail
+    while cur in prev and prev[cur] not in order and len(order) < len(node_at):
+        cur = prev[cur]
+        order.append(cur)
+    return [node_at[n] for n in reversed(order)]
