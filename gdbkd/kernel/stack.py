@@ -276,7 +276,9 @@ def _in_vectors(pc: int) -> bool:
     return lookup(pc, want_line=False).name == "vectors"
 
 
-def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -> Unwind:
+def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256, elr=None) -> Unwind:
+    """Walk from ``pc``/``fp`` (``elr``: the CPU's ELR_EL1, live, for a walk that starts in
+    the exception entry before pt_regs were saved)."""
     ranges = stack_ranges(task)
     frames = []
     cur = Frame(strip_pac(pc), fp, sp, kind, lr)
@@ -300,6 +302,14 @@ def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256) -
                     stop = "exception from user space (end of kernel stack)"
                     break
                 cur = Frame(strip_pac(regs["pc"]), regs["x29"], regs["sp"], "exact", regs["x30"])
+                continue
+        # an exception just taken, pt_regs not saved yet (the vectors, kernel_entry): the
+        # interrupted pc is only in ELR_EL1, fp and lr are still the interrupted code's
+        if elr is not None and len(frames) == 1 and cur.kind == "exact" and in_entry_text(cur.pc):
+            e = strip_pac(elr)
+            elr = None
+            if is_text(e) and not in_entry_text(e):
+                cur = Frame(e, cur.fp, cur.sp, "exact", cur.lr)
                 continue
         # interrupted prologue or leaf: its caller is only in lr
         if cur.kind == "exact" and cur.lr is not None:
@@ -347,7 +357,7 @@ def unwind_task(task, regs=None, max_frames=256) -> Unwind:
     else from its saved ``cpu_context``."""
     if regs is not None:
         u = unwind(regs["pc"], regs.get("fp", 0), regs.get("sp"), regs.get("lr"), "exact",
-                   task, max_frames)
+                   task, max_frames, elr=regs.get("ELR_EL1"))
         u.start["source"] = "cpu registers"
         return u
     cc = task.cpu_context

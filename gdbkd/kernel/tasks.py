@@ -81,11 +81,12 @@ def task_from_arg(arg: str, error):
     return found[0]
 
 
-_REGS = ("pc", "sp", "x29", "x30", "cpsr", "SP_EL0")
+_REGS = ("pc", "sp", "x29", "x30", "cpsr", "SP_EL0", "ELR_EL1")
 
 
 def thread_regs(thread=None) -> dict:
-    """pc, sp, fp, lr, cpsr (and SP_EL0 if the target has it) of a gdb thread's newest frame."""
+    """pc, sp, fp, lr, cpsr (and SP_EL0, ELR_EL1 if the target has them: live, not dumps) of
+    a gdb thread's newest frame."""
     thread = thread or user_thread()
     if thread is None:
         raise gdb.GdbError("no thread selected (is a target connected?)")
