@@ -79,23 +79,52 @@ class ExceptionFrameUnwinder(Unwinder):
     def _from_irq_stack(self, pending_frame):
         """A frame in call_on_irq_stack after its call: the caller's frame record is at x29
         (on the task stack): caller fp = [x29], pc = [x29 + 8], sp = x29 + 16."""
+        return self._from_frame_record(pending_frame)
+
+    def _from_frame_record(self, pending_frame, skip_own_return=False):
+        """The caller from the frame record at x29: fp = [x29], pc = [x29 + 8] (its
+        pointer-auth signature stripped), sp = x29 + 16; None when that is no kernel text.
+        ``skip_own_return``: when that record returns to this very frame's pc, it is its
+        callee's (gdb handed down the callee's x29): take the next one out."""
+        from .stack import strip_pac
+        from .symbolize import is_text
         fp = int(pending_frame.read_register("x29")) & _M
         try:
             raw = read_bytes(fp, 16)
+            if skip_own_return and strip_pac(int.from_bytes(raw[8:], "little")) == \
+                    int(pending_frame.read_register("pc")) & _M:
+                fp = int.from_bytes(raw[:8], "little")
+                raw = read_bytes(fp, 16)
         except gdb.MemoryError:
             return None
         prev_fp = int.from_bytes(raw[:8], "little")
-        lr = int.from_bytes(raw[8:], "little")
-        if lr >> 48 != 0xFFFF:
+        lr = strip_pac(int.from_bytes(raw[8:], "little"))
+        if lr >> 48 != 0xFFFF or not is_text(lr):
             return None
         u64 = gdb.lookup_type("unsigned long")
         info = pending_frame.create_unwind_info(
             _FrameId(pending_frame.read_register("sp"), pending_frame.read_register("pc")))
         info.add_saved_register("x29", gdb.Value(prev_fp).cast(u64))
         info.add_saved_register("x30", gdb.Value(lr).cast(u64))
-        info.add_saved_register("sp", gdb.Value(fp + 16).cast(u64))
+        # the caller's sp: right above the record for call_on_irq_stack (a 16-byte frame);
+        # for a function's frame, not knowable from the record: its caller set x29 = sp
+        # after pushing its own (arm64 gcc's prologue), so that is the best value there is
+        sp = prev_fp if skip_own_return and prev_fp > fp else fp + 16
+        info.add_saved_register("sp", gdb.Value(sp).cast(u64))
         info.add_saved_register("pc", gdb.Value(lr).cast(u64))
         return info
+
+    def _module_frame(self, pending_frame, pc):
+        """A frame in a module function whose frame record is set up: the caller from the
+        record (caller fp = [x29], pc = [x29 + 8], sp = x29 + 16). Modules carry no CFI
+        gdb reads, and its prologue guess at an interrupted module function (an inlined
+        spin_lock calling the slow path) made the function its own caller."""
+        from .symbolize import lookup
+        from .disasm import frame_record_ready
+        s = lookup(pc - 4, want_line=False)         # a return address: the call before it
+        if s.start is None or frame_record_ready(s.start, pc) is not True:
+            return None
+        return self._from_frame_record(pending_frame, skip_own_return=True)
 
     def __call__(self, pending_frame):
         try:
@@ -109,7 +138,9 @@ class ExceptionFrameUnwinder(Unwinder):
             if irq and irq < pc < irq + 0x80:
                 return self._from_irq_stack(pending_frame)
             if not rng[0] <= pc < rng[1]:
-                return None
+                from .symbolize import text_ranges
+                module = any(lo <= pc < hi and what.startswith("module ") for lo, hi, what in text_ranges())
+                return self._module_frame(pending_frame, pc) if module else None
             sp = int(pending_frame.read_register("sp")) & _M
             raw = read_bytes(sp, PT_REGS_WORDS * 8)
         except (gdb.error, gdb.MemoryError, ValueError, OverflowError):

@@ -214,10 +214,13 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
 
 
 def _is_kd(cmd) -> bool:
-    """Whether the -ex command CMD may need the kd commands: a kd command, help or apropos
-    about them, or a script (``source``, ``python``) that may run them."""
+    """Whether the -ex command CMD may need what kd.py installs: a kd command, help or
+    apropos about them, a script (``source``, ``python``) that may run them, or one of
+    gdb's frame commands (kd's unwinder takes gdb through exception frames and the IRQ
+    stack: without it gdb's own ``bt`` stopped at call_on_irq_stack)."""
     w = cmd.split()
-    return bool(w) and (w[0] in ("kd", "source", "python", "py", "pi", "apropos")
+    return bool(w) and (w[0] in ("kd", "source", "python", "py", "pi", "apropos", "bt", "backtrace",
+                                 "where", "frame", "f", "up", "down", "info", "thread", "t")
                         or w[0] in ("help", "h") and w[1:2] == ["kd"])
 
 
