@@ -121,6 +121,15 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
     outer = [(f["pc"], f["function"]) for f in an["backtrace"]]
     assert len(outer) == len(set(outer)), fns
     assert fns[-1] == "ret_from_fork", fns
+    # gdb's own bt, with no kd command before it: through the IRQ stack and the exception
+    # into the module's frame once (its inlined spin_lock chain once), to ret_from_fork
+    from gdbkd.artifacts.modules import build_module_dir
+    r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "-s", "--modules-dir",
+              str(build_module_dir(MOD, kern)[0].parent), "-ex", "bt")
+    assert r.returncode == 0, r.stderr[-2000:]
+    gfns = re.findall(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(", r.stdout, re.M)
+    assert gfns and gfns[-1] == "ret_from_fork", r.stdout[-3000:]
+    assert sum(1 for f in gfns if f.startswith("kdspin_")) == 1, r.stdout[-3000:]
     # the report leads with what hung, not the detector's "softlockup: hung tasks"
     hang = an["hang"][0]
     # besides the cycle, only a stalled RCU grace period (a spinning CPU reports no
