@@ -460,6 +460,12 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         if not by_code:
             why_not = "; ".join(f"{by_addr_comm(ctx, a)}: {e}" for a, e in ctx.undecoded.items())
             detail += "; no running task's code holds it" + (f" ({why_not})" if why_not else "")
+        elif kind == "spinlock" and len(by_code) > 1:
+            # one holder at most: evidence that names several is wrong somewhere (a release
+            # the analysis did not see), so it proves none of them
+            detail += ("; owner unknown: the code analysis names " + ", ".join(
+                f"{by_addr_comm(ctx, a)} (at {at})" for a, at in by_code) + ", and a spin lock has one")
+            by_code = []
         locks[lock] = {"name": name, "kind": kind, "owners": [a for a, _ in by_code],
                        "probable": False, "detail": detail, "waiters": [t.addr],
                        "taken_at": {f"{a:#x}": at for a, at in by_code}}
@@ -489,7 +495,8 @@ def wait_graph() -> dict:
             if t in by_addr and t not in tasks:
                 tasks[t] = _task_info(by_addr[t], now)
         r["rcu"] = gp
-    if any(t.get("watchdog_stuck_s") for t in tasks.values()):
+    if any(t.get("watchdog_stuck_s") or (a in waits and t.get("cpu") is not None)
+           for a, t in tasks.items()):
         from ..model.lockup import HARD_LOCKUP_UNKNOWN
-        r["hard_lockup"] = HARD_LOCKUP_UNKNOWN      # a CPU is stuck: whether with interrupts off, unknown
+        r["hard_lockup"] = HARD_LOCKUP_UNKNOWN      # a CPU spins or is stuck: with interrupts off? unknown
     return r

@@ -22,8 +22,9 @@ HARD_LOCKUP_UNKNOWN = ("not read: arm64 detects hard lockups only with pseudo-NM
 
 def softlockup_stuck_s(k, cpu, now_ns):
     """How long (in the watchdog's ~1 s units) CPU ``cpu``'s watchdog has not run, as the
-    kernel's "stuck for Ns"; None when this kernel has no ``watchdog_touch_ts``, the CPU's
-    value cannot be read, or ``now_ns`` is unknown."""
+    kernel's "stuck for Ns"; None when this kernel has no ``watchdog_touch_ts``, the stamp
+    is not the watchdog's alone (before v5.14), the CPU's value cannot be read, or
+    ``now_ns`` is unknown."""
     a = k.sym("watchdog_touch_ts")
     if a is None or now_ns is None:
         return None
@@ -33,8 +34,10 @@ def softlockup_stuck_s(k, cpu, now_ns):
         return None
     now = now_ns >> 30
     # before v5.14 (Petr Mladek's "watchdog/softlockup: Report the overall time of
-    # softlockups" series, which added watchdog_report_ts) a touch wrote 0 to mean "start
-    # over"; since, 0 is a time like any (a watchdog that last ran in its first second)
-    if ts == 0 and k.sym("watchdog_report_ts") is None:
+    # softlockups" series, which added watchdog_report_ts) every touch_softlockup_watchdog()
+    # reset this very stamp, and panic() and the console touch it on the way down: after a
+    # panic it no longer says how long the CPU was stuck. Since, touches go to
+    # watchdog_report_ts and this stamp is the watchdog's alone.
+    if k.sym("watchdog_report_ts") is None:
         return None
     return now - ts if now >= ts else None

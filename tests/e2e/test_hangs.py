@@ -60,7 +60,11 @@ def _postmortem(dump, mod, kern):
             next(json.loads(l) for l in lines if '"backtrace"' in l))
 
 
-def _check(mode, r, text):
+#: kernels whose soft-lockup stamp is the watchdog's alone (v5.14+: model/lockup.py)
+WATCHDOG_STAMP = ("debian-6.1", "debian-6.12")
+
+
+def _check(mode, r, text, profile="debian-6.1"):
     exp = EXPECT[mode]
     comm = lambda a: r["tasks"][a]["comm"]
     assert len(r["cycles"]) == 1, text
@@ -83,7 +87,10 @@ def _check(mode, r, text):
         assert step["held_by"][0] in lock["taken_at"]
         assert lock["detail"].startswith("val=" if lock["kind"] == "spinlock" else "cnts=")
         assert "locked" in lock["detail"]
-    assert any("watchdog_stuck_s" in r["tasks"][t] for t in cyc["tasks"]), r["tasks"]
+    if profile in WATCHDOG_STAMP:
+        assert any("watchdog_stuck_s" in r["tasks"][t] for t in cyc["tasks"]), r["tasks"]
+    else:
+        assert not any("watchdog_stuck_s" in r["tasks"][t] for t in cyc["tasks"]), r["tasks"]
     assert r["hard_lockup"].startswith("not read: arm64") and "HARD LOCKUPS: not read" in text
     # nothing else is a cycle, a victim, or waits on a spin lock
     assert not r["victims"]
@@ -110,10 +117,10 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
     # the detector's panic (6.12 flushes the console's warning only after it)
     assert "panic" in rep["stopped"] and "softlockup" in rep["report"]["trap"]["message"], rep["report"]
     live = json.loads(rep["ex"][0]["output"])
-    _check(mode, live, rep["ex"][1]["output"])
+    _check(mode, live, rep["ex"][1]["output"], profile)
 
     post, text, an = _postmortem(dump, MOD, kern)
-    _check(mode, post, text)
+    _check(mode, post, text, profile)
     assert post["cycles"] == live["cycles"]
     # the panicking CPU's backtrace: the frame walk through the interrupt, each frame once
     fns = [f["function"] for f in an["backtrace"]]
@@ -128,8 +135,10 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
               str(build_module_dir(MOD, kern)[0].parent), "-ex", "bt")
     assert r.returncode == 0, r.stderr[-2000:]
     gfns = re.findall(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(", r.stdout, re.M)
-    assert gfns and gfns[-1] == "ret_from_fork", r.stdout[-3000:]
-    assert sum(1 for f in gfns if f.startswith("kdspin_")) == 1, r.stdout[-3000:]
+    assert sum(1 for f in gfns if f.startswith("kdspin_")) <= 1, r.stdout[-3000:]
+    if profile in WATCHDOG_STAMP:       # 6.x entry code; before 5.11 gdb's bt stops at el1_irq
+        assert gfns and gfns[-1] == "ret_from_fork", r.stdout[-3000:]
+        assert sum(1 for f in gfns if f.startswith("kdspin_")) == 1, r.stdout[-3000:]
     # the report leads with what hung, not the detector's "softlockup: hung tasks"
     hang = an["hang"][0]
     # besides the cycle, only a stalled RCU grace period (a spinning CPU reports no
