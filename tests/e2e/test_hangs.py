@@ -291,14 +291,17 @@ def test_spinlock_queue(tmp_path, profile, kern, no_leftover_qemu):
         comm = {a: t["comm"] for a, t in d["tasks"].items()}
         by = {comm[t]: d["locks"][l] for t, l in d["waits"].items()}
         assert not d["cycles"], text
-        assert {c for c in by if c.startswith("kdspin_q")} == {"kdspin_q1", "kdspin_q2"}, text
-        lock = by["kdspin_q1"]
-        assert by["kdspin_q2"] is lock or by["kdspin_q2"] == lock
+        lock = by["kdspin_q2"]
         assert lock["name"] == "kdspin_lock_a [kdspin]" and lock["kind"] == "spinlock"
+        # kdspin_q1 spins on it too, unless the stop found it inside an interrupt spinning on
+        # another lock (5.10: two CPUs queued on logbuf_lock printing their soft-lockup
+        # warnings): then that is what it spins on now
+        assert by["kdspin_q1"] == lock or by["kdspin_q1"]["name"] != lock["name"], text
         assert [comm[o] for o in lock["owners"]] == ["kdspin_qh"]
         assert re.fullmatch(r"val=0x\w+: locked, pending, queue tail CPU 2 \(node 0\), MCS queue CPU 2",
                             lock["detail"]), lock["detail"]
         assert {d["tasks"][t]["cpu"] for t in d["waits"] if comm[t] in ("kdspin_q1", "kdspin_q2")} == {1, 2}
+        assert "kdspin_qh" not in by or by["kdspin_qh"]["name"] != lock["name"], text
     check(json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"])
     post, text, _ = _postmortem(dump, MOD, kern)
     check(post, text)
