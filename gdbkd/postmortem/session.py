@@ -214,10 +214,16 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
 
 
 def _is_kd(cmd) -> bool:
-    """Whether the -ex command CMD may need what kd.py installs: a kd command, help or
-    apropos about them, a script (``source``, ``python``) that may run them, or one of
-    gdb's frame commands (kd's unwinder takes gdb through exception frames and the IRQ
-    stack: without it gdb's own ``bt`` stopped at call_on_irq_stack)."""
+    """Whether the -ex command CMD is a kd command (which asks for the threads it needs:
+    gdb's thread list may then be put off, _when_to_list)."""
+    return cmd.split()[:1] == ["kd"]
+
+
+def _needs_kd(cmd) -> bool:
+    """Whether the -ex command CMD needs what kd.py installs: a kd command, help or apropos
+    about them, a script (``source``, ``python``) that may run them, or one of gdb's frame
+    commands (kd's unwinder takes gdb through exception frames and the IRQ stack: without
+    it gdb's own ``bt`` stopped at call_on_irq_stack)."""
     w = cmd.split()
     return bool(w) and (w[0] in ("kd", "source", "python", "py", "pi", "apropos", "bt", "backtrace",
                                  "where", "frame", "f", "up", "down", "info", "thread", "t")
@@ -306,7 +312,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
         lsock.bind(sock)
         lsock.listen(1)
         try:
-            want_kd = not batch or any(map(_is_kd, ex))
+            want_kd = not batch or any(map(_needs_kd, ex))
             list_now = _when_to_list(batch, ex)
             defer = list_now is False and not report and _symbol_free_start(ex)
             lines, cmds = core_commands(dumpobj, vmlinux, sock, report=report, with_kd=want_kd,

@@ -47,6 +47,21 @@ def _kind(lock):
     return "rwlock" if "rwlock" in lock else "spinlock"
 
 
+def _live(profile, mod, mode, dump, *opts, ex=("kd deadlock --json", "kd deadlock")):
+    """Boot PROFILE with module MOD loaded in MODE after gdb attached, stop at the
+    detector's panic, run EX there and save the dump: the run's JSON result."""
+    args = ["run", profile, "--batch", "--json", "--module", str(mod), *opts,
+            "--exec", f"insmod /lib/modules/gdbkd/{mod.name.split('_')[0]}.ko mode={mode}",
+            "--dump-on-crash", str(dump), "--timeout", "150"]
+    for e in ex:
+        args += ["-ex", e]
+    r = gdbkd(*args, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+SOFTLOCKUP = ("--append", "softlockup_panic=1 watchdog_thresh=2")
+
+
 def _postmortem(dump, mod, kern):
     """kd analyze --json, kd deadlock --json and its text on the dump: (deadlock, text,
     analyze)."""
@@ -107,13 +122,7 @@ def _check(mode, r, text, profile="debian-6.1"):
 @pytest.mark.parametrize("mode", ["aa", "abba", "rwlock"])
 def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, no_leftover_qemu):
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", profile, "--batch", "--json", "--module", str(MOD),
-              "--append", "softlockup_panic=1 watchdog_thresh=2",
-              "--exec", f"insmod /lib/modules/gdbkd/kdspin.ko mode={mode}",
-              "--dump-on-crash", str(dump), "--timeout", "150",
-              "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    rep = _live(profile, MOD, mode, dump, *SOFTLOCKUP)
     # the detector's panic (6.12 flushes the console's warning only after it)
     assert "panic" in rep["stopped"] and "softlockup" in rep["report"]["trap"]["message"], rep["report"]
     live = json.loads(rep["ex"][0]["output"])
@@ -173,12 +182,8 @@ def test_completion_never_completed_behind_a_mutex(tmp_path, wait, profile, kern
     kind, name = WAITS[wait]
     mod = HERE / "kdhang_mod"
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", profile, "--batch", "--json", "--module", str(mod), "--append", "hung_task_panic=1",
-              "--boot-exec", "echo 3 > /proc/sys/kernel/hung_task_timeout_secs",
-              "--exec", f"insmod /lib/modules/gdbkd/kdhang.ko mode={wait}", "--dump-on-crash", str(dump),
-              "--timeout", "150", "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    rep = _live(profile, mod, wait, dump, "--append", "hung_task_panic=1",
+                "--boot-exec", "echo 3 > /proc/sys/kernel/hung_task_timeout_secs")
     assert "panic" in rep["stopped"]
 
     def check(d, text):
@@ -211,13 +216,8 @@ def test_spinlock_behind_a_mutex(tmp_path, profile, kern, no_leftover_qemu):
     chain from the mutex's waiter through the spinner to the running holder, the holder
     proven from its code, and the report's HANG line says so."""
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", profile, "--batch", "--json", "--module", str(MOD),
-              "--append", "softlockup_panic=1 watchdog_thresh=2",
-              "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=mutex",
-              "--dump-on-crash", str(dump), "--timeout", "150",
-              "-ex", "kd deadlock --json", "-ex", "kd deadlock", "-ex", "kd analyze --json", timeout=400)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    rep = _live(profile, MOD, "mutex", dump, *SOFTLOCKUP,
+                ex=("kd deadlock --json", "kd deadlock", "kd analyze --json"))
     d, text = json.loads(rep["ex"][0]["output"]), rep["ex"][1]["output"]
     comm = {a: t["comm"] for a, t in d["tasks"].items()}
     assert not d["cycles"] and not d["victims"], text
@@ -242,14 +242,8 @@ def test_rcu_reader_that_never_leaves(tmp_path, profile, kern, no_leftover_qemu)
     grace period's number as the kernel printed it (g=), its age, and the CPU and task
     holding it up; no lock cycle is claimed."""
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", profile, "--batch", "--json", "--module", str(MOD),
-              "--append", "rcupdate.rcu_cpu_stall_timeout=3",
-              "--boot-exec", "echo 1 > /proc/sys/kernel/panic_on_rcu_stall",
-              "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=rcu",
-              "--dump-on-crash", str(dump), "--timeout", "150",
-              "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    rep = _live(profile, MOD, "rcu", dump, "--append", "rcupdate.rcu_cpu_stall_timeout=3",
+                "--boot-exec", "echo 1 > /proc/sys/kernel/panic_on_rcu_stall")
     g = re.findall(r"rcu: INFO: .*detected stalls?[\s\S]*?\(t=(\d+) jiffies g=(-?\d+)", rep["console"])
     assert g, rep["console"][-3000:]
 
@@ -279,13 +273,7 @@ def test_spinlock_queue(tmp_path, profile, kern, no_leftover_qemu):
     locked + pending with the tail at CPU 2 node 0, the MCS queue read through the per-CPU
     nodes is CPU 2, both waiters are spinners on the lock held by kdspin_qh; no cycle."""
     dump = tmp_path / "vmcore.elf"
-    r = gdbkd("run", profile, "--batch", "--json", "--smp", "3", "--module", str(MOD),
-              "--append", "softlockup_panic=1 watchdog_thresh=2",
-              "--exec", "insmod /lib/modules/gdbkd/kdspin.ko mode=queue",
-              "--dump-on-crash", str(dump), "--timeout", "150",
-              "-ex", "kd deadlock --json", "-ex", "kd deadlock", timeout=400)
-    assert r.returncode == 0, r.stderr[-3000:]
-    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    rep = _live(profile, MOD, "queue", dump, "--smp", "3", *SOFTLOCKUP)
 
     def check(d, text):
         comm = {a: t["comm"] for a, t in d["tasks"].items()}
