@@ -295,11 +295,8 @@ def _task_info(t, now):
 
 
 def _now():
-    from .runqueue import sched_clock_now
-    try:
-        return sched_clock_now()
-    except gdb.error:               # no runqueues symbol or rq->clock member
-        return None
+    from ..model.lockup import sched_clock_now
+    return sched_clock_now(kernel())
 
 
 def _waits_on(locks, waits, t, addr) -> bool:
@@ -426,10 +423,8 @@ def _spin_detail(kind, lock):
         w = int.from_bytes(read_bytes(lock, 4), "little")
     except gdb.MemoryError as e:
         return f"lock word unreadable ({e})"
-    # struct qrwlock cnts (include/asm-generic/qrwlock.h): writer byte 0xff, bit 8
-    # waiting writer, readers from bit 9
-    return (f"cnts={w:#x}: " + ("write-locked" if w & 0xFF else f"{w >> 9} reader(s)")
-            + (", a writer waiting" if w & 0x100 else ""))
+    from ..model.qspinlock import describe_qrwlock
+    return describe_qrwlock(w)
 
 
 def _gather_spinners(ctx, tasks, locks, waits, tinfo):
@@ -472,7 +467,7 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
 
 
 def by_addr_comm(ctx, addr):
-    t = next((t for t in ctx.tasks if t.addr == addr), None)
+    t = ctx.by_addr.get(addr)
     return f"{t.comm} (pid {t.pid})" if t else f"task {addr:#x}"
 
 

@@ -15,8 +15,6 @@ walk with its reason, a damaged RT list is walked back from its head; what was
 wrong is in the runqueue's ``problems`` (:class:`gdbkd.model.lists.ListProblem`).
 """
 
-import gdb
-
 from .types import read_bytes, read_ulong, symbol_address, field_offset, lookup_type, has_field
 from .memory import kernel
 from .percpu import per_cpu_addr, online_cpus
@@ -117,19 +115,3 @@ def runqueue(cpu: int) -> dict:
 
 def runqueues(cpus=None) -> list:
     return [runqueue(c) for c in (cpus if cpus is not None else online_cpus())]
-
-
-def sched_clock_now():
-    """The scheduler's clock at the stop or dump (ns): the latest ``rq->clock`` of any
-    online CPU (each CPU updates its own at every tick and switch), or None."""
-    rq0 = symbol_address("runqueues")
-    off = field_offset("struct rq", "clock")
-    out = None
-    for c in online_cpus():
-        try:
-            v = int.from_bytes(read_bytes(per_cpu_addr(rq0, c) + off, 8), "little")
-        except gdb.MemoryError:
-            continue
-        out = v if out is None else max(out, v)
-    return out
-

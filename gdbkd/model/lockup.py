@@ -11,13 +11,29 @@ Hard lockups: arm64 has a hard-lockup detector only with pseudo-NMI perf events 
 6.6, the buddy detector; gdbkd does not read either, and says so.
 """
 
-from .percpu import per_cpu_addr
+from .percpu import per_cpu_addr, online_cpus
 from .reader import MemoryFault
 
-__all__ = ["softlockup_stuck_s", "HARD_LOCKUP_UNKNOWN"]
+__all__ = ["softlockup_stuck_s", "sched_clock_now", "HARD_LOCKUP_UNKNOWN"]
 
 HARD_LOCKUP_UNKNOWN = ("not read: arm64 detects hard lockups only with pseudo-NMI perf events or, "
                        "from 6.6, the buddy detector, and gdbkd reads neither")
+
+
+def sched_clock_now(k):
+    """The scheduler's clock at the stop or dump (ns): the latest ``rq->clock`` of any
+    online CPU (each CPU updates its own at every tick and switch), or None."""
+    rq0, off = k.sym("runqueues"), k.offset("struct rq", "clock")
+    if rq0 is None or off is None:
+        return None
+    out = None
+    for c in online_cpus(k):
+        try:
+            v = k.reader.u64(per_cpu_addr(k, rq0, c) + off)
+        except (MemoryFault, IndexError):
+            continue
+        out = v if out is None else max(out, v)
+    return out
 
 
 def softlockup_stuck_s(k, cpu, now_ns):

@@ -13,7 +13,7 @@ from its head (the next to take the lock) through ``next`` to the tail the word 
 from .percpu import per_cpu_addr, possible_cpus
 from .reader import MemoryFault
 
-__all__ = ["decode", "mcs_queue"]
+__all__ = ["decode", "mcs_queue", "describe_qrwlock"]
 
 
 def decode(word):
@@ -63,3 +63,10 @@ def mcs_queue(k, tail_cpu, tail_idx):
         cur = prev[cur]
         order.append(cur)
     return [node_at[n] for n in reversed(order)]
+
+
+def describe_qrwlock(cnts):
+    """struct qrwlock's ``cnts`` (include/asm-generic/qrwlock.h) in words: the writer byte
+    0xff, bit 8 a waiting writer, the readers from bit 9."""
+    return (f"cnts={cnts:#x}: " + ("write-locked" if cnts & 0xFF else f"{cnts >> 9} reader(s)")
+            + (", a writer waiting" if cnts & 0x100 else ""))
