@@ -20,6 +20,7 @@ Exactly one QEMU runs at a time, and it is always killed before returning.
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 from gdbkd.cache import cache_root, key_of, atomic_dir, progress
 from gdbkd.errors import GdbkdError
 
-__all__ = ["ensure_test_dumps", "ensure_makedumpfile_dumps", "cached_test_dumps", "TestDumps",
+__all__ = ["ensure_test_dumps", "ensure_kdump_test_dump", "dumps_by_name", "sleeper_pids", "ensure_makedumpfile_dumps", "cached_test_dumps", "TestDumps",
            "SLEEPER_COMMS", "MAKEDUMPFILE_VARIANTS", "MAKEDUMPFILE_SUITES", "MAKEDUMPFILE_PARTS",
            "makedumpfile_output"]
 
@@ -59,6 +60,25 @@ class TestDumps:
     def __repr__(self):
         return f"TestDumps({self.dir})"
 
+    def drgn_core(self) -> Path:
+        """The dump as drgn opens it: :attr:`elf` itself when it is an ELF dump with a
+        VMCOREINFO note; else ``gdbkd convert``'s core (an in-guest kdump, or a QEMU dump of
+        a kernel without qemu_fw_cfg, whose VMCOREINFO gdbkd finds in RAM), made once."""
+        from gdbkd.dump import open_physical
+        with open_physical(self.elf) as d:
+            if self.elf.suffix == ".elf" and d.vmcoreinfo_raw:
+                return self.elf
+        core = self.dir / "convert.core"
+        if not core.exists():
+            tmp = self.dir / f".convert.core.{os.getpid()}"
+            r = subprocess.run([sys.executable, "-m", "gdbkd", "convert", str(self.elf),
+                                str(self.vmlinux), "-o", str(tmp)], capture_output=True, text=True,
+                               timeout=600)
+            if r.returncode != 0:
+                raise GdbkdError(f"gdbkd convert {self.elf}: {r.stderr.strip()[-500:]}")
+            os.replace(tmp, core)
+        return core
+
 
 def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
     """Whether the dump caught the crashed CPU at an instant the tests cannot use: its saved
@@ -83,26 +103,42 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
         d.close()
 
 
-def _make_dumps(kernel, profile, memory: str, out: Path, cpu=None):
+def _boot_media(kernel, profile, td: Path):
+    """``(initrd, qemu_args)`` booting the guest with :data:`_RC`: an initramfs, or gdbkd's
+    root disk for a kernel that cannot take one (the course's 5.0)."""
+    if not profile.guest.get("initramfs", True):
+        from gdbkd.artifacts.rootfs import guest_root
+        args, _ = guest_root(profile, kernel, {}, _RC, td, own_allowed=False)
+        return None, args
     from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
     base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+    return write_overlay(base, {}, td / "initrd.img", rc=_RC), []   # aligns the overlay itself
+
+
+def sleeper_pids(console: str) -> dict:
+    """{comm: pid} of the processes :data:`_RC` started, from the guest's console."""
+    pids = {}
+    for line in console.splitlines():
+        for tag, comm in (("GDBKD-SLEEPER=", SLEEPER_COMMS[0]), ("GDBKD-READER=", SLEEPER_COMMS[1])):
+            if line.startswith(tag):
+                pids[comm] = int(line[len(tag):].strip())
+    return pids
+
+
+def _make_dumps(kernel, profile, memory: str, out: Path, cpu=None):
     with tempfile.TemporaryDirectory(prefix="gdbkd-dump-") as td:
         td = Path(td)
-        initrd = write_overlay(base, {}, td / "initrd.img", rc=_RC)   # aligns the overlay itself
+        initrd, disk = _boot_media(kernel, profile, td)
         from gdbkd.qemu.machine import Machine
         progress(f"booting {kernel.release} ({memory}) to make test dumps")
-        g = Machine(profile, kernel, initrd, append_extra="panic=0", memory=memory, cpu=cpu)
+        g = Machine(profile, kernel, initrd, append_extra="panic=0", memory=memory, cpu=cpu,
+                    extra_args=disk)
         try:
             g.start()
             if not g.console.wait_for("GDBKD-READY", 120):
                 raise GdbkdError("the test guest did not reach its shell: " + g.console.text()[-300:])
-            txt = g.console.text()
             argv = g.argv()
-            pids = {}
-            for line in txt.splitlines():
-                for tag, comm in (("GDBKD-SLEEPER=", SLEEPER_COMMS[0]), ("GDBKD-READER=", SLEEPER_COMMS[1])):
-                    if line.startswith(tag):
-                        pids[comm] = int(line[len(tag):].strip())
+            pids = sleeper_pids(g.console.text())
             time.sleep(1.0)
             g.console.send("echo c > /proc/sysrq-trigger\n")
             if not g.console.wait_for("end Kernel panic", 60):
@@ -158,6 +194,38 @@ def ensure_test_dumps(profile_name: str = "debian-6.1", memory: str = "1G", cpu=
         with atomic_dir(d) as tmp:
             _make_dumps(kernel, profile, memory, tmp, cpu=cpu)
     return TestDumps(d)
+
+
+def ensure_kdump_test_dump(profile_name: str = "rlk-5.0") -> TestDumps:
+    """A real in-guest kdump (:func:`gdbkd.kdump.run_kdump`: kexec -p, makedumpfile -F -c
+    -d 31 in the capture kernel) of the same guest as :func:`ensure_test_dumps` (the
+    :data:`_RC` sleepers, crashed with sysrq-c), cached; its file is ``.kdump``."""
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
+    from gdbkd.kdump import kdump_sysrq
+    profile = load_profile(profile_name)
+    kernel = ensure_kernel(profile)
+    key = key_of("kdump-v1", kernel.release, _RC, os.path.getsize(kernel.image))
+    d = cache_root() / "dumps" / f"{kernel.release}-kdump-{key}"
+    if not (d / "meta.json").exists():
+        with atomic_dir(d) as tmp:
+            res = kdump_sysrq(kernel, profile, tmp / "vmcore.kdump", rc=_RC)
+            (tmp / "serial.log").write_text(res["console"])
+            meta = {"release": kernel.release, "vmlinux": kernel.vmlinux,
+                    "memory": profile.qemu.get("memory", "1G"),
+                    "sleepers": sleeper_pids(res["console"])}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    td = TestDumps(d)
+    td.elf = td.kdump = d / "vmcore.kdump"       # what kd opens (drgn: drgn_core())
+    return td
+
+
+def dumps_by_name(name: str, memory: str = "1G", cpu=None) -> TestDumps:
+    """A profile's QEMU dumps (``debian-6.1``), or with ``-kdump`` after the profile's name
+    (``rlk-5.0-kdump``) its in-guest kdump."""
+    if name.endswith("-kdump"):
+        return ensure_kdump_test_dump(name.removesuffix("-kdump"))
+    return ensure_test_dumps(name, memory, cpu=cpu)
 
 
 # -- makedumpfile outputs ------------------------------------------------------------------

@@ -28,6 +28,8 @@ __all__ = ["ensure_base_rootfs", "write_rootfs", "disk_args", "guest_root"]
 
 #: the image's size (sparse: the content is a few MB); room for per-run files
 ROOTFS_SIZE = "64M"
+#: files up to this size fit in a run's copy as it is; larger ones grow it (:func:`write_rootfs`)
+_ROOM = 16 << 20
 #: what this module adds beside the initramfs's content (a new value rebuilds cached images)
 _LAYOUT = "sbin/init, dev/console, dev/null"
 
@@ -86,10 +88,24 @@ def ensure_base_rootfs(kernel, boot_modules) -> Path:
     return out
 
 
+def _grow(image: Path, extra: int):
+    """Make ``image`` ``extra`` bytes larger, its file system with it (resize2fs, offline)."""
+    mib = -(-extra // (1 << 20))
+    with open(image, "r+b") as f:
+        f.truncate(image.stat().st_size + (mib << 20))
+    _run([_tool("resize2fs"), "-f", str(image)], "resize2fs")
+
+
 def write_rootfs(base: Path, files: dict, out: Path, rc: str = "") -> Path:
     """``out`` = a copy of ``base`` with ``files`` (guest path → host path or bytes,
-    as :func:`initramfs.write_overlay` takes them) and ``rc`` as /etc/gdbkd.rc."""
+    as :func:`initramfs.write_overlay` takes them) and ``rc`` as /etc/gdbkd.rc. Files
+    under ``bin/``/``sbin/`` given as bytes are executable. The copy grows by the
+    files' size when they are larger than the room :data:`ROOTFS_SIZE` leaves (a kdump
+    run's kernel Image and tools)."""
     _run(["cp", "--sparse=always", str(base), str(out)], "copy the root image")
+    size = sum(len(v) if isinstance(v, bytes) else Path(v).stat().st_size for v in files.values())
+    if size > _ROOM:
+        _grow(out, size + _ROOM)
     staged = Path(tempfile.mkdtemp(prefix="rootfs-files-", dir=out.parent))
     try:
         cmds, dirs = [], set(BASE_DIRS)
@@ -106,7 +122,8 @@ def write_rootfs(base: Path, files: dict, out: Path, rc: str = "") -> Path:
             if isinstance(src, bytes):
                 host = staged / str(i)
                 host.write_bytes(src)
-                os.chmod(host, 0o755 if gp == "etc/gdbkd.rc" else 0o644)
+                executable = gp == "etc/gdbkd.rc" or gp.startswith(("bin/", "sbin/"))
+                os.chmod(host, 0o755 if executable else 0o644)
             else:
                 host = Path(src)
             cmds.append(f'write "{host}" /{gp}')
@@ -123,20 +140,22 @@ def disk_args(image) -> list:
             "-device", "virtio-blk-device,drive=hd0"]
 
 
-def guest_root(profile, kernel, files: dict, rc: str, run_dir: Path):
+def guest_root(profile, kernel, files: dict, rc: str, run_dir: Path, own_allowed: bool = True):
     """How a profile without an initramfs gets its root: ``(qemu_args, ready)``.
 
     ``[guest] rootfs`` (the course's ``${RLK_ROOTFS}``) when it is set, waiting for
     ``[guest] rootfs_ready`` on the console (its own init's ``login:``); else gdbkd's
     own image with the run's files, waiting for ``GDBKD-READY``. ``[guest] share``
-    (``${RLK_SHARE}``), when set, is the course's 9p share (mount_tag kmod_mount)."""
+    (``${RLK_SHARE}``), when set, is the course's 9p share (mount_tag kmod_mount).
+    ``own_allowed=False`` (a kdump run, whose tools must be on the root) always takes
+    gdbkd's own image."""
     g = profile.guest
     share = profile.expand_optional(g.get("share", ""))
     args = []
     if share:
         args += ["-fsdev", f"local,id=kmod_dev,path={share},security_model=none",
                  "-device", "virtio-9p-pci,fsdev=kmod_dev,mount_tag=kmod_mount"]
-    own = profile.expand_optional(g.get("rootfs", ""))
+    own = profile.expand_optional(g.get("rootfs", "")) if own_allowed else ""
     if own:
         if not Path(own).is_file():
             raise GdbkdError(f"profile {profile.name}: rootfs {own} does not exist")

@@ -38,21 +38,15 @@ from . import guest
 from .flatcopy import copy_flattened
 from .tools import KEXEC, MAKEDUMPFILE, ensure_sysroot, guest_files
 
-__all__ = ["run_kdump", "kdump_sysrq", "check_kernel", "capture_append", "SYSRQ_CRASH",
-           "CRASHKERNEL"]
+__all__ = ["run_kdump", "kdump_sysrq", "check_kernel", "SYSRQ_CRASH", "CRASHKERNEL"]
 
 #: Trigger commands that panic the guest through magic SysRq ('c': sysrq_handle_crash → panic).
 SYSRQ_CRASH = ["echo c > /proc/sysrq-trigger"]
 #: Memory reserved for the capture kernel (its Image, initramfs and run time).
 CRASHKERNEL = "256M"
 _LAST_LINES = 15
+_PANIC = "end Kernel panic - not syncing"      # the end of a panic's console report
 MAKEDUMPFILE_VERSION = "1.7.2"      # Debian bookworm's
-
-
-def capture_append(profile) -> str:
-    """Command line of the capture kernel: the profile's console, one CPU, reset devices."""
-    base = profile.qemu.get("append", "console=ttyAMA0")
-    return f"{base} maxcpus=1 reset_devices"
 
 
 def _mem_bytes(mem: str) -> int:
@@ -107,25 +101,48 @@ def check_kernel(kernel):
                          f"{kernel.release} (52-bit VA kernel): use a QEMU dump (--dump) instead")
 
 
-def _build_initrds(kernel, profile, files, rc, workdir: Path):
+def _guest_files(kernel, profile, files, rc, workdir: Path, root_disk: bool):
+    """The first kernel's files and rc with the kdump setup: ``(files, rc)``.
+
+    With an initramfs the capture kernel gets its own (``capture.img``, carried by the
+    first); on a root disk it boots the same root with :data:`guest.CAPTURE_INIT`."""
     from ..artifacts.initramfs import ensure_base_initramfs, write_overlay
-    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
     kexec_root = ensure_sysroot(KEXEC[0])
     mdf_root = ensure_sysroot(MAKEDUMPFILE[0])
-    modules = guest.module_closure(kernel.modules_dir, guest.CAPTURE_MODULES)
     capture_files = dict(guest_files(mdf_root, MAKEDUMPFILE[1]))
-    capture_files.update(guest.capture_module_files(modules))
-    capture = write_overlay(base, capture_files, workdir / "capture.img",
-                            rc=guest.capture_rc(modules))
     first_files = dict(guest_files(kexec_root, KEXEC[1]))
     first_files[f"{guest.GUEST_DIR}/Image"] = Path(kernel.image)
-    first_files[f"{guest.GUEST_DIR}/capture.img"] = capture
+    if root_disk:           # the capture kernel's drivers are built in (no initramfs to load them)
+        first_files.update(capture_files)
+        first_files[guest.CAPTURE_INIT] = guest.capture_init([]).encode()
+    else:
+        base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+        modules = guest.module_closure(kernel.modules_dir, guest.CAPTURE_MODULES)
+        capture_files.update(guest.capture_module_files(modules))
+        first_files[f"{guest.GUEST_DIR}/capture.img"] = write_overlay(
+            base, capture_files, workdir / "capture.img", rc=guest.capture_rc(modules))
     clash = sorted(set(first_files) & set(files))
     if clash:
         raise GdbkdError(f"kdump: guest file {clash[0]} is used by the kdump setup")
     first_files.update(files)
-    first_rc = guest.first_rc(capture_append(profile), guest.text_delta(kernel.vmlinux))
-    return write_overlay(base, first_files, workdir / "initrd.img", rc=first_rc + (rc or ""))
+    append = guest.capture_append(profile.qemu.get("append", "console=ttyAMA0"), root_disk)
+    first = guest.first_rc(append, guest.text_delta(kernel.vmlinux), initrd=not root_disk)
+    return first_files, first + (rc or "")
+
+
+def _boot_media(kernel, profile, files, rc, workdir: Path):
+    """``(initrd, qemu_args, ready)`` of the first kernel: its initramfs, or for a kernel
+    without initramfs support gdbkd's root disk (:func:`gdbkd.artifacts.rootfs.guest_root`)."""
+    from ..artifacts.initramfs import ensure_base_initramfs, write_overlay, READY_MARKER
+    root_disk = not profile.guest.get("initramfs", True)
+    first_files, first_rc = _guest_files(kernel, profile, files, rc, workdir, root_disk)
+    if root_disk:
+        from ..artifacts.rootfs import guest_root
+        args, ready = guest_root(profile, kernel, first_files, first_rc, workdir,
+                                 own_allowed=False)
+        return None, args, ready
+    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+    return write_overlay(base, first_files, workdir / "initrd.img", rc=first_rc), [], READY_MARKER
 
 
 def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout=300,
@@ -157,20 +174,24 @@ def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout
 
     with tempfile.TemporaryDirectory(prefix="gdbkd-kdump-") as td:
         td = Path(td)
-        initrd = _build_initrds(kernel, profile, files, rc, td)
+        initrd, boot_args, ready = _boot_media(kernel, profile, files, rc, td)
         secs["prepare"] = round(time.monotonic() - t0, 1)
         disk = td / "dump.disk"
         with open(disk, "wb") as f:                     # sparse: costs no space until written
+            f.write(guest.DISK_MAGIC.encode())
             f.truncate(_mem_bytes(memory) + (256 << 20))
-        m = Machine(profile, kernel, initrd, append_extra=f"crashkernel={CRASHKERNEL}",
-                    memory=memory, echo=echo,
+        crashkernel = "" if "crashkernel=" in profile.qemu.get("append", "") else \
+            f"crashkernel={CRASHKERNEL}"
+        m = Machine(profile, kernel, initrd, append_extra=crashkernel, memory=memory, echo=echo,
+                    # the dump disk first: QEMU virt gives the last virtio-mmio device on the
+                    # command line the first slot the kernel probes, so a root disk stays vda
                     extra_args=["-drive", f"if=none,file={disk},format=raw,id=gdbkd-dump",
-                                "-device", "virtio-blk-device,drive=gdbkd-dump"])
+                                "-device", "virtio-blk-device,drive=gdbkd-dump"] + boot_args)
         try:
             progress(f"kdump: booting {kernel.release} with crashkernel={CRASHKERNEL}")
             t = time.monotonic()
             m.start()
-            if not m.console.wait_for("GDBKD-READY", left()):
+            if m.console.wait_for_any([ready, _PANIC], left()) != ready:
                 raise _fail("the guest did not reach its shell", m)
             txt = m.console.text()
             loaded = txt.split(guest.MARK_LOADED, 1)[1][:1] if guest.MARK_LOADED in txt else ""
@@ -189,7 +210,7 @@ def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout
             secs["trigger_to_crash"] = round(time.monotonic() - t, 1)
             t = time.monotonic()
             if not m.console.wait_for(guest.MARK_CAPTURE, left(), start=mark):
-                raise _fail("the capture kernel did not reach its initramfs", m)
+                raise _fail("the capture kernel did not reach its init", m)
             secs["capture_boot"] = round(time.monotonic() - t, 1)
             t = time.monotonic()
             if not m.console.wait_for(guest.MARK_DONE, left(), start=mark):
@@ -225,6 +246,6 @@ def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout
             "seconds": secs, "console": console}
 
 
-def kdump_sysrq(kernel, profile, out, timeout=300, **kw) -> dict:
-    """A kdump of a guest crashed with ``echo c > /proc/sysrq-trigger`` (for tests)."""
-    return run_kdump(kernel, profile, {}, "", SYSRQ_CRASH, out, timeout=timeout, **kw)
+def kdump_sysrq(kernel, profile, out, timeout=300, rc="", **kw) -> dict:
+    """A kdump of a guest crashed with ``echo c > /proc/sysrq-trigger`` after ``rc`` (for tests)."""
+    return run_kdump(kernel, profile, {}, rc, SYSRQ_CRASH, out, timeout=timeout, **kw)

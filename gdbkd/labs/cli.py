@@ -57,9 +57,6 @@ def lab_run(lab_id, kernel, mode, dump, dump_format, kdump, batch, as_json, ex, 
     profile = KERNELS[kernel]
     k = ensure_kernel(load_profile(profile))
     files = build_lab(the_lab, k)
-    if kdump and not load_profile(profile).guest.get("initramfs", True):
-        raise GdbkdError(f"--kdump on {kernel}: gdbkd's in-guest kdump boots an initramfs, which "
-                         f"this kernel cannot take (use --dump for a QEMU dump)")
     if kdump:
         from pathlib import Path
         from ..kdump import run_kdump
@@ -67,6 +64,7 @@ def lab_run(lab_id, kernel, mode, dump, dump_format, kdump, batch, as_json, ex, 
                         Path(kdump), timeout=max(timeout, 300.0))
         res.pop("console")
         mods = sorted({str(p.parent) for p in files.values() if str(p).endswith(".ko")})
+        res["modules_dirs"] = mods
         if as_json:
             click.echo(json.dumps(res))
         else:

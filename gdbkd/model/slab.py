@@ -16,8 +16,12 @@ Free objects form singly linked lists: the next pointer sits at
 ``object + s->offset``. With CONFIG_SLAB_FREELIST_HARDENED (Debian) it is
 stored as ``next ^ s->random ^ swab(&next)`` (v5.7+, commit 1ad53d9fa3f6
 "slub: improve bit diffusion for freelist ptr obfuscation", backported to
-every stable branch that has the option); the cache has a ``random`` member
-exactly when the option is on. CONFIG_SLAB_FREELIST_RANDOM only shuffles the
+the stable branches maintained then); before it, ``next ^ s->random ^ &next``
+(v4.14 commit 2482ddec670f "mm: add SLUB free list pointer obfuscation" to
+v5.6: the course's 5.0). Which of the two a kernel uses is not told by any type
+or VMCOREINFO: :func:`freelist` proves it from the first pointer that lands on
+an object of its slab one way and not the other. The cache has a ``random``
+member exactly when the option is on. CONFIG_SLAB_FREELIST_RANDOM only shuffles the
 initial order of a new slab's freelist, which a walk does not care about.
 
 An object is free when it is on its slab's ``freelist`` or on the per-CPU
@@ -85,11 +89,14 @@ class SlabCache:
     ctor: int
     cpu_slab: int             # __percpu struct kmem_cache_cpu *
     nodes: list = field(default_factory=list)   # struct kmem_cache_node * per node
+    swab: bool = True         # hardened pointers use swab(&next) (v5.7+); freelist() checks it
 
-    def decode_free_pointer(self, raw: int, ptr_addr: int) -> int:
+    def decode_free_pointer(self, raw: int, ptr_addr: int, swab: bool = None) -> int:
         if self.random is None:
             return raw
-        return raw ^ self.random ^ int.from_bytes(ptr_addr.to_bytes(8, "little"), "big")
+        if self.swab if swab is None else swab:
+            ptr_addr = int.from_bytes(ptr_addr.to_bytes(8, "little"), "big")
+        return raw ^ self.random ^ ptr_addr
 
 
 @dataclass
@@ -224,14 +231,17 @@ def freelist(k, cache: SlabCache, head: int, base: int = None, nobjects: int = N
     out = []
     seen = set()
     limit = nobjects if nobjects is not None else 1 << 16
+
+    def in_slab(p):
+        return base <= p < base + nobjects * cache.size and (p - base) % cache.size == 0
+
     p = head
     while p:
         if p in seen:
             e = FreelistError(f"freelist of {cache.name} loops at {p:#x}")
             e.objects = out
             raise e
-        if base is not None and not (base <= p < base + nobjects * cache.size
-                                     and (p - base) % cache.size == 0):
+        if base is not None and not in_slab(p):
             e = FreelistError(f"freelist of {cache.name} points outside its slab: {p:#x} "
                               f"after {len(out)} objects")
             e.objects = out
@@ -250,6 +260,11 @@ def freelist(k, cache: SlabCache, head: int, base: int = None, nobjects: int = N
             e.objects = out
             raise e from None
         p = cache.decode_free_pointer(raw, addr)
+        if base is not None and cache.random is not None and p and not in_slab(p):
+            other = cache.decode_free_pointer(raw, addr, swab=not cache.swab)
+            if other == 0 or in_slab(other):      # the kernel's formula is the other one
+                cache.swab = not cache.swab
+                p = other
     return out
 
 
@@ -432,8 +447,9 @@ def cache_usage(k, cache: SlabCache) -> dict:
     for cpu, c in cpu_slabs(k, cache.addr).items():
         if c["slab"]:
             try:
-                free += len(freelist(k, cache, c["freelist"]))
                 si = slab_info(k, c["slab"])
+                first = memory_map(k).page_to_virt(c["slab"]) + cache.red_left_pad
+                free += len(freelist(k, cache, c["freelist"], first, si["objects"]))
                 free += si["objects"] - si["inuse"]        # remote frees to a frozen slab
             except (FreelistError, MemoryFault):
                 pass

@@ -82,15 +82,22 @@ class Console:
             return len(self.buf)
 
     def wait_for(self, needle: str, timeout: float, start=0) -> bool:
-        nb = needle.encode()
+        return self.wait_for_any([needle], timeout, start) is not None
+
+    def wait_for_any(self, needles, timeout: float, start=0):
+        """The first of ``needles`` (in their order) the console shows after ``start``,
+        waiting up to ``timeout`` seconds; None if none does."""
+        nbs = [n.encode() for n in needles]
         deadline = time.monotonic() + timeout
         with self.cond:
-            while nb not in self.buf[start:]:
+            while True:
+                for n, nb in zip(needles, nbs):
+                    if nb in self.buf[start:]:
+                        return n
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
-                    return nb in self.buf[start:]
+                    return None
                 self.cond.wait(left)
-            return True
 
     def send(self, data):
         if isinstance(data, str):

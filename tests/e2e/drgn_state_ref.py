@@ -28,6 +28,14 @@ def trees(prog, wq, rbroot, xa, mt):
     }
 
 
+def _has(prog, name):
+    try:
+        prog[name]
+    except KeyError:
+        return False
+    return True
+
+
 def kernel_trees(prog):
     """The kernel's own wait queues and trees that every guest has (for the 5.10/6.12
     dumps, which have no test module): kthreads' wait queues, the irq descriptor
@@ -41,7 +49,8 @@ def kernel_trees(prog):
     from drgn.helpers.linux.mapletree import mt_for_each
     out = {"waitq": {n: [[e.value_(), e.private.value_()] for e in
                          waitqueue_for_each_entry(prog[n].address_of_())]
-                     for n in ("khugepaged_wait", "kauditd_wait", "oom_reaper_wait")}}
+                     for n in ("khugepaged_wait", "kauditd_wait", "oom_reaper_wait")
+                     if _has(prog, n)}}
     try:
         out["xarray"] = [[i, e.value_()] for i, e in xa_for_each(prog["irq_desc_tree"].address_of_())]
     except KeyError:
@@ -76,6 +85,18 @@ def disks(prog):
         out.append([d.value_(), disk_name(d).decode(), d.major.value_(), d.first_minor.value_(),
                     d.queue.value_(), *s])
     return out
+
+
+def _hrtimers(clock_base):
+    """drgn 0.3.0's hrtimer_clock_base_for_each needs v5.4's rb_root_cached timerqueue
+    (commit 511885d7061e "lib/timerqueue: Rely on rbtree semantics for next timer"); before
+    it, ``timerqueue_head.head`` is a plain rb_root: walked with drgn's rbtree helper."""
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+    from drgn.helpers.linux.timer import hrtimer_clock_base_for_each
+    if clock_base.prog_.type("struct timerqueue_head").has_member("rb_root"):
+        return hrtimer_clock_base_for_each(clock_base.address_of_())
+    return rbtree_inorder_for_each_entry("struct hrtimer", clock_base.active.head.address_of_(),
+                                         "node.node")
 
 
 def main():
@@ -125,7 +146,7 @@ def main():
                            for t in timer_base_for_each(base.address_of_()))
     out["hrtimers"] = sorted([c, t.value_(), t.node.expires.value_(), t.function.value_()]
                              for c in cpus for cb in per_cpu(prog["hrtimer_bases"], c).clock_base
-                             for t in hrtimer_clock_base_for_each(cb.address_of_()))
+                             for t in _hrtimers(cb))
     out["now_ns"] = ktime_get_coarse_ns(prog).value_()
     out["jiffies"] = prog["jiffies_64"].value_()
     print(json.dumps(out))

@@ -71,7 +71,7 @@ def test_user_search_equals_drgn():
 def check_user_search(td):
     """kd search -u (a string, a word) on the dump ``td`` equals drgn's page-by-page scan."""
     pid = td.meta["sleepers"]["busybox-sleeper"]
-    r = subprocess.run([sys.executable, "-c", DRGN_REF, str(td.elf), str(td.vmlinux), str(pid)],
+    r = subprocess.run([sys.executable, "-c", DRGN_REF, str(td.drgn_core()), str(td.vmlinux), str(pid)],
                        capture_output=True, text=True, timeout=600, cwd=HERE.parents[1])
     assert r.returncode == 0, r.stderr[-3000:]
     ref = json.loads(r.stdout.strip().splitlines()[-1])
