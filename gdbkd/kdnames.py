@@ -8,7 +8,8 @@ __all__ = ["SYMBOL_FREE_COMMANDS"]
 
 #: kd commands that run without gdb's symbols (kd's model reads through the dump with the
 #: offsets cache's layouts; every use of gdb's symbols, types or lines on their paths goes
-#: through gdbkd/kernel/types.py ``gdb_symbols`` / ``lookup_type``, which load them then).
+#: through gdbkd/kernel/symbols.py ``gdb_symbols`` / types.py ``lookup_type``, which load
+#: them then).
 #: ``gdbkd core --batch`` whose first -ex is one of them puts off loading the vmlinux into
 #: gdb (postmortem/session.py); every other kd command loads it before it runs
 #: (commands/__init__.py ``KdCommand.invoke``).

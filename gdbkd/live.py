@@ -397,7 +397,7 @@ def _already_crashed(g):
         return None
     if cpu >> 31:                   # -1 (as unsigned long): no CPU has panicked
         return None
-    g.cli("python import gdbkd.kernel.percpu as _p; _t = _p.threads_by_cpu().get(%d); "
+    g.cli("python import gdbkd.kernel.tasks as _p; _t = _p.threads_by_cpu().get(%d); "
           "_t.switch() if _t else None" % cpu)
     return f"the guest had already panicked on CPU {cpu} when gdbkd attached"
 

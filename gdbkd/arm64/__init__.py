@@ -1,4 +1,5 @@
-"""arm64 specifics with no gdb: page-table translation, register layouts."""
+"""arm64 specifics with no gdb: page-table translation, the capstone engine, pointer-auth
+stripping (:mod:`.pac`)."""
 
 from .mmu import Arm64Mmu, AddressNotMapped, mmu_from_vmcoreinfo
 

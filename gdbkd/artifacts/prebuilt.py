@@ -19,7 +19,7 @@ from pathlib import Path
 from ..cache import cache_root, key_of, atomic_dir, progress
 from ..errors import GdbkdError
 from ..progress import Ticker
-from .kernel import Kernel, add_gdb_index, kernel_from_dir
+from .kerneldir import Kernel, add_gdb_index, kernel_from_dir
 
 __all__ = ["ensure_prebuilt", "read_sums", "local_kernel"]
 

@@ -83,7 +83,7 @@ class KdCommand(gdb.Command):
         if self.name not in SYMBOL_FREE_COMMANDS:
             # gdb's own symbols, types, blocks or lines, loaded first when gdbkd core put
             # them off (kernel/symbols.py defer_load)
-            from ..kernel.types import gdb_symbols
+            from ..kernel.symbols import gdb_symbols
             gdb_symbols()
         if not self.needs_kernel_view:
             return self._invoke(arg, from_tty)

@@ -70,7 +70,7 @@ Same output live and on dumps."""
             t, _ = tasks.thread_task()
             data["task"] = {"address": t.addr, "pid": t.pid, "comm": t.comm}
         except gdb.error:               # no task on this thread (e.g. its task_struct unreadable)
-            from ..kernel.access import sysreg
+            from ..kernel.sysregs import sysreg
             task = sysreg("SP_EL0")
         if task:
             try:

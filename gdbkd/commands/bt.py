@@ -7,8 +7,9 @@ from ._util import KernelCommand, resolve_task, current_task
 from ..kernel import stack as kstack
 from ..kernel.tasks import all_tasks, cpu_thread_regs
 from ..kernel.symbolize import describe
-from ..kernel.types import read_bytes
+from ..kernel.memory import read_bytes
 from ..kernel.access import user_thread
+from ..kernel.vabits import strip_pac
 
 __all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_arg", "task_arg"]
 
@@ -119,7 +120,7 @@ def bt_data(task, regs=None, thread=None, opts=None) -> dict:
     if getattr(opts, "text", False):
         start = u.start.get("sp") or (task.cpu_context or {}).get("sp")
         d["text_words"] = [{"addr": f"{a:#x}", "value": f"{v:#x}",
-                            "symbol": describe(kstack.strip_pac(v))}
+                            "symbol": describe(strip_pac(v))}
                            for a, v in kstack.text_words(task, start)]
     return d
 
@@ -172,7 +173,7 @@ def _raw_words(u) -> dict:
 
 def _regs_block(r: dict, indent="    ") -> list:
     def sym(v):
-        return f"  [{describe(kstack.strip_pac(v))}]" if v >> 48 == 0xFFFF else ""
+        return f"  [{describe(strip_pac(v))}]" if v >> 48 == 0xFFFF else ""
     ps = int(r["pstate"], 16)
     mode = kstack.PSTATE_MODES.get(ps & 0x1F, "AArch32" if ps & 0x10 else f"mode {ps & 0x1f:#x}")
     pc, lr, sp = int(r["pc"], 16), int(r["x30"], 16), int(r["sp"], 16)

@@ -4,7 +4,7 @@ import gdb
 
 from ._util import KernelCommand
 from . import KdError, command
-from ..kernel.types import read_bytes, read_cstring
+from ..kernel.memory import read_bytes, read_cstring
 from ..kernel.symbolize import eval_address, lookup
 from ..textutil import escape
 

@@ -2,6 +2,7 @@
 
 from . import KdCommand, KdError, command
 from ..kernel import symbols, modules
+from ..kernel.banner import check_banner
 from ..textutil import escape
 
 
@@ -56,7 +57,7 @@ symbols of modules inserted later (breakpoint on do_init_module, live only)."""
 
     def _after_relocation(self, args, out):
         if not args.no_check:
-            ok, mem, fb = symbols.check_banner()
+            ok, mem, fb = check_banner()
             out["banner"] = escape(mem.strip())
             if not ok:
                 raise KdError(f"vmlinux does not match the running kernel: memory has "

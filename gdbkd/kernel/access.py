@@ -14,24 +14,11 @@ import contextlib
 
 import gdb
 
-from .types import vmlinux_symbol_address
+from . import memory
+from .symbols import vmlinux_symbol_address
 from .selection import selection
 
-__all__ = ["kernel_view", "kernel_thread", "KernelUnmapped", "user_thread", "sysreg"]
-
-MASK64 = (1 << 64) - 1
-
-
-def sysreg(name: str):
-    """The selected thread's CPU register NAME (``"FAR_EL1"``, ``"VBAR"``, ``"SP_EL0"``), or
-    None when the target has no such register (a dump serves the core registers only).
-    Read by name from the innermost frame, not through ``parse_and_eval("$NAME")``: for
-    a register the target lacks, that looks NAME up as a symbol in every compilation
-    unit (67 ms on a Debian vmlinux, each time)."""
-    try:
-        return int(gdb.newest_frame().read_register(name)) & MASK64
-    except (ValueError, gdb.error):
-        return None
+__all__ = ["kernel_view", "kernel_thread", "KernelUnmapped", "user_thread"]
 
 _user_threads = []
 
@@ -56,8 +43,7 @@ def _probe_addr():
 def _readable(addr) -> bool:
     """Whether the selected thread's CPU maps ``addr`` — asked of the target itself,
     past kd's block cache (cached kernel memory says nothing about this CPU's tables)."""
-    from .memory import target_readable
-    return target_readable(addr, 8)
+    return memory.target_readable(addr, 8)
 
 
 def kernel_thread():
@@ -101,5 +87,4 @@ def kernel_view():
 
 def _dump_in_process() -> bool:
     """Whether kd reads a dump opened in this process (gdbkd core, kd reader --dump)."""
-    from . import memory
     return getattr(memory, "_dump", None) is not None

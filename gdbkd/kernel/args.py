@@ -44,9 +44,10 @@ import gdb
 
 from ..analysis import args as A
 from ..analysis import fault as F
-from .types import read_bytes
+from .memory import read_bytes
 from .symbolize import lookup
 from . import stack as kstack
+from .vabits import strip_pac
 # the fault explanation's DWARF helpers: the function (not inlined) block at a pc, and
 # gdb's ``info scope`` parsed (whole location lists with absolute ranges), cached per pc
 from .explain import _function_block, _scope
@@ -193,7 +194,7 @@ def contexts(u, task, thread=None):
     for k, f in enumerate(real):
         prev = real[k - 1] if k else None
         exact = (k == 0 and f.kind == "exact") or f.kind == "exact" or \
-            (prev is not None and prev.regs is not None and kstack.strip_pac(prev.regs["pc"]) == f.pc)
+            (prev is not None and prev.regs is not None and strip_pac(prev.regs["pc"]) == f.pc)
         ctx = FrameCtx(f, exact)
         if out:
             ctx.callee = out[-1]

@@ -11,7 +11,7 @@ import re
 
 import gdb
 
-from .types import read_cstring
+from .memory import read_cstring
 from .symbolize import lookup
 from .unwind import entry_text_range
 from ..textutil import escape
@@ -62,7 +62,7 @@ def _frames_json(u, unwinder=None):
 
 def _looks_signed(pc: int) -> bool:
     """A kernel return address still carrying a pointer-auth signature."""
-    from .stack import strip_pac
+    from .vabits import strip_pac
     return strip_pac(pc) != pc
 
 
@@ -358,7 +358,7 @@ def find_trap():
         regs = _int_arg(f, "regs", "x0")
         if regs:
             t.update(_exception_regs(regs))
-    from .access import sysreg
+    from .sysregs import sysreg
     for reg, key in (("FAR_EL1", "far"), ("ESR_EL1", "esr_el1")):
         v = sysreg(reg)
         if v is not None:

@@ -9,7 +9,7 @@ import re
 
 import gdb
 
-from .types import read_bytes
+from .memory import read_bytes
 
 __all__ = ["Insn", "disassemble", "frame_record_ready", "capstone_available"]
 

@@ -31,7 +31,9 @@ GENERIC_BUG_RELATIVE_POINTERS since 4.11).
 import gdb
 
 from ..analysis import fault as F
-from .types import read_bytes, vmlinux_symbol_address, lookup_type
+from .memory import read_bytes
+from .symbols import vmlinux_symbol_address
+from .types import lookup_type
 from .symbolize import lookup, describe
 
 __all__ = ["explain", "bug_entry", "fault_address"]
@@ -513,7 +515,7 @@ def bug_entry(pc: int):
                 fo = fields["file_disp"]
                 fd = int.from_bytes(raw[o + fo:o + fo + 4], "little", signed=True)
                 try:
-                    from .types import read_cstring
+                    from .memory import read_cstring
                     out["file"] = read_cstring((start + o + fo + fd) & M64, 200).decode("utf-8", "replace")
                 except gdb.MemoryError:
                     pass

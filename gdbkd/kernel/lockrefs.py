@@ -23,7 +23,7 @@ from ..analysis import fault as F
 from ..analysis import lockflow
 from ..analysis.lockflow import ACQUIRE, RELEASE, SLOWPATHS
 from .symbolize import lookup
-from .types import read_bytes
+from .memory import read_bytes
 
 __all__ = ["acquisitions", "spinning_on", "qspinlock_detail", "ACQUIRE", "RELEASE", "SLOWPATHS"]
 

@@ -30,8 +30,9 @@ import gdb
 from . import tasks as ktasks
 from .stack import unwind_task
 from .symbolize import lookup
-from .memory import kernel
-from .types import field_offset, read_bytes, lookup_type
+from .memory import kernel, read_bytes
+from .stackranges import thread_size
+from .types import field_offset, lookup_type
 from ..model.lists import walk_list
 from ..model.reader import MemoryFault
 from .lockrefs import acquisitions, spinning_on, qspinlock_detail, SLOWPATHS
@@ -75,7 +76,7 @@ def wait_kind(names):
 class _Ctx:
     def __init__(self):
         self.tasks = [t for t in ktasks.all_tasks()]
-        self.size = ktasks.thread_size()
+        self.size = thread_size()
         self.ranges = [(t.stack, t.stack + self.size) for t in self.tasks if t.stack]
         self.by_addr = {t.addr: t for t in self.tasks}
         self._stacks = {}

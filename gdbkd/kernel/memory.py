@@ -8,7 +8,7 @@
   :class:`GdbReader` over gdb's inferior (a live QEMU gdbstub, a plain
   ``target remote``, a core file) with large block reads;
 * its types are gdb's (:class:`GdbTypes`), its symbols the vmlinux's
-  ``.symtab`` plus the KASLR offset (gdbkd/kernel/types.py).
+  ``.symtab`` plus the KASLR offset (gdbkd/kernel/symbols.py).
 
 The reader's cache and the per-stop store are emptied on every resume, stop,
 memory or register write and symbol-file change (gdb events, below), so the
@@ -21,9 +21,11 @@ import gdb
 from ..model.kernel import Kernel
 from ..model.layout import TypeSource
 from ..model.reader import Reader, MemoryFault
+from .symbols import current_offset, deferred, gdb_symbols, vmlinux_symbol_address
+from .types import lookup_type, member, member_kind
 
 __all__ = ["kernel", "GdbReader", "GdbTypes", "attach_dump", "attach_ram", "set_cache",
-           "reader_info", "symbol"]
+           "reader_info", "symbol", "read_bytes", "read_ulong", "read_u32", "read_cstring"]
 
 
 class GdbReader(Reader):
@@ -48,8 +50,6 @@ class GdbTypes(TypeSource):
     """Layouts from gdb's types (cached gdb.Type walks, gdbkd/kernel/types.py)."""
 
     def member(self, typename, path):
-        from .types import member
-        from .structs import member_kind
         try:
             off, t = member(typename, path)
         except gdb.error:
@@ -57,7 +57,6 @@ class GdbTypes(TypeSource):
         return off, t.sizeof, member_kind(t)
 
     def sizeof(self, name):
-        from .types import lookup_type, gdb_symbols
         try:
             if name.startswith(("struct ", "union ")):
                 return lookup_type(name).sizeof
@@ -67,7 +66,6 @@ class GdbTypes(TypeSource):
             return None
 
     def enum(self, name):
-        from .types import lookup_type
         try:
             return {f.name: f.enumval for f in lookup_type(name).fields()}
         except gdb.error:
@@ -107,9 +105,7 @@ def _symbol(name):
     if _recorded_syms is not None:
         link = _recorded_syms.get(name)
         if link is not None:
-            from .symbols import current_offset
             return (link + current_offset()) & 0xFFFFFFFFFFFFFFFF
-    from .types import vmlinux_symbol_address
     return vmlinux_symbol_address(name)
 
 
@@ -138,7 +134,6 @@ class LiveRamReader(Reader):
 
     @staticmethod
     def _vmcoreinfo():
-        from .types import vmlinux_symbol_address
         from ..model.sysinfo import vmcoreinfo_text
         return vmcoreinfo_text(GdbReader(cache=False), vmlinux_symbol_address)
 
@@ -162,7 +157,7 @@ def _make_reader():
         return _preloaded[1]
     if _dump is not None:
         from ..model.reader import DumpReader
-        from ..stub.pac import PacStripper
+        from ..arm64.pac import PacStripper
         d = _dump[1]
         return DumpReader(d, PacStripper.for_dump(d), cache=_cache_on)
     return GdbReader(cache=_cache_on)
@@ -184,6 +179,28 @@ def kernel() -> Kernel:
                 _kernel.stop_store().update(pre.stop_store())
             _preloaded = None
     return _kernel
+
+
+def read_bytes(addr: int, n: int) -> bytes:
+    """N bytes at ADDR through kd's reader (the dump in-process or gdb's inferior, cached
+    per stop); raises gdb.MemoryError."""
+    try:
+        return kernel().reader.read(addr, n)
+    except MemoryFault as e:
+        raise gdb.MemoryError(str(e)) from None
+
+
+def read_ulong(addr: int) -> int:
+    return int.from_bytes(read_bytes(addr, 8), "little")
+
+
+def read_u32(addr: int) -> int:
+    return int.from_bytes(read_bytes(addr, 4), "little")
+
+
+def read_cstring(addr: int, maxlen: int = 256) -> bytes:
+    data = read_bytes(addr, maxlen)
+    return data.split(b"\0", 1)[0]
 
 
 def use_layouts(path):
@@ -276,7 +293,6 @@ def reader_info() -> dict:
     info = k.reader.stats()
     info["dump"] = " ".join(_dump[0]) if _dump is not None else None
     info["ram"] = _ram[0] if _ram is not None and _dump is None else None
-    from .symbols import deferred
     info["gdb_symbols"] = "deferred" if deferred() else "loaded"
     return info
 

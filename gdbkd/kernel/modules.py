@@ -20,7 +20,8 @@ import os
 
 import gdb
 
-from .types import lookup_type, has_field, read_cstring
+from .types import lookup_type, has_field
+from .memory import read_cstring
 from .. import kmods
 from ..textutil import escape
 

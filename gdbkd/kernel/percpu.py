@@ -15,7 +15,8 @@ threads than CPUs: a dump stub that shows every task as a thread gets None).
 
 import gdb
 
-from .types import lookup_type, symbol_address
+from .types import lookup_type
+from .symbols import symbol_address
 from .snapshot import stop_cached
 from .memory import kernel
 from .selection import selection
@@ -23,7 +24,7 @@ from ..model import percpu as _percpu
 from ..model.reader import MemoryFault
 
 __all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "per_cpu", "online_cpus",
-           "possible_cpus", "present_cpus", "cpu_of_thread", "threads_by_cpu", "on_thread"]
+           "possible_cpus", "present_cpus", "cpu_of_thread", "on_thread"]
 
 
 def on_thread(thread, fn):
@@ -105,31 +106,3 @@ def _thread_count() -> int:
     # one thread-list fetch per stop: with a dump stub serving 10,000 tasks each
     # inferior.threads() re-reads and re-parses the whole list
     return len(gdb.selected_inferior().threads())
-
-
-IDLE_TID_BASE = 4194304   # the dump stub's thread id of CPU n's idle task: IDLE_TID_BASE + n
-
-
-@stop_cached
-def threads_by_cpu() -> dict:
-    """{cpu: gdb.InferiorThread}: live, the vCPU threads; on the dump stub (a thread per
-    task, thread id = pid), the thread of each CPU's ``rq->curr``."""
-    out = {}
-    inf = gdb.selected_inferior()
-    threads = inf.threads()
-    if len(threads) > len(cpu_offsets()):
-        from .tasks import active_tasks, task_by_addr
-        by_tid = {(t.ptid[1] or t.ptid[2]): t for t in threads}
-        for cpu, addr in active_tasks().items():
-            tk = task_by_addr(addr)
-            if tk is None:
-                continue
-            th = by_tid.get(tk.pid if tk.pid else IDLE_TID_BASE + cpu)
-            if th is not None:
-                out[cpu] = th
-        return out
-    for t in threads:
-        c = cpu_of_thread(t)
-        if c is not None and c not in out:
-            out[c] = t
-    return out

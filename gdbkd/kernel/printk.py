@@ -13,8 +13,9 @@ The whole descriptor/info arrays and the data ring are read with one
 
 import gdb
 
-from .types import lookup_type, read_bytes, vmlinux_symbol_address, field_offset
-from .memory import kernel
+from .types import lookup_type, field_offset
+from .memory import kernel, read_bytes
+from .symbols import vmlinux_symbol_address
 from ..model.printk import Record, LEVELS, prb_records
 from ..model.reader import MemoryFault
 

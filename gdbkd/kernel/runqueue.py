@@ -15,8 +15,9 @@ walk with its reason, a damaged RT list is walked back from its head; what was
 wrong is in the runqueue's ``problems`` (:class:`gdbkd.model.lists.ListProblem`).
 """
 
-from .types import read_bytes, read_ulong, symbol_address, field_offset, lookup_type, has_field
-from .memory import kernel
+from .memory import kernel, read_bytes, read_ulong
+from .symbols import symbol_address
+from .types import field_offset, lookup_type, has_field
 from .percpu import per_cpu_addr, online_cpus
 from .tasks import task_by_addr, read_task
 from ..model.lists import ListProblem, tree_problem, walk_entries

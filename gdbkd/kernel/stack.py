@@ -30,17 +30,18 @@ dump, whether or not gdb has a thread for it:
 
 import gdb
 
-from .types import read_bytes, vmlinux_symbol_address
+from .memory import read_bytes
 from .snapshot import stop_cached
-from .percpu import per_cpu_addr, possible_cpus
+from .percpu import on_thread
 from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
-from .tasks import thread_size
+from .stackranges import thread_size, stack_ranges, stack_of
 from .unwind import entry_text_range
+from .vabits import strip_pac
 
-__all__ = ["Frame", "Unwind", "unwind", "unwind_task", "strip_pac", "va_bits", "stack_ranges",
-           "stack_of", "read_pt_regs", "pt_regs_valid", "scan_exception_frames", "text_words",
-           "entry_text", "gdb_frames", "best_unwind", "PSTATE_MODES", "CUT_SHORT"]
+__all__ = ["Frame", "Unwind", "unwind", "unwind_task", "read_pt_regs", "pt_regs_valid",
+           "scan_exception_frames", "text_words", "entry_text", "gdb_frames", "best_unwind",
+           "PSTATE_MODES", "CUT_SHORT"]
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 PSTATE_MODES = {0x0: "EL0t", 0x4: "EL1t", 0x5: "EL1h", 0x8: "EL2t", 0x9: "EL2h"}
@@ -51,47 +52,6 @@ FRAME_META_TYPE_PT_REGS = 2
 CUT_SHORT = "backtrace cut short"
 
 
-@stop_cached
-def va_bits() -> int:
-    """Kernel VA width: ``vabits_actual`` (5.4–6.x with 52-bit VA), else 64 - TCR_EL1.T1SZ,
-    else 48."""
-    a = vmlinux_symbol_address("vabits_actual")
-    if a is not None:
-        try:
-            v = int.from_bytes(read_bytes(a, 8), "little")
-            if 36 <= v <= 52:
-                return v
-        except gdb.MemoryError:
-            pass
-    # the kernel's own VMCOREINFO (6.12 publishes TCR_EL1_T1SZ; no register needed)
-    from .memory import kernel
-    from ..model.sysinfo import vmcoreinfo
-    vi = vmcoreinfo(kernel())
-    try:
-        t1sz = int(vi.get("NUMBER(TCR_EL1_T1SZ)", "0"), 0)
-        if 12 <= t1sz <= 28:
-            return 64 - t1sz
-    except ValueError:
-        pass
-    from .access import sysreg
-    tcr = sysreg("TCR_EL1")
-    if tcr is not None:
-        t1sz = (tcr >> 16) & 0x3F
-        if 12 <= t1sz <= 28:
-            return 64 - t1sz
-    return 48
-
-
-def strip_pac(v: int) -> int:
-    """Remove pointer-authentication bits: bit 55 selects the half of the address space."""
-    if v >> 48 == 0xFFFF and va_bits() <= 48:      # an unsigned kernel pointer: nothing to strip
-        return v
-    mask = (1 << va_bits()) - 1
-    if (v >> 55) & 1:
-        return (v | ~mask) & MASK64
-    return v & mask
-
-
 def entry_text():
     """(start, end) of .entry.text (one cache, shared with the exception unwinder)."""
     return entry_text_range() or (0, 0)
@@ -100,52 +60,6 @@ def entry_text():
 def in_entry_text(pc: int) -> bool:
     a, b = entry_text()
     return a <= pc < b
-
-
-def _percpu_ptr_stacks(name, size, label):
-    out = []
-    a = vmlinux_symbol_address(name)
-    if a is None:
-        return out
-    for cpu in possible_cpus():
-        try:
-            base = int.from_bytes(read_bytes(per_cpu_addr(a, cpu), 8), "little")
-        except (gdb.MemoryError, IndexError):
-            continue
-        if base:
-            out.append((f"{label}:{cpu}", base, base + size))
-    return out
-
-
-@stop_cached
-def _global_stacks():
-    size = thread_size()
-    out = _percpu_ptr_stacks("irq_stack_ptr", size, "IRQ")
-    a = vmlinux_symbol_address("overflow_stack")
-    if a is not None:
-        from .memory import kernel
-        osz = kernel().sizeof("overflow_stack") or 4096
-        for cpu in possible_cpus():
-            b = per_cpu_addr(a, cpu)
-            out.append((f"overflow:{cpu}", b, b + osz))
-    out += _percpu_ptr_stacks("sdei_stack_normal_ptr", size, "SDEI")
-    out += _percpu_ptr_stacks("sdei_stack_critical_ptr", size, "SDEI-critical")
-    return out
-
-
-def stack_ranges(task=None) -> list:
-    """[(name, lo, hi)]: the task's stack, then every CPU's IRQ/overflow/SDEI stacks."""
-    out = []
-    if task is not None and task.stack:
-        out.append(("task", task.stack, task.stack + thread_size()))
-    return out + _global_stacks()
-
-
-def stack_of(addr: int, ranges) -> str:
-    for name, lo, hi in ranges:
-        if lo <= addr < hi:
-            return name
-    return None
 
 
 @stop_cached
@@ -371,7 +285,6 @@ def unwind_task(task, regs=None, max_frames=256) -> Unwind:
 def gdb_frames(thread, task, max_frames=256):
     """Frames of gdb's own unwinder (DWARF CFI, inline frames, the exception-frame
     unwinder) for the task running on ``thread``; returns an Unwind or None."""
-    from .percpu import on_thread
 
     def walk(fr):
         out = []

@@ -26,7 +26,8 @@ import re
 
 import gdb
 
-from .types import cache_per_symbols, try_symbol_address, vmlinux_symbol_address, gdb_symbols
+from .symcache import cache_per_symbols
+from .symbols import try_symbol_address, vmlinux_symbol_address, gdb_symbols
 from .snapshot import stop_cached
 
 __all__ = ["Sym", "lookup", "describe", "is_text", "text_ranges", "module_ranges",

@@ -1,17 +1,21 @@
-"""KASLR relocation of the vmlinux symbols and the vmlinux/kernel match check.
+"""Kernel symbols inside gdb: run-time addresses, KASLR relocation, deferred loading.
 
-Live arm64 kernels (5.x–6.12): ``VBAR_EL1`` holds the runtime address of
-``vectors``, so the KASLR offset is ``$VBAR - &vectors`` (QEMU names the
-register ``VBAR``). Dumps carry it as VMCOREINFO ``KERNELOFFSET``.
-The match check compares ``linux_banner`` in memory with the vmlinux file.
+A symbol's run-time address is its link address in the vmlinux's ``.symtab`` plus
+the offset the symbols are loaded at (no gdb name lookup when one vmlinux symbol
+has the name). Live arm64 kernels (5.x–6.12): ``VBAR_EL1`` holds the runtime
+address of ``vectors``, so the KASLR offset is ``$VBAR - &vectors`` (QEMU names
+the register ``VBAR``). Dumps carry it as VMCOREINFO ``KERNELOFFSET``. Whether the
+vmlinux matches the kernel in memory: :mod:`.banner`.
 """
 
 import gdb
 
-from .types import read_bytes, cache_per_symbols
+from ..errors import GdbkdError
+from .symcache import cache_per_symbols
 
-__all__ = ["current_offset", "relocate", "live_vbar_offset", "check_banner", "vmlinux_path",
-           "link_address", "symbol_table", "defer_load", "load_deferred", "deferred"]
+__all__ = ["current_offset", "relocate", "live_vbar_offset", "vmlinux_path", "link_address",
+           "symbol_table", "defer_load", "load_deferred", "deferred", "gdb_symbols",
+           "symbol_address", "try_symbol_address", "vmlinux_symbol_address"]
 
 _offset = 0
 _deferred = None        # (vmlinux path, offset, gdb commands) not run yet: see defer_load
@@ -33,7 +37,6 @@ def symbol_table(path=None):
 def link_address(name: str):
     """Link-time address of NAME if exactly one vmlinux symbol defines it, else None
     (no gdb symbol lookup: gdb 13's first name lookup sorts all 135,000 index names)."""
-    from ..errors import GdbkdError
     try:
         return symbol_table().value(name, unique=True)
     except (GdbkdError, gdb.error):
@@ -69,7 +72,7 @@ def defer_load(path: str, offset: int, commands):
     load them. Meanwhile :func:`vmlinux_path` and :func:`current_offset` answer from
     PATH and OFFSET, the model reads symbols from the file's ``.symtab`` and layouts
     from the offsets cache, and :func:`load_deferred` runs COMMANDS the first time a
-    gdb symbol, type, block or line is asked for (gdbkd/kernel/types.py, symbolize.py)
+    gdb symbol, type, block or line is asked for (:func:`gdb_symbols`, symbolize.py)
     or a kd command not in ``kdnames.SYMBOL_FREE_COMMANDS`` starts. ``gdbkd core
     --batch`` with only kd -ex commands, the first of them symbol-free, uses it: gdb's
     minimal symbols of a Debian vmlinux take ~0.14 s, most of a `kd kmem -s`."""
@@ -94,10 +97,16 @@ def load_deferred():
         gdb.execute(c, to_string=True)
 
 
+def gdb_symbols():
+    """Make sure gdb has the vmlinux's symbols (``gdbkd core`` may have put off loading
+    them: :func:`defer_load`). Every use of gdb's symbols, types, blocks or lines by kd
+    goes through here or through :func:`gdbkd.kernel.types.lookup_type`."""
+    load_deferred()
+
+
 def current_offset() -> int:
     """The offset the vmlinux symbols are loaded at now (whoever loaded them: gdbkd,
     `symbol-file -o`, the user): gdb's .text address minus the file's."""
-    from ..errors import GdbkdError
     if _deferred is not None:
         return _deferred[1]
     try:
@@ -125,6 +134,41 @@ def vmlinux_path() -> str:
     return objs[0].filename
 
 
+def symbol_address(name: str) -> int:
+    """Run-time address of a kernel symbol: from the vmlinux's .symtab plus the
+    KASLR offset when one vmlinux symbol has that name (no gdb name lookup), else
+    gdb's (modules, static names defined in several files)."""
+    link = link_address(name)
+    if link is not None:
+        return (link + current_offset()) & 0xFFFFFFFFFFFFFFFF
+    gdb_symbols()
+    return int(gdb.parse_and_eval(f"(unsigned long)&{name}"))
+
+
+def try_symbol_address(name: str):
+    try:
+        return symbol_address(name)
+    except gdb.error:
+        return None
+
+
+def vmlinux_symbol_address(name: str):
+    """Run-time address of a symbol of the kernel image itself, or None when the
+    vmlinux's .symtab has none of that name: probes for symbols that only some
+    kernel versions have ("vabits_actual", "cpu_online_bits", ...) cost nothing
+    instead of a failed gdb lookup (~0.1 s the first time)."""
+    try:
+        st = symbol_table()
+        vals = st.values(name) if st.syms else None
+    except (gdb.error, GdbkdError):      # no vmlinux objfile / unreadable: ask gdb
+        vals = None
+    if vals is not None and len(set(vals)) == 1:
+        return (vals[0] + current_offset()) & 0xFFFFFFFFFFFFFFFF
+    if vals is not None and not vals:
+        return None
+    return try_symbol_address(name)
+
+
 KASLR_ALIGN = 2 << 20   # arm64 KASLR moves the image in 2 MiB steps (MIN_KIMG_ALIGN)
 
 
@@ -138,7 +182,7 @@ def live_vbar_offset():
     load_deferred()
     vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
     from .selection import selection
-    from .access import sysreg
+    from .sysregs import sysreg
     sel = gdb.selected_thread()
     threads = sorted(gdb.selected_inferior().threads(), key=lambda t: t.num)
     for t in [sel] + [t for t in threads if t != sel]:
@@ -168,24 +212,3 @@ def relocate(offset: int):
     gdb.execute(f"symbol-file -o {offset:#x} {path}", to_string=True)
     _offset = offset
     return True
-
-
-def _file_banner(path: str):
-    from ..elfsyms import file_bytes_at
-    addr = _elf_symbol(path, "linux_banner")
-    if addr is None:
-        return None
-    data = file_bytes_at(path, addr, 256)
-    return data.split(b"\0", 1)[0] if data is not None else None
-
-
-def check_banner():
-    """Return (ok, memory_banner, file_banner)."""
-    load_deferred()
-    addr = int(gdb.parse_and_eval("(unsigned long)&linux_banner"))
-    try:
-        mem = read_bytes(addr, 256).split(b"\0", 1)[0]
-    except gdb.MemoryError:
-        mem = b""
-    fb = _file_banner(vmlinux_path())
-    return (fb is None or mem == fb), mem, fb

@@ -20,7 +20,7 @@ import re
 
 import gdb
 
-from .types import read_cstring
+from .memory import read_cstring
 from ..textutil import escape
 
 __all__ = ["utsname", "uptime_seconds", "load_average", "memory_bytes", "page_size",

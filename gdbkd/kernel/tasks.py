@@ -1,5 +1,6 @@
 """Tasks inside gdb: the model's task list (gdbkd/model/tasks.py) over kd's reader,
-plus what needs gdb: the task a gdb thread stands for and its registers.
+plus what needs gdb: the task a gdb thread stands for, its registers, and the gdb
+thread of each CPU's current task.
 
 Enumeration, state letters, version differences and the one task selector
 live in :mod:`gdbkd.model.tasks` (no gdb); this module binds them to
@@ -9,23 +10,20 @@ live in :mod:`gdbkd.model.tasks` (no gdb); this module binds them to
 import gdb
 
 from .memory import kernel
-from .percpu import cpu_of_thread, on_thread
+from .percpu import cpu_of_thread, cpu_offsets, on_thread
 from .access import user_thread
+from .snapshot import stop_cached
+from .stackranges import thread_size, stack_ranges, stack_of
 from ..model import tasks as _model
 from ..model.tasks import (Task, state_code, STATE_CODES, PF_KTHREAD, parse_task_spec,
-                           select_tasks, is_state)
+                           select_tasks, is_state, IDLE_TID_BASE)
 from ..model.reader import MemoryFault
 from ..textutil import escape
 
 __all__ = ["Task", "all_tasks", "task_by_addr", "find_tasks", "active_tasks", "state_code",
-           "STATE_CODES", "thread_size", "thread_task", "thread_regs", "PF_KTHREAD",
-           "parse_task_spec", "task_from_arg", "select_tasks", "is_state", "read_task",
-           "cpu_thread_regs"]
-
-
-def thread_size() -> int:
-    """THREAD_SIZE: sizeof(init_stack) (16 KiB on arm64 with 4K pages, 32 KiB with KASAN)."""
-    return _model.thread_size(kernel())
+           "STATE_CODES", "thread_task", "thread_regs", "PF_KTHREAD", "parse_task_spec",
+           "task_from_arg", "select_tasks", "is_state", "read_task", "cpu_thread_regs",
+           "threads_by_cpu"]
 
 
 def read_task(addr: int) -> Task:
@@ -105,10 +103,34 @@ def thread_regs(thread=None) -> dict:
     return regs
 
 
+@stop_cached
+def threads_by_cpu() -> dict:
+    """{cpu: gdb.InferiorThread}: live, the vCPU threads; on the dump stub (a thread per
+    task, thread id = pid; CPU n's idle task is ``IDLE_TID_BASE + n``), the thread of each
+    CPU's ``rq->curr``."""
+    out = {}
+    inf = gdb.selected_inferior()
+    threads = inf.threads()
+    if len(threads) > len(cpu_offsets()):
+        by_tid = {(t.ptid[1] or t.ptid[2]): t for t in threads}
+        for cpu, addr in active_tasks().items():
+            tk = task_by_addr(addr)
+            if tk is None:
+                continue
+            th = by_tid.get(tk.pid if tk.pid else IDLE_TID_BASE + cpu)
+            if th is not None:
+                out[cpu] = th
+        return out
+    for t in threads:
+        c = cpu_of_thread(t)
+        if c is not None and c not in out:
+            out[c] = t
+    return out
+
+
 def cpu_thread_regs(task):
     """(gdb thread, regs) of a task running on a CPU (a live vCPU or a dump's CPU), else
     (None, None); then it is unwound from its saved cpu_context."""
-    from .percpu import threads_by_cpu
     if task.active_cpu is None:
         return None, None
     th = threads_by_cpu().get(task.active_cpu)
@@ -129,7 +151,6 @@ def cpu_thread_regs(task):
 def _cpu_of_percpu_stack(sp):
     """The CPU whose IRQ, overflow or SDEI stack holds ``sp`` (a CPU that took an interrupt,
     e.g. the soft-lockup watchdog's panic in its hrtimer), or None."""
-    from .stack import stack_ranges, stack_of
     where = stack_of(sp, stack_ranges()) if sp else None
     return int(where.rsplit(":", 1)[1]) if where and ":" in where else None
 

@@ -1,45 +1,21 @@
-"""Cached gdb type lookups and small memory helpers (scripts/gdb's CachedType idea).
+"""Cached gdb type lookups (scripts/gdb's CachedType idea): types, members, offsets.
 
 Type lookups are cached per name and dropped on ``gdb.events.new_objfile``
-(a new symbol file, e.g. a module's, may define or change types).
+(a new symbol file, e.g. a module's, may define or change types). Reading memory
+is :mod:`.memory`'s (``read_bytes``…), symbol addresses are :mod:`.symbols`'.
 """
 
 import gdb
 
-from ..model.reader import MemoryFault
-from ..errors import GdbkdError
+from .symcache import cache_per_symbols
+from .symbols import gdb_symbols
 
-__all__ = ["cache_per_symbols", "lookup_type", "has_field", "container_of", "read_ulong", "read_u32",
-           "read_bytes", "read_cstring", "ulong_type", "ptr_size", "symbol_address",
-           "try_symbol_address", "vmlinux_symbol_address", "field_offset", "member", "gdb_symbols"]
+__all__ = ["lookup_type", "has_field", "container_of", "ulong_type", "ptr_size", "field_offset",
+           "member", "member_kind"]
 
 _types = {}
 _offsets = {}
-
-
-def cache_per_symbols(*caches):
-    """Empty these dicts whenever symbol files change (a new objfile — a module's
-    symbols, a KASLR reload — may define or move what they cache)."""
-    def _clear(_event=None):
-        for c in caches:
-            c.clear()
-    gdb.events.new_objfile.connect(_clear)
-    try:
-        gdb.events.clear_objfiles.connect(_clear)
-    except AttributeError:
-        pass
-    return _clear
-
-
 cache_per_symbols(_types, _offsets)
-
-
-def gdb_symbols():
-    """Make sure gdb has the vmlinux's symbols (``gdbkd core`` may have put off loading
-    them: gdbkd/kernel/symbols.py ``defer_load``). Every use of gdb's symbols, types,
-    blocks or lines by kd goes through here or through :func:`lookup_type`."""
-    from .symbols import load_deferred
-    load_deferred()
 
 
 def lookup_type(name: str) -> gdb.Type:
@@ -124,63 +100,16 @@ def container_of(ptr, typename: str, member: str) -> gdb.Value:
     return gdb.Value(addr).cast(lookup_type(typename).pointer())
 
 
-def read_bytes(addr: int, n: int) -> bytes:
-    """N bytes at ADDR through kd's reader (gdbkd/kernel/memory.py: the dump in-process
-    or gdb's inferior, cached per stop); raises gdb.MemoryError."""
-    try:
-        return _kernel().reader.read(addr, n)
-    except MemoryFault as e:
-        raise gdb.MemoryError(str(e)) from None
-
-
-from .memory import kernel as _kernel      # noqa: E402 (memory imports nothing from here)
-
-
-def read_ulong(addr: int) -> int:
-    return int.from_bytes(read_bytes(addr, 8), "little")
-
-
-def read_u32(addr: int) -> int:
-    return int.from_bytes(read_bytes(addr, 4), "little")
-
-
-def read_cstring(addr: int, maxlen: int = 256) -> bytes:
-    data = read_bytes(addr, maxlen)
-    return data.split(b"\0", 1)[0]
-
-
-def symbol_address(name: str) -> int:
-    """Run-time address of a kernel symbol: from the vmlinux's .symtab plus the
-    KASLR offset when one vmlinux symbol has that name (no gdb name lookup), else
-    gdb's (modules, static names defined in several files)."""
-    from .symbols import link_address, current_offset
-    link = link_address(name)
-    if link is not None:
-        return (link + current_offset()) & 0xFFFFFFFFFFFFFFFF
-    gdb_symbols()
-    return int(gdb.parse_and_eval(f"(unsigned long)&{name}"))
-
-
-def try_symbol_address(name: str):
-    try:
-        return symbol_address(name)
-    except gdb.error:
-        return None
-
-
-def vmlinux_symbol_address(name: str):
-    """Run-time address of a symbol of the kernel image itself, or None when the
-    vmlinux's .symtab has none of that name: probes for symbols that only some
-    kernel versions have ("vabits_actual", "cpu_online_bits", ...) cost nothing
-    instead of a failed gdb lookup (~0.1 s the first time)."""
-    from .symbols import symbol_table, current_offset
-    try:
-        st = symbol_table()
-        vals = st.values(name) if st.syms else None
-    except (gdb.error, GdbkdError):      # no vmlinux objfile / unreadable: ask gdb
-        vals = None
-    if vals is not None and len(set(vals)) == 1:
-        return (vals[0] + current_offset()) & 0xFFFFFFFFFFFFFFFF
-    if vals is not None and not vals:
-        return None
-    return try_symbol_address(name)
+def member_kind(t: gdb.Type) -> str:
+    """How the model decodes a member of type T: "u", "s" or "b" (bytes)."""
+    t = t.strip_typedefs()
+    if t.code in (gdb.TYPE_CODE_ARRAY, gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION):
+        if t.code == gdb.TYPE_CODE_STRUCT and t.sizeof <= 8 and len(t.fields()) == 1:
+            # atomic_t / atomic_long_t / refcount-like wrappers: decode as integer
+            inner = t.fields()[0].type.strip_typedefs()
+            if inner.code in (gdb.TYPE_CODE_INT, gdb.TYPE_CODE_PTR, gdb.TYPE_CODE_ENUM):
+                return "s" if inner.code == gdb.TYPE_CODE_INT and inner.is_signed else "u"
+        return "b"
+    if t.code == gdb.TYPE_CODE_INT and t.is_signed:
+        return "s"
+    return "u"

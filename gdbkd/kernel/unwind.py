@@ -18,7 +18,7 @@ ends the trace, as there is no kernel caller.
 import gdb
 from gdb.unwinder import Unwinder, register_unwinder
 
-from .types import read_bytes
+from .memory import read_bytes
 
 __all__ = ["register", "entry_text_range", "PT_REGS_WORDS", "exact_pc_function", "is_exception_frame"]
 
@@ -42,7 +42,7 @@ def irq_stack_switch():
     stack and calls the handler; its DWARF-less body stops gdb's unwinder."""
     global _irq_switch
     if _irq_switch is None:
-        from .types import vmlinux_symbol_address
+        from .symbols import vmlinux_symbol_address
         try:
             _irq_switch = vmlinux_symbol_address("call_on_irq_stack") or 0
         except gdb.error:
@@ -54,7 +54,7 @@ def entry_text_range():
     """(start, end) of .entry.text, relocated; None if the symbols are unknown."""
     global _range
     if _range is None:
-        from .types import vmlinux_symbol_address
+        from .symbols import vmlinux_symbol_address
         try:
             s = vmlinux_symbol_address("__entry_text_start")
             e = vmlinux_symbol_address("__entry_text_end")
@@ -86,7 +86,7 @@ class ExceptionFrameUnwinder(Unwinder):
         pointer-auth signature stripped), sp = x29 + 16; None when that is no kernel text.
         ``skip_own_return``: when that record returns to this very frame's pc, it is its
         callee's (gdb handed down the callee's x29): take the next one out."""
-        from .stack import strip_pac
+        from .vabits import strip_pac
         from .symbolize import is_text
         fp = int(pending_frame.read_register("x29")) & _M
         try:

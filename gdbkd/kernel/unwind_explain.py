@@ -33,7 +33,9 @@ from ..analysis import args as A
 from ..analysis import fault as F
 from . import stack as kstack
 from .symbolize import lookup, is_text, module_ranges
-from .types import read_bytes
+from .memory import read_bytes
+from .stackranges import stack_of
+from .vabits import strip_pac
 
 __all__ = ["explain_unwind"]
 
@@ -86,11 +88,11 @@ def _record_checks(f, nxt, ranges):
     """Checks of the frame record at f.fp that led to frame nxt."""
     out = []
     fp = f.fp
-    here = kstack.stack_of(fp, ranges)
+    here = stack_of(fp, ranges)
     out.append({"check": "fp 16-byte aligned", "ok": fp % 16 == 0})
     out.append({"check": f"fp on a known stack ({here or 'none'})", "ok": here is not None})
     if nxt.fp:
-        there = kstack.stack_of(nxt.fp, ranges)
+        there = stack_of(nxt.fp, ranges)
         if there == here:
             out.append({"check": "caller's fp above this one on the same stack", "ok": nxt.fp > fp})
         else:
@@ -170,7 +172,7 @@ def _recover(last, task, ranges):
     steps.append(f"{last.sym(False).name}'s prologue `{p.record_insn}` / `{p.x29_insn}`: its x29 is "
                  f"{-p.x29_off:#x} below its entry sp, so its caller's frame starts at "
                  f"{last.fp:#x} + {-p.x29_off:#x} = {entry_sp:#x}")
-    st = kstack.stack_of(entry_sp, ranges)
+    st = stack_of(entry_sp, ranges)
     hi = next((h for n, lo, h in ranges if n == st), entry_sp + _SCAN)
     try:
         raw = read_bytes(entry_sp, min(hi, entry_sp + _SCAN) - entry_sp)
@@ -181,10 +183,10 @@ def _recover(last, task, ranges):
         a = entry_sp + off
         if a % 16:
             continue
-        pfp, lr = _u64(raw, off), kstack.strip_pac(_u64(raw, off + 8))
+        pfp, lr = _u64(raw, off), strip_pac(_u64(raw, off + 8))
         if not is_text(lr):
             continue
-        if pfp and not (pfp > a and kstack.stack_of(pfp, ranges) == st):
+        if pfp and not (pfp > a and stack_of(pfp, ranges) == st):
             continue
         i = _insn_before(lr)
         if i is None or not A.is_call(i):
@@ -212,7 +214,7 @@ def _recover(last, task, ranges):
                 f"known: " + ("not a module function" if callers is None else
                               f"{len(callers)} direct calls to it in {sym.module}"))
     steps.append(note)
-    caller.stack = kstack.stack_of(a, ranges)
+    caller.stack = stack_of(a, ranges)
     rest = kstack.unwind(lr, pfp, a + 16, None, "return", task)
     steps.append(f"the chain continues from {lr:#x} with fp {pfp:#x}: {len(rest.frames)} more "
                  f"frames ({rest.stop})")

@@ -190,7 +190,7 @@ class DumpReader(Reader):
 
     ``dump`` is a ``gdbkd.postmortem.Dump``. Code pointers signed with pointer
     auth are served stripped when the dump server strips them (``pac``: a
-    ``gdbkd.stub.pac.PacStripper``), so kd sees the same bytes in-process as
+    ``gdbkd.arm64.pac.PacStripper``), so kd sees the same bytes in-process as
     through the server."""
 
     readahead = 0

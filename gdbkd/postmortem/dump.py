@@ -186,7 +186,7 @@ class Dump:
         off = kernel_offsets(vmlinux, bid)
         self.vmlinux = vmlinux
         self.offsets = off
-        from ..stub.pac import PacStripper
+        from ..arm64.pac import PacStripper
         self.kernel = Kernel(DumpReader(self, PacStripper.for_dump(self)),
                              RecordedTypes(off.get("layouts", {}), off.get("model_sizes", {})),
                              self.sym)

@@ -69,7 +69,7 @@ def _run(paths, layouts, offset, walk, out):
         from ..model.kernel import Kernel
         from ..model.reader import DumpReader
         from ..model.tasks import task_list
-        from ..stub.pac import PacStripper
+        from ..arm64.pac import PacStripper
         d = open_dump(list(paths) if len(paths) > 1 else paths[0])
         out["dump"] = d
         rec = _Recorded(json.loads(open(layouts).read()), offset)

@@ -107,7 +107,7 @@ class StubServer:
         self._first = None
         self._warned = set()
         self.error_text = False
-        from .pac import PacStripper
+        from ..arm64.pac import PacStripper
         self.pac = PacStripper.for_dump(dump)
 
     # -- threads --------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""The model is gdb-free: no module under gdbkd/model imports gdb (read from the source, so
-a lazy import inside a function counts too)."""
+"""The package's layers, read from the source (so a lazy import inside a function counts too):
+no import cycle anywhere in gdbkd, the gdb-free layers (model/, dump/, arm64/, postmortem/)
+reach no ``gdb`` import, and the lowest ones import nothing above them."""
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -9,29 +11,179 @@ import pytest
 pytestmark = pytest.mark.model
 
 PKG = Path(__file__).resolve().parents[2] / "gdbkd"
+GDB_FREE = ("model", "dump", "arm64", "postmortem")
 
 
-def _imports(path):
+def _module_name(path, pkg=PKG):
+    """``gdbkd.kernel.tasks`` for gdbkd/kernel/tasks.py, ``gdbkd.stub`` for its __init__.py."""
+    parts = list(path.relative_to(pkg.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules(pkg=PKG):
+    """{module name: path} of every module of the package PKG."""
+    return {_module_name(p, pkg): p for p in sorted(pkg.rglob("*.py"))}
+
+
+def _imported_names(path, name):
+    """(line, dotted name) of every module name an import statement anywhere in PATH (module
+    NAME) may load: ``import a.b`` gives a.b, ``from a.b import c`` gives a.b and a.b.c (c
+    may be a submodule), relative imports resolved against NAME's package."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            yield node.module
+            for a in node.names:
+                yield node.lineno, a.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            yield node.lineno, mod
+            for a in node.names:
+                yield node.lineno, f"{mod}.{a.name}"
 
 
-@pytest.mark.parametrize("path", sorted((PKG / "model").glob("*.py")), ids=lambda p: p.name)
-def test_model_module_imports_no_gdb(path):
-    bad = [m for m in _imports(path) if m == "gdb" or m.startswith("gdb.")]
-    assert not bad, f"{path.name} imports {bad}"
+def import_graph(pkg=PKG):
+    """{module: {imported module: [lines]}} within the package PKG. Importing ``a.b.c`` runs the
+    ``__init__`` of ``a`` and ``a.b`` too, so it is an edge to each of them; except to the
+    importer's own enclosing packages, which Python has initialised (or is initialising)
+    before the importer runs, so its import cannot start them."""
+    mods = _modules(pkg)
+    graph = {}
+    for name, path in mods.items():
+        out = graph[name] = {}
+        own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        for line, dotted in _imported_names(path, name):
+            parts = dotted.split(".")
+            for i in range(1, len(parts) + 1):
+                target = ".".join(parts[:i])
+                if target in mods and target != name and target not in own:
+                    out.setdefault(target, []).append(line)
+    return graph
 
 
-def test_model_imports_nothing_above_it():
-    """model/ imports only itself, the arm64/dump helpers and the leaf modules (errors,
-    textutil): never the gdb layer (kernel/), commands, postmortem or the frontends."""
+@functools.cache
+def _package_graph():
+    return import_graph()
+
+
+def strongly_connected(graph):
+    """Tarjan's strongly connected components of GRAPH (iterative)."""
+    index, low, on_stack, stack, out = {}, {}, set(), [], []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(graph[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(graph[w])))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append(sorted(comp))
+    return out
+
+
+def test_package_has_no_import_cycle():
+    """No two modules of gdbkd import each other, directly or around a loop, counting lazy
+    imports and the package __init__s an import runs: a lower module both can import is
+    where shared code goes."""
+    graph = _package_graph()
+    assert "gdbkd.kernel.tasks" in graph
+    cycles = [c for c in strongly_connected(graph) if len(c) > 1]
+    report = []
+    for comp in cycles:
+        inside = set(comp)
+        report.append("cycle:\n" + "\n".join(
+            f"  {m} -> {t} (line {', '.join(map(str, sorted(set(lines))))})"
+            for m in comp for t, lines in sorted(graph[m].items()) if t in inside))
+    assert not cycles, "\n".join(report)
+
+
+def test_import_graph_sees_lazy_relative_and_package_imports(tmp_path):
+    """The graph and the cycle finder on a small package: a lazy relative import in a
+    function, the edge to the __init__ that importing a submodule runs (a.x -> a.b), and no
+    edge from a module to its own package (a.b.d's ``from . import z`` is not a.b.d -> a.b,
+    which a.b's ``from . import c, d`` would make a cycle; a.b.d -> a.b.z is)."""
+    files = {"a/__init__.py": "",
+             "a/x.py": "import a.b.c\n",
+             "a/b/__init__.py": "from . import c, d\n",
+             "a/b/c.py": "def f():\n    from ..x import y\n",
+             "a/b/d.py": "from . import z\n",
+             "a/b/z.py": "",
+             "a/e.py": "import os\nfrom .b.d import c\n"}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    graph = import_graph(tmp_path / "a")
+    assert {m: sorted(t) for m, t in graph.items()} == {
+        "a": [], "a.x": ["a.b", "a.b.c"], "a.b": ["a.b.c", "a.b.d"], "a.b.c": ["a.x"],
+        "a.b.d": ["a.b.z"], "a.b.z": [], "a.e": ["a.b", "a.b.d"]}
+    assert [c for c in strongly_connected(graph) if len(c) > 1] == [["a.b", "a.b.c", "a.x"]]
+
+
+def _gdb_free_files():
+    return sorted(p for d in GDB_FREE for p in (PKG / d).rglob("*.py"))
+
+
+def _imports_gdb(path, name):
+    return sorted({line for line, dotted in _imported_names(path, name)
+                   if dotted == "gdb" or dotted.startswith("gdb.")})
+
+
+@pytest.mark.parametrize("path", _gdb_free_files(), ids=lambda p: str(p.relative_to(PKG)))
+def test_gdb_free_module_imports_no_gdb(path):
+    """model/, dump/, arm64/ and postmortem/ run without gdb (the dump server, gdbkd core's
+    frontend, the tests): no ``import gdb`` in them, nor in any gdbkd module they import."""
+    name = _module_name(path)
+    lines = _imports_gdb(path, name)
+    assert not lines, f"{name} imports gdb (line {', '.join(map(str, lines))})"
+    graph, mods = _package_graph(), _modules()
+    seen, todo = {name: None}, [name]
+    while todo:
+        m = todo.pop()
+        for t in graph[m]:
+            if t not in seen:
+                seen[t] = m
+                todo.append(t)
+    for m in sorted(seen):
+        if m != name and _imports_gdb(mods[m], m):
+            chain = [m]
+            while seen[chain[-1]] is not None:
+                chain.append(seen[chain[-1]])
+            pytest.fail(f"{name} reaches gdb through {' -> '.join(reversed(chain))}")
+
+
+@pytest.mark.parametrize("layer", ["model", "dump", "arm64"])
+def test_lowest_layers_import_nothing_above_them(layer):
+    """model/, dump/ and arm64/ import only each other and the leaf modules (errors,
+    textutil, cache, elfsyms): never the gdb layer (kernel/), commands, postmortem, the
+    dump server or the frontends."""
     above = ("gdbkd.kernel", "gdbkd.commands", "gdbkd.postmortem", "gdbkd.stub", "gdbkd.cli",
              "gdbkd.live", "gdbkd.gdbext", "gdbkd.gdbmi", "gdbkd.triage")
-    for path in sorted((PKG / "model").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level >= 2:
-                mod = "gdbkd." + (node.module or "")
-                assert not mod.startswith(above), f"{path.name} imports {mod}"
+    for m, targets in _package_graph().items():
+        if m == f"gdbkd.{layer}" or m.startswith(f"gdbkd.{layer}."):
+            bad = sorted(t for t in targets if t.startswith(above))
+            assert not bad, f"{m} imports {bad}"

@@ -1,8 +1,8 @@
-"""gdbkd.stub.pac: which words the stub unsigns (values from the 6.12 -cpu max test dump)."""
+"""gdbkd.arm64.pac: which words the stub unsigns (values from the 6.12 -cpu max test dump)."""
 
 import struct
 
-from gdbkd.stub.pac import PacStripper
+from gdbkd.arm64.pac import PacStripper
 
 MASK = 0xfff0000000000000                      # NUMBER(KERNELPACMASK) of a 52-bit VA kernel
 TEXT = (0xffffa9d0c6e00000, 0xffffa9d0c8000000)
