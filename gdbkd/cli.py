@@ -43,7 +43,8 @@ EXAMPLES = {
     "run": ["gdbkd run", "gdbkd run --batch --exec 'echo c > /proc/sysrq-trigger' --dump-on-crash vmcore",
             "gdbkd run debian-5.10 --module tests/e2e/kdtest_mod --nokaslr"],
     "attach": ["gdbkd attach 127.0.0.1:1234 --vmlinux ~/.cache/gdbkd/kernels/6.1.0-*/vmlinux-*"],
-    "fetch": ["gdbkd fetch", "gdbkd fetch debian-6.12 --json", "gdbkd fetch --source"],
+    "fetch": ["gdbkd fetch", "gdbkd fetch debian-6.12 --json", "gdbkd fetch --source",
+              "gdbkd fetch rlk-5.0 --source-tree ~/runninglinuxkernel_5.0"],
     "profiles": ["gdbkd profiles"],
     "doctor": ["gdbkd doctor"],
     "demo": ["gdbkd demo", "gdbkd demo --batch"],
@@ -165,13 +166,17 @@ def attach(target, vmlinux, no_task_threads, batch, as_json, ex, timeout, module
 @click.argument("profile", default="debian-6.1", shell_complete=_complete_profile)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--source", is_flag=True,
-              help="also the kernel's Debian source package (~140 MB, once): gdb then shows source lines")
+              help="also the kernel's source: Debian's source package (~140 MB, once), or for the "
+                   "course's kernel the tree in $RLK_TREE; gdb then shows source lines")
+@click.option("--source-tree", type=click.Path(), default=None,
+              help="record this kernel tree (e.g. your checkout of the course's tree) as the "
+                   "kernel's source: nothing is downloaded")
 @click.option("--abi", default=None,
               help="this ABI of the profile's series (e.g. an older one the cache or the archive "
                    "still holds) instead of the newest; a profile pins one with [kernel] abi")
 @click.option("--list", "list_cached", is_flag=True,
               help="list the kernels gdbkd's cache holds (release, build-id, vmlinux) and exit")
-def fetch(profile, as_json, source, abi, list_cached):
+def fetch(profile, as_json, source, source_tree, abi, list_cached):
     """Download/build PROFILE's artifacts and print their paths."""
     if list_cached:
         from .artifacts.kernel import cached_kernels
@@ -190,9 +195,9 @@ def fetch(profile, as_json, source, abi, list_cached):
     k = ensure_kernel(p, abi=abi)
     d = {"profile": p.name, "release": k.release, "image": k.image, "vmlinux": k.vmlinux,
          "headers": k.kdir, "modules": k.modules_dir}
-    if source or p.kernel.get("fetch_source"):
+    if source or source_tree or p.kernel.get("fetch_source"):
         from .artifacts.source import ensure_source
-        d["source"] = ensure_source(p, k)["tree"]
+        d["source"] = ensure_source(p, k, tree=source_tree)["tree"]
     if p.guest.get("initramfs", True):
         d["initramfs"] = str(ensure_base_initramfs(k, p.guest.get("boot_modules", [])))
     if as_json:

@@ -5,6 +5,11 @@ build-id, the gdb commands that make ``list``, ``frame``, ``bt`` and ``kd dis -s
 that source. Every gdb gdbkd starts (run/attach, core) applies them when the tree is
 there; nothing is downloaded unless asked for.
 
+A kernel built from a tree the user has (the course's 5.0) needs no download:
+``gdbkd fetch rlk-5.0 --source`` records ``$RLK_TREE``, and ``--source-tree DIR`` any
+tree (:func:`record_tree`), e.g. the course's checkout for the prebuilt kernel, built in
+another directory (``/tmp/rlk``). The rules then map that build directory to DIR.
+
 Where gdb looks (measured on 6.1.0-56, Debian 6.1.192-2): the C compilation units have
 the *relative* DW_AT_comp_dir ``debian/build/build_arm64_none_cloud-arm64`` and names
 relative to the tree (``kernel/panic.c``; Debian maps the source root away with
@@ -26,7 +31,7 @@ from ..cache import cache_root, key_of, atomic_dir, atomic_write, progress
 from ..errors import GdbkdError
 from ..progress import Bar
 
-__all__ = ["ensure_source", "find_source", "gdb_source_commands", "source_rules"]
+__all__ = ["ensure_source", "find_source", "gdb_source_commands", "source_rules", "record_tree"]
 
 _SECTIONS = (".debug_line_str", ".debug_str", ".debug_info")
 
@@ -161,18 +166,42 @@ def _unpack_source(deb: Path, dest: Path, label):
         raise GdbkdError(f"cannot unpack {deb.name}: {err.splitlines()[-1][:200] if err else 'no source tarball in it'}")
 
 
-def ensure_source(profile, kernel) -> dict:
-    """Fetch (once) the Debian source of PROFILE's KERNEL and record it for gdb; return
-    {"tree", "package", "version", "rules", "release", "vmlinux"}."""
+def record_tree(kernel, tree) -> dict:
+    """Record TREE (a directory the user has) as the source of KERNEL's vmlinux for gdb;
+    return the record (as :func:`ensure_source`). The tree must look like a kernel tree."""
     from ..postmortem.offsets import vmlinux_build_id
+    root = Path(tree).expanduser().resolve()
+    if not root.is_dir():
+        raise GdbkdError(f"source tree {tree} is not a directory")
+    if not (root / "Makefile").is_file() or not (root / "include").is_dir():
+        raise GdbkdError(f"{tree} does not look like a kernel tree (no Makefile and include/)")
+    bid = vmlinux_build_id(kernel.vmlinux)
+    if not bid:
+        raise GdbkdError(f"{kernel.vmlinux} has no build-id: its source cannot be recorded")
+    info = {"tree": str(root), "package": "local tree", "version": None, "release": kernel.release,
+            "rules": source_rules(kernel.vmlinux), "vmlinux": str(kernel.vmlinux), "build_id": bid}
+    with atomic_write(_pointer(bid), "w") as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
+def ensure_source(profile, kernel, tree=None) -> dict:
+    """Record the source of PROFILE's KERNEL for gdb: TREE when given; a local profile's
+    kernel tree (``[kernel] tree``, e.g. ``$RLK_TREE``); else fetch (once) its Debian
+    source package. Returns {"tree", "package", "version", "rules", "release", "vmlinux"}."""
+    from ..postmortem.offsets import vmlinux_build_id
+    kcfg = profile.kernel
+    local = profile.expand_optional(kcfg.get("tree", "")) if kcfg.get("source") == "local" else ""
+    if tree or local:
+        return record_tree(kernel, tree or local)
     bid = vmlinux_build_id(kernel.vmlinux)
     info = find_source(kernel.vmlinux) if bid else None
     if info is not None:
         return info
-    kcfg = profile.kernel
     if kcfg.get("source") != "debian" or not kcfg.get("suites"):
-        raise GdbkdError(f"profile {profile.name}: only Debian kernels have a source package to fetch "
-                         f"(for your own kernel tree use gdb's `directory TREE`)")
+        raise GdbkdError(f"profile {profile.name}: this kernel has no source package to fetch: "
+                         f"point gdbkd at its tree (--source-tree DIR"
+                         + (", or set RLK_TREE" if kcfg.get("tree") else "") + ")")
     if not bid:
         raise GdbkdError(f"{kernel.vmlinux} has no build-id: its source cannot be recorded")
     from .apt import Apt

@@ -248,3 +248,36 @@ def test_report_finds_panic_below_the_interrupt(interrupted, kernel50):
     assert any(f["exception"] for f in rep["backtrace"][:rep["trap"]["frame"]])
     assert rep["trap"]["message"] == said
     assert rep["task"]["pid"] == shell
+
+
+# -- source lines from the course's tree ------------------------------------------------------
+def test_source_tree_gives_source_lines(crashed, kernel50):
+    """`gdbkd fetch rlk-5.0 --source-tree DIR` records a tree the user has as the kernel's
+    source (nothing downloaded): gdb then lists this kernel's code from it. The tree here is
+    the kbuild tree unpacked from the prebuilt kernel (the course tree's own headers; the
+    prebuilt was built in another directory, so the build directory is mapped to it)."""
+    from gdbkd.artifacts.source import _pointer
+    from gdbkd.postmortem.offsets import vmlinux_build_id
+    tree = Path(kernel50.kdir)
+    header = tree / "arch/arm64/include/asm/kexec.h"
+    body = header.read_text().splitlines()
+    pointer = _pointer(vmlinux_build_id(kernel50.vmlinux))
+    saved = pointer.read_bytes() if pointer.exists() else None     # the user's own record
+    try:
+        r = _gdbkd("fetch", "rlk-5.0", "--source-tree", str(tree), "--json")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert json.loads(r.stdout.splitlines()[-1])["source"] == str(tree.resolve())
+        r = _gdbkd("core", str(crashed["dump"]), kernel50.vmlinux, "--batch",
+                   "-ex", "list crash_setup_regs")
+        assert r.returncode == 0, r.stderr[-2000:]
+        got = [(int(n), t) for n, t in re.findall(r"^(\d+)\t(.*)$", r.stdout, re.M)]
+        assert len(got) >= 5 and all(body[n - 1] == t for n, t in got), r.stdout[-2000:]
+        assert any("crash_setup_regs" in t for _, t in got)
+    finally:
+        if saved is None:
+            pointer.unlink(missing_ok=True)
+        else:
+            pointer.write_bytes(saved)
+    r = _gdbkd("fetch", "rlk-5.0", "--source-tree", str(tree / "include"))
+    assert r.returncode != 0 and "does not look like a kernel tree" in r.stderr
+    assert "Traceback" not in r.stderr
