@@ -117,7 +117,8 @@ Same output live and on dumps."""
             if t.get("fault_function"):
                 L.append(f"FAULT PC: {t['fault_pc']:#x} {t['fault_function']}")
             if t.get("far") is not None and t["trap"] == "die":
-                L.append(f"FAR_EL1: {t['far']:#018x}")
+                L.append(f"FAR: {t['far']:#018x} (from {t['far_from']})" if t.get("far_from")
+                         else f"FAR_EL1: {t['far']:#018x}")
             if t.get("esr") is not None:
                 L.append(f"ESR: {t['esr']:#010x}")
         for h in d.get("hang") or []:           # what hung leads: the panic only says that it did
@@ -136,7 +137,8 @@ Same output live and on dumps."""
             L.append(f"TASK: {tk['address']:#x}  PID: {tk['pid']}  COMM: \"{tk['comm']}\"")
         if t and t.get("registers"):
             r = t["registers"]
-            L.append("REGISTERS (pt_regs at %#x):" % t["pt_regs"])
+            L.append("REGISTERS (pt_regs at %#x):" % t["pt_regs"] if t.get("pt_regs") is not None
+                     else f"REGISTERS ({t.get('registers_from', 'saved')}):")
             names = [n for n in crash.PT_REG_NAMES]
             for i in range(0, len(names), 3):
                 L.append("    " + "  ".join(f"{n:>6}: {r[n]:016x}" for n in names[i:i + 3]))

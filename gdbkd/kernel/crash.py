@@ -11,7 +11,7 @@ import re
 
 import gdb
 
-from .memory import read_cstring
+from .memory import read_cstring, reading_dump
 from .symbolize import lookup
 from .unwind import entry_text_range
 from ..textutil import escape
@@ -207,7 +207,10 @@ _OOPS_RE = re.compile(r"(Unable to handle kernel .*|Internal error: .*|kernel BU
 
 
 def is_postmortem() -> bool:
-    """True on a dump (gdbkd's stub, or a core file from gdbkd convert), False live."""
+    """True on a dump (kd reading it in-process under gdbkd core, gdbkd's stub, or a core
+    file from gdbkd convert), False live."""
+    if reading_dump():
+        return True
     try:
         conn = gdb.selected_inferior().connection
     except AttributeError:
@@ -233,26 +236,65 @@ def _panic_line_from_log():
     return None
 
 
-def trap_from_log():
-    """The last oops/BUG/panic line of the kernel log, for dumps whose crashed thread
-    starts at the faulting pc (kdump after an oops: crash_kexec got the oops' pt_regs)."""
+def _log_lines(last=400):
+    """The lines of the last ``last`` log records, oldest first ([] without a readable log)."""
     try:
         from . import printk
         recs = printk.records()
     except (gdb.error, ValueError):     # no log buffer, or one it cannot decode
-        return None
+        return []
+    return [l for r in recs[-last:] for l in r.text.decode("utf-8", "replace").splitlines()]
+
+
+def trap_from_log():
+    """The last oops/BUG/panic line of the kernel log, for dumps whose crashed thread
+    starts at the faulting pc (kdump after an oops: crash_kexec got the oops' pt_regs)."""
     best = {}
-    for r in recs[-400:]:
-        for line in r.text.decode("utf-8", "replace").splitlines():
-            m = _OOPS_RE.search(line)
-            if m and "---[ end " in line:       # the closing marker repeats the panic line
-                continue
-            if m:
-                rank = 0 if m.group(1).startswith(("Unable", "kernel BUG")) else \
-                    1 if m.group(1).startswith("Internal") else 2
-                best[rank] = m.group(1)
+    for line in _log_lines():
+        m = _OOPS_RE.search(line)
+        if m and "---[ end " in line:       # the closing marker repeats the panic line
+            continue
+        if m:
+            rank = 0 if m.group(1).startswith(("Unable", "kernel BUG")) else \
+                1 if m.group(1).startswith("Internal") else 2
+            best[rank] = m.group(1)
     msg = best[min(best)] if best else None
     return msg
+
+
+_OOPS_PC_RE = re.compile(r"^pc : (\S+?)(?:/0x[0-9a-f]+)?(?: \[[^\]]+\])?\s*$")
+_ESR_RE = re.compile(r"\bESR = (0x[0-9a-f]+)")
+_VA_RE = re.compile(r"at virtual address ([0-9a-f]{8,16})\b")
+
+
+def _oops_saved_registers(pc: int, msg: str) -> dict:
+    """The oops's exception registers on a dump whose crashed thread starts at the fault.
+
+    An oops reaches ``crash_kexec(regs)`` from ``die()``, and ``crash_setup_regs()``
+    copies those pt_regs into the crashing CPU's saved registers (kernel/kexec_core.c,
+    arch/arm64/include/asm/kexec.h; unchanged v4.x-6.12): the dump's registers of that
+    thread *are* the oops's. Taken as such only when the oops's own ``pc : SYM+OFF/SIZE``
+    line names this pc; ESR from its ``ESR = `` line, the address from its message. {}
+    when the log does not prove it."""
+    lines = _log_lines()
+    at = next((i for i in range(len(lines) - 1, -1, -1) if _OOPS_PC_RE.match(lines[i])), None)
+    if at is None or _OOPS_PC_RE.match(lines[at]).group(1) != symbolize(pc):
+        return {}
+    f = gdb.newest_frame()
+    regs = {}
+    for n in PT_REG_NAMES:
+        v = f.read_register("cpsr" if n == "pstate" else n)
+        regs[n] = int(v) & 0xFFFFFFFFFFFFFFFF
+    out = {"registers": regs, "registers_from": f"the crashed CPU's saved registers (die() "
+           f"passed the oops's pt_regs to crash_kexec; the oops printed pc : {symbolize(pc)})"}
+    esr = next((_ESR_RE.search(l) for l in reversed(lines[:at]) if _ESR_RE.search(l)), None)
+    if esr:
+        out["esr"] = int(esr.group(1), 16)
+    va = _VA_RE.search(msg or "")
+    if va:
+        out["far"] = int(va.group(1), 16)
+        out["far_from"] = "the oops's message (the kernel's own fault address)"
+    return out
 
 
 def _trap_from_frame_records():
@@ -329,8 +371,11 @@ def find_trap():
         # no trap frame but the log has the oops: the selected thread starts at the fault
         pc = gdb.newest_frame().pc() & 0xFFFFFFFFFFFFFFFF
         kind = "panic" if msg.startswith("Kernel panic") else "die"
-        return {"trap": kind, "frame": 0, "message": escape(msg), "from_log": True,
-                "fault_pc": pc, "fault_function": symbolize(pc)}
+        t = {"trap": kind, "frame": 0, "message": escape(msg), "from_log": True,
+             "fault_pc": pc, "fault_function": symbolize(pc)}
+        if kind == "die":
+            t.update(_oops_saved_registers(pc, msg))
+        return t
     t = {"trap": name, "frame": f.level()}
     if name == "die":
         s, regs, err = _trap_args(f, [("str", "x0"), ("regs", "x1"), ("err", "x2")], _readable_string)

@@ -74,7 +74,7 @@ def fault_address(trap):
             break
         depth += 1
     if trap.get("far") is not None:
-        return trap["far"], "$FAR_EL1"
+        return trap["far"], trap.get("far_from", "$FAR_EL1")
     return None, "no fault handler frame has a readable far/addr argument and FAR_EL1 is not readable"
 
 

@@ -288,6 +288,11 @@ def symbol(name):
     return _symbol(name)
 
 
+def reading_dump() -> bool:
+    """Whether kd reads a dump it opened in this process (``kd reader --dump``: gdbkd core)."""
+    return _dump is not None
+
+
 def reader_info() -> dict:
     k = kernel()
     info = k.reader.stats()

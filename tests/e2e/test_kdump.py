@@ -159,6 +159,7 @@ def test_lab1_through_run_kdump(tmp_path, kernel61, profile61):
     funcs = [f["function"] for f in rep["backtrace"]]
     assert funcs[0] == lab.fault_function, funcs
     assert rep["task"]["comm"] == "insmod"
+    _check_oops_registers(rep)
     drgn = pytest.importorskip("drgn")
     prog = drgn.Program()
     prog.set_core_dump(str(out))
@@ -166,6 +167,20 @@ def test_lab1_through_run_kdump(tmp_path, kernel61, profile61):
     t = prog.crashed_thread()
     assert t.tid == rep["task"]["pid"]
     assert t.stack_trace()[0].name == lab.fault_function
+
+
+def _check_oops_registers(rep):
+    """The report's trap on a kdump of an oops: die() passed the oops's pt_regs to
+    crash_kexec, so the crashed CPU's saved registers are the exception's (the oops's own
+    pc line proves it); ESR and the fault address from the oops; the fault explained."""
+    t = rep["trap"]
+    assert t["trap"] == "die" and t["from_log"], t
+    assert t["registers"]["pc"] == rep["backtrace"][0]["pc"] == t["fault_pc"]
+    assert "crash_kexec" in t["registers_from"]
+    assert (t["esr"] >> 26) & 0x3F == 0x25                 # a data abort taken at EL1
+    assert t["far"] < 0x10000 and "message" in t["far_from"]  # NULL + a member's offset
+    acc = rep["explanation"]
+    assert acc["far"] == t["far"] and acc["instruction"]["pc"] == t["fault_pc"], acc
 
 
 def test_no_crash_is_one_clear_error(tmp_path, kernel61, profile61):

@@ -123,3 +123,5 @@ def test_lab1_kdump_on_50(tmp_path):
     rep = _json_lines(rep_run.stdout)[-1]
     assert rep["backtrace"][0]["function"] == lab.fault_function, rep["backtrace"][:3]
     assert rep["task"]["comm"] == "insmod"
+    from test_kdump import _check_oops_registers
+    _check_oops_registers(rep)
