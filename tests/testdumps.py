@@ -28,7 +28,7 @@ from pathlib import Path
 from gdbkd.cache import cache_root, key_of, atomic_dir, progress
 from gdbkd.errors import GdbkdError
 
-__all__ = ["ensure_test_dumps", "ensure_kdump_test_dump", "dumps_by_name", "sleeper_pids", "ensure_makedumpfile_dumps", "cached_test_dumps", "TestDumps",
+__all__ = ["ensure_test_dumps", "ensure_edge_dump", "crashed_pc_in_vectors", "EDGE_KINDS", "ensure_kdump_test_dump", "dumps_by_name", "sleeper_pids", "ensure_makedumpfile_dumps", "cached_test_dumps", "TestDumps",
            "SLEEPER_COMMS", "MAKEDUMPFILE_VARIANTS", "MAKEDUMPFILE_SUITES", "MAKEDUMPFILE_PARTS",
            "makedumpfile_output"]
 
@@ -103,16 +103,16 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
         d.close()
 
 
-def _boot_media(kernel, profile, td: Path):
-    """``(initrd, qemu_args)`` booting the guest with :data:`_RC`: an initramfs, or gdbkd's
+def _boot_media(kernel, profile, td: Path, rc=_RC):
+    """``(initrd, qemu_args)`` booting the guest with ``rc``: an initramfs, or gdbkd's
     root disk for a kernel that cannot take one (the course's 5.0)."""
     if not profile.guest.get("initramfs", True):
         from gdbkd.artifacts.rootfs import guest_root
-        args, _ = guest_root(profile, kernel, {}, _RC, td, own_allowed=False)
+        args, _ = guest_root(profile, kernel, {}, rc, td, own_allowed=False)
         return None, args
     from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
     base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
-    return write_overlay(base, {}, td / "initrd.img", rc=_RC), []   # aligns the overlay itself
+    return write_overlay(base, {}, td / "initrd.img", rc=rc), []   # aligns the overlay itself
 
 
 def sleeper_pids(console: str) -> dict:
@@ -218,6 +218,75 @@ def ensure_kdump_test_dump(profile_name: str = "rlk-5.0") -> TestDumps:
     td = TestDumps(d)
     td.elf = td.kdump = d / "vmcore.kdump"       # what kd opens (drgn: drgn_core())
     return td
+
+
+def crashed_pc_in_vectors(elf, vmlinux) -> bool:
+    """Whether the crashed CPU's saved pc is in the exception vectors (an interrupt taken in
+    panic's delay loop, caught before the handler saved pt_regs: gdb's frames end there)."""
+    from gdbkd.postmortem.dump import Dump
+    with Dump(elf, vmlinux) as d:
+        vec, cpu = d.sym("vectors"), d.crashed_cpu
+        notes = d.cpu_notes()
+        return vec is not None and cpu in notes and vec <= notes[cpu].pc < vec + 0x800
+
+
+#: what :func:`ensure_edge_dump` makes
+EDGE_KINDS = {
+    # the crashed CPU caught in the vectors, inside panic (a timer interrupt in its delay loop)
+    "interrupted": {"vmcoreinfo": True},
+    # no VMCOREINFO note: QEMU without its vmcoreinfo device (or a kernel without qemu_fw_cfg)
+    "no-note": {"vmcoreinfo": False},
+}
+
+
+def ensure_edge_dump(profile_name: str, kind: str) -> Path:
+    """A directory with ``vmcore.elf`` (a QEMU dump of a guest crashed with sysrq-c from its
+    shell) and ``console.txt`` (its console: ``GDBKD-SHELL=PID`` names the crashing shell),
+    of a ``kind`` of :data:`EDGE_KINDS`, made once and cached by content key. Raises
+    GdbkdError if an "interrupted" instant is not caught in 80 stops."""
+    from gdbkd.qemu.profiles import load_profile
+    from gdbkd.artifacts.kernel import ensure_kernel
+    profile = load_profile(profile_name)
+    kernel = ensure_kernel(profile)
+    key = key_of("edge-v1", kind, kernel.release, os.path.getsize(kernel.image))
+    d = cache_root() / "dumps" / f"{kernel.release}-{kind}-{key}"
+    if not (d / "console.txt").exists():
+        with atomic_dir(d) as tmp:
+            _make_edge_dump(kernel, profile, kind, tmp)
+    return d
+
+
+def _make_edge_dump(kernel, profile, kind, out: Path):
+    from gdbkd.qemu.machine import Machine
+    from gdbkd.qemu.qmp import Qmp
+    with tempfile.TemporaryDirectory(prefix="gdbkd-dump-") as td:
+        initrd, disk = _boot_media(kernel, profile, Path(td), rc="")
+        m = Machine(profile, kernel, initrd, append_extra="panic=0", extra_args=disk,
+                    vmcoreinfo=EDGE_KINDS[kind]["vmcoreinfo"])
+        try:
+            m.start()
+            if not m.console.wait_for("GDBKD-READY", 120):
+                raise GdbkdError("the test guest did not reach its shell: " + m.console.text()[-300:])
+            m.console.send("echo GDBKD-SHELL=$$; echo c > /proc/sysrq-trigger\n")
+            if not m.console.wait_for("end Kernel panic", 60):
+                raise GdbkdError("the test guest did not panic: " + m.console.text()[-300:])
+            q = Qmp(m.qmp_path)
+            try:
+                for attempt in range(80 if kind == "interrupted" else 1):
+                    q.execute("stop")
+                    q.dump(str(out / "vmcore.elf"), "elf")
+                    if kind != "interrupted" or crashed_pc_in_vectors(out / "vmcore.elf",
+                                                                      kernel.vmlinux):
+                        break
+                    q.execute("cont")
+                    time.sleep(0.01 * (attempt % 7 + 1))
+                else:
+                    raise GdbkdError("the crashed CPU was never caught in the vectors in 80 stops")
+            finally:
+                q.close()
+            (out / "console.txt").write_text(m.console.text())
+        finally:
+            m.stop()
 
 
 def dumps_by_name(name: str, memory: str = "1G", cpu=None) -> TestDumps:

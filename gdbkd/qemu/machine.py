@@ -120,8 +120,12 @@ def _size_bytes(s: str) -> int:
 class Machine:
     def __init__(self, profile, kernel, initrd=None, nokaslr=False, gdb_port=None,
                  append_extra="", cpu=None, memory=None, echo=None, extra_args=(), shared_ram=False,
-                 smp=None):
+                 smp=None, vmcoreinfo=True):
         self.profile = profile
+        # QEMU's vmcoreinfo device: a guest with qemu_fw_cfg hands it its VMCOREINFO, which
+        # dump-guest-memory then writes as a note (False: a dump with none, as a QEMU
+        # started without it, or a kernel without the driver, gives)
+        self.vmcoreinfo = vmcoreinfo
         self.shared_ram = shared_ram     # RAM as a memfd gdbkd's processes can read (guestram.py)
         self.ram_fd = None
         self.kernel = kernel
@@ -158,7 +162,7 @@ class Machine:
                 "-smp", str(self.smp or q.get("smp", 2)), "-m", mem,
                 "-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot",
                 "-kernel", self.kernel.image, "-append", append.strip(),
-                "-device", "vmcoreinfo",
+                *(["-device", "vmcoreinfo"] if self.vmcoreinfo else []),
                 "-chardev", f"socket,id=ser0,path={d}/serial.sock,server=on,wait=on,logfile={d}/serial.log",
                 "-serial", "chardev:ser0",
                 "-gdb", f"tcp:127.0.0.1:{self.gdb_port}",
