@@ -203,3 +203,45 @@ def test_source_tree_gives_source_lines(crashed, kernel50):
     r = _gdbkd("fetch", "rlk-5.0", "--source-tree", str(tree / "include"))
     assert r.returncode != 0 and "does not look like a kernel tree" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# -- the course's own rootfs ------------------------------------------------------------------
+COURSE_INIT = """#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo "Debian GNU/Linux 10 rlk ttyAMA0"
+echo
+echo -n "rlk login: "
+read -r user
+echo "GDBKD-LOGGED-IN=$user"
+exec /bin/busybox setsid /bin/busybox cttyhack /bin/busybox sh
+"""
+
+
+def test_course_rootfs_is_booted_as_the_course_does(kernel50, tmp_path):
+    """RLK_ROOTFS: gdbkd boots the user's own ext4 root as it is (root=/dev/vda), attaches
+    gdb once its console shows ``login:``, and --exec types at that console (the first
+    line logs in). The root here is a small stand-in with a login prompt of its own (the
+    course's Debian image is not available), not gdbkd's: no GDBKD-READY, no gdbkd rc."""
+    from gdbkd.artifacts.rootfs import ensure_base_rootfs
+    image = tmp_path / "course-rootfs.ext4"
+    image.write_bytes(ensure_base_rootfs(kernel50, []).read_bytes())
+    init = tmp_path / "init"
+    init.write_text(COURSE_INIT)
+    init.chmod(0o755)
+    for req in ("rm /sbin/init", f"write {init} /sbin/init"):
+        subprocess.run(["/usr/sbin/debugfs", "-w", "-R", req, str(image)], check=True,
+                       capture_output=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLK_")}
+    env["RLK_ROOTFS"] = str(image)
+    r = subprocess.run([sys.executable, "-m", "gdbkd", "run", "rlk-5.0", "--batch", "--json",
+                        "--exec", "student", "--exec", "echo c > /proc/sysrq-trigger"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = next(j for j in _json_lines(r.stdout) if isinstance(j, dict) and "report" in j)
+    assert "rlk login:" in res["console"] and "GDBKD-LOGGED-IN=student" in res["console"]
+    assert "GDBKD-READY" not in res["console"].replace('GDBKD-""READY', "")
+    assert res["report"]["trap"]["trap"] == "panic"
+    assert "sysrq_handle_crash" in [f["function"] for f in res["report"]["backtrace"]]
