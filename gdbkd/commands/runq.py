@@ -3,7 +3,7 @@
 from ._util import KernelCommand, problem_lines
 from . import KdError, command
 from ..kernel.runqueue import runqueues
-from ..kernel.percpu import online_cpus
+from ..kernel.percpu import present_cpus
 
 __all__ = ["Runq"]
 
@@ -46,12 +46,13 @@ under its CPU ("problems" in --json)."""
                 cpus = [int(c) for c in args.cpus.split(",")]
             except ValueError:
                 raise KdError("-c wants CPU numbers, e.g. -c 0,1")
-            bad = [c for c in cpus if c not in online_cpus()]
+            bad = [c for c in cpus if c not in present_cpus()]
             if bad:
-                raise KdError(f"CPU {bad[0]} is not online (online: {online_cpus()})")
+                raise KdError(f"CPU {bad[0]} is not present (present: {present_cpus()})")
         out = []
         for rq in runqueues(cpus):
-            out.append({"cpu": rq["cpu"], "rq": f"{rq['rq']:#x}", "nr_running": rq["nr_running"],
+            out.append({"cpu": rq["cpu"], "online": rq["online"], "rq": f"{rq['rq']:#x}",
+                        "nr_running": rq["nr_running"],
                         "current": _tj(rq["curr"]), "rt_array": f"{rq['rt_array']:#x}",
                         "rt": [_tj(x["task"], x["prio"]) for x in rq["rt"]],
                         "cfs_root": f"{rq['cfs_root']:#x}", "cfs": _cfs_json(rq["cfs"]),
@@ -74,7 +75,8 @@ under its CPU ("problems" in --json)."""
 
         for rq in data:
             c = rq["current"]
-            lines.append(f"CPU {rq['cpu']} RUNQUEUE: {int(rq['rq'], 16):016x}  (nr_running {rq['nr_running']})")
+            off = "" if rq.get("online", True) else "  [offline: stopped by the panic or hotplug]"
+            lines.append(f"CPU {rq['cpu']} RUNQUEUE: {int(rq['rq'], 16):016x}  (nr_running {rq['nr_running']}){off}")
             lines.append(f"  CURRENT: PID: {c['pid']:<6} TASK: {int(c['task'], 16):016x}  COMMAND: \"{c['comm']}\"")
             lines.append(f"  RT PRIO_ARRAY: {int(rq['rt_array'], 16):016x}")
             if rq["rt"]:

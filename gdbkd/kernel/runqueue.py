@@ -18,7 +18,7 @@ wrong is in the runqueue's ``problems`` (:class:`gdbkd.model.lists.ListProblem`)
 from .memory import kernel, read_bytes, read_ulong
 from .symbols import symbol_address
 from .types import field_offset, lookup_type, has_field
-from .percpu import per_cpu_addr, online_cpus
+from .percpu import per_cpu_addr, online_cpus, present_cpus
 from .tasks import task_by_addr, read_task
 from ..model.lists import ListProblem, tree_problem, walk_entries
 from ..model.trees import rbtree_inorder, WrongType
@@ -115,4 +115,13 @@ def runqueue(cpu: int) -> dict:
 
 
 def runqueues(cpus=None) -> list:
-    return [runqueue(c) for c in (cpus if cpus is not None else online_cpus())]
+    """The runqueues of ``cpus``, by default of every present CPU: a dump taken after a
+    panic has the other CPUs offline (stopped by panic's IPI), and what they ran matters
+    as much (crash's runq shows them too). Each says whether its CPU is ``online``."""
+    online = set(online_cpus())
+    out = []
+    for c in (cpus if cpus is not None else present_cpus() or sorted(online)):
+        rq = runqueue(c)
+        rq["online"] = c in online
+        out.append(rq)
+    return out
