@@ -147,7 +147,8 @@ Same output live and on dumps."""
             loc = f" at {f['file']}:{f['line']}" if f.get("file") else ""
             mark = "  [exception]" if f.get("exception") else ""
             mod = f" [{f['module']}]" if f.get("module") else ""
-            L.append(f" #{f['level']:<2} {f['pc']:#018x} {f['function']}{mod}{loc}{mark}")
+            inl = " (inlined)" if f.get("inlined") else ""
+            L.append(f" #{f['level']:<2} {f['pc']:#018x} {f['function']}{inl}{mod}{loc}{mark}")
         nodwarf = {f["module"]: f["debuginfo"] for f in d["backtrace"]
                    if f.get("module") and f.get("debuginfo") not in (None, "dwarf")}
         for mod, why in nodwarf.items():

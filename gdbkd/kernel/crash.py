@@ -44,19 +44,29 @@ def _frame_record_frames(limit):
 
 
 def _frames_json(u, unwinder=None):
+    """The report's frames of the walk ``u``: the same frames ``kd bt`` shows, an inlined
+    call chain included (gdb's inline frames, or for frame-record unwinding the DWARF
+    blocks at the pc, innermost first), each with ``inlined``."""
     rng = entry_text_range()
     out = []
     for f in u.frames:
         s = f.sym(want_line=True)
-        name = f.gdb_name(s) or s.name or hex(f.pc)
+        gname = f.gdb_name(s)
+        name = gname or s.name or hex(f.pc)
         d = {"level": f.level, "pc": f.pc, "function": escape(name), "file": s.file, "line": s.line,
              "exception": bool(rng and rng[0] <= f.pc < rng[1]) and not f.inline_of,
+             "inlined": bool(gname and f.inline_of),
              "unwinder": unwinder or ("gdb" if u.start.get("source") == "gdb frames"
                                       else "frame records")}
         if s.module:
             d["module"] = s.module
             d["debuginfo"] = s.debuginfo
+        if not gname:
+            for fn in s.inlined:
+                out.append(dict(d, function=escape(fn), inlined=True, exception=False))
         out.append(d)
+    for i, d in enumerate(out):
+        d["level"] = i
     return out
 
 

@@ -141,13 +141,19 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
     # into the module's frame once (its inlined spin_lock chain once), to ret_from_fork
     from gdbkd.artifacts.modules import build_module_dir
     r = gdbkd("core", str(dump), kern.vmlinux, "--batch", "-s", "--modules-dir",
-              str(build_module_dir(MOD, kern)[0].parent), "-ex", "bt")
+              str(build_module_dir(MOD, kern)[0].parent), "-ex", "bt", "-ex", "kd bt --json")
     assert r.returncode == 0, r.stderr[-2000:]
     gfns = re.findall(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(", r.stdout, re.M)
     assert sum(1 for f in gfns if f.startswith("kdspin_")) <= 1, r.stdout[-3000:]
     if profile in WATCHDOG_STAMP:       # 6.x entry code; before 5.11 gdb's bt stops at el1_irq
         assert gfns and gfns[-1] == "ret_from_fork", r.stdout[-3000:]
         assert sum(1 for f in gfns if f.startswith("kdspin_")) == 1, r.stdout[-3000:]
+        # one frame walk: gdb's own bt (from the first command), kd bt of the selected
+        # task (no argument: the crashed one) and kd analyze's backtrace name the same frames
+        kbt = next(json.loads(l) for l in r.stdout.splitlines() if l.startswith("[{"))
+        kfns = [f["function"] for f in kbt[0]["frames"]]
+        assert kbt[0]["task"]["pid"] == an["task"]["pid"]
+        assert _names(gfns) == _names(kfns) == _names(fns), (gfns, kfns, fns)
     # the report leads with what hung, not the detector's "softlockup: hung tasks"
     hang = an["hang"][0]
     # besides the cycle, only a stalled RCU grace period (a spinning CPU reports no
@@ -165,6 +171,12 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
                             r"spins on kdspin_lock_[ab] \[kdspin\]; CPU (?!\1)\d kdspin_(?!\2)(ab|ba) .*", hang), hang
         for c, (lock, holder) in EXPECT[mode].items():
             assert f"{c} (pid" in hang and f"spins on {lock} [kdspin]" in hang
+
+
+def _names(fns):
+    """Function names as the three walks spell them: kd marks an inlined frame
+    "NAME (inlined)", gdb names it; GCC's clones (.isra, .constprop) as the source."""
+    return [f.split(" ")[0].split(".")[0] for f in fns]
 
 
 #: kdhang's modes: what kdhang_holder sleeps on, as kd deadlock names it
