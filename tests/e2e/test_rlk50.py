@@ -72,14 +72,19 @@ def crashed(tmp_path_factory, kernel50):
             "shell": int(re.search(r"GDBKD-SHELL=(\d+)", console).group(1))}
 
 
-@pytest.fixture(scope="module")
-def on_dump(crashed, kernel50):
-    r = _gdbkd("core", str(crashed["dump"]), kernel50.vmlinux, "--batch",
+def analyze_ps_bt_log(dump, vmlinux, pid) -> dict:
+    """kd analyze, kd ps, kd bt PID and kd log (--json) in one gdbkd core on DUMP."""
+    r = _gdbkd("core", str(dump), str(vmlinux), "--batch",
                "-ex", "kd analyze --json", "-ex", "kd ps --json",
-               "-ex", f"kd bt --json {crashed['sleeper']}", "-ex", "kd log --json")
+               "-ex", f"kd bt --json {pid}", "-ex", "kd log --json")
     assert r.returncode == 0, r.stderr[-3000:]
     analyze, ps, bt, log = _json_lines(r.stdout)[-4:]
     return {"analyze": analyze, "ps": ps, "bt": bt, "log": log}
+
+
+@pytest.fixture(scope="module")
+def on_dump(crashed, kernel50):
+    return analyze_ps_bt_log(crashed["dump"], kernel50.vmlinux, crashed["sleeper"])
 
 
 @pytest.fixture(scope="module")

@@ -13,30 +13,17 @@ test_kd_state_other_kernels.py and test_kmem_other_kernels.py (``rlk-5.0-kdump``
 """
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, pids_where
-
-PREBUILT = ROOT.parent / "shared" / "kernels" / "rlk-5.0"
+from conftest import pids_where
+from test_rlk50 import PREBUILT, _gdbkd, _json_lines, analyze_ps_bt_log
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (PREBUILT / "SHA256SUMS").is_file(),
                                  reason=f"the course's prebuilt 5.0 kernel is not at {PREBUILT}")]
-
-
-def _gdbkd(*args, timeout=900):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RLK_")}
-    return subprocess.run([sys.executable, "-m", "gdbkd", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
-
-
-def _json_lines(out):
-    return [json.loads(l) for l in out.splitlines() if l.startswith(("{", "["))]
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +34,8 @@ def kdump50():
 
 @pytest.fixture(scope="module")
 def on_kdump(kdump50):
-    sleeper = kdump50.meta["sleepers"]["busybox-sleeper"]
-    r = _gdbkd("core", str(kdump50.kdump), str(kdump50.vmlinux), "--batch",
-               "-ex", "kd analyze --json", "-ex", "kd ps --json",
-               "-ex", f"kd bt --json {sleeper}", "-ex", "kd log --json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    analyze, ps, bt, log = _json_lines(r.stdout)[-4:]
-    return {"analyze": analyze, "ps": ps, "bt": bt, "log": log}
+    return analyze_ps_bt_log(kdump50.kdump, kdump50.vmlinux,
+                             kdump50.meta["sleepers"]["busybox-sleeper"])
 
 
 @pytest.fixture(scope="module")

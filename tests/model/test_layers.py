@@ -70,40 +70,10 @@ def _package_graph():
 
 
 def strongly_connected(graph):
-    """Tarjan's strongly connected components of GRAPH (iterative)."""
-    index, low, on_stack, stack, out = {}, {}, set(), [], []
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(graph[root]))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            v, it = work[-1]
-            w = next(it, None)
-            if w is not None:
-                if w not in index:
-                    index[w] = low[w] = len(index)
-                    stack.append(w)
-                    on_stack.add(w)
-                    work.append((w, iter(graph[w])))
-                elif w in on_stack:
-                    low[v] = min(low[v], index[w])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[v])
-            if low[v] == index[v]:
-                comp = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.append(w)
-                    if w == v:
-                        break
-                out.append(sorted(comp))
-    return out
+    """The strongly connected components of GRAPH ({node: successors}), each sorted: the
+    product's own Tarjan (kd deadlock's cycles, gdbkd/analysis/waitgraph.py; gdb-free)."""
+    from gdbkd.analysis.waitgraph import _scc
+    return [sorted(c) for c in _scc(list(graph), graph)]
 
 
 def test_package_has_no_import_cycle():
