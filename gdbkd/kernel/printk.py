@@ -1,29 +1,33 @@
-"""The kernel log (printk buffer), both formats.
+"""The kernel log (printk buffer), both formats, read by the gdb-free model
+(gdbkd/model/printk.py) through kd's reader:
 
-* 5.10+: the lockless ringbuffer, read by the gdb-free model
-  (gdbkd/model/printk.py) through kd's reader.
-* 3.11 – 5.9: ``log_buf`` of variable-length ``struct printk_log`` records
-  (``ts_nsec, len, text_len, dict_len, facility, flags:5, level:3``, text after
-  the header) from ``log_first_idx`` to ``log_next_idx``; ``len == 0`` means
-  "wrap to the start". Older kernels named the struct ``struct log``.
+* 5.10+: the lockless ringbuffer ``prb`` (``prb_records``);
+* 3.5 – 5.9: ``log_buf`` of variable-length ``struct printk_log`` records
+  (``struct log`` before 3.11; ``log_buf_records``).
 
-The whole descriptor/info arrays and the data ring are read with one
-``read_memory`` each.
+This module only finds the one variable of each that gdb must name by its file
+(printk.c's static ``prb`` / ``log_buf`` when the vmlinux has several of that name)
+and turns the model's errors into gdb's.
 """
 
 import gdb
 
-from .types import lookup_type, field_offset
-from .memory import kernel, read_bytes
-from .symbols import vmlinux_symbol_address
-from ..model.printk import Record, LEVELS, prb_records
+from .memory import kernel
+from .symbols import symbol_table, vmlinux_symbol_address
+from ..errors import GdbkdError
+from ..model.printk import Record, LEVELS, prb_records, log_buf_records
 from ..model.reader import MemoryFault
 
 __all__ = ["Record", "records", "boot_wall_clock", "LEVELS"]
 
 
-def _u(buf, off, size):
-    return int.from_bytes(buf[off:off + size], "little")
+def _model(fn, *args):
+    try:
+        return fn(kernel(), *args)
+    except MemoryFault as e:
+        raise gdb.MemoryError(str(e)) from None
+    except ValueError as e:
+        raise gdb.GdbError(str(e)) from None
 
 
 def _prb_records():
@@ -35,62 +39,21 @@ def _prb_records():
         except gdb.error:
             prb = gdb.parse_and_eval("prb")
         prb_addr = int(prb) & 0xFFFFFFFFFFFFFFFF
-    try:
-        return prb_records(kernel(), prb_addr)
-    except MemoryFault as e:
-        raise gdb.MemoryError(str(e)) from None
-    except ValueError as e:
-        raise gdb.GdbError(str(e)) from None
+    return _model(prb_records, prb_addr)
 
 
 def _legacy_records():
-    for tname in ("struct printk_log", "struct log"):
-        try:
-            t = lookup_type(tname)
-            break
-        except gdb.error:
-            t = None
-    if t is None:
-        raise gdb.GdbError("no printk buffer found (neither prb nor log_buf with struct printk_log)")
-    buf_addr = int(gdb.parse_and_eval("(unsigned long)log_buf"))
-    buf_len = int(gdb.parse_and_eval("log_buf_len"))
-    first = int(gdb.parse_and_eval("log_first_idx"))
-    nxt = int(gdb.parse_and_eval("log_next_idx"))
+    log_buf = None
     try:
-        seq = int(gdb.parse_and_eval("log_first_seq"))
-        count = int(gdb.parse_and_eval("log_next_seq")) - seq
-    except gdb.error:
-        seq, count = 0, None
-    buf = read_bytes(buf_addr, buf_len)
-    hdr = t.sizeof
-    o_ts = field_offset(tname, "ts_nsec")
-    o_len = field_offset(tname, "len")
-    o_tlen = field_offset(tname, "text_len")
-    o_fac = field_offset(tname, "facility")
-    out = []
-    idx = first
-    limit = count if count is not None else buf_len // hdr
-    wraps = 0
-    while len(out) < limit:
-        if count is None and out and idx == nxt:
-            break
-        if idx + hdr > buf_len:
-            idx, wraps = 0, wraps + 1
-        else:
-            ln = _u(buf, idx + o_len, 2)
-            if ln == 0:                 # wrap marker: the next record is at the start
-                idx, wraps = 0, wraps + 1
-            else:
-                tl = _u(buf, idx + o_tlen, 2)
-                lvl = buf[idx + o_fac + 1] >> 5
-                out.append(Record(seq, _u(buf, idx + o_ts, 8), lvl, buf[idx + o_fac], None,
-                                  buf[idx + hdr: idx + hdr + tl]))
-                seq += 1
-                idx += ln
-                continue
-        if wraps > 1:
-            break
-    return out
+        several = len(set(symbol_table().values("log_buf"))) > 1
+    except (gdb.error, GdbkdError):
+        several = False
+    if several:        # v3.18 - v4.14: kernel/bpf/verifier.c has a static log_buf too
+        try:
+            log_buf = int(gdb.parse_and_eval("(unsigned long)&'printk.c'::log_buf"))
+        except gdb.error:
+            pass
+    return _model(log_buf_records, log_buf)
 
 
 def records() -> list:

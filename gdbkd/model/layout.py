@@ -73,6 +73,9 @@ LAYOUTS = {
     "struct prb_data_ring": ["size_bits", "data"],
     "struct prb_desc": ["state_var", "text_blk_lpos"],
     "struct printk_info": ["seq", "ts_nsec", "text_len", "facility", "caller_id"],
+    # the log before 5.10 (gdbkd/model/printk.py log_buf_records; "struct log" before 3.11):
+    # flags:5 and level:3 are bit-fields in the byte after facility, not members
+    "struct printk_log": ["ts_nsec", "len", "text_len", "dict_len", "facility"],
     # exception frames (gdbkd/kernel/stack.py read_pt_regs; regs[31]/sp/pc/pstate lead it)
     "struct pt_regs": ["stackframe", "orig_x0", "syscallno"],
 }
@@ -96,7 +99,10 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "__per_cpu_start", "__per_cpu_end", "min_low_pfn", "max_pfn", "prb",
            "_etext", "_sinittext", "_einittext", "__init_begin", "__init_end",
            "rcu_state", "rcu_num_nodes", "rcu_num_lvls", "jiffies", "tick_nsec",
-           "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts", "qnodes", "mcs_nodes"]
+           "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts", "qnodes", "mcs_nodes",
+           "log_buf", "log_buf_len", "log_first_idx", "log_next_idx", "log_first_seq",
+           "log_next_seq", "__start_init_task", "__end_init_task", "__start_init_stack",
+           "__end_init_stack"]
 
 
 class Member:

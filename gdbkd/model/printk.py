@@ -11,11 +11,17 @@ whose ``begin`` wrap count differs from ``next``'s wrapped around the ring: its
 text starts at offset 0. Layout unchanged from 5.10 through 6.12.
 
 The descriptor and info arrays and the data ring are read with one read each.
-Kernels before 5.10 (``log_buf`` of ``struct printk_log``) are read by
-gdbkd/kernel/printk.py through gdb.
+
+Before 5.10 the log is ``log_buf``, a ring of variable-length records
+(:func:`log_buf_records`): commit 7ff9554bb578 ("printk: convert byte-buffer to
+variable-length record buffer", v3.5) introduced it as ``struct log``, commit
+62e32ac3505a ("printk: rename struct log to struct printk_log", v3.11) renamed
+the struct, commit 896fbe20b4e2 replaced it with the ringbuffer above.
 """
 
-__all__ = ["Record", "prb_records", "LEVELS"]
+from .layout import LAYOUTS
+
+__all__ = ["Record", "records", "prb_records", "log_buf_records", "LEVELS"]
 
 LEVELS = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
 
@@ -42,6 +48,14 @@ class Record:
 
 def _u(buf, off, size):
     return int.from_bytes(buf[off:off + size], "little")
+
+
+def records(k):
+    """Every readable record of the kernel log, oldest first: the lockless ringbuffer when
+    the kernel has ``prb`` (5.10+), else ``log_buf``."""
+    if k.sym("prb") is not None:
+        return prb_records(k)
+    return log_buf_records(k)
 
 
 def prb_records(k, prb_addr=None):
@@ -115,4 +129,76 @@ def prb_records(k, prb_addr=None):
             break
         did = (did + 1) & id_mask
         n += 1
+    return out
+
+
+def log_buf_records(k, log_buf_sym=None):
+    """Every record of the kernel log before 5.10 (``log_buf``), oldest first. Raises
+    MemoryFault, ValueError (no record struct in the debug info).
+
+    The layout, as in 5.0's kernel/printk/printk.c (unchanged v3.5 – v5.9 but for the
+    struct's name, see the module docstring): ``static char *log_buf`` points to
+    ``log_buf_len`` (u32) bytes of ``struct printk_log`` records, each a header
+    ``{u64 ts_nsec; u16 len; u16 text_len; u16 dict_len; u8 facility; u8 flags:5;
+    u8 level:3;}`` (5.1+ with CONFIG_PRINTK_CALLER: ``u32 caller_id`` after it, not
+    read: the records keep caller_id None) followed by the text and the dictionary,
+    ``len`` bytes in all. The bit-fields are not addressable members: they share the
+    byte after ``facility``, flags in its low 5 bits, level in its top 3. A header
+    with ``len == 0`` (or none fitting before the end) means "wrap to the start".
+    Records run from ``log_first_idx`` to ``log_next_idx``, numbered from
+    ``log_first_seq`` (u64); ``log_next_seq - log_first_seq`` of them. Without
+    ``log_first_seq`` (not in the debug info) seq counts from 0 and the walk stops at
+    ``log_next_idx``.
+
+    ``log_buf_sym``: the address of printk.c's ``log_buf`` variable (default: the
+    kernel's ``log_buf``; v3.18 – v4.14's kernel/bpf/verifier.c has a static one too,
+    drgn's helper notes commits cbd357008604 and e7bf8249e8f1). The buffer is read
+    with one read."""
+    tname = "struct printk_log"
+    hdr = k.sizeof(tname)
+    if hdr is None:
+        tname = "struct log"
+        hdr = k.sizeof(tname)
+    if hdr is None:
+        raise ValueError("no printk buffer found (neither prb nor log_buf with struct printk_log)")
+    lay = k.layout(tname, LAYOUTS["struct printk_log"])      # struct log: the same members
+    o_ts, o_len, o_tlen, o_fac = (lay.offset(m) for m in ("ts_nsec", "len", "text_len",
+                                                           "facility"))
+    u32 = k.reader.u32
+    if log_buf_sym is None:
+        log_buf_sym = k.need_sym("log_buf")
+    buf_addr = k.reader.u64(log_buf_sym)
+    buf_len = u32(k.need_sym("log_buf_len"))
+    first = u32(k.need_sym("log_first_idx"))
+    nxt = u32(k.need_sym("log_next_idx"))
+    first_seq, next_seq = k.sym("log_first_seq"), k.sym("log_next_seq")
+    if first_seq is not None and next_seq is not None:
+        seq = k.reader.u64(first_seq)
+        count = k.reader.u64(next_seq) - seq
+    else:
+        seq, count = 0, None
+    buf = k.reader.read(buf_addr, buf_len)
+    out = []
+    idx = first
+    limit = count if count is not None else buf_len // hdr
+    wraps = 0
+    while len(out) < limit:
+        if count is None and out and idx == nxt:
+            break
+        if idx + hdr > buf_len:
+            idx, wraps = 0, wraps + 1
+        else:
+            ln = _u(buf, idx + o_len, 2)
+            if ln == 0:                 # wrap marker: the next record is at the start
+                idx, wraps = 0, wraps + 1
+            else:
+                tl = _u(buf, idx + o_tlen, 2)
+                lvl = buf[idx + o_fac + 1] >> 5
+                out.append(Record(seq, _u(buf, idx + o_ts, 8), lvl, buf[idx + o_fac], None,
+                                  buf[idx + hdr: idx + hdr + tl]))
+                seq += 1
+                idx += ln
+                continue
+        if wraps > 1:
+            break
     return out

@@ -217,8 +217,22 @@ def read_task(k, addr: int) -> Task:
 
 @per_stop
 def thread_size(k) -> int:
-    """THREAD_SIZE: sizeof(init_stack) (16 KiB on arm64 with 4K pages, 32 KiB with KASAN)."""
-    return k.sizeof("init_stack") or 16384
+    """THREAD_SIZE: sizeof(init_stack) (16 KiB on arm64 with 4K pages, 32 KiB with KASAN;
+    32 KiB on the course's 5.0, whose MIN_THREAD_SHIFT is 15). ``init_stack`` is a
+    symbol of the linker script since v4.16 (commit 0500871f21b2), typed only by an
+    extern declaration: gdb sizes it, a type source that skips declarations (drgn) has
+    no answer. Then, as drgn does, the init stack's bounds in the linker script:
+    ``__start_init_task``/``__end_init_task`` (v4.16 – v6.9), renamed
+    ``__start_init_stack``/``__end_init_stack`` in v6.10 (commit 8f69cba096b5c)."""
+    n = k.sizeof("init_stack")
+    if n:
+        return n
+    for start, end in (("__start_init_stack", "__end_init_stack"),
+                       ("__start_init_task", "__end_init_task")):
+        a, b = k.sym(start), k.sym(end)
+        if a is not None and b is not None and b > a:
+            return b - a
+    return 16384
 
 
 def _rq(k, cpu):

@@ -341,8 +341,8 @@ def _(prog):
 
 # -- printk -----------------------------------------------------------------------------
 def _printk(k):
-    from gdbkd.model.printk import prb_records
-    return list(prb_records(k))
+    from gdbkd.model.printk import records
+    return list(records(k))
 
 
 @check("printk.texts")

@@ -51,13 +51,15 @@ def _json(v):
     return json.loads(json.dumps(v))
 
 
-def record(name, dump_path, vmlinux, meta_extra=None):
+def record(name, dump_path, vmlinux, meta_extra=None, drgn_path=None):
+    """The model reads DUMP_PATH as gdbkd opens it; drgn reads DRGN_PATH (default: the
+    same file; a dump without a VMCOREINFO note: gdbkd convert's core of it)."""
     import drgn
     from gdbkd.postmortem import open_dump
     from gdbkd.model.kernel import Kernel
     from gdbkd.model.reader import DumpReader
     prog = drgn.Program()
-    prog.set_core_dump(str(dump_path))
+    prog.set_core_dump(str(drgn_path or dump_path))
     prog.load_debug_info([str(vmlinux)])
     d = open_dump(str(dump_path), str(vmlinux))
     symbols = {}
@@ -109,17 +111,26 @@ def record(name, dump_path, vmlinux, meta_extra=None):
 def main(names):
     from testdumps import ensure_test_dumps
     todo = {}
-    for profile, series in (("debian-5.10", "5.10"), ("debian-6.1", "6.1"), ("debian-6.12", "6.12")):
+    # rlk-5.0: the course's 5.0 (legacy log_buf, pre-5.4 layouts); its kernel has no
+    # qemu_fw_cfg, so the QEMU ELF dump has no VMCOREINFO note: gdbkd finds VMCOREINFO in
+    # RAM, drgn opens gdbkd convert's core of the same dump (TestDumps.drgn_core)
+    for profile, series in (("rlk-5.0", "5.0"), ("debian-5.10", "5.10"), ("debian-6.1", "6.1"),
+                            ("debian-6.12", "6.12")):
         if names and f"linux-{series}-qemu-elf" not in names:
             continue
         td = ensure_test_dumps(profile)
-        todo[f"linux-{series}-qemu-elf"] = (td.elf, td.vmlinux, {
-            "made_by": f"tests/testdumps.py ensure_test_dumps({profile!r}): QEMU ELF dump"})
+        drgn_path = td.drgn_core()
+        made_by = f"tests/testdumps.py ensure_test_dumps({profile!r}): QEMU ELF dump"
+        if drgn_path != td.elf:
+            made_by += f"; drgn read gdbkd convert's core of it ({drgn_path.name})"
+        todo[f"linux-{series}-qemu-elf"] = (td.elf, td.vmlinux, {"made_by": made_by}, drgn_path)
+    unknown = sorted(set(names) - set(todo))
+    if unknown:
+        print(f"no such snapshot: {', '.join(unknown)}")
+        return 2
     bad = []
-    for name, (dump, vml, meta) in todo.items():
-        if names and name not in names:
-            continue
-        bad += record(name, dump, vml, meta)
+    for name, (dump, vml, meta, drgn_path) in todo.items():
+        bad += record(name, dump, vml, meta, drgn_path)
     return 1 if bad else 0
 
 
