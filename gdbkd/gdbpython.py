@@ -63,9 +63,11 @@ def _probe_modules() -> list:
 
 def path_prelude() -> str:
     """Python (one line) that puts gdbkd's package and dependencies first on gdb's sys.path,
-    for gdb scripts that import gdbkd modules without loading `kd`."""
+    for gdb scripts that import gdbkd modules without loading `kd`. Entries already on the
+    path move to the front: another gdbkd there (an editable install of another checkout,
+    PYTHONPATH) must not shadow this one."""
     paths = [package_parent(), *dependency_path()]
-    return f"import sys; sys.path[:0] = [_p for _p in {paths!r} if _p not in sys.path]"
+    return f"import sys; sys.path[:] = {paths!r} + [_p for _p in sys.path if _p not in {paths!r}]"
 
 
 def boot_command(installed_for=None, deps=None, probe=True) -> str:
