@@ -85,7 +85,7 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
     pc in the exception vector table (the interrupted pc only in ELR_EL1, which no note
     carries), or a timer interrupt taken in panic's delay loop (sp on the IRQ stack, not on
     the crashed task's stack: the backtrace then starts in the interrupt handler)."""
-    from gdbkd.postmortem.dump import Dump
+    from gdbkd.target.dump import Dump
     d = Dump(elf, vmlinux)
     try:
         vec = d.sym("vectors")
@@ -281,7 +281,7 @@ def _procvmcore_from_qemu(dump_elf: Path, out: Path):
     linear-map virtual address, as the kdump kernel's /proc/vmcore does.
     """
     import struct
-    from gdbkd.postmortem.dump import Dump
+    from gdbkd.target.dump import Dump
     from gdbkd.postmortem.convert import _note
     d = Dump(dump_elf)
     try:

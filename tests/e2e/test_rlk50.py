@@ -176,7 +176,7 @@ def test_dump_report_names_the_vmcoreinfo_source(crashed, on_dump, drgn50, kerne
 def _in_vectors(elf, vmlinux):
     """Whether the crashed CPU's saved pc is in the exception vectors (an interrupt taken in
     panic's delay loop, caught before the handler saved pt_regs: gdb's frames end there)."""
-    from gdbkd.postmortem.dump import Dump
+    from gdbkd.target.dump import Dump
     with Dump(elf, vmlinux) as d:
         vec, cpu = d.sym("vectors"), d.crashed_cpu
         notes = d.cpu_notes()
@@ -257,7 +257,7 @@ def test_source_tree_gives_source_lines(crashed, kernel50):
     the kbuild tree unpacked from the prebuilt kernel (the course tree's own headers; the
     prebuilt was built in another directory, so the build directory is mapped to it)."""
     from gdbkd.artifacts.source import _pointer
-    from gdbkd.postmortem.offsets import vmlinux_build_id
+    from gdbkd.target.offsets import vmlinux_build_id
     tree = Path(kernel50.kdir)
     header = tree / "arch/arm64/include/asm/kexec.h"
     body = header.read_text().splitlines()

@@ -53,7 +53,7 @@ def _json(v):
 
 def record(name, dump_path, vmlinux, meta_extra=None):
     import drgn
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     from gdbkd.model.kernel import Kernel
     from gdbkd.model.reader import DumpReader
     prog = drgn.Program()
