@@ -235,7 +235,7 @@ def plan_modules(k, dirs=(), only=None) -> list:
 
 def modules_in_dump(dump, limit=10000):
     """[(name, base, {section: address})] of the modules loaded in DUMP (a
-    gdbkd.postmortem Dump), read through the model (gdbkd/model/modules.py) with the
+    gdbkd.target Dump), read through the model (gdbkd/model/modules.py) with the
     vmlinux's cached layouts; [] if this vmlinux's layouts lack what is needed."""
     from .model.modules import module_list
     mods, _stop = module_list(dump.kernel, limit)

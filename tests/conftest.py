@@ -109,7 +109,7 @@ def real_dumps():
 @pytest.fixture(scope="module")
 def td_dump():
     """The real test dump (tests/testdumps.py) opened with its vmlinux, for one module."""
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     td, _ = real_dumps()
     d = open_dump(td.elf, td.vmlinux)
     yield d

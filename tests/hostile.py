@@ -65,7 +65,7 @@ def unreadable_task_copy(src, dst, vmlinux, pick):
     """Copy the plain kdump file ``src`` to ``dst`` with the page holding the task_struct
     that ``pick(dump)`` returns made unreadable (its page descriptor's size set to 0);
     returns the task's address."""
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     from gdbkd.dump import open_physical
     with open_dump(src, vmlinux) as d:
         addr = pick(d).addr

@@ -85,7 +85,7 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
     pc in the exception vector table (the interrupted pc only in ELR_EL1, which no note
     carries), or a timer interrupt taken in panic's delay loop (sp on the IRQ stack, not on
     the crashed task's stack: the backtrace then starts in the interrupt handler)."""
-    from gdbkd.postmortem.dump import Dump
+    from gdbkd.target.dump import Dump
     d = Dump(elf, vmlinux)
     try:
         vec = d.sym("vectors")
@@ -223,7 +223,7 @@ def ensure_kdump_test_dump(profile_name: str = "rlk-5.0") -> TestDumps:
 def crashed_pc_in_vectors(elf, vmlinux) -> bool:
     """Whether the crashed CPU's saved pc is in the exception vectors (an interrupt taken in
     panic's delay loop, caught before the handler saved pt_regs: gdb's frames end there)."""
-    from gdbkd.postmortem.dump import Dump
+    from gdbkd.target.dump import Dump
     with Dump(elf, vmlinux) as d:
         vec, cpu = d.sym("vectors"), d.crashed_cpu
         notes = d.cpu_notes()
@@ -350,7 +350,7 @@ def _procvmcore_from_qemu(dump_elf: Path, out: Path):
     linear-map virtual address, as the kdump kernel's /proc/vmcore does.
     """
     import struct
-    from gdbkd.postmortem.dump import Dump
+    from gdbkd.target.dump import Dump
     from gdbkd.postmortem.convert import _note
     d = Dump(dump_elf)
     try:

@@ -16,7 +16,7 @@ replaces, in memory it serves and in the registers of every thread, each
 the module area) by the stripped pointer: ``word | mask``. Nothing else
 changes; ``monitor pac raw`` turns it off to see the signed words as stored.
 kd's in-process dump reader (gdbkd/model/reader.py ``DumpReader``) strips the
-same words, so this lives here, below both the stub and postmortem/.
+same words, so this lives here, below both the stub and target/.
 """
 
 __all__ = ["PacStripper"]

@@ -38,7 +38,7 @@ class Found:
 
 
 def _build_id(path):
-    from ..postmortem.offsets import vmlinux_build_id
+    from ..target.offsets import vmlinux_build_id
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"\x7fELF":

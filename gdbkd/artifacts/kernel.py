@@ -250,7 +250,7 @@ def _cached_release(release, kcfg=None):
 def cached_kernels():
     """Every kernel the cache holds: dicts of release, build_id, vmlinux, image, dir
     (newest release first). The build-id is read from each vmlinux's note."""
-    from ..postmortem.offsets import vmlinux_build_id
+    from ..target.offsets import vmlinux_build_id
     out = []
     for rel, d in _complete_dirs():
         k = kernel_from_dir(rel, d, {})

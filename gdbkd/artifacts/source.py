@@ -83,7 +83,7 @@ def find_source(vmlinux):
     d = cache_root() / "sources" / "by-build-id"
     if not d.is_dir() or not any(d.glob("*.json")):
         return None
-    from ..postmortem.offsets import vmlinux_build_id
+    from ..target.offsets import vmlinux_build_id
     try:
         bid = vmlinux_build_id(vmlinux)
     except GdbkdError:
@@ -169,7 +169,7 @@ def _unpack_source(deb: Path, dest: Path, label):
 def record_tree(kernel, tree) -> dict:
     """Record TREE (a directory the user has) as the source of KERNEL's vmlinux for gdb;
     return the record (as :func:`ensure_source`). The tree must look like a kernel tree."""
-    from ..postmortem.offsets import vmlinux_build_id
+    from ..target.offsets import vmlinux_build_id
     root = Path(tree).expanduser().resolve()
     if not root.is_dir():
         raise GdbkdError(f"source tree {tree} is not a directory")
@@ -189,7 +189,7 @@ def ensure_source(profile, kernel, tree=None) -> dict:
     """Record the source of PROFILE's KERNEL for gdb: TREE when given; a local profile's
     kernel tree (``[kernel] tree``, e.g. ``$RLK_TREE``); else fetch (once) its Debian
     source package. Returns {"tree", "package", "version", "rules", "release", "vmlinux"}."""
-    from ..postmortem.offsets import vmlinux_build_id
+    from ..target.offsets import vmlinux_build_id
     kcfg = profile.kernel
     local = profile.expand_optional(kcfg.get("tree", "")) if kcfg.get("source") == "local" else ""
     if tree or local:

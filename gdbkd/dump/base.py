@@ -4,7 +4,7 @@ A *physical dump* knows nothing about virtual addresses or the kernel: it maps
 physical addresses to bytes (read lazily, one page or block at a time) and
 carries the notes the dumper wrote (VMCOREINFO, one NT_PRSTATUS per CPU).
 Translation and the kernel's view live in :mod:`gdbkd.arm64` and
-:mod:`gdbkd.postmortem`.
+:mod:`gdbkd.target`.
 """
 
 import os

@@ -115,7 +115,7 @@ _ram = None            # (path, GuestRam): a live guest's RAM shared with QEMU
 _cache_on = True
 _recorded = None       # RecordedTypes from the offsets cache of the loaded vmlinux
 _recorded_syms = None  # and its link-time symbol addresses
-_preloaded = None      # (Dump, DumpReader, Kernel or None) from gdbkd/postmortem/preload.py
+_preloaded = None      # (Dump, DumpReader, Kernel or None) from gdbkd/target/preload.py
 
 
 class LiveRamReader(Reader):
@@ -205,7 +205,7 @@ def read_cstring(addr: int, maxlen: int = 256) -> bytes:
 
 def use_layouts(path):
     """Take the model's layouts from the offsets cache file PATH (written by
-    gdbkd/postmortem/offsets.py for the vmlinux gdb has loaded)."""
+    gdbkd/target/offsets.py for the vmlinux gdb has loaded)."""
     global _recorded, _recorded_syms
     import json
     from ..model.layout import RecordedTypes
@@ -225,12 +225,12 @@ def attach_dump(paths, vmlinux=None):
     """Read kernel memory from the dump at PATHS in this process from now on (opened
     by gdbkd core's preload thread while gdb loaded the vmlinux, when it did)."""
     global _dump, _preloaded
-    from ..postmortem import preload
+    from ..target import preload
     pre = preload.take(paths) if vmlinux is None else None
     if pre is not None:
         d = pre[0]
     else:
-        from ..postmortem import open_dump
+        from ..target import open_dump
         d = open_dump(list(paths) if len(paths) > 1 else paths[0], vmlinux)
     if _dump is not None:
         _dump[1].close()

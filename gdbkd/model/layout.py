@@ -6,7 +6,7 @@ Where the offsets come from is a :class:`TypeSource`:
 
 * inside gdb, gdb's own types (``GdbTypes`` in gdbkd/kernel/memory.py);
 * outside gdb (the dump server, ``gdbkd core`` planning module symbols), the
-  per-vmlinux offsets cache (gdbkd/postmortem/offsets.py), which records the
+  per-vmlinux offsets cache (gdbkd/target/offsets.py), which records the
   same members by asking gdb once per build-id: :class:`RecordedTypes`.
 
 :data:`LAYOUTS` names every member the gdb-free model (gdbkd/model/) reads, so

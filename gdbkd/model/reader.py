@@ -10,7 +10,7 @@ costs one round trip per ``block * (1 + readahead)`` bytes.
 
 Backends implement ``_fetch(addr, n) -> bytes`` and raise :class:`MemoryFault`:
 
-* :class:`DumpReader` — a dump opened in this process (``gdbkd.postmortem``
+* :class:`DumpReader` — a dump opened in this process (``gdbkd.target``
   ``Dump``: the dump format + the arm64 page-table walker). A read is a cache
   lookup or a page translation, never a round trip. Used by the dump server and,
   under ``gdbkd core``, by kd inside gdb.
@@ -188,7 +188,7 @@ class Reader:
 class DumpReader(Reader):
     """Kernel virtual memory of a dump opened in this process (read-only).
 
-    ``dump`` is a ``gdbkd.postmortem.Dump``. Code pointers signed with pointer
+    ``dump`` is a ``gdbkd.target.Dump``. Code pointers signed with pointer
     auth are served stripped when the dump server strips them (``pac``: a
     ``gdbkd.arm64.pac.PacStripper``), so kd sees the same bytes in-process as
     through the server."""

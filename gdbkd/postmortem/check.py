@@ -81,7 +81,7 @@ class _Vmlinux:
         """``known``: link-time addresses already at hand (the offsets cache's symbols, made
         from this vmlinux): each symbol not among them costs a scan of the .symtab."""
         from ..elfsyms import SymbolTable, file_bytes_at
-        from .offsets import vmlinux_build_id
+        from ..target.offsets import vmlinux_build_id
         self.path = str(path)
         self.build_id = (vmlinux_build_id(self.path) or "").lower()
         known = known or {}
@@ -355,7 +355,7 @@ def _text_ranges(d, vm):
 
 def _prstatus(d, vm):
     from ..dump import NT_PRSTATUS
-    from .regs import parse_prstatus
+    from ..target.regs import parse_prstatus
     notes = [n for n in d.phys.notes if n.name == "CORE" and n.type == NT_PRSTATUS]
     if not notes:
         return [Finding("PRSTATUS", WARN, "the dump has no NT_PRSTATUS note: no CPU's registers "
@@ -451,7 +451,7 @@ def run_check(dump, vmlinux) -> tuple:
     """(report text, findings) for ``gdbkd core --check``: the dump is opened without
     the vmlinux first, so a vmlinux that does not match (build-id, banner) is a finding,
     not the end of the report. Raises GdbkdError only for a dump that cannot be opened."""
-    from .dump import Dump
+    from ..target.dump import Dump
     from ..dump import DumpError as _DE
     d = Dump(dump)
     try:

@@ -1,4 +1,4 @@
-"""`gdbkd core`, `gdbkd stub`, `gdbkd convert`: thin frontends over postmortem/ and stub/."""
+"""`gdbkd core`, `gdbkd stub`, `gdbkd convert`: thin frontends over target/, postmortem/ and stub/."""
 
 import os
 import sys
@@ -42,7 +42,7 @@ def _split_files(files, vmlinux_dirs=()):
 
 
 def _find_vmlinux(dump, vmlinux_dirs):
-    from . import open_dump
+    from ..target import open_dump
     from ..artifacts.debuginfo import find_vmlinux
     d = open_dump(dump)
     try:
@@ -119,7 +119,7 @@ def convert(files, vmlinux_dirs, output):
     """Write DUMP as an ELF core that plain `gdb-multiarch VMLINUX CORE` opens.
 
     For a makedumpfile --split dump give all its parts: PART1 PART2 ... VMLINUX."""
-    from . import open_dump
+    from ..target import open_dump
     from .convert import convert as do_convert
     dump, vmlinux = _split_files(files, vmlinux_dirs)
     from ..progress import Bar

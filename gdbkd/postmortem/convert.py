@@ -9,7 +9,7 @@ The output has *virtual* PT_LOADs (what the page tables map, not physical RAM):
   are RAM in the dump; device mappings (ioremap) are left out;
 
 and notes: one NT_PRSTATUS per task (``pr_pid`` = the thread id the stub uses,
-see :mod:`gdbkd.postmortem.dump`; registers the stub would serve, unknown ones
+see :mod:`gdbkd.target.dump`; registers the stub would serve, unknown ones
 as 0), NT_FPREGSET for tasks that were running, VMCOREINFO, and NT_AUXV with
 ``AT_ENTRY`` = the kernel's run-time entry point. The vmlinux is ET_DYN, so gdb
 relocates it by ``AT_ENTRY - e_entry`` = the KASLR offset by itself:
@@ -29,7 +29,7 @@ from ..cache import atomic_write
 from ..errors import GdbkdError
 from ..dump.vmcoreinfo import vmci_number
 from ..arm64.mmu import M64
-from .regs import PRSTATUS_SIZE
+from ..target.regs import PRSTATUS_SIZE
 
 __all__ = ["convert", "core_segments"]
 
@@ -134,7 +134,7 @@ def core_segments(dump):
 def convert(dump, vmlinux, out, progress=None, written=None) -> dict:
     """Write ``out`` (an ELF core with the kernel's virtual view) from ``dump`` (path or Dump).
     PROGRESS(message) is told what is written, WRITTEN(done, total) the bytes so far."""
-    from .dump import Dump
+    from ..target.dump import Dump
     own = False
     if not isinstance(dump, Dump):
         dump = Dump(dump, vmlinux)

@@ -137,7 +137,7 @@ def _module_symbols(d, modules_dirs, say):
 def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs=(),
                   list_now=True, defer_symbols=False, walk_tasks=True):
     """(lines to print, gdb commands) that open the dump D (an open
-    gdbkd.postmortem Dump) served at TARGET, with the vmlinux at its KASLR offset.
+    gdbkd.target Dump) served at TARGET, with the vmlinux at its KASLR offset.
 
     The server connects with the crashed task as the only thread (StubServer._listed)
     and is then told to list every task. LIST_NOW (see _when_to_list): True, gdb
@@ -183,13 +183,13 @@ def core_commands(d, vmlinux, target, *, report=True, with_kd=True, modules_dirs
         lay_path = d.offsets.get("path") if d.offsets else None
         if lay_path:
             # while gdb loads the vmlinux and connects, a thread of its Python opens the
-            # dump and walks the task list for kd (postmortem/preload.py); kd is loaded
+            # dump and walks the task list for kd (target/preload.py); kd is loaded
             # once it is done (no imports in two threads at once)
             apaths = [os.path.abspath(p) for p in d.paths]
-            cmds.insert(0, _quiet(f"python {path_prelude()}; import gdbkd.postmortem.preload as _p; "
+            cmds.insert(0, _quiet(f"python {path_prelude()}; import gdbkd.target.preload as _p; "
                                   f"_p.start({apaths!r}, {os.path.abspath(lay_path)!r}, {off}, "
                                   f"{bool(walk_tasks)}); del _p"))
-            cmds.append(_quiet("python import gdbkd.postmortem.preload as _p; _p.wait(); del _p"))
+            cmds.append(_quiet("python import gdbkd.target.preload as _p; _p.wait(); del _p"))
         # no import probe: the `gdbkd core` command ran gdbpython.ensure() before gdb started
         cmds.append(boot_command(probe=False))
         if defer_symbols:
@@ -304,7 +304,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
             raise GdbkdError("gdb-multiarch is not installed (run install.sh)")
         fifo, sock = os.path.join(d, "init.gdb"), os.path.join(d, "stub.sock")
         signal.signal(signal.SIGINT, signal.SIG_IGN)        # Ctrl-C is gdb's
-        from . import open_dump                  # the heavy imports run while gdb starts
+        from ..target import open_dump           # the heavy imports run while gdb starts
         dumpobj = open_dump(dump, vmlinux)
         _check_debug_info(vmlinux)
         _warn_disagreements(dumpobj, vmlinux)

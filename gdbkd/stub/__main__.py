@@ -32,7 +32,7 @@ def main(argv=None):
     args = ap.parse_intermixed_args(argv)
     from ..errors import GdbkdError
     try:
-        from ..postmortem import open_dump
+        from ..target import open_dump
         from .server import StubServer
         dump = open_dump(args.dump if len(args.dump) > 1 else args.dump[0], args.vmlinux)
     except GdbkdError as e:

@@ -255,7 +255,7 @@ class LiveProxy:
         self._warned = set()
         if vmlinux:
             try:
-                from ..postmortem.offsets import kernel_offsets
+                from ..target.offsets import kernel_offsets
                 self.offsets = kernel_offsets(vmlinux)
             except GdbkdError as e:
                 self._warn("offsets", f"gdbkd proxy: {e}; showing vCPU threads only")
@@ -505,7 +505,7 @@ class LiveProxy:
 
     # -- registers --------------------------------------------------------------------------
     def _sleeping_regs(self, tid):
-        from ..postmortem.regs import regs_from_cpu_context
+        from ..target.regs import regs_from_cpu_context
         t = self.view()["by_tid"][tid]
         cc = t.fields.get("thread.cpu_context", b"")
         return regs_from_cpu_context(cc) if len(cc) >= 13 * 8 else [None] * 34

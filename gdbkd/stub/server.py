@@ -28,7 +28,7 @@ import sys
 from ..errors import GdbkdError
 from ..textutil import escape
 from ..dump import DumpError, PageExcluded, PageNotInDump
-from ..postmortem.regs import NUM_REGS, REG_SIZES
+from ..target.regs import NUM_REGS, REG_SIZES
 
 __all__ = ["StubServer", "target_xml", "rsp_checksum", "rsp_escape_binary"]
 

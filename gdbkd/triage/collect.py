@@ -45,7 +45,7 @@ def readable(path) -> bool:
 
 def identify(path) -> dict:
     """{release, build_id, format} from the dump's VMCOREINFO (no vmlinux needed)."""
-    from ..postmortem import open_dump
+    from ..target import open_dump
     d = open_dump(str(path))
     try:
         if not d.osrelease:
@@ -152,7 +152,7 @@ def triage_dump(dump, vmlinux=None, vmlinux_dir=None, modules_dirs=()) -> dict:
             vmlinux = found.path
             row["vmlinux_source"] = found.why
         else:
-            from ..postmortem.offsets import vmlinux_build_id
+            from ..target.offsets import vmlinux_build_id
             vb = vmlinux_build_id(vmlinux)
             if ident["build_id"] and vb and vb != ident["build_id"]:
                 raise GdbkdError(f"{vmlinux} is not this dump's kernel (build-id {vb[:12]}…, "

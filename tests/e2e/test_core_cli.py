@@ -107,7 +107,7 @@ def test_stub_listen_serves_one_gdb_on_a_socket(tmp_path):
     import sys
     import time
     from testdumps import ensure_test_dumps
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     td = ensure_test_dumps()
     with open_dump(td.elf) as d:
         off = d.kaslr_offset

@@ -33,7 +33,7 @@ def test_symbols_load_when_needed_and_change_nothing():
     caches = _json_lines(first.stdout)[0]["caches"]
     kc = next(c for c in caches if c["name"] == "kmem_cache")
     task_cache = next(c for c in caches if c["name"] == "task_struct")
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     with open_dump(str(TD.elf), TD.vmlinux) as d:
         value = f"{d.sym('init_task'):x}"         # a number: naming it is gdb's job
     cmds = ["kd kmem -s --json", "kd ps --json", f"kd kmem {task_cache['cache_addr']} --json",

@@ -24,7 +24,7 @@ def td():
 
 
 def _ident(path):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     d = open_dump(str(path))
     try:
         return d.osrelease, d.build_id

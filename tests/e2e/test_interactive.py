@@ -162,7 +162,7 @@ def test_core_prompt_then_every_thread(tmp_path, kernel61):
     fetches them once the prompt is up: session._when_to_list), and the first commands
     a person types see them all: `thread N` of the last task, `info threads`."""
     from testdumps import ensure_test_dumps
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     td = ensure_test_dumps()
     with open_dump(td.elf, td.vmlinux) as d:
         n = len(d.threads())

@@ -52,7 +52,7 @@ def _run(path, vmlinux):
 
 @pytest.fixture(scope="module", params=KERNELS)
 def intact(request):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     td = kernel_dumps(request.param, TD)
     # 6.1: the makedumpfile ELF (71 MB, cheap to copy); the others: the QEMU ELF (1 GiB)
     src, vmlinux = MDF["mdf-elf-d31.elf"] if td is TD else td.elf, td.vmlinux

@@ -98,7 +98,7 @@ def test_dump_file_is_the_whole_flattened_stream(sysrq):
 
 
 def test_opens_with_gdbkd_reader(sysrq, kernel61):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     with open_dump(sysrq["out"], kernel61.vmlinux) as d:
         assert d.vmcoreinfo["OSRELEASE"] == kernel61.release
         assert d.kaslr_offset != 0                       # kdump runs keep KASLR on
@@ -129,7 +129,7 @@ def test_core_bt_shows_sysrq_crash_and_equals_drgn(sysrq, kernel61, drgn_crashed
 
 
 def test_excluded_page_gives_clear_error(sysrq, kernel61):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     from gdbkd.dump.base import PageExcluded
     with open_dump(sysrq["out"], kernel61.vmlinux) as d:
         pa = next(a for a in range(0x40000000, 0x80000000, 1 << 20)

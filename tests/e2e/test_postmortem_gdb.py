@@ -103,7 +103,7 @@ def drgn_ref(dumps):
 
 @pytest.fixture(scope="module")
 def kaslr(dumps):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     with open_dump(dumps.elf) as d:
         return d.kaslr_offset
 
@@ -150,7 +150,7 @@ def test_info_threads_shows_pid_and_comm(dumps, drgn_ref, kaslr):
 
 
 def test_excluded_page_clear_error(dumps, mdf, kaslr):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     with open_dump(mdf["mdf-zlib-d31.kdump"], dumps.vmlinux) as d:
         pa = next(a for a in range(0x40000000, 0x80000000, 1 << 20)
                   if d.phys.page_state(a) == "excluded")

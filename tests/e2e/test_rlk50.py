@@ -184,7 +184,7 @@ def test_source_tree_gives_source_lines(crashed, kernel50):
     the kbuild tree unpacked from the prebuilt kernel (the course tree's own headers; the
     prebuilt was built in another directory, so the build directory is mapped to it)."""
     from gdbkd.artifacts.source import _pointer
-    from gdbkd.postmortem.offsets import vmlinux_build_id
+    from gdbkd.target.offsets import vmlinux_build_id
     tree = Path(kernel50.kdir)
     header = tree / "arch/arm64/include/asm/kexec.h"
     body = header.read_text().splitlines()

@@ -26,7 +26,7 @@ from gdbkd.errors import GdbkdError
 from gdbkd.dump import open_physical, parse_notes
 from gdbkd.dump.compress import decompress, FLAG_ZLIB, FLAG_LZO, FLAG_SNAPPY, FLAG_ZSTD
 from gdbkd.dump.vmcoreinfo import parse_vmcoreinfo, vmci_int, vmci_number, vmci_hex
-from gdbkd.postmortem import open_dump
+from gdbkd.target import open_dump
 
 pytestmark = pytest.mark.fuzz
 

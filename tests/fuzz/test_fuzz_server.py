@@ -27,7 +27,7 @@ def dump():
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from conftest import real_dumps
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     td, _ = real_dumps()
     d = open_dump(td.elf, td.vmlinux)
     yield d

@@ -55,7 +55,7 @@ def record(name, dump_path, vmlinux, meta_extra=None, drgn_path=None):
     """The model reads DUMP_PATH as gdbkd opens it; drgn reads DRGN_PATH (default: the
     same file; a dump without a VMCOREINFO note: gdbkd convert's core of it)."""
     import drgn
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     from gdbkd.model.kernel import Kernel
     from gdbkd.model.reader import DumpReader
     prog = drgn.Program()

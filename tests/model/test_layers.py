@@ -1,6 +1,9 @@
 """The package's layers, read from the source (so a lazy import inside a function counts too):
-no import cycle anywhere in gdbkd, the gdb-free layers (model/, dump/, arm64/, postmortem/)
-reach no ``gdb`` import, and the lowest ones import nothing above them."""
+no import cycle anywhere in gdbkd, the gdb-free layers (model/, dump/, arm64/, target/,
+postmortem/) reach no ``gdb`` import, the lowest ones import nothing above them, the target
+layer (target/: opening dumps, the offsets registry, preload) reaches nothing above it, and
+the gdb layer (kernel/, commands/, gdbext/) never reaches the ``gdbkd core`` frontend
+(postmortem/)."""
 
 import ast
 import functools
@@ -11,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.model
 
 PKG = Path(__file__).resolve().parents[2] / "gdbkd"
-GDB_FREE = ("model", "dump", "arm64", "postmortem")
+GDB_FREE = ("model", "dump", "arm64", "target", "postmortem")
 
 
 def _module_name(path, pkg=PKG):
@@ -114,6 +117,33 @@ def test_import_graph_sees_lazy_relative_and_package_imports(tmp_path):
     assert [c for c in strongly_connected(graph) if len(c) > 1] == [["a.b", "a.b.c", "a.x"]]
 
 
+def _reached(name):
+    """{module: the module that imports it, None for NAME} of every gdbkd module importing
+    NAME may run, directly or through other gdbkd modules (lazy imports included)."""
+    graph = _package_graph()
+    seen, todo = {name: None}, [name]
+    while todo:
+        m = todo.pop()
+        for t in graph[m]:
+            if t not in seen:
+                seen[t] = m
+                todo.append(t)
+    return seen
+
+
+def _chain(seen, m):
+    """NAME -> ... -> M, the import path by which ``_reached(NAME)`` found M."""
+    chain = [m]
+    while seen[chain[-1]] is not None:
+        chain.append(seen[chain[-1]])
+    return " -> ".join(reversed(chain))
+
+
+def _in(module, packages):
+    """MODULE is one of PACKAGES (dotted names) or inside one."""
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
 def _gdb_free_files():
     return sorted(p for d in GDB_FREE for p in (PKG / d).rglob("*.py"))
 
@@ -125,35 +155,72 @@ def _imports_gdb(path, name):
 
 @pytest.mark.parametrize("path", _gdb_free_files(), ids=lambda p: str(p.relative_to(PKG)))
 def test_gdb_free_module_imports_no_gdb(path):
-    """model/, dump/, arm64/ and postmortem/ run without gdb (the dump server, gdbkd core's
-    frontend, the tests): no ``import gdb`` in them, nor in any gdbkd module they import."""
+    """model/, dump/, arm64/, target/ and postmortem/ run without gdb (the dump server,
+    gdbkd core's frontend, the tests): no ``import gdb`` in them, nor in any gdbkd module
+    they import. (target/offsets.py's gdb script is a string run by a separate gdb.)"""
     name = _module_name(path)
     lines = _imports_gdb(path, name)
     assert not lines, f"{name} imports gdb (line {', '.join(map(str, lines))})"
-    graph, mods = _package_graph(), _modules()
-    seen, todo = {name: None}, [name]
-    while todo:
-        m = todo.pop()
-        for t in graph[m]:
-            if t not in seen:
-                seen[t] = m
-                todo.append(t)
+    mods = _modules()
+    seen = _reached(name)
     for m in sorted(seen):
         if m != name and _imports_gdb(mods[m], m):
-            chain = [m]
-            while seen[chain[-1]] is not None:
-                chain.append(seen[chain[-1]])
-            pytest.fail(f"{name} reaches gdb through {' -> '.join(reversed(chain))}")
+            pytest.fail(f"{name} reaches gdb through {_chain(seen, m)}")
 
 
 @pytest.mark.parametrize("layer", ["model", "dump", "arm64"])
 def test_lowest_layers_import_nothing_above_them(layer):
     """model/, dump/ and arm64/ import only each other and the leaf modules (errors,
-    textutil, cache, elfsyms): never the gdb layer (kernel/), commands, postmortem, the
-    dump server or the frontends."""
-    above = ("gdbkd.kernel", "gdbkd.commands", "gdbkd.postmortem", "gdbkd.stub", "gdbkd.cli",
+    textutil, cache, elfsyms): never the target layer, the gdb layer (kernel/), commands,
+    postmortem, the dump server or the frontends."""
+    above = ("gdbkd.target", "gdbkd.kernel", "gdbkd.commands", "gdbkd.postmortem", "gdbkd.stub",
+             "gdbkd.cli",
              "gdbkd.live", "gdbkd.gdbext", "gdbkd.gdbmi", "gdbkd.triage")
     for m, targets in _package_graph().items():
         if m == f"gdbkd.{layer}" or m.startswith(f"gdbkd.{layer}."):
             bad = sorted(t for t in targets if t.startswith(above))
             assert not bad, f"{m} imports {bad}"
+
+
+#: what the target layer sits below: the gdb layer, the frontends and what drives them
+ABOVE_TARGET = ("gdbkd.kernel", "gdbkd.commands", "gdbkd.gdbext", "gdbkd.gdbmi",
+                "gdbkd.postmortem", "gdbkd.stub", "gdbkd.cli", "gdbkd.entry", "gdbkd.live",
+                "gdbkd.triage", "gdbkd.labs", "gdbkd.qemu", "gdbkd.artifacts", "gdbkd.kmods")
+
+
+def test_target_layer_holds_the_target_pieces():
+    """Opening dumps, the offsets registry, preload and the register sets live in target/,
+    once: postmortem/ keeps no copy or forwarding module of them."""
+    mods = set(_package_graph())
+    for m in ("dump", "offsets", "preload", "regs"):
+        assert f"gdbkd.target.{m}" in mods
+        assert f"gdbkd.postmortem.{m}" not in mods
+
+
+@pytest.mark.parametrize("path", sorted((PKG / "target").rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(PKG)))
+def test_target_layer_imports_nothing_above_it(path):
+    """target/ (open_dump and the Dump, the offsets registry, preload, register sets) is
+    below the gdb layer and the frontends: it reaches, directly or through the gdbkd
+    modules it imports, only the readers and the model (model/, dump/, arm64/) and the
+    leaf modules; never kernel/, commands/, postmortem/, the dump server, the CLI or
+    live/."""
+    name = _module_name(path)
+    seen = _reached(name)
+    bad = sorted(m for m in seen if _in(m, ABOVE_TARGET))
+    assert not bad, "\n".join(f"{name} reaches {m}: {_chain(seen, m)}" for m in bad)
+
+
+@pytest.mark.parametrize("layer", ["kernel", "commands", "gdbext"])
+def test_gdb_layer_never_imports_postmortem(layer):
+    """The gdb layer (kernel/, commands/, gdbext/) opens dumps through the target layer and
+    never imports the ``gdbkd core`` frontend (gdbkd.postmortem), directly or through any
+    gdbkd module it imports."""
+    mods = [m for m in _package_graph() if _in(m, (f"gdbkd.{layer}",))]
+    assert mods
+    for name in mods:
+        seen = _reached(name)
+        bad = sorted(m for m in seen if _in(m, ("gdbkd.postmortem",)))
+        assert not bad, f"{name} reaches {bad[0]}: {_chain(seen, bad[0])}"
+    if layer == "kernel":    # the graph sees kd's in-process dump opening (a lazy import)
+        assert "gdbkd.target.preload" in _reached("gdbkd.kernel.memory")

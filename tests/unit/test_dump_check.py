@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from gdbkd.errors import GdbkdError
-from gdbkd.postmortem import open_dump
+from gdbkd.target import open_dump
 from gdbkd.postmortem.check import run_check, open_warnings, check_dump, debug_info_problem
 from conftest import module_dumps, gdbkd
 from hostile import patched_copy

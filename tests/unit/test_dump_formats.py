@@ -22,7 +22,7 @@ import pytest
 from gdbkd.errors import GdbkdError
 from gdbkd.dump import open_physical, PageExcluded, PageNotInDump, DumpError
 from gdbkd.dump.compress import FLAG_SNAPPY, FLAG_ZSTD
-from gdbkd.postmortem import open_dump
+from gdbkd.target import open_dump
 from conftest import module_dumps
 
 pytestmark = pytest.mark.unit

@@ -60,7 +60,7 @@ def test_truncated_vmlinux_is_one_line(vmlinux, tmp_path):
 
 
 def test_build_id_matches_pyelftools(vmlinux, tmp_path):
-    from gdbkd.postmortem.offsets import vmlinux_build_id
+    from gdbkd.target.offsets import vmlinux_build_id
     with open(vmlinux, "rb") as f:
         want = next(n["n_desc"] for s in ELFFile(f).iter_sections() if s.header.sh_type == "SHT_NOTE"
                     for n in s.iter_notes() if n["n_type"] == "NT_GNU_BUILD_ID")

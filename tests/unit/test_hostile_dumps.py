@@ -14,7 +14,7 @@ import pytest
 
 from gdbkd.errors import GdbkdError
 from gdbkd.dump import open_physical, DumpError
-from gdbkd.postmortem import open_dump
+from gdbkd.target import open_dump
 from conftest import module_dumps
 from hostile import flatten, patched_copy
 

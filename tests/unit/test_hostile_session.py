@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from gdbkd.postmortem import open_dump
-from gdbkd.postmortem.dump import UNREADABLE_TID_BASE
+from gdbkd.target import open_dump
+from gdbkd.target.dump import UNREADABLE_TID_BASE
 from conftest import module_dumps
 from hostile import unreadable_task_copy
 from test_stub_protocol import Client

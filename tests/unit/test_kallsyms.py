@@ -27,7 +27,7 @@ print(json.dumps({m.name.string_().decode(): sorted((s.address, s.size, s.name) 
 
 
 def _dump():
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     return open_dump(str(TD.elf), str(TD.vmlinux))
 
 

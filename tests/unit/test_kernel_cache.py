@@ -36,7 +36,7 @@ def one_kernel_cache(kernel61, tmp_path):
 
 
 def test_fetch_list_shows_release_and_build_id(kernel61, one_kernel_cache):
-    from gdbkd.postmortem.offsets import vmlinux_build_id
+    from gdbkd.target.offsets import vmlinux_build_id
     cache, env = one_kernel_cache
     r = _gdbkd(env, "fetch", "--list", "--json")
     assert r.returncode == 0, r.stderr

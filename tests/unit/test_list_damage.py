@@ -28,7 +28,7 @@ _dumps = module_dumps(globals())
 
 @pytest.fixture(scope="module", params=KERNELS)
 def env(request):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     td = kernel_dumps(request.param, TD)
     d = open_dump(td.elf, td.vmlinux)
     kernel = model_kernels(d, td.elf, td.vmlinux)

@@ -82,7 +82,7 @@ def test_unreadable_entry_still_stops_with_reason():
 def recorded_tasks():
     """The real dump's init_task.tasks ring, each list_head recorded from the dump
     (16 bytes each: read uncached, as the reader's blocks would need whole pages)."""
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     with open_dump(MDF["mdf-zlib-d31.kdump"], TD.vmlinux) as d:
         off = d.f("task.tasks")
         head = d.sym("init_task") + off

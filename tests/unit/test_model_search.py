@@ -23,7 +23,7 @@ _dumps = module_dumps(globals())
 
 @pytest.fixture(scope="module")
 def dump():
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     d = open_dump(TD.elf, TD.vmlinux)
     yield d
     d.close()

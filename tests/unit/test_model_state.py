@@ -72,7 +72,7 @@ def prog():
 
 @pytest.fixture(scope="module")
 def k(prog):
-    from gdbkd.postmortem import open_dump
+    from gdbkd.target import open_dump
     d = open_dump(TD.elf, TD.vmlinux)
 
     def sym(name):

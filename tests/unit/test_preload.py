@@ -1,4 +1,4 @@
-"""gdbkd core's preload thread (gdbkd/postmortem/preload.py) on the real test dump: what it
+"""gdbkd core's preload thread (gdbkd/target/preload.py) on the real test dump: what it
 hands kd equals what kd computes itself, and anything it cannot vouch for is left out."""
 
 import json
@@ -9,7 +9,7 @@ from tests.conftest import module_dumps
 from gdbkd.model import tasks as mtasks
 from gdbkd.model.kernel import Kernel
 from gdbkd.model.reader import DumpReader
-from gdbkd.postmortem import preload
+from gdbkd.target import preload
 
 pytestmark = pytest.mark.unit
 

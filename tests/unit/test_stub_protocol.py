@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from gdbkd.postmortem import open_dump, IDLE_TID_BASE
+from gdbkd.target import open_dump, IDLE_TID_BASE
 from conftest import module_dumps
 from gdbkd.stub.server import StubServer, rsp_checksum
 

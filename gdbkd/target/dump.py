@@ -2,7 +2,7 @@
 
 :class:`Dump` joins a physical dump (:mod:`gdbkd.dump`), the arm64 page tables
 (:mod:`gdbkd.arm64`) and, once a vmlinux is attached, the struct offsets gdb
-reports for it (:mod:`gdbkd.postmortem.offsets`). Nothing here imports gdb.
+reports for it (:mod:`gdbkd.target.offsets`). Nothing here imports gdb.
 
 Tasks. ``init_task.tasks`` links every thread-group leader except the idle
 tasks; each leader's threads hang off ``signal->thread_head`` through
