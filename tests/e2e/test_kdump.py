@@ -116,10 +116,13 @@ def test_core_bt_shows_sysrq_crash_and_equals_drgn(sysrq, kernel61, drgn_crashed
     assert drgn_crashed["tid"] == sysrq["pid"] and drgn_crashed["comm"] == CRASHER
     # the same frames as drgn's, named as the ELF symbol (crash's and the kernel's own name:
     # el0_svc_common.constprop.0) where drgn gives the DWARF function (el0_svc_common).
-    # The report lists the out-of-line frames; `kd bt` adds the inlined ones (crash_setup_regs
+    # The report and `kd bt` are one walk: both list the inlined frames too (crash_setup_regs
     # in __crash_kexec, pde_write, __do_sys_write, ...) as drgn does
     from gdbkd.analysis.crashsig import normalize_function
-    assert [normalize_function(f) for f in funcs] == drgn_crashed["bt_outer"]
+    assert [normalize_function(f) for f in funcs] == drgn_crashed["bt"]
+    assert [f["function"] for f in rep["backtrace"] if not f["inlined"]] and \
+        [normalize_function(f["function"]) for f in rep["backtrace"] if not f["inlined"]] == \
+        drgn_crashed["bt_outer"]
     r = gdbkd("core", str(sysrq["out"]), kernel61.vmlinux, "-s", "--batch", "-ex", "kd bt --json")
     assert r.returncode == 0, r.stderr[-2000:]
     bt = next(json.loads(l) for l in r.stdout.splitlines() if l.startswith("["))[0]["frames"]
