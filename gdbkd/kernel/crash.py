@@ -303,7 +303,7 @@ def _oops_saved_registers(pc: int, msg: str) -> dict:
     va = _VA_RE.search(msg or "")
     if va:
         out["far"] = int(va.group(1), 16)
-        out["far_from"] = "the oops's message (the kernel's own fault address)"
+        out["far_from"] = "the oops's message"
     return out
 
 
@@ -357,10 +357,13 @@ def find_trap():
     except gdb.error:
         return None
     depth = 0
+    kexec = None            # (frame, name) of crash_kexec: panic() or die() further out called it
     while f is not None and depth < 12:
         name = f.name() or symbolize(f.pc()).split("+")[0]
-        if name in TRAPS:
+        if name in TRAPS and name not in ("crash_kexec", "__crash_kexec"):
             break
+        if name in TRAPS and kexec is None:
+            kexec = (f, name)
         try:
             f = f.older()
         except gdb.error:
@@ -368,6 +371,8 @@ def find_trap():
         depth += 1
     else:
         f = None
+    if f is None and kexec is not None:
+        f, name = kexec
     if f is None:
         signed = _trap_from_frame_records()
         if signed is not None:

@@ -3,7 +3,11 @@
 Every loaded module keeps the ELF symbols kallsyms shows: ``mod->kallsyms``
 points to ``struct mod_kallsyms {Elf_Sym *symtab; unsigned int num_symtab;
 char *strtab; char *typetab;}`` (since 4.6, commit 8244062ef1e5; 5.10–6.12
-here). ``st_value`` holds the final run-time address. While the module's init
+here). ``st_value`` holds the final run-time address. Before ``typetab`` (v5.2,
+commit 1c7651f43777, "kallsyms: store type information in its own array") the
+type letter was written over ``st_size`` (the course's 5.0): the sizes are then
+unknown, and a symbol ends where the next one starts, as the kernel's own
+``get_ksymbol`` of those versions reckons it. While the module's init
 runs, ``kallsyms`` is the whole table (init symbols included); once init is
 done (``do_init_module``) it is ``&mod->core_kallsyms``, which keeps only the
 symbols in core memory — this is what crash (``store_module_kallsyms``) and
@@ -151,10 +155,25 @@ def _read_table(k, kallsyms_ptr: int):
         name = strs[o:end if end >= 0 else len(strs)].decode("utf-8", "replace")
         if not name or name.startswith(("$x", "$d", "__UNIQUE_ID")):
             continue
-        t = chr(types[i]) if types and 32 < types[i] < 127 else "?"
-        out.append(ModSym(e["st_value"], e.get("st_size", 0), name, t, e.get("st_info", 0) >> 4))
+        size = e.get("st_size", 0)
+        if typetab:
+            t = chr(types[i]) if types and 32 < types[i] < 127 else "?"
+        else:                       # before v5.2: st_size holds the type letter
+            t, size = (chr(size) if 32 < size < 127 else "?"), 0
+        out.append(ModSym(e["st_value"], size, name, t, e.get("st_info", 0) >> 4))
     out.sort(key=lambda s: (s.addr, _rank(s)))
+    if not typetab:
+        out = _sizes_to_next(out)
     return out, None
+
+
+def _sizes_to_next(syms):
+    """``syms`` (sorted) with each size reaching the next higher symbol's address (the last
+    keeps 0: unknown), for tables whose sizes the kernel overwrote (before v5.2)."""
+    starts = sorted({s.addr for s in syms})
+    nxt = dict(zip(starts, starts[1:]))
+    return [ModSym(s.addr, nxt[s.addr] - s.addr, s.name, s.type, s.binding) if s.addr in nxt else s
+            for s in syms]
 
 
 @per_stop

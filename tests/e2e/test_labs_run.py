@@ -95,3 +95,29 @@ def test_kd_list_reports_the_poison_on_lab2(tmp_path, kernel61, no_leftover_qemu
     assert "LIST_POISON" not in head_walk and "LAB2_DEAD" not in head_walk
     assert "DEAD-ENTRY" in dead_walk, dead_walk
     assert "LIST_POISON1" in dead_walk and "0xdead000000000100" in dead_walk, dead_walk
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", _labs(), ids=lambda l: f"lab{l.number}-{l.slug}")
+def test_lab_kdump_on_the_course_kernel(lab, tmp_path, no_leftover_qemu):
+    """`gdbkd lab run N --kernel 5.0 --kdump`: the course's own flow on its own kernel (kexec -p
+    into crashkernel=256M, makedumpfile -c -d 31 from the capture kernel, which boots gdbkd's
+    root: 5.0 takes no initramfs). The dump's report: an oops lab's fault in the lab's function
+    (the registers the oops's own), a hang lab's hung-task panic naming a lab thread."""
+    out = tmp_path / "lab.kdump"
+    r = gdbkd("lab", "run", str(lab.number), "--kernel", "5.0", "--kdump", str(out), "--json",
+              timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    args = [a for m in res["modules_dirs"] for a in ("--modules-dir", m)]
+    r = gdbkd("core", str(out), *args, "--batch", "-ex", "kd analyze --json", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = next(json.loads(l) for l in r.stdout.splitlines() if l.startswith("{") and '"backtrace"' in l)
+    if lab.expect == "oops":
+        assert rep["trap"]["trap"] == "die" and rep["trap"].get("registers"), rep["trap"]
+        if lab.number != 6:        # 5.0's -O0 build faults in lab 6 on another field (above)
+            assert rep["backtrace"][0]["function"] == lab.fault_function, rep["backtrace"][:3]
+    else:
+        assert rep["trap"]["trap"] == "panic", rep["trap"]
+        assert "hung" in rep["trap"]["message"], rep["trap"]["message"]
+        assert rep["task"]["comm"] == "khungtaskd"
