@@ -33,11 +33,14 @@ M64 = (1 << 64) - 1
 
 
 class MemoryFault(GdbkdError):
-    """Memory at ``addr`` cannot be read; ``str()`` says why (unmapped, excluded, corrupt)."""
+    """Memory at ``addr`` cannot be read; ``str()`` says why (unmapped, excluded, corrupt).
+    ``cause``: the backend's own exception it stands for, when there is one (a dump's
+    ``PageExcluded``, ``AddressNotMapped``...), for callers that tell the kinds apart."""
 
-    def __init__(self, addr: int, reason: str = ""):
+    def __init__(self, addr: int, reason: str = "", cause=None):
         self.addr = addr & M64
         self.reason = reason or "cannot read memory"
+        self.cause = cause
         super().__init__(f"cannot read {self.addr:#x}: {self.reason}" if reason.find(f"{self.addr:#x}") < 0
                          else reason)
 
@@ -124,7 +127,7 @@ class Reader:
                 self._fill(first, last)
                 blk = blocks[first]
             if isinstance(blk, MemoryFault):
-                raise MemoryFault(addr, blk.reason)
+                raise MemoryFault(addr, blk.reason, blk.cause)
             o = addr - first * bs
             return blk[o:o + n]
         if any(b not in blocks for b in range(first, last + 1)):
@@ -133,7 +136,7 @@ class Reader:
         for b in range(first, last + 1):
             blk = blocks[b]
             if isinstance(blk, MemoryFault):
-                raise MemoryFault(max(addr, b * bs), blk.reason)
+                raise MemoryFault(max(addr, b * bs), blk.reason, blk.cause)
             out.append(blk)
         o = addr - first * bs
         return b"".join(out)[o:o + n]
@@ -240,7 +243,7 @@ class DumpReader(Reader):
             except MemoryFault:
                 raise               # already says which address and why
             except GdbkdError as e:
-                raise MemoryFault(a, str(e)) from None
+                raise MemoryFault(a, str(e), e.with_traceback(None)) from None
             a += k
             left -= k
         data = b"".join(out)

@@ -23,20 +23,28 @@ is not a multiple of 2 MiB); user addresses through the selected task's vCPU.
 The KASLR offset is ``VBAR_EL1 - vectors`` of such a vCPU.
 
 Before the kernel is up (or with a vmlinux the proxy cannot use) gdb gets
-QEMU's vCPU threads unchanged. QEMU listens on 127.0.0.1 only (gdbkd's
-Machine); the proxy connects there and serves gdb on a pipe or a unix socket.
+QEMU's vCPU threads unchanged.
+
+The gdb side (framing, acks, the packets' dispatch, the thread list and document,
+error replies, the serve loop) is :class:`~gdbkd.stub.rsp.RspTarget`'s, as for the
+dump server; :class:`LiveProxy` supplies the threads, registers and memory of this
+stop, run control (c/s/vCont translated to vCPUs, ^C forwarded while running, the
+stop reply's vCPU turned into its task) and the forwarding of everything else to QEMU.
+
+QEMU listens on 127.0.0.1 only (gdbkd's Machine); the proxy connects there and
+serves gdb on a pipe or a unix socket.
 """
 
 import os
 import re
 import select
 import socket
-import sys
 
 from ..errors import GdbkdError
 from ..textutil import escape
 from ..model.reader import Reader, MemoryFault
-from .server import rsp_checksum, _xml_escape, _state_letter
+from .rsp import (RspTarget, SessionEnded, MAX_PACKET, rsp_checksum, state_letter, reg_hex,
+                  regs_hex, threads_xml)
 
 __all__ = ["QemuLink", "RspReader", "LiveProxy", "connect_qemu"]
 
@@ -44,11 +52,12 @@ IDLE_TID_BASE = 4194304
 KASLR_ALIGN = 2 << 20
 M64 = (1 << 64) - 1
 _CORE_SIZES = [8] * 33 + [4]           # x0-x30, sp, pc, cpsr: QEMU's `g` packet
-MAX_PACKET = 1 << 20
+#: the longest packet kept from QEMU
+LINK_MAX_PACKET = 1 << 20
 
 
-class LinkClosed(GdbkdError):
-    pass
+class LinkClosed(SessionEnded):
+    """QEMU's gdbstub went away: the session with gdb ends."""
 
 
 class QemuLink:
@@ -76,7 +85,7 @@ class QemuLink:
         if not data:
             raise LinkClosed("QEMU's gdbstub closed the connection")
         self.buf += data
-        if len(self.buf) > MAX_PACKET:
+        if len(self.buf) > LINK_MAX_PACKET:
             raise LinkClosed("QEMU sent an oversized packet")
 
     log = None
@@ -240,19 +249,23 @@ class _Regs:
             self._num += 1
 
 
-class LiveProxy:
+class LiveProxy(RspTarget):
     """Serve gdb (``infd``/``outfd``) with tasks as threads over QEMU's gdbstub."""
 
+    prog = "gdbkd proxy"
+    features = "vContSupported+;swbreak+;hwbreak+"
+    threads_per_chunk = 1500
+    #: most replies are QEMU's, read as latin-1: they go back to gdb byte for byte
+    encoding = "latin-1"
+
     def __init__(self, link: QemuLink, vmlinux=None, infd=0, outfd=1, err=None, ram=None):
+        path = os.environ.get("GDBKD_PROXY_LOG")
+        super().__init__(infd, outfd, open(path, "ab") if path else None, err)
         self.link = link
-        self.infd, self.outfd = infd, outfd
-        self.err = err or sys.stderr
-        self.gbuf = b""
-        self.ack = True
+        link.log = self.log
         self.regs = _Regs(link)
         self.offsets = None
         self.vmlinux = vmlinux
-        self._warned = set()
         if vmlinux:
             try:
                 from ..target.offsets import kernel_offsets
@@ -268,62 +281,7 @@ class LiveProxy:
             except GdbkdError as e:
                 self._warn("ram", f"gdbkd proxy: {e}; reading memory through QEMU's gdbstub")
         self.kernel = None
-        self.cur_g = None            # tid gdb selected for registers
-        self.cur_c = None
         self._view = None            # the thread view of this stop
-        self.error_text = False
-        path = os.environ.get("GDBKD_PROXY_LOG")
-        self.log = open(path, "ab") if path else None
-        link.log = self.log
-
-    # -- gdb side transport ------------------------------------------------------------------
-    def _warn(self, key, msg):
-        if key not in self._warned:
-            self._warned.add(key)
-            print(msg, file=self.err, flush=True)
-
-    def _gdb_read(self):
-        data = os.read(self.infd, 65536)
-        if not data:
-            raise EOFError
-        self.gbuf += data
-        if len(self.gbuf) > MAX_PACKET:
-            self.gbuf = self.gbuf[-MAX_PACKET:]
-
-    def _gdb_packet(self, interrupt_ok=False):
-        """The next packet from gdb; "\\x03" for an interrupt when ``interrupt_ok``."""
-        while True:
-            while not self.gbuf:
-                self._gdb_read()
-            c = self.gbuf[:1]
-            if c == b"\x03":
-                self.gbuf = self.gbuf[1:]
-                if interrupt_ok:
-                    return "\x03"
-                continue
-            if c != b"$":
-                self.gbuf = self.gbuf[1:]
-                continue
-            end = self.gbuf.find(b"#")
-            while end < 0 or len(self.gbuf) < end + 3:
-                self._gdb_read()
-                end = self.gbuf.find(b"#")
-            pkt = self.gbuf[1:end]
-            cs = self.gbuf[end + 1:end + 3]
-            self.gbuf = self.gbuf[end + 3:]
-            if self.ack:
-                ok = cs.lower() == b"%02x" % rsp_checksum(pkt)
-                os.write(self.outfd, b"+" if ok else b"-")
-                if not ok:
-                    continue
-            return _unescape(pkt).decode("latin-1")
-
-    def send(self, data):
-        raw = data.encode("latin-1") if isinstance(data, str) else data
-        if self.log:
-            self.log.write(b"<- " + raw[:200] + b"\n")
-            self.log.flush()
-        os.write(self.outfd, b"$" + raw + b"#%02x" % rsp_checksum(raw))
 
     # -- the view of one stop --------------------------------------------------------------
     def invalidate(self):
@@ -469,7 +427,7 @@ class LiveProxy:
             return [(c, f"CPU#{c - 1}", f"vCPU {c - 1}", c - 1) for c in v["vcpus"]]
         out = []
         for t in v["tasks"]:
-            extra = f"pid {t.pid} {escape(t.name)} [{_state_letter(t.state)}]"
+            extra = f"pid {t.pid} {escape(t.name)} [{state_letter(t.state)}]"
             if t.active_cpu is not None and t.tid in v["vcpu_of_tid"]:
                 extra += f" on cpu {t.active_cpu}"
             core = t.active_cpu if t.active_cpu is not None else t.cpu
@@ -491,17 +449,41 @@ class LiveProxy:
             return vcpu
         return v["tid_of_vcpu"].get(vcpu, vcpu)
 
-    def _known(self, tid):
+    def known(self, tid):
         v = self.view()
         return tid in (v["by_tid"] if v["tasks"] is not None else v["vcpus"])
 
     def _selected(self, tid=None):
         tid = self.cur_g if tid is None else tid
-        if tid is None or tid <= 0 or not self._known(tid):
+        if tid is None or tid <= 0 or not self.known(tid):
             v = self.view()
             tid = next(iter(v["tid_of_vcpu"].values()), None) if v["tasks"] is not None \
                 else (v["vcpus"] or [None])[0]
         return tid
+
+    def thread_ids(self):
+        return [t[0] for t in self._threads()]
+
+    def thread_entries(self):
+        return self._threads()
+
+    def threads_doc(self):
+        v = self.view()
+        if "xml" not in v:          # once per stop
+            v["xml"] = threads_xml(self._threads())
+        return v["xml"]
+
+    def extra_info(self, tid):
+        v = self.view()
+        if "extra" not in v:
+            v["extra"] = {t[0]: t[2] for t in self._threads()}
+        return v["extra"].get(tid, "")
+
+    def current_tid(self):
+        return self._selected()
+
+    def features_xml(self, annex):
+        return self.regs.xml.get(annex)
 
     # -- registers --------------------------------------------------------------------------
     def _sleeping_regs(self, tid):
@@ -510,18 +492,15 @@ class LiveProxy:
         cc = t.fields.get("thread.cpu_context", b"")
         return regs_from_cpu_context(cc) if len(cc) >= 13 * 8 else [None] * 34
 
-    def _g(self):
+    def registers_reply(self):
         tid = self._selected()
         vcpu = self._vcpu_for(tid)
         if vcpu is not None:
             self.link.select_thread(vcpu)
             return self.link.request("g")
-        regs = self._sleeping_regs(tid)
-        return "".join("xx" * s if regs[i] is None else
-                       (regs[i] & ((1 << 8 * s) - 1)).to_bytes(s, "little").hex()
-                       for i, s in enumerate(_CORE_SIZES))
+        return regs_hex(self._sleeping_regs(tid), _CORE_SIZES)
 
-    def _p(self, n):
+    def register_reply(self, n):
         tid = self._selected()
         vcpu = self._vcpu_for(tid)
         if vcpu is not None:
@@ -530,11 +509,33 @@ class LiveProxy:
         size = self.regs.size.get(n)
         if size is None:
             return "E00"
-        if n < len(_CORE_SIZES):
-            v = self._sleeping_regs(tid)[n]
-            if v is not None:
-                return (v & ((1 << 8 * size) - 1)).to_bytes(size, "little").hex()
-        return "xx" * size
+        return reg_hex(self._sleeping_regs(tid)[n] if n < len(_CORE_SIZES) else None, size)
+
+    def write(self, p):
+        """G/P: to the vCPU of a running task (a sleeping task's saved registers are not
+        written back); M/X: through a vCPU that maps the address; vFlash: QEMU's."""
+        if p.startswith(("P", "G")):
+            vcpu = self._vcpu_for(self._selected())
+            if vcpu is None:
+                return "E.a sleeping task's saved registers cannot be written"
+            self.link.select_thread(vcpu)
+            self.invalidate()
+            return self.link.request(p)
+        if p.startswith(("M", "X")):
+            a = int(p[1:].split(",", 1)[0], 16)
+            vcpu = self.kernel_vcpu() if a >> 63 else self.user_vcpu()
+            if vcpu is None:
+                return "E.no stopped vCPU maps this address"
+            self.link.select_thread(vcpu)
+            self.invalidate()
+            return self.link.request(p)
+        return self.link.request(p)
+
+    def memory_reply(self, addr, n):
+        return self.read_memory(addr, n).hex()
+
+    def fault_reply(self, e):
+        return self.memory_error(str(e))
 
     # -- run control -------------------------------------------------------------------------
     def _resume(self, pkt):
@@ -572,7 +573,7 @@ class LiveProxy:
         return (f"E.{name} is not running on a CPU: a sleeping task cannot be {what}; "
                 f"select a task that runs on a vCPU (kd ps -A)")
 
-    def _stop_reply(self, r):
+    def _translate_stop(self, r):
         """QEMU's stop reply with its vCPU thread id replaced by that vCPU's task."""
         m = re.search(r"thread:([0-9a-fA-F.p-]+);", r)
         if not m:
@@ -595,162 +596,53 @@ class LiveProxy:
                 self.invalidate()
                 if r[:1] in ("W", "X"):
                     return r
-                return self._stop_reply(r)
+                return self._translate_stop(r)
             rl, _, _ = select.select([self.link, self.infd], [], [])
             if self.infd in rl:
                 try:
-                    self._gdb_read()
+                    self._read()
                 except EOFError:
                     self.link.interrupt()
                     raise
-                while self.gbuf[:1] == b"\x03":
-                    self.gbuf = self.gbuf[1:]
+                if len(self.buf) > MAX_PACKET:
+                    del self.buf[:-MAX_PACKET]
+                while self.buf[:1] == b"\x03":
+                    del self.buf[:1]
                     self.link.interrupt()
             if self.link in rl:
                 self.link._recv()
 
-    # -- packets ---------------------------------------------------------------------------
-    def handle(self, p: str):
-        try:
-            return self._handle(p)
-        except MemoryFault as e:
-            if self.error_text:
-                return "E." + str(e).replace("$", "").replace("#", "")[:200]
-            return "E14"         # gdb 13 cannot parse "E.text" in an m reply
-        except (ValueError, IndexError) as e:
-            return f"E.malformed packet ({type(e).__name__})"
+    def stop_query(self):
+        return self._translate_stop(self.link.request("?"))
 
-    def _handle(self, p):
-        if p.startswith("qSupported"):
-            self.error_text = "error-message+" in p
-            return (f"PacketSize={0x4000:x};qXfer:features:read+;qXfer:threads:read+;"
-                    f"QStartNoAckMode+;vContSupported+;swbreak+;hwbreak+")
-        if p == "QStartNoAckMode":
-            return "OK"
-        if p == "?":
-            r = self.link.request("?")
-            return self._stop_reply(r)
-        if p.startswith("qXfer:features:read:"):
-            annex, _, rng = p[len("qXfer:features:read:"):].partition(":")
-            data = self.regs.xml.get(annex)
-            if data is None:
-                return "E00"
-            return _xfer(data, rng)
-        if p.startswith("qXfer:threads:read::"):
-            v = self.view()
-            if "xml" not in v:          # once per stop: gdb reads it in 4 KiB chunks
-                items = "".join(f'<thread id="{tid:x}" name="{_xml_escape(escape(name))}" '
-                                f'core="{core}">{_xml_escape(extra)}</thread>'
-                                for tid, name, extra, core in self._threads())
-                v["xml"] = f'<?xml version="1.0"?><threads>{items}</threads>'.encode()
-            return _xfer(v["xml"], p[len("qXfer:threads:read::"):])
-        if p == "qfThreadInfo":
-            self._tinfo = [t[0] for t in self._threads()]
-            return self._thread_chunk()
-        if p == "qsThreadInfo":
-            return self._thread_chunk()
-        if p.startswith("qThreadExtraInfo,"):
-            tid = int(p.split(",")[1], 16)
-            v = self.view()
-            if "extra" not in v:
-                v["extra"] = {t[0]: t[2] for t in self._threads()}
-            return v["extra"].get(tid, "").encode().hex()
-        if p == "qC":
-            return f"QC{self._selected():x}"
-        if p.startswith("H"):
-            t = p[2:]
-            tid = int(t, 16) if t not in ("", "-1", "0") else None
-            if tid is not None and not self._known(tid):
-                return "E01"
-            if p[1] == "g":
-                self.cur_g = tid if tid is not None else self.cur_g
-            elif p[1] == "c":
-                self.cur_c = tid
-            return "OK"
-        if p.startswith("T"):
-            return "OK" if self._known(int(p[1:], 16)) else "E01"
-        if p == "g":
-            return self._g()
-        if p.startswith("p"):
-            return self._p(int(p[1:], 16))
-        if p.startswith(("P", "G")):
-            vcpu = self._vcpu_for(self._selected())
-            if vcpu is None:
-                return "E.a sleeping task's saved registers cannot be written"
-            self.link.select_thread(vcpu)
-            self.invalidate()
-            return self.link.request(p)
-        if p.startswith("m"):
-            a, _, n = p[1:].partition(",")
-            addr, n = int(a, 16), min(int(n, 16), 0x2000)
-            return self.read_memory(addr, n).hex()
-        if p.startswith(("M", "X")):
-            a = int(p[1:].split(",", 1)[0], 16)
-            vcpu = self.kernel_vcpu() if a >> 63 else self.user_vcpu()
-            if vcpu is None:
-                return "E.no stopped vCPU maps this address"
-            self.link.select_thread(vcpu)
-            self.invalidate()
-            return self.link.request(p)
+    def resume(self, p):
+        pkt, why = self._resume(p)
+        if pkt is None:
+            return why
+        return self._run(pkt)
+
+    # -- the rest: QEMU's -------------------------------------------------------------------
+    def monitor(self, cmd):
+        return self.link.request("qRcmd," + cmd.encode("latin-1").hex(), on_output=self.send)
+
+    def kill(self):
+        try:
+            self.link.send("k")
+        except OSError:
+            pass
+
+    def detach(self):
+        try:
+            self.link.request("D")
+        except (OSError, LinkClosed):
+            pass
+
+    def other(self, p):
         if p.startswith("vCont?"):
             return self.link.request("vCont?")
-        if p in ("c", "s") or p.startswith(("vCont;", "C", "S")):
-            pkt, why = self._resume(p)
-            if pkt is None:
-                return why
-            return self._run(pkt)
-        if p.startswith("qRcmd,"):
-            return self.link.request(p, on_output=self.send)
-        if p == "k":
-            try:
-                self.link.send("k")
-            except OSError:
-                pass
-            return None
-        if p.startswith("D"):
-            try:
-                self.link.request("D")
-            except (OSError, LinkClosed):
-                pass
-            self.send("OK")
-            return None
         if p.startswith(("Z", "z")):
             self.invalidate()
-            return self.link.request(p)
-        if p.startswith(("qAttached", "qSymbol", "qOffsets", "qTStatus", "vMustReplyEmpty")):
-            return self.link.request(p)
-        return self.link.request(p)
-
-    def _thread_chunk(self):
-        if not self._tinfo:
-            return "l"
-        part, self._tinfo = self._tinfo[:1500], self._tinfo[1500:]
-        return "m" + ",".join(f"{t:x}" for t in part)
-
-    def serve(self):
-        try:
-            while True:
-                p = self._gdb_packet()
-                if self.log:
-                    self.log.write(b"-> " + p[:200].encode("latin-1") + b"\n")
-                    self.log.flush()
-                reply = self.handle(p)
-                if reply is None:
-                    return
-                self.send(reply)
-                if p == "QStartNoAckMode":
-                    self.ack = False
-        except (EOFError, BrokenPipeError, ConnectionError, LinkClosed):
-            return
-
-
-def _xfer(data: bytes, rng: str):
-    from .server import rsp_escape_binary
-    off, _, ln = rng.partition(",")
-    off, ln = int(off, 16), int(ln, 16)
-    chunk = data[off:off + min(ln, 0x2000)]
-    more = off + len(chunk) < len(data)
-    return (b"m" if more else b"l") + rsp_escape_binary(chunk)
+        return self.link.request(p)      # qAttached, qSymbol, qOffsets, breakpoints, ...
 
 
 def connect_qemu(target: str) -> QemuLink:

@@ -11,30 +11,27 @@ m, H, T, qC, qfThreadInfo/qsThreadInfo, qThreadExtraInfo, qXfer:threads:read,
 qAttached, vCont? (empty: no vCont), qRcmd (``monitor info``), k, D.
 M, X, G, P are refused: the dump is read-only (opened O_RDONLY). c/s/vCont
 answer with the same stop: a dump cannot run.
-Memory is read lazily: nothing is decompressed before gdb asks for it.
+Memory is read lazily: nothing is decompressed before gdb asks for it, through the
+model's :class:`~gdbkd.model.reader.DumpReader` (uncached: one page at a time, as gdb asks).
 
-Hostile input: the input buffer holds at most :data:`MAX_PACKET` bytes of one
-packet (gdb sends at most the PacketSize announced here); a longer
-unterminated packet is dropped with a warning, and junk between packets is
-skipped with one ``find``, not byte by byte. A request that cannot be
+The protocol (framing, acks, the packets' dispatch, the thread list and document,
+error replies, the serve loop) is :class:`~gdbkd.stub.rsp.RspTarget`'s; this module
+supplies the dump's threads, registers, memory and monitor commands.
+
+Hostile input (rsp.py): the input buffer is bounded, and a request that cannot be
 answered gets an error reply and the server keeps serving. A dump page that
 is corrupt or excluded is also said on stderr (once per page); addresses that
 are merely unmapped are not, since gdb probes them routinely.
 """
 
-import os
-import sys
-
 from ..errors import GdbkdError
 from ..textutil import escape
 from ..dump import DumpError, PageExcluded, PageNotInDump
+from ..model.reader import DumpReader, MemoryFault, M64
 from ..target.regs import NUM_REGS, REG_SIZES
+from .rsp import RspTarget, threads_xml, state_letter, reg_hex, regs_hex
 
-__all__ = ["StubServer", "target_xml", "rsp_checksum", "rsp_escape_binary"]
-
-PACKET_SIZE = 0x4000
-#: the longest packet kept while waiting for its '#' (escaped binary data doubles it)
-MAX_PACKET = 4 * PACKET_SIZE
+__all__ = ["StubServer", "target_xml"]
 
 
 def target_xml() -> str:
@@ -52,61 +49,23 @@ def target_xml() -> str:
             f'<feature name="org.gnu.gdb.aarch64.fpu">{fpu}</feature></target>')
 
 
-def rsp_checksum(data: bytes) -> int:
-    return sum(data) & 0xff
+class StubServer(RspTarget):
+    """Serve DUMP (a ``gdbkd.target`` Dump) to gdb: every task a thread, read-only."""
 
+    prog = "gdbkd stub"
 
-def rsp_escape_binary(data: bytes) -> bytes:
-    """Binary data escaped for a packet: ``}`` first, then ``#``, ``$`` and ``*`` become
-    ``}`` + (byte ^ 0x20). Four C-level replaces: the thread list of a 10,000-task dump is
-    ~0.8 MB of XML, a per-byte Python loop over it cost ~0.2 s of gdbkd core's start."""
-    if not any(c in data for c in (b"}", b"#", b"$", b"*")):
-        return bytes(data)
-    return (bytes(data).replace(b"}", b"}\x5d").replace(b"#", b"}\x03")
-            .replace(b"$", b"}\x04").replace(b"*", b"}\x0a"))
-
-
-def _xml_escape(s: str) -> str:
-    return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
-
-
-def _error_reply(text: str) -> str:
-    """An ``E.`` reply: the text on one line, without the protocol's framing characters."""
-    text = " ".join(text.split())
-    return "E." + text.replace("$", "").replace("#", "").replace("}", "").replace("*", "")[:200]
-
-
-def _state_letter(state: int) -> str:
-    # TASK_* bits (include/linux/sched.h): 0 running, 1 S, 2 D, 4 T, 8 t, 0x10 X/Z...
-    if state == 0:
-        return "R"
-    for bit, ch in ((0x2, "D"), (0x1, "S"), (0x4, "T"), (0x8, "t"), (0x20, "Z"), (0x10, "X"),
-                    (0x402, "I")):
-        if state & bit:
-            return "I" if state & 0x402 == 0x402 else ch
-    return "?"
-
-
-class StubServer:
     def __init__(self, dump, infd=0, outfd=1, log=None, err=None, short_list=False):
+        super().__init__(infd, outfd, log, err)
         self.dump = dump
-        self.infd, self.outfd = infd, outfd
-        self.log = log
-        self.err = err or sys.stderr
-        self.ack = True
-        self.buf = bytearray()
-        self._tinfo = []
-        self.cur_g = None      # thread for g/p/m
+        #: gdb's memory reads: the model's dump reader, uncached (gdb caches what it reads)
+        #: and without its pointer-auth stripping (done here: ``monitor pac`` toggles it)
+        self.reader = DumpReader(dump, cache=False)
         self._threads = None
         self._by_tid = None
         self._xml = target_xml().encode()
         self._threads_xml = None      # the qXfer:threads document of every task
-        self._xfer_threads = None     # the document being transferred
         self.short_list = short_list
         self._first = None
-        self._warned = set()
-        self.error_text = False
         from ..arm64.pac import PacStripper
         self.pac = PacStripper.for_dump(dump)
 
@@ -154,209 +113,57 @@ class StubServer:
         gets every task. The numbering is the same either way: the first is thread 1."""
         return [self.first()] if self.short_list else self.threads()
 
-    def _threads_doc(self) -> bytes:
-        """The qXfer:threads document of the listed threads (names escaped, extra info per
-        thread); the one of every task is built once."""
+    def thread_ids(self):
+        return [t.tid for t in self._listed()]
+
+    def thread_entries(self):
+        for th in self._listed():
+            yield (th.tid, th.task.name, self._extra(th),
+                   th.active_cpu if th.active_cpu >= 0 else th.task.cpu)
+
+    def threads_doc(self) -> bytes:
+        """The document of the listed threads; the one of every task is built once."""
         if self.short_list:
-            return self._threads_xml_of(self._listed())
+            return threads_xml(self.thread_entries())
         if self._threads_xml is None:
-            self._threads_xml = self._threads_xml_of(self.threads())
+            self._threads_xml = threads_xml(self.thread_entries())
         return self._threads_xml
 
-    def _threads_xml_of(self, threads) -> bytes:
-        items = []
-        for th in threads:
-            core = f' core="{th.active_cpu if th.active_cpu >= 0 else th.task.cpu}"'
-            items.append(f'<thread id="{th.tid:x}" name="{_xml_escape(escape(th.task.name))}"'
-                         f'{core}>{_xml_escape(self.extra_info(th))}</thread>')
-        return ("<?xml version=\"1.0\"?><threads>" + "".join(items) + "</threads>").encode()
-
-    def extra_info(self, th) -> str:
+    def _extra(self, th) -> str:
         t = th.task
-        s = f"pid {t.pid} {escape(t.name)} [{_state_letter(t.state)}]"
+        s = f"pid {t.pid} {escape(t.name)} [{state_letter(t.state)}]"
         if th.active_cpu >= 0:
             s += f" on cpu {th.active_cpu}"
             if th.active_cpu == self.dump.crashed_cpu:
                 s += " (crashed)"
         return s
 
-    # -- transport ------------------------------------------------------------------
-    def _read(self):
-        data = os.read(self.infd, 65536)
-        if not data:
-            raise EOFError
-        self.buf += data
+    def extra_info(self, tid):
+        return self._extra(self.thread(tid))
 
-    def _next_packet(self):
-        buf = self.buf
-        while True:
-            start = buf.find(b"$")
-            if start < 0:              # acks, ^C and junk: nothing to keep
-                buf.clear()
-                self._read()
-                continue
-            if start:
-                del buf[:start]
-            end = buf.find(b"#", 0, MAX_PACKET + 1)
-            if end < 0 and len(buf) > MAX_PACKET:
-                nxt = buf.find(b"$", 1)
-                self._warn(("long",), f"gdbkd stub: dropped a packet longer than "
-                                      f"{MAX_PACKET} bytes with no end")
-                del buf[:nxt if nxt > 0 else len(buf)]
-                continue
-            if end < 0 or len(buf) < end + 3:
-                self._read()
-                continue
-            pkt = bytes(buf[1:end])
-            cs = bytes(buf[end + 1:end + 3])
-            del buf[:end + 3]
-            if self.ack:
-                ok = cs.lower() == b"%02x" % rsp_checksum(pkt)
-                self._write(b"+" if ok else b"-")
-                if not ok:
-                    continue
-            return pkt
-
-    def _write(self, data):
-        while data:
-            data = data[os.write(self.outfd, data):]
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        if self.log:
-            self.log.write(b"<- " + data[:200] + b"\n")
-            self.log.flush()
-        self._write(b"$" + data + b"#%02x" % rsp_checksum(data))
-
-    def serve(self):
-        try:
-            while True:
-                pkt = self._next_packet()
-                if self.log:
-                    self.log.write(b"-> " + pkt[:200] + b"\n")
-                    self.log.flush()
-                reply = self.handle(pkt)
-                if reply is None:
-                    return
-                self.send(reply)
-                if pkt == b"QStartNoAckMode":
-                    self.ack = False
-        except (EOFError, BrokenPipeError):
-            return
-
-    # -- packets --------------------------------------------------------------------
-    def handle(self, pkt: bytes):
-        try:
-            return self._handle(pkt)
-        except GdbkdError as e:
-            return _error_reply(str(e))
-        except (ValueError, IndexError, OverflowError) as e:      # a malformed packet
-            return f"E.malformed packet ({type(e).__name__})"
-        except Exception as e:     # boundary: corrupt dump data of any kind: answer, keep serving
-            self._warn(("internal", type(e).__name__), f"gdbkd stub: internal error on "
-                       f"{pkt[:40]!r}: {type(e).__name__}: {e}")
-            return "E01"
+    def current_tid(self):
+        return self.thread(self.cur_g).tid
 
     def _stop_reply(self):
         th = self.thread(self.cur_g)
         self.cur_g = th.tid
         return f"T05thread:{th.tid:x};"
 
-    def _handle(self, pkt: bytes):
-        p = pkt.decode("latin-1")
-        if p.startswith("qSupported"):
-            # gdb 14+ announces error-message+ and then shows "E." texts; gdb 13
-            # cannot parse "E." in an m reply, so it gets E14 and the text on stderr.
-            self.error_text = "error-message+" in p
-            return (f"PacketSize={PACKET_SIZE:x};qXfer:features:read+;qXfer:threads:read+;"
-                    f"QStartNoAckMode+;vContSupported-")
-        if p == "QStartNoAckMode":
-            return "OK"     # serve() stops acking once this reply is out
-        if p == "?":
-            try:
-                return self._stop_reply()
-            except (GdbkdError, ValueError, IndexError, KeyError) as e:
-                # gdb 13 spins on an error reply to "?": stop anyway
-                self._warn(("stop-reply",), f"gdbkd stub: cannot tell the crashed thread ({e})")
-                return "S05"
-        if p.startswith("qXfer:features:read:"):
-            annex, _, rng = p[len("qXfer:features:read:"):].partition(":")
-            if annex != "target.xml":
-                return "E00"
-            return self._xfer(self._xml, rng)
-        if p.startswith("qXfer:threads:read::"):
-            rng = p[len("qXfer:threads:read::"):]
-            if rng.startswith("0,") or self._xfer_threads is None:
-                self._xfer_threads = self._threads_doc()
-            return self._xfer(self._xfer_threads, rng)
-        if p == "qfThreadInfo":
-            self._tinfo = [t.tid for t in self._listed()]
-            return self._thread_chunk()
-        if p == "qsThreadInfo":
-            return self._thread_chunk()
-        if p.startswith("qThreadExtraInfo,"):
-            th = self.thread(int(p.split(",")[1], 16))
-            return self.extra_info(th).encode().hex()
-        if p == "qC":
-            return f"QC{self.thread(self.cur_g).tid:x}"
-        if p == "qAttached":
-            return "1"
-        if p.startswith("H"):
-            tid = int(p[2:], 16) if p[2:] not in ("", "-1") else -1
-            if tid > 0:
-                if not self.known(tid):
-                    return "E01"
-                if p[1] == "g":
-                    self.cur_g = tid
-            return "OK"
-        if p.startswith("T"):
-            return "OK" if self.known(int(p[1:], 16)) else "E01"
-        if p == "g":
-            regs = self._regs(self.thread(self.cur_g))
-            return "".join(self._reg_hex(regs, i) for i in range(NUM_REGS))
-        if p.startswith("p"):
-            n = int(p[1:], 16)
-            if n >= NUM_REGS:
-                return "E00"
-            return self._reg_hex(self._regs(self.thread(self.cur_g)), n)
-        if p.startswith("m"):
-            a, _, n = p[1:].partition(",")
-            a, n = int(a, 16), int(n, 16)
-            if not (0 <= a < 1 << 64 and n >= 0):
-                raise ValueError("address or length out of range")
-            return self._read_mem(a, n)
-        if p[:1] in ("M", "X", "G", "P") or p.startswith("vFlash"):
-            return "E.the dump is read-only"
-        if p.startswith("vCont?") or p.startswith("vMustReplyEmpty"):
-            return ""
-        if p in ("c", "s") or p.startswith(("vCont;", "C", "S")):
-            self._warn("run", "gdbkd stub: a dump cannot run; the threads stay where they stopped")
+    def stop_query(self):
+        try:
             return self._stop_reply()
-        if p.startswith("qRcmd,"):
-            return self._monitor(bytes.fromhex(p[6:]).decode("latin-1"))
-        if p == "k":
-            return None
-        if p.startswith("D"):
-            self.send("OK")
-            return None
-        if p.startswith("qSymbol"):
-            return "OK"
-        return ""
+        except (GdbkdError, ValueError, IndexError, KeyError) as e:
+            # gdb 13 spins on an error reply to "?": stop anyway
+            self._warn(("stop-reply",), f"gdbkd stub: cannot tell the crashed thread ({e})")
+            return "S05"
 
-    def _xfer(self, data: bytes, rng: str):
-        off, _, ln = rng.partition(",")
-        off, ln = int(off, 16), int(ln, 16)
-        chunk = data[off:off + min(ln, PACKET_SIZE // 2)]
-        more = off + len(chunk) < len(data)
-        return (b"m" if more else b"l") + rsp_escape_binary(chunk)
+    def resume(self, p):
+        self._warn("run", "gdbkd stub: a dump cannot run; the threads stay where they stopped")
+        return self._stop_reply()
 
-    def _thread_chunk(self):
-        if not self._tinfo:
-            return "l"
-        n = max(1, (PACKET_SIZE - 16) // 9)
-        part, self._tinfo = self._tinfo[:n], self._tinfo[n:]
-        return "m" + ",".join(f"{t:x}" for t in part)
+    # -- registers ------------------------------------------------------------------
+    def features_xml(self, annex):
+        return self._xml if annex == "target.xml" else None
 
     def _regs(self, th):
         """The thread's registers, with x30 and pc unsigned when pointer auth is on."""
@@ -368,49 +175,52 @@ class StubServer:
                     regs[i] = self.pac.strip(regs[i] & 0xFFFFFFFFFFFFFFFF)
         return regs
 
-    @staticmethod
-    def _reg_hex(regs, i):
-        v = regs[i]
-        size = REG_SIZES[i]
-        if v is None:
-            return "xx" * size
-        return (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little").hex()
+    def registers_reply(self):
+        return regs_hex(self._regs(self.thread(self.cur_g)), REG_SIZES[:NUM_REGS])
 
-    def _warn(self, key, msg):
-        if key in self._warned or len(self._warned) > 1000:
-            return
-        self._warned.add(key)
-        print(msg, file=self.err, flush=True)
+    def register_reply(self, n):
+        if n >= NUM_REGS:
+            return "E00"
+        return reg_hex(self._regs(self.thread(self.cur_g))[n], REG_SIZES[n])
 
-    def _read_mem(self, addr, length):
-        length = min(length, PACKET_SIZE // 2)
-        out = []
-        ps = self.dump.page_size
-        a, left = addr, length
-        while left > 0:
-            n = min(left, ps - (a & (ps - 1)))
-            try:
-                out.append(self.dump.read(a, n))
-            except GdbkdError as e:
-                if isinstance(e, PageExcluded):
-                    msg = "page excluded from the dump (makedumpfile -d)"
-                    self._warn(("bad", a // ps), f"gdbkd stub: {a:#x}: {msg}")
-                elif isinstance(e, DumpError) and not isinstance(e, PageNotInDump):
-                    msg = str(e)             # a corrupt page: news to the user, say it once
-                    self._warn(("bad", a // ps), f"gdbkd stub: {a:#x}: {msg}")
-                else:
-                    msg = str(e)
-                if out:
-                    break
-                return _error_reply(msg) if self.error_text else "E14"
-            a += n
-            left -= n
-        data = b"".join(out)
+    def write(self, p):
+        return "E.the dump is read-only"
+
+    # -- memory ---------------------------------------------------------------------
+    def memory_reply(self, addr, length):
+        """The bytes the dump has from ADDR on, up to the first page it cannot give (an
+        error reply when that is the first). A corrupt or excluded page is also said on
+        stderr, once per page."""
+        try:
+            data = self.reader.read(addr, length)
+        except MemoryFault as f:
+            e = f.cause if f.cause is not None else f
+            a = addr + ((f.addr - addr) & M64)          # the page that failed
+            ps = self.dump.page_size
+            if isinstance(e, PageExcluded):
+                msg = "page excluded from the dump (makedumpfile -d)"
+                self._warn(("bad", a // ps), f"gdbkd stub: {a:#x}: {msg}")
+            elif isinstance(e, DumpError) and not isinstance(e, PageNotInDump):
+                msg = str(e)             # a corrupt page: news to the user, say it once
+                self._warn(("bad", a // ps), f"gdbkd stub: {a:#x}: {msg}")
+            else:
+                msg = str(e)
+            if a == addr:
+                return self.memory_error(msg)
+            data = self.reader.read(addr, a - addr)      # the pages before it
         if self.pac.enabled:
             data = self.pac.strip_bytes(addr, data)
         return data.hex()
 
-    def _monitor(self, cmd):
+    # -- the rest -------------------------------------------------------------------
+    def other(self, p):
+        if p == "qAttached":
+            return "1"
+        if p.startswith("qSymbol"):
+            return "OK"
+        return ""      # vCont? (no vCont), vMustReplyEmpty, anything not supported
+
+    def monitor(self, cmd):
         d = self.dump
         cmd = cmd.strip()
         if cmd in ("", "help"):
@@ -441,5 +251,5 @@ class StubServer:
                 text = f"code pointers now served {'stripped' if self.pac.enabled else 'raw'}\n"
         else:
             text = f"unknown monitor command '{escape(cmd)}' (try: monitor help)\n"
-        self.send("O" + text.encode().hex())
+        self.console(text)
         return "OK"

@@ -11,7 +11,8 @@ import os
 import pytest
 from hypothesis import given, strategies as st
 
-from gdbkd.stub.server import StubServer, MAX_PACKET, rsp_checksum
+from gdbkd.stub.server import StubServer
+from gdbkd.stub.rsp import MAX_PACKET, rsp_checksum
 from test_fuzz_parsers import FUZZ
 
 pytestmark = pytest.mark.fuzz

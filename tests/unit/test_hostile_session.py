@@ -112,7 +112,7 @@ def test_server_long_packet_then_real_one(dump, tmp_path):
     """Found by the fuzz tier: an unterminated packet just over MAX_PACKET whose tail
     arrives with the next real packet was taken as one packet with the real one's end
     (a checksum error), and the real packet was lost: the session hung."""
-    from gdbkd.stub.server import MAX_PACKET
+    from gdbkd.stub.rsp import MAX_PACKET
     err = open(tmp_path / "stderr", "w+")
     c = Client(dump, err)
     try:

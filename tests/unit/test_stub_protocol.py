@@ -8,7 +8,8 @@ import pytest
 
 from gdbkd.target import open_dump, IDLE_TID_BASE
 from conftest import module_dumps
-from gdbkd.stub.server import StubServer, rsp_checksum
+from gdbkd.stub.server import StubServer
+from gdbkd.stub.rsp import rsp_checksum
 
 pytestmark = pytest.mark.unit
 
