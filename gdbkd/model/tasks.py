@@ -35,7 +35,7 @@ from ..textutil import escape
 
 __all__ = ["Task", "TaskList", "task_list", "all_tasks", "read_task", "active_tasks",
            "state_code", "STATE_CODES", "thread_size", "parse_task_spec", "select_tasks",
-           "PF_KTHREAD", "IDLE_TID_BASE", "is_state"]
+           "PF_KTHREAD", "IDLE_TID_BASE", "is_state", "ps_letter"]
 
 PF_KTHREAD = 0x00200000
 IDLE_TID_BASE = 4194304        # thread id of CPU n's idle task: PID_MAX_LIMIT + n
@@ -89,6 +89,20 @@ def state_code(state: int, exit_state: int) -> str:
     if state & TASK_NEW:
         return "NE"
     return "??"
+
+
+def ps_letter(state: int) -> str:
+    """``ps``'s one letter for ``__state``/``state`` (R, S, D, T, t, Z, X, I; ``?``): what
+    the dump server and the live proxy show in a thread's name (TASK_IDLE, 0x402, is I)."""
+    if state == 0:
+        return "R"
+    for bit, ch in ((TASK_UNINTERRUPTIBLE, "D"), (TASK_INTERRUPTIBLE, "S"), (TASK_STOPPED, "T"),
+                    (TASK_TRACED, "t"), (EXIT_ZOMBIE, "Z"), (EXIT_DEAD, "X"),
+                    (TASK_UNINTERRUPTIBLE | TASK_NOLOAD, "I")):
+        if state & bit:
+            idle = TASK_UNINTERRUPTIBLE | TASK_NOLOAD
+            return "I" if state & idle == idle else ch
+    return "?"
 
 
 class Task:

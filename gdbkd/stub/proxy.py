@@ -43,7 +43,8 @@ import socket
 from ..errors import GdbkdError
 from ..textutil import escape
 from ..model.reader import Reader, MemoryFault
-from .rsp import (RspTarget, SessionEnded, MAX_PACKET, rsp_checksum, state_letter, reg_hex,
+from ..model.tasks import ps_letter
+from .rsp import (RspTarget, SessionEnded, MAX_PACKET, rsp_checksum, reg_hex,
                   regs_hex, threads_xml)
 
 __all__ = ["QemuLink", "RspReader", "LiveProxy", "connect_qemu"]
@@ -427,7 +428,7 @@ class LiveProxy(RspTarget):
             return [(c, f"CPU#{c - 1}", f"vCPU {c - 1}", c - 1) for c in v["vcpus"]]
         out = []
         for t in v["tasks"]:
-            extra = f"pid {t.pid} {escape(t.name)} [{state_letter(t.state)}]"
+            extra = f"pid {t.pid} {escape(t.name)} [{ps_letter(t.state)}]"
             if t.active_cpu is not None and t.tid in v["vcpu_of_tid"]:
                 extra += f" on cpu {t.active_cpu}"
             core = t.active_cpu if t.active_cpu is not None else t.cpu

@@ -23,7 +23,7 @@ the ones both targets answer alike, and runs the serve loop:
 A subclass supplies where threads, registers and memory come from, what the
 run packets and monitor commands do, and every packet this base does not
 know (:meth:`RspTarget.other`). The shared helpers (checksum, binary escaping,
-XML escaping, task state letters, error replies) are public here.
+XML escaping, error replies) are public here.
 
 Hostile input: the input buffer holds at most :data:`MAX_PACKET` bytes of one
 packet (gdb sends at most the PacketSize announced here); a longer
@@ -41,7 +41,7 @@ from ..textutil import escape
 from ..model.reader import MemoryFault
 
 __all__ = ["RspTarget", "SessionEnded", "PACKET_SIZE", "MAX_PACKET", "rsp_checksum",
-           "rsp_escape_binary", "xml_escape", "error_reply", "state_letter", "reg_hex",
+           "rsp_escape_binary", "xml_escape", "error_reply", "reg_hex",
            "regs_hex", "threads_xml"]
 
 PACKET_SIZE = 0x4000
@@ -72,18 +72,6 @@ def error_reply(text: str) -> str:
     """An ``E.`` reply: the text on one line, without the protocol's framing characters."""
     text = " ".join(text.split())
     return "E." + text.replace("$", "").replace("#", "").replace("}", "").replace("*", "")[:200]
-
-
-def state_letter(state: int) -> str:
-    """``ps``'s letter for a task's ``__state`` (R, S, D, T, t, Z, X, I; ``?``)."""
-    # TASK_* bits (include/linux/sched.h): 0 running, 1 S, 2 D, 4 T, 8 t, 0x10 X/Z...
-    if state == 0:
-        return "R"
-    for bit, ch in ((0x2, "D"), (0x1, "S"), (0x4, "T"), (0x8, "t"), (0x20, "Z"), (0x10, "X"),
-                    (0x402, "I")):
-        if state & bit:
-            return "I" if state & 0x402 == 0x402 else ch
-    return "?"
 
 
 def reg_hex(value, size: int) -> str:

@@ -28,8 +28,9 @@ from ..errors import GdbkdError
 from ..textutil import escape
 from ..dump import DumpError, PageExcluded, PageNotInDump
 from ..model.reader import DumpReader, MemoryFault, M64
+from ..model.tasks import ps_letter
 from ..target.regs import NUM_REGS, REG_SIZES
-from .rsp import RspTarget, threads_xml, state_letter, reg_hex, regs_hex
+from .rsp import RspTarget, threads_xml, reg_hex, regs_hex
 
 __all__ = ["StubServer", "target_xml"]
 
@@ -131,7 +132,7 @@ class StubServer(RspTarget):
 
     def _extra(self, th) -> str:
         t = th.task
-        s = f"pid {t.pid} {escape(t.name)} [{state_letter(t.state)}]"
+        s = f"pid {t.pid} {escape(t.name)} [{ps_letter(t.state)}]"
         if th.active_cpu >= 0:
             s += f" on cpu {th.active_cpu}"
             if th.active_cpu == self.dump.crashed_cpu:
