@@ -21,6 +21,7 @@ def serve_proxy(target, vmlinux, listen=None, ready=None, ram=None):
         # connects: gdb resends a packet it gets no answer to within 2 s, and a second
         # answer to one packet would put every later reply one packet behind
         proxy = LiveProxy(link, vmlinux, ram=ram)
+        proxy.wait_for_kernel()
         if listen is None:
             proxy.serve()
             return

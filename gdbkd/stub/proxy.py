@@ -39,6 +39,7 @@ import os
 import re
 import select
 import socket
+import time
 
 from ..errors import GdbkdError
 from ..textutil import escape
@@ -327,6 +328,32 @@ class LiveProxy(RspTarget):
             return None
         return int.from_bytes(bytes.fromhex(r), "little")
 
+    def wait_for_kernel(self, timeout: float = 60.0) -> bool:
+        """Before gdb connects: until the guest's task list can be read and a vCPU runs one
+        of its tasks (attached while the firmware or the kernel's early boot runs: no vCPU
+        shows the kernel's vectors yet, or none runs a listed task), let it run 0.2 s at a
+        time. gdb then meets every task as a thread from its first
+        stop: the threads it saw never change from vCPUs into tasks under it (gdb 13 fails
+        an assertion, switch_to_thread, when its current thread vanishes that way). False
+        when the kernel is not up within ``timeout`` (gdb then sees vCPU threads)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.invalidate()
+            v = self.view()
+            if v["tasks"] is not None and v["tid_of_vcpu"]:    # and a CPU runs a known task
+                return True
+            if time.monotonic() > deadline:
+                return False
+            self.link.hg = None
+            self.link.send("c")
+            time.sleep(0.2)
+            self.link.interrupt()
+            r = self.link.read_packet()
+            while r.startswith("O") and r != "OK" and _is_hex(r[1:]):
+                r = self.link.read_packet()
+            if r[:1] in ("W", "X"):
+                raise LinkClosed(f"the guest ended while booting ({r})")
+
     def view(self):
         """{"vcpus": [...], "kmap": vcpu, "tasks": [...] or None, ...} for this stop."""
         if self._view is None:
@@ -445,10 +472,19 @@ class LiveProxy(RspTarget):
         return v["vcpu_of_tid"].get(tid)
 
     def _tid_for_vcpu(self, vcpu):
+        """The thread a stop on ``vcpu`` is reported on: its task; for a vCPU that runs none
+        (a secondary CPU still in the firmware early in boot, an offline one) a thread that
+        is in the list all the same (another vCPU's task), never an id gdb does not know
+        (gdb 13 fails an assertion, switch_to_thread, on a stop in an unknown thread)."""
         v = self.view()
         if v["tasks"] is None:
             return vcpu
-        return v["tid_of_vcpu"].get(vcpu, vcpu)
+        tid = v["tid_of_vcpu"].get(vcpu)
+        if tid is None:
+            tid = next(iter(v["tid_of_vcpu"].values()), None)
+        if tid is None:
+            tid = v["tasks"][0].tid if v["tasks"] else vcpu
+        return tid
 
     def known(self, tid):
         v = self.view()
@@ -646,6 +682,10 @@ class LiveProxy(RspTarget):
         return self.link.request(p)      # qAttached, qSymbol, qOffsets, breakpoints, ...
 
 
+#: how long a refused connection is retried (QEMU creates its gdbstub socket ~0.5 s after it starts)
+_REFUSED_WAIT = 3.0
+
+
 def connect_qemu(target: str) -> QemuLink:
     """A link to QEMU's gdbstub at HOST:PORT (loopback only) or a unix socket path."""
     if ":" in target and not target.startswith("/"):
@@ -654,10 +694,18 @@ def connect_qemu(target: str) -> QemuLink:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise GdbkdError(f"gdbkd proxy connects to a gdbstub on this machine only "
                              f"(127.0.0.1), not {host}")
-        try:
-            s = socket.create_connection((host, int(port)), timeout=10)
-        except (OSError, ValueError) as e:
-            raise GdbkdError(f"cannot connect to the gdbstub at {target}: {e}")
+        s = None
+        deadline = time.monotonic() + _REFUSED_WAIT
+        while s is None:
+            try:
+                s = socket.create_connection((host, int(port)), timeout=10)
+            except ConnectionRefusedError as e:
+                # a QEMU started a moment ago listens a few hundred ms later: wait for it
+                if time.monotonic() > deadline:
+                    raise GdbkdError(f"cannot connect to the gdbstub at {target}: {e}")
+                time.sleep(0.1)
+            except (OSError, ValueError) as e:
+                raise GdbkdError(f"cannot connect to the gdbstub at {target}: {e}")
     else:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

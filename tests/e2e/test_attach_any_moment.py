@@ -54,8 +54,7 @@ def test_attach_shows_every_task_as_a_thread(profile, moment, tmp_path, no_lefto
     m.start()
     try:
         if moment == "boot":
-            assert m.console.wait_for("Booting Linux", 60)      # the kernel has started booting
-            time.sleep(0.2)                                     # QEMU's gdbstub listens by now
+            pass        # at once: QEMU may not listen yet (gdbkd waits up to 3 s for it)
         else:
             assert m.console.wait_for("GDBKD-READY", 120), m.console.text()[-1000:]
         if moment == "panicked":
