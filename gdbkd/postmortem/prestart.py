@@ -38,7 +38,7 @@ def gdb_argv(fifo, batch):
 def spawn(batch):
     """(gdb Popen, directory) with the FIFO ``init.gdb`` in a new 0700 directory.
     FileNotFoundError when there is no gdb-multiarch (the directory is removed)."""
-    d = tempfile.mkdtemp(prefix="gdbkd-core-")
+    d = tempfile.mkdtemp(prefix=f"gdbkd-core-{os.getpid()}-")     # whose: the pid says
     try:
         fifo = os.path.join(d, "init.gdb")
         os.mkfifo(fifo, 0o600)

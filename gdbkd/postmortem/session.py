@@ -293,7 +293,7 @@ def run_core(dump, vmlinux, *, batch=False, ex=(), modules_dirs=(), report=True)
     dumpobj = None
     d = None
     old_int = signal.getsignal(signal.SIGINT)
-    sfd, status = tempfile.mkstemp(prefix="gdbkd-core-report-")   # the report's failure, if any
+    sfd, status = tempfile.mkstemp(prefix=f"gdbkd-core-report-{os.getpid()}-")   # the report's failure
     os.close(sfd)
     try:
         # gdb started by gdbkd/entry.py before click was imported, or now

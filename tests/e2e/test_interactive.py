@@ -117,6 +117,11 @@ def test_core_prompt_threads_ctrl_c_and_quit(tmp_path):
         p.wait("(gdb)", 60)
         servers = _server_children(link.name)
         assert len(servers) == 1, servers          # gdb exec'd in place of the frontend + the server
+        # the frontend's pid names its temporary files (the server is the frontend or its
+        # child): other gdbkd core sessions running meanwhile on this machine are not counted
+        ppid = int(open(f"/proc/{servers[0]}/stat").read().rsplit(")", 1)[1].split()[1])
+        mine = tuple(f"gdbkd-core-{kind}{pid}-" for pid in (servers[0], ppid) for kind in ("", "report-"))
+        assert [d for d in set(os.listdir("/tmp")) - before if d.startswith(mine)]   # seen
         p.keys("info threads", "Enter")
         p.wait("busybox-sleeper", 30)
         p.keys("C-c")
@@ -129,7 +134,7 @@ def test_core_prompt_threads_ctrl_c_and_quit(tmp_path):
         while _server_children(link.name) and time.time() < deadline:
             time.sleep(0.1)
         assert _server_children(link.name) == []
-        assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith("gdbkd-core-")]
+        assert not [d for d in set(os.listdir("/tmp")) - before if d.startswith(mine)]
     finally:
         p.close()
 
