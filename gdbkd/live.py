@@ -17,7 +17,6 @@ import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts.initramfs import ensure_base_initramfs, write_overlay, READY_MARKER
 from .artifacts.kernel import ensure_kernel
 from .artifacts.modules import build_module_dir
 from .cache import progress
@@ -303,13 +302,8 @@ def _prepare_guest(opts, run_dir: Path):
             files[f"lib/modules/gdbkd/{ko.name}"] = ko
             kos.append(ko)
             mod_dirs.append(str(ko.parent))
-    initrd, disk, ready = None, [], READY_MARKER
-    if profile.guest.get("initramfs", True):
-        base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
-        initrd = write_overlay(base, files, run_dir / "initrd.img", rc=opts.rc)
-    else:        # a kernel without initramfs support: an ext4 root on virtio-blk
-        from .artifacts.rootfs import guest_root
-        disk, ready = guest_root(profile, kernel, files, opts.rc, run_dir)
+    from .artifacts.rootfs import guest_boot
+    initrd, disk, ready = guest_boot(profile, kernel, files, opts.rc, run_dir)
     if kernel.modules_dir:
         mod_dirs.append(kernel.modules_dir)
     return profile, kernel, initrd, disk, ready, mod_dirs, kos

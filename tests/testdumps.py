@@ -106,13 +106,9 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
 def _boot_media(kernel, profile, td: Path, rc=_RC):
     """``(initrd, qemu_args)`` booting the guest with ``rc``: an initramfs, or gdbkd's
     root disk for a kernel that cannot take one (the course's 5.0)."""
-    if not profile.guest.get("initramfs", True):
-        from gdbkd.artifacts.rootfs import guest_root
-        args, _ = guest_root(profile, kernel, {}, rc, td, own_allowed=False)
-        return None, args
-    from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
-    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
-    return write_overlay(base, {}, td / "initrd.img", rc=rc), []   # aligns the overlay itself
+    from gdbkd.artifacts.rootfs import guest_boot
+    initrd, args, _ = guest_boot(profile, kernel, {}, rc, td, own_allowed=False)
+    return initrd, args
 
 
 def sleeper_pids(console: str) -> dict:

@@ -24,7 +24,7 @@ from ..cache import cache_root, atomic_write, key_of
 from ..errors import GdbkdError
 from .initramfs import base_content, BASE_DIRS, INIT_SCRIPT, READY_MARKER
 
-__all__ = ["ensure_base_rootfs", "write_rootfs", "disk_args", "guest_root"]
+__all__ = ["ensure_base_rootfs", "write_rootfs", "disk_args", "guest_root", "guest_boot"]
 
 #: the image's size (sparse: the content is a few MB); room for per-run files
 ROOTFS_SIZE = "64M"
@@ -165,3 +165,15 @@ def guest_root(profile, kernel, files: dict, rc: str, run_dir: Path, own_allowed
         return disk_args(own) + args, g.get("rootfs_ready", "login:")
     base = ensure_base_rootfs(kernel, g.get("boot_modules", []))
     return disk_args(write_rootfs(base, files, run_dir / "root.ext4", rc)) + args, READY_MARKER
+
+
+def guest_boot(profile, kernel, files: dict, rc: str, run_dir: Path, own_allowed: bool = True):
+    """How a profile's guest boots with ``files`` and ``rc``: ``(initrd, qemu_args, ready)``.
+    An initramfs overlay (``initrd.img`` in ``run_dir``), or for a kernel without
+    initramfs support (``[guest] initramfs = false``) its root disk (:func:`guest_root`)."""
+    if not profile.guest.get("initramfs", True):
+        args, ready = guest_root(profile, kernel, files, rc, run_dir, own_allowed)
+        return None, args, ready
+    from .initramfs import ensure_base_initramfs, write_overlay
+    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
+    return write_overlay(base, files, Path(run_dir) / "initrd.img", rc=rc), [], READY_MARKER

@@ -131,18 +131,12 @@ def _guest_files(kernel, profile, files, rc, workdir: Path, root_disk: bool):
 
 
 def _boot_media(kernel, profile, files, rc, workdir: Path):
-    """``(initrd, qemu_args, ready)`` of the first kernel: its initramfs, or for a kernel
-    without initramfs support gdbkd's root disk (:func:`gdbkd.artifacts.rootfs.guest_root`)."""
-    from ..artifacts.initramfs import ensure_base_initramfs, write_overlay, READY_MARKER
+    """``(initrd, qemu_args, ready)`` of the first kernel with the kdump setup (a kernel
+    without initramfs support boots gdbkd's own root: the tools must be written into it)."""
+    from ..artifacts.rootfs import guest_boot
     root_disk = not profile.guest.get("initramfs", True)
     first_files, first_rc = _guest_files(kernel, profile, files, rc, workdir, root_disk)
-    if root_disk:
-        from ..artifacts.rootfs import guest_root
-        args, ready = guest_root(profile, kernel, first_files, first_rc, workdir,
-                                 own_allowed=False)
-        return None, args, ready
-    base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
-    return write_overlay(base, first_files, workdir / "initrd.img", rc=first_rc), [], READY_MARKER
+    return guest_boot(profile, kernel, first_files, first_rc, workdir, own_allowed=False)
 
 
 def run_kdump(kernel, profile, files: dict, rc: str, trigger: list, out, timeout=300,

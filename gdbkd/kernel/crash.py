@@ -234,15 +234,9 @@ def is_postmortem() -> bool:
 
 def _panic_line_from_log():
     """The reason of the last "Kernel panic - not syncing: REASON" line of the log, or None."""
-    try:
-        from . import printk
-        recs = printk.records()
-    except (gdb.error, ValueError):
-        return None
-    for r in reversed(recs[-400:]):
-        for line in reversed(r.text.decode("utf-8", "replace").splitlines()):
-            if line.startswith("Kernel panic - not syncing: "):
-                return line[len("Kernel panic - not syncing: "):].strip()
+    for line in reversed(_log_lines()):
+        if line.startswith("Kernel panic - not syncing: "):
+            return line[len("Kernel panic - not syncing: "):].strip()
     return None
 
 
@@ -256,11 +250,12 @@ def _log_lines(last=400):
     return [l for r in recs[-last:] for l in r.text.decode("utf-8", "replace").splitlines()]
 
 
-def trap_from_log():
-    """The last oops/BUG/panic line of the kernel log, for dumps whose crashed thread
-    starts at the faulting pc (kdump after an oops: crash_kexec got the oops' pt_regs)."""
+def trap_from_log(lines=None):
+    """The last oops/BUG/panic line of the kernel log (``lines``: :func:`_log_lines`, read
+    here when not given), for dumps whose crashed thread starts at the faulting pc (kdump
+    after an oops: crash_kexec got the oops' pt_regs)."""
     best = {}
-    for line in _log_lines():
+    for line in _log_lines() if lines is None else lines:
         m = _OOPS_RE.search(line)
         if m and "---[ end " in line:       # the closing marker repeats the panic line
             continue
@@ -277,7 +272,7 @@ _ESR_RE = re.compile(r"\bESR = (0x[0-9a-f]+)")
 _VA_RE = re.compile(r"at virtual address ([0-9a-f]{8,16})\b")
 
 
-def _oops_saved_registers(pc: int, msg: str) -> dict:
+def _oops_saved_registers(pc: int, msg: str, lines) -> dict:
     """The oops's exception registers on a dump whose crashed thread starts at the fault.
 
     An oops reaches ``crash_kexec(regs)`` from ``die()``, and ``crash_setup_regs()``
@@ -285,8 +280,7 @@ def _oops_saved_registers(pc: int, msg: str) -> dict:
     arch/arm64/include/asm/kexec.h; unchanged v4.x-6.12): the dump's registers of that
     thread *are* the oops's. Taken as such only when the oops's own ``pc : SYM+OFF/SIZE``
     line names this pc; ESR from its ``ESR = `` line, the address from its message. {}
-    when the log does not prove it."""
-    lines = _log_lines()
+    when the log (``lines``, :func:`_log_lines`) does not prove it."""
     at = next((i for i in range(len(lines) - 1, -1, -1) if _OOPS_PC_RE.match(lines[i])), None)
     if at is None or _OOPS_PC_RE.match(lines[at]).group(1) != symbolize(pc):
         return {}
@@ -380,7 +374,8 @@ def find_trap():
         below = _trap_below_exception()
         if below is not None:
             return below
-        msg = trap_from_log() if is_postmortem() else None
+        lines = _log_lines() if is_postmortem() else []
+        msg = trap_from_log(lines) if lines else None
         if msg is None:
             return None
         # no trap frame but the log has the oops: the selected thread starts at the fault
@@ -389,7 +384,7 @@ def find_trap():
         t = {"trap": kind, "frame": 0, "message": escape(msg), "from_log": True,
              "fault_pc": pc, "fault_function": symbolize(pc)}
         if kind == "die":
-            t.update(_oops_saved_registers(pc, msg))
+            t.update(_oops_saved_registers(pc, msg, lines))
         return t
     t = {"trap": name, "frame": f.level()}
     if name == "die":

@@ -35,14 +35,10 @@ def _machine(profile_name, workdir: Path):
         pytest.skip(f"the course's prebuilt 5.0 kernel is not at {PREBUILT}")
     profile = load_profile(profile_name)
     kernel = ensure_kernel(profile)
-    rc = "echo GDBKD-SHELL=$$\n"
-    if profile.guest.get("initramfs", True):
-        from gdbkd.artifacts.initramfs import ensure_base_initramfs, write_overlay
-        base = ensure_base_initramfs(kernel, profile.guest.get("boot_modules", []))
-        return kernel, Machine(profile, kernel, write_overlay(base, {}, workdir / "i.img", rc=rc))
-    from gdbkd.artifacts.rootfs import guest_root
-    args, _ = guest_root(profile, kernel, {}, rc, workdir, own_allowed=False)
-    return kernel, Machine(profile, kernel, None, extra_args=args)
+    from gdbkd.artifacts.rootfs import guest_boot
+    initrd, args, _ = guest_boot(profile, kernel, {}, "echo GDBKD-SHELL=$$\n", workdir,
+                                 own_allowed=False)
+    return kernel, Machine(profile, kernel, initrd, extra_args=args)
 
 
 @pytest.mark.parametrize("moment", MOMENTS)
