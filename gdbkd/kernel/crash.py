@@ -13,7 +13,7 @@ import gdb
 
 from .memory import read_cstring, reading_dump
 from .symbolize import lookup
-from .unwind import entry_text_range
+from .stack import entry_text_range
 from ..textutil import escape
 
 __all__ = ["find_trap", "read_pt_regs", "frames", "format_panic", "PT_REG_NAMES"]

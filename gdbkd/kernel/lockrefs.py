@@ -52,11 +52,11 @@ def _plt_target(addr):
 def callee_name(target):
     """The function a ``bl`` to ``target`` calls (through a module PLT veneer), without a
     compiler suffix (``.constprop.0``), or None."""
-    name = lookup(target, want_line=False).name or ""
-    if not name or name.startswith("["):
-        real = _plt_target(target)
-        if real is not None:
-            name = lookup(real, want_line=False).name or ""
+    # a veneer first: it lies in the module's .plt, past its last function, so the
+    # nearest symbol below it names that function (5.0's kdspin_aa called
+    # "kdspin_start+0x…" for queued_spin_lock_slowpath)
+    real = _plt_target(target)
+    name = lookup(real if real is not None else target, want_line=False).name or ""
     return name.split(".")[0] or None
 
 

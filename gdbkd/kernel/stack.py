@@ -36,12 +36,11 @@ from .percpu import on_thread
 from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
 from .stackranges import thread_size, stack_ranges, stack_of
-from .unwind import entry_text_range
 from .vabits import strip_pac
 
 __all__ = ["Frame", "Unwind", "unwind", "unwind_task", "read_pt_regs", "pt_regs_valid",
            "scan_exception_frames", "text_words", "entry_text", "gdb_frames", "best_unwind",
-           "PSTATE_MODES", "CUT_SHORT"]
+           "PSTATE_MODES", "CUT_SHORT", "entry_text_range", "forget_entry_text", "exception_regs"]
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 PSTATE_MODES = {0x0: "EL0t", 0x4: "EL1t", 0x5: "EL1h", 0x8: "EL2t", 0x9: "EL2h"}
@@ -50,6 +49,29 @@ FRAME_META_TYPE_PT_REGS = 2
 #: in a stop reason: the walk ended at memory it could not read (a corrupt or excluded
 #: page of a dump, an unmapped stack), not at the end of the stack
 CUT_SHORT = "backtrace cut short"
+
+
+_range = None
+
+
+def entry_text_range():
+    """(start, end) of .entry.text, relocated; None if the symbols are unknown (kept until
+    :func:`forget_entry_text`: the exception unwinder calls it when symbol files change)."""
+    global _range
+    if _range is None:
+        from .symbols import vmlinux_symbol_address
+        try:
+            s = vmlinux_symbol_address("__entry_text_start")
+            e = vmlinux_symbol_address("__entry_text_end")
+            _range = (s, e) if s is not None and e is not None else (0, 0)
+        except gdb.error:
+            _range = (0, 0)
+    return _range if _range[1] else None
+
+
+def forget_entry_text():
+    global _range
+    _range = None
 
 
 def entry_text():
@@ -120,6 +142,27 @@ def pt_regs_valid(regs: dict, strict=False) -> bool:
     if sf[0] == 0 and sf[1] == 0:
         return sf[2] in (FRAME_META_TYPE_FINAL, FRAME_META_TYPE_PT_REGS) or not el1
     return False
+
+
+def exception_regs(fp: int, sp=None, strict=False):
+    """The pt_regs an exception-entry frame (pc in ``.entry.text``) saved, or None: the
+    one whose embedded frame record ``fp`` (the frame's x29) points at — every entry since
+    4.14 sets x29 = ``&regs->stackframe`` — else, given ``sp``, the one at the frame's sp.
+    ``strict``: see :func:`pt_regs_valid`. The frame-record walk, kd bt over gdb's frames and
+    the unwinder gdbkd gives gdb all take an exception frame's registers from here. (x29
+    matters where sp does not hold them: 5.0–5.10's ``el1_irq`` calls its handler on the
+    IRQ stack, keeping the task stack's sp, the pt_regs, only in x19.)"""
+    off = _pt_regs_layout()["stackframe"]
+    for base in ((fp - off) if fp else None, sp):
+        if not base:
+            continue
+        try:
+            regs = read_pt_regs(base)
+        except gdb.MemoryError:
+            continue
+        if pt_regs_valid(regs, strict=strict):
+            return regs
+    return None
 
 
 class Frame:
@@ -205,11 +248,8 @@ def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256, e
         # exception entry: pt_regs below the embedded frame record (not yet in the vector
         # table itself, where nothing is saved and x29 is still the interrupted code's)
         if in_entry_text(cur.pc) and cur.fp and not (cur.kind == "exact" and _in_vectors(cur.pc)):
-            try:
-                regs = read_pt_regs(cur.fp - _pt_regs_layout()["stackframe"])
-            except gdb.MemoryError:
-                regs = None
-            if regs is not None and pt_regs_valid(regs):
+            regs = exception_regs(cur.fp)
+            if regs is not None:
                 cur.regs = regs
                 mode = regs["pstate"] & 0x1F
                 if mode == 0 or mode & 0x10:
@@ -328,14 +368,7 @@ def gdb_frames(thread, task, max_frames=256):
         f.stack = stack_of(f.sp, ranges)
         if in_entry_text(f.pc) and not f.inline_of:
             # show the exception's saved registers like the frame-record walk does
-            for base in (f.fp - _pt_regs_layout()["stackframe"], f.sp):
-                try:
-                    regs = read_pt_regs(base)
-                except gdb.MemoryError:
-                    continue
-                if pt_regs_valid(regs, strict=True):
-                    f.regs = regs
-                    break
+            f.regs = exception_regs(f.fp, f.sp, strict=True)
     return Unwind(frames, stop, ranges, {"pc": frames[0].pc, "fp": frames[0].fp,
                                          "sp": frames[0].sp, "source": "gdb frames"})
 

@@ -19,20 +19,20 @@ import gdb
 from gdb.unwinder import Unwinder, register_unwinder
 
 from .memory import read_bytes
+from .stack import entry_text_range, forget_entry_text, exception_regs
 
-__all__ = ["register", "entry_text_range", "PT_REGS_WORDS", "exact_pc_function", "is_exception_frame"]
+__all__ = ["register", "PT_REGS_WORDS", "exact_pc_function", "is_exception_frame"]
 
 PT_REGS_WORDS = 34  # x0..x30, sp, pc, pstate
 _M = 0xFFFFFFFFFFFFFFFF
 
-_range = None
 _irq_switch = None
 
 
 def _reset(_event=None):
-    global _range, _irq_switch
-    _range = None
+    global _irq_switch
     _irq_switch = None
+    forget_entry_text()
 
 
 def irq_stack_switch():
@@ -48,20 +48,6 @@ def irq_stack_switch():
         except gdb.error:
             _irq_switch = 0
     return _irq_switch or None
-
-
-def entry_text_range():
-    """(start, end) of .entry.text, relocated; None if the symbols are unknown."""
-    global _range
-    if _range is None:
-        from .symbols import vmlinux_symbol_address
-        try:
-            s = vmlinux_symbol_address("__entry_text_start")
-            e = vmlinux_symbol_address("__entry_text_end")
-            _range = (s, e) if s is not None and e is not None else (0, 0)
-        except gdb.error:
-            _range = (0, 0)
-    return _range if _range[1] else None
 
 
 class _FrameId:
@@ -142,22 +128,29 @@ class ExceptionFrameUnwinder(Unwinder):
                 module = any(lo <= pc < hi and what.startswith("module ") for lo, hi, what in text_ranges())
                 return self._module_frame(pending_frame, pc) if module else None
             sp = int(pending_frame.read_register("sp")) & _M
-            raw = read_bytes(sp, PT_REGS_WORDS * 8)
+            fp = int(pending_frame.read_register("x29")) & _M
+            # the frame-record walk's own rule (kernel/stack.py exception_regs): the pt_regs
+            # whose embedded frame record x29 points at — 5.x's el1_irq runs its handler on
+            # the IRQ stack, so its sp is not the pt_regs there — else the pt_regs at sp
+            regs = exception_regs(fp, sp, strict=True)
+            if regs is None:
+                raw = read_bytes(sp, PT_REGS_WORDS * 8)
+                words = [int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i in range(PT_REGS_WORDS)]
+                regs = {**{f"x{i}": words[i] for i in range(31)}, "sp": words[31], "pc": words[32],
+                        "pstate": words[33]}
         except (gdb.error, gdb.MemoryError, ValueError, OverflowError):
             return None
-        words = [int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i in range(PT_REGS_WORDS)]
-        pstate = words[33]
-        if (pstate >> 2) & 3 != 1:       # not taken from EL1: stop here
+        if (regs["pstate"] >> 2) & 3 != 1:       # not taken from EL1: stop here
             return None
         u64 = gdb.lookup_type("unsigned long")
-        if words[32] == 0:
+        if regs["pc"] == 0:
             return None
         info = pending_frame.create_unwind_info(
             _FrameId(pending_frame.read_register("sp"), pending_frame.read_register("pc")))
         for i in range(31):
-            info.add_saved_register(f"x{i}", gdb.Value(words[i]).cast(u64))
-        info.add_saved_register("sp", gdb.Value(words[31]).cast(u64))
-        info.add_saved_register("pc", gdb.Value(words[32]).cast(u64))
+            info.add_saved_register(f"x{i}", gdb.Value(regs[f"x{i}"]).cast(u64))
+        info.add_saved_register("sp", gdb.Value(regs["sp"]).cast(u64))
+        info.add_saved_register("pc", gdb.Value(regs["pc"]).cast(u64))
         return info
 
 
@@ -261,10 +254,43 @@ try:
 
         def filter(self, frame_iter):
             prev_exc = False
+            drop = 0
             for fd in frame_iter:
                 f = fd.inferior_frame()
+                if prev_exc and not drop:
+                    # gdb found the interrupted frame's inline chain at pc - 1, as for a
+                    # return address: keep only the calls inlined at the exact pc, as kd bt
+                    drop = max(0, _gdb_inline_depth(f) - _inline_depth(f.pc() & _M))
+                if prev_exc:
+                    if drop:
+                        drop -= 1           # the next frame is still the interrupted one
+                        continue
                 yield _Frame(fd, prev_exc)
                 prev_exc = is_exception_frame(f)
+
+    def _gdb_inline_depth(frame) -> int:
+        """How many of gdb's frames from FRAME outwards are inlined calls at its pc."""
+        n = 0
+        try:
+            while frame is not None and frame.type() == gdb.INLINE_FRAME:
+                n += 1
+                frame = frame.older()
+        except gdb.error:
+            pass
+        return n
+
+    def _inline_depth(pc: int) -> int:
+        """How many calls are inlined at exactly PC (its blocks' functions, less the outer one)."""
+        try:
+            b = gdb.block_for_pc(pc)
+        except RuntimeError:
+            return 0
+        n = 0
+        while b is not None:
+            if b.function is not None:
+                n += 1
+            b = b.superblock
+        return max(0, n - 1)
 
     _filter = _ExceptionFrameFilter()
 except ImportError:  # pragma: no cover - very old gdb
