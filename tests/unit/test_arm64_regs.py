@@ -22,32 +22,15 @@ _dumps = module_dumps(globals())
 PKG = Path(__file__).resolve().parents[2] / "gdbkd"
 
 
-@pytest.fixture(scope="module")
-def dump():
-    from gdbkd.target import open_dump
-    d = open_dump(TD.elf, TD.vmlinux)
-    yield d
-    d.close()
-
-
-@pytest.fixture(scope="module")
-def prog():
-    drgn = pytest.importorskip("drgn")
-    p = drgn.Program()
-    p.set_core_dump(str(TD.elf))
-    p.load_debug_info([str(TD.vmlinux)])
-    return p
-
-
 def _sleepers(dump):
     by_pid = {t.pid: t for t in mtasks.task_list(dump.kernel)}
     return [by_pid[pid] for pid in TD.meta["sleepers"].values()]
 
 
-def test_prstatus_notes_equal_drgn(dump, prog):
+def test_prstatus_notes_equal_drgn(td_dump, td_drgn):
     """Every CPU note parses; the crashed CPU's registers are drgn's for the crashed thread's
     newest frame, and a note written back by encode_prstatus holds the same registers."""
-    notes = [n for n in dump.phys.notes if n.name == "CORE" and n.type == 1]
+    notes = td_dump.phys.prstatus_notes()
     assert len(notes) >= 2
     parsed = [R.parse_prstatus(n.desc) for n in notes]
     for n, st in zip(notes, parsed):
@@ -55,14 +38,14 @@ def test_prstatus_notes_equal_drgn(dump, prog):
         assert (st.sp, st.pc) == (st.regs[31], st.regs[32])
         again = R.parse_prstatus(R.encode_prstatus(st.pid, st.regs))
         assert (again.pid, again.regs) == (st.pid, st.regs)
-    frame = prog.crashed_thread().stack_trace()[0]
+    frame = td_drgn.crashed_thread().stack_trace()[0]
     st = next(st for st in parsed if st.pc == frame.pc)
     want = frame.registers()
     got = dict(zip(R.PT_REGS_NAMES, st.regs))
     assert {k: got[k] for k in R.PT_REGS_NAMES if k in want} == \
         {k: v for k, v in want.items() if k in R.PT_REGS_NAMES}
     assert "pstate" in want and "x29" in want and "sp" in want
-    # the CPU crashed in the kernel (sysrq-c): EL1, AArch64, and so was the rest of them
+    # the CPU crashed in the kernel (sysrq-c): EL1, AArch64
     ps = st.regs[R.CPSR]
     assert R.exception_level(ps) == 1 and not R.is_aarch32(ps) and not R.from_user(ps)
     assert R.mode_name(ps) in ("EL1h", "EL1t") and R.saved_pstate_plausible(ps)
@@ -70,9 +53,9 @@ def test_prstatus_notes_equal_drgn(dump, prog):
         R.parse_prstatus(notes[0].desc[:200])
 
 
-def test_fpregset_round_trip(dump):
+def test_fpregset_round_trip(td_dump):
     from gdbkd.dump import NT_FPREGSET
-    fp = [n for n in dump.phys.notes if n.name == "CORE" and n.type == NT_FPREGSET]
+    fp = [n for n in td_dump.phys.notes if n.name == "CORE" and n.type == NT_FPREGSET]
     assert fp
     for n in fp:
         regs = [None] * R.NUM_REGS
@@ -82,19 +65,19 @@ def test_fpregset_round_trip(dump):
         assert len(out) == R.FPREGSET_SIZE and out[:520] == n.desc[:520]
 
 
-def test_user_pt_regs_equal_drgn(dump, prog):
+def test_user_pt_regs_equal_drgn(td_dump, td_drgn):
     """The user registers at the top of the sleepers' kernel stacks (task_pt_regs), decoded
     with this kernel's pt_regs layout, are drgn's ``struct pt_regs`` there, member by member."""
     import drgn
-    k = dump.kernel
+    k = td_dump.kernel
     size = k.sizeof("struct pt_regs")
     layout = {"size": size, **{m: k.offset("struct pt_regs", m)
                                for m in ("stackframe", "orig_x0", "syscallno")}}
     top = k.sizeof("init_stack")                    # THREAD_SIZE
-    for t in _sleepers(dump):
+    for t in _sleepers(td_dump):
         addr = t.stack + top - size
         regs = R.decode_pt_regs(k.reader.read(addr, size), layout, addr)
-        o = drgn.Object(prog, "struct pt_regs", address=addr)
+        o = drgn.Object(td_drgn, "struct pt_regs", address=addr)
         want = {f"x{i}": o.regs[i].value_() for i in range(31)}
         want.update(sp=o.sp.value_(), pc=o.pc.value_(), pstate=o.pstate.value_(), addr=addr,
                     orig_x0=o.orig_x0.value_(), syscallno=o.syscallno.value_(),
@@ -111,13 +94,13 @@ def test_user_pt_regs_equal_drgn(dump, prog):
     assert layout == R.PT_REGS_6_1
 
 
-def test_cpu_context_equals_drgn(dump, prog):
+def test_cpu_context_equals_drgn(td_dump, td_drgn):
     """A sleeping task's cpu_context (model Task.cpu_context and the register set the dump
     server serves) is drgn's ``task->thread.cpu_context``."""
     import drgn
-    assert dump.kernel.sizeof("struct cpu_context") == R.CPU_CONTEXT_SIZE
-    for t in _sleepers(dump):
-        o = drgn.Object(prog, "struct task_struct", address=t.addr).thread.cpu_context
+    assert td_dump.kernel.sizeof("struct cpu_context") == R.CPU_CONTEXT_SIZE
+    for t in _sleepers(td_dump):
+        o = drgn.Object(td_drgn, "struct task_struct", address=t.addr).thread.cpu_context
         want = {n: getattr(o, n).value_() for n in R.CPU_CONTEXT_NAMES}
         raw = t.fields["thread.cpu_context"]
         assert R.decode_cpu_context(raw) == want == t.cpu_context
@@ -129,17 +112,17 @@ def test_cpu_context_equals_drgn(dump, prog):
         assert R.decode_cpu_context(b"") == {}
 
 
-def test_kaslr_from_vbar(dump):
+def test_kaslr_from_vbar(td_dump):
     """VBAR_EL1 at the kernel's own vectors gives the dump's KERNELOFFSET; a VBAR that is not
     2 MiB away from the vectors' link address (the KPTI trampoline's), 0 or unknown proves
     nothing."""
-    link = dump.sym("vectors") - dump.kaslr_offset
-    assert dump.kaslr_offset and dump.kaslr_offset % R.KASLR_ALIGN == 0
-    assert R.kaslr_from_vbar(dump.sym("vectors"), link) == dump.kaslr_offset
+    link = td_dump.sym("vectors") - td_dump.kaslr_offset
+    assert td_dump.kaslr_offset % R.KASLR_ALIGN == 0
+    assert R.kaslr_from_vbar(td_dump.sym("vectors"), link) == td_dump.kaslr_offset
     assert R.kaslr_from_vbar(link - R.KASLR_ALIGN, link) == -R.KASLR_ALIGN
-    assert R.kaslr_from_vbar(dump.sym("vectors") + 0x800, link) is None
+    assert R.kaslr_from_vbar(td_dump.sym("vectors") + 0x800, link) is None
     assert R.kaslr_from_vbar(0, link) is None and R.kaslr_from_vbar(None, link) is None
-    assert R.kaslr_from_vbar(dump.sym("vectors"), None) is None
+    assert R.kaslr_from_vbar(td_dump.sym("vectors"), None) is None
 
 
 def test_pstate_modes():
