@@ -13,7 +13,9 @@ is none; nothing is inferred from "usual" code shapes:
 * :func:`last_write` — the instruction that last wrote a register before a
   pc on the only path there, or "the function's entry" when the walk reaches
   the first instruction without a write; a call on the way ends the walk for
-  caller-saved registers (AAPCS64: x0..x18, x30 are not preserved).
+  caller-saved registers (AAPCS64: x0..x18, x30 are not preserved). It is kd's
+  one backward walk over code: ``kd analyze``'s fault explanation
+  (gdbkd/kernel/explain.py) names a base register with it too.
 * :func:`writes` — the registers an instruction writes: capstone's list plus
   the destination operands, so that an incomplete capstone answer can only
   make kd say "unknown", never pass a changed register off as unchanged.
@@ -28,12 +30,15 @@ from dataclasses import dataclass, field
 from . import fault as F
 
 __all__ = ["CALLEE_SAVED", "CALLER_SAVED", "Save", "Prologue", "prologue", "last_write",
-           "writes", "is_call", "is_branch", "branch_targets", "call_target", "mov_source", "mov_imm",
+           "writes", "is_call", "is_branch", "Targets", "branch_targets", "call_target", "mov_source", "mov_imm",
            "add_imm", "written_in"]
 
 CALLEE_SAVED = tuple(f"x{i}" for i in range(19, 29))
 CALLER_SAVED = frozenset({f"x{i}" for i in range(19)} | {"x30"})
 _CALLS = ("bl", "blr", "blraa", "blrab", "blraaz", "blrabz")
+_INDIRECT = ("br", "braa", "brab", "braaz", "brabz")
+#: after these control never falls through to the next instruction
+_NO_FALL_THROUGH = frozenset(("b", "ret", "retaa", "retab", "eret") + _INDIRECT)
 _COND = re.compile(r"^(b\.|cbz|cbnz|tbz|tbnz)")
 _NO_DEST = re.compile(r"^(st|cmp|cmn|tst|ccmp|ccmn|prfm|b$|b\.|bl|br|ret|cbz|cbnz|tbz|tbnz|"
                       r"nop|hint|paci|auti|bti|dmb|dsb|isb|msr|eret|brk|hvc|svc|smc|yield|"
@@ -60,15 +65,26 @@ def call_target(i):
     return int(m.group(1), 0) if m else None
 
 
-def branch_targets(insns) -> set:
+class Targets(frozenset):
+    """The targets of a function's direct branches, and ``indirect``: its first indirect
+    branch (``br``…: a jump table, which may land anywhere), or None."""
+    indirect = None
+
+
+def branch_targets(insns) -> Targets:
     """Targets of the direct branches (b, b.cond, cbz, tbz...) of a function."""
     out = set()
+    indirect = None
     for i in insns:
         if i.mnemonic == "b" or _COND.match(i.mnemonic):
             m = re.search(r"#(0x[0-9a-f]+|\d+)\s*$", i.op_str)
             if m:
                 out.add(int(m.group(1), 0))
-    return out
+        elif indirect is None and i.mnemonic in _INDIRECT:
+            indirect = i
+    t = Targets(out)
+    t.indirect = indirect
+    return t
 
 
 def _op_regs(i):
@@ -76,8 +92,14 @@ def _op_regs(i):
                                               i.op_str.split("[")[0])]
 
 
-def writes(i) -> set:
+def writes(i) -> frozenset:
     """Registers (x0..x30, sp) the instruction writes, erring towards more."""
+    if i.may_write is None:
+        i.may_write = frozenset(_writes(i))
+    return i.may_write
+
+
+def _writes(i) -> set:
     out = {r for r in i.writes if r and (r[0] == "x" or r == "sp")}
     m = i.mnemonic
     if is_call(i):
@@ -104,29 +126,41 @@ def written_in(insns, lo, hi, reg) -> object:
     return None
 
 
-def last_write(insns, pc, reg, start, arrived_by_call=False, targets=None):
+def last_write(insns, pc, reg, start=None, arrived_by_call=False, targets=None):
     """("def", Insn) | ("entry", None) | ("unknown", why): what REG holds at ``pc``
     (before the instruction there runs), from the only path that reaches it.
 
-    INSNS: the whole function, from its first instruction ``start``.
-    ``arrived_by_call``: pc is a return address, so control came from the call
-    just before it (a branch to pc does not make the path ambiguous)."""
+    INSNS: the whole function, from its first instruction ``start`` (default: the first
+    of INSNS). ``arrived_by_call``: pc is a return address, so control came from the
+    call just before it (a branch to pc does not make the path ambiguous). TARGETS:
+    :func:`branch_targets` of INSNS, when the caller keeps them.
+
+    Walking back from pc, each instruction must be reached only from the one before it:
+    not a direct branch's target, not after an instruction control never falls through
+    (``b``, ``ret``, ``br``…; a conditional branch falls through), and the function has
+    no indirect branch (a jump table's ``br`` may land anywhere). A call writes the
+    caller-saved registers; :func:`writes` errs towards more."""
+    if start is None:
+        start = insns[0].addr if insns else pc
     if targets is None:
         targets = branch_targets(insns)
-    by_addr = {i.addr: i for i in insns}
+    ind = targets.indirect
+    if ind is not None:
+        return "unknown", f"the function has an indirect branch (`{ind.text}` at {ind.addr:#x})"
+    at = _insn_at(insns)
     a = pc - 4
     first = True
     while True:
         if a < start:
             return "entry", None
-        i = by_addr.get(a)
+        i = at(a)
         if i is None:
             return "unknown", f"no decoded instruction at {a:#x}"
         if a + 4 in targets and not (first and arrived_by_call):
             return "unknown", (f"{a + 4:#x} is a branch target: more than one path reaches it, "
                                f"{reg} may come from either")
         first = False
-        if is_branch(i) and i.mnemonic != "bl":
+        if i.mnemonic in _NO_FALL_THROUGH:
             return "unknown", f"{a + 4:#x} follows `{i.text}`: reached only by a branch"
         if is_call(i):
             if reg in CALLER_SAVED:
@@ -136,6 +170,19 @@ def last_write(insns, pc, reg, start, arrived_by_call=False, targets=None):
         if reg in writes(i):
             return "def", i
         a -= 4
+
+
+def _insn_at(insns):
+    """addr -> the Insn of INSNS there, or None. A64 instructions are 4 bytes: a list
+    decoded in one run (:func:`gdbkd.analysis.fault.decode`) is indexed directly."""
+    if insns and insns[-1].addr - insns[0].addr == 4 * (len(insns) - 1):
+        base, n = insns[0].addr, len(insns)
+
+        def at(a):
+            k = (a - base) >> 2
+            return insns[k] if 0 <= k < n and not (a - base) & 3 else None
+        return at
+    return {i.addr: i for i in insns}.get
 
 
 def mov_source(i):

@@ -13,18 +13,18 @@ gdbkd/kernel/explain.py. Pieces:
   meaning is certain are classified: a register, a constant, a register plus
   an offset as a value, an entry value of a register; everything else is
   kept as text and never used to name a register.
-* :func:`reaching_def` — the instruction that last set a register before a pc,
-  only when that is provable from straight-line code (no branch into the
-  range, no call clobbering a caller-saved register, no indirect branch in the
-  function): how ``c->table`` in ``c->table[idx]`` is recognised when the
-  base register holds no variable.
+
+The instruction that last set a register before a pc (how ``c->table`` in
+``c->table[idx]`` is recognised when the base register holds no variable) is
+gdbkd/analysis/args.py's :func:`~gdbkd.analysis.args.last_write`, the walk
+``kd bt --args`` uses too.
 """
 
 import re
 from dataclasses import dataclass, field
 
 __all__ = ["Access", "decode_access", "decode", "reg_norm", "parse_scope", "ScopeVar",
-           "vars_in_register", "reaching_def", "Insn", "poison_of", "POISONS"]
+           "vars_in_register", "Insn", "poison_of", "POISONS"]
 
 M64 = (1 << 64) - 1
 POISON_POINTER_DELTA = 0xdead000000000000
@@ -64,6 +64,8 @@ class Insn:
     writes: list
     ops: object = None           # capstone operands
     raw: object = None
+    #: every register it may write (gdbkd/analysis/args.py ``writes``), once asked
+    may_write: frozenset = field(default=None, repr=False, compare=False)
 
     @property
     def text(self):
@@ -274,48 +276,6 @@ def vars_in_register(scope: list, pc: int, reg: str) -> list:
         if loc and loc[0] == "reg" and loc[1] == reg:
             out.append(v.name)
     return out
-
-
-# -- reaching definitions in straight-line code ------------------------------------------------
-_CALLER_SAVED = {f"x{i}" for i in range(19)} | {"x30"}
-_COND_BRANCH = re.compile(r"^(b\.|cbz|cbnz|tbz|tbnz)")
-
-
-def _target(i: Insn):
-    m = re.search(r"#(0x[0-9a-f]+)\s*$", i.op_str)
-    return int(m.group(1), 16) if m else None
-
-
-def reaching_def(insns: list, pc: int, reg: str):
-    """(Insn that last wrote REG before pc, None) when straight-line code proves it
-    (INSNS: the whole function), else (None, why)."""
-    targets = set()
-    for i in insns:
-        m = i.mnemonic
-        if m in ("br", "braa", "brab", "braaz", "brabz"):
-            return None, f"the function has an indirect branch ({i.text} at {i.addr:#x})"
-        if m == "b" or _COND_BRANCH.match(m):
-            t = _target(i)
-            if t is not None:
-                targets.add(t)
-    by_addr = {i.addr: i for i in insns}
-    a = pc - 4
-    while a in by_addr:
-        if a + 4 in targets:
-            return None, (f"{a + 4:#x} is a branch target: more than one path reaches the "
-                          f"fault, {reg} may come from either")
-        i = by_addr[a]
-        if i.mnemonic in ("b", "ret", "retaa", "retab", "eret"):
-            return None, f"{a + 4:#x} is reached only by a branch"
-        if i.mnemonic in ("bl", "blr", "blraa", "blrab"):
-            if reg in _CALLER_SAVED:
-                return None, f"{reg} is caller-saved and {i.text} at {a:#x} may change it"
-            a -= 4
-            continue
-        if reg in i.writes:
-            return i, None
-        a -= 4
-    return None, f"no instruction before {pc:#x} in this function sets {reg}"
 
 
 def poison_of(v: int):

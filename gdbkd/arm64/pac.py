@@ -17,12 +17,27 @@ the module area) by the stripped pointer: ``word | mask``. Nothing else
 changes; ``monitor pac raw`` turns it off to see the signed words as stored.
 kd's in-process dump reader (gdbkd/model/reader.py ``DumpReader``) strips the
 same words, so this lives here, below both the stub and target/.
+
+:func:`strip_pac` strips one pointer by the VA width instead (``GENMASK(63, VA_BITS)``
+for the kernel half): kd's unwinders in gdb (gdbkd/kernel/vabits.py gives the width)
+use it for return addresses read from any target, live ones too.
 """
 
-__all__ = ["PacStripper"]
+__all__ = ["PacStripper", "strip_pac"]
 
 _M64 = (1 << 64) - 1
 _BIT55 = 1 << 55
+
+
+def strip_pac(v: int, va_bits: int) -> int:
+    """V without pointer-authentication bits for a kernel of VA_BITS: bit 55 selects the
+    half of the address space, the bits above VA_BITS become ones (kernel) or zeros."""
+    if v >> 48 == 0xFFFF and va_bits <= 48:      # an unsigned kernel pointer: nothing to strip
+        return v
+    mask = (1 << va_bits) - 1
+    if v & _BIT55:
+        return (v | ~mask) & _M64
+    return v & mask
 
 
 class PacStripper:

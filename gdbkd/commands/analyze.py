@@ -6,6 +6,7 @@ from . import KdCommand, command
 from ..kernel import crash
 from ..textutil import escape
 from ..dump.vmcoreinfo import NOTE_SOURCE
+from ..arm64.regs import PT_REGS_NAMES
 
 
 def _damaged_lists() -> list:
@@ -139,7 +140,7 @@ Same output live and on dumps."""
             r = t["registers"]
             L.append("REGISTERS (pt_regs at %#x):" % t["pt_regs"] if t.get("pt_regs") is not None
                      else f"REGISTERS ({t.get('registers_from', 'saved')}):")
-            names = [n for n in crash.PT_REG_NAMES]
+            names = PT_REGS_NAMES
             for i in range(0, len(names), 3):
                 L.append("    " + "  ".join(f"{n:>6}: {r[n]:016x}" for n in names[i:i + 3]))
         L.append("BACKTRACE:")

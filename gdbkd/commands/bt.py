@@ -10,6 +10,7 @@ from ..kernel.symbolize import describe
 from ..kernel.memory import read_bytes
 from ..kernel.access import user_thread
 from ..kernel.vabits import strip_pac
+from ..arm64.regs import pt_regs_dict, exception_level, is_aarch32, mode_name
 
 __all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_arg", "task_arg"]
 
@@ -82,9 +83,8 @@ def _frame_json(f, want_line):
 
 def _user_mode(task, regs, opts) -> dict:
     """The task runs in user mode on a CPU: no kernel frames; show the live registers."""
-    r = {f"x{i}": 0 for i in range(31)}
-    r.update(x29=regs.get("fp", 0), x30=regs.get("lr", 0), sp=regs.get("sp", 0),
-             pc=regs.get("pc", 0), pstate=regs.get("cpsr", 0), orig_x0=0, syscallno=-1, addr=0)
+    r = pt_regs_dict([0] * 29 + [regs.get(n, 0) for n in ("fp", "lr", "sp", "pc", "cpsr")])
+    r.update(orig_x0=0, syscallno=-1, addr=0)
     d = {"task": task.brief(), "source": "cpu registers (user mode)", "frames": [],
          "stop": "running in user mode", "stacks": [], "user_regs": _regs_json(r)}
     if getattr(opts, "exceptions", False):
@@ -96,8 +96,10 @@ def _user_mode(task, regs, opts) -> dict:
 
 def bt_data(task, regs=None, thread=None, opts=None) -> dict:
     want_line = True
-    if regs is not None and (regs.get("cpsr", 4) >> 2) & 3 == 0 and not regs.get("cpsr", 4) & 0x10:
-        return _user_mode(task, regs, opts)
+    if regs is not None:
+        ps = regs.get("cpsr", 4)
+        if exception_level(ps) == 0 and not is_aarch32(ps):
+            return _user_mode(task, regs, opts)
     u = kstack.best_unwind(task, regs, thread, getattr(opts, "fp_only", False))
     raw = _raw_words(u) if getattr(opts, "frames_raw", False) else {}
     frames = []
@@ -175,7 +177,7 @@ def _regs_block(r: dict, indent="    ") -> list:
     def sym(v):
         return f"  [{describe(strip_pac(v))}]" if v >> 48 == 0xFFFF else ""
     ps = int(r["pstate"], 16)
-    mode = kstack.PSTATE_MODES.get(ps & 0x1F, "AArch32" if ps & 0x10 else f"mode {ps & 0x1f:#x}")
+    mode = mode_name(ps)
     pc, lr, sp = int(r["pc"], 16), int(r["x30"], 16), int(r["sp"], 16)
     lines = [f"{indent} PC: {pc:016x}{sym(pc)}",
              f"{indent} LR: {lr:016x}{sym(lr)}",

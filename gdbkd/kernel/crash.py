@@ -15,18 +15,11 @@ from .memory import read_cstring, reading_dump
 from .symbolize import lookup
 from .stack import entry_text_range
 from ..textutil import escape
+from ..arm64.regs import PT_REGS_NAMES
 
-__all__ = ["find_trap", "read_pt_regs", "frames", "format_panic", "PT_REG_NAMES"]
+__all__ = ["find_trap", "frames", "format_panic"]
 
 TRAPS = ("die", "panic", "vpanic", "crash_kexec", "__crash_kexec", "nmi_panic")
-PT_REG_NAMES = [f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"]
-
-
-def read_pt_regs(addr: int) -> dict:
-    """x0..x30, sp, pc, pstate of the struct pt_regs at addr (see stack.read_pt_regs)."""
-    from .stack import read_pt_regs as _read
-    r = _read(addr)
-    return {n: r[n] for n in PT_REG_NAMES}
 
 
 def symbolize(pc: int) -> str:
@@ -208,7 +201,10 @@ def format_panic(fmt: bytes, args) -> str:
 
 
 def _exception_regs(regs_addr):
-    r = read_pt_regs(regs_addr)
+    """The registers of the struct pt_regs at REGS_ADDR (x0..x30, sp, pc, pstate)."""
+    from .stack import read_pt_regs
+    full = read_pt_regs(regs_addr)
+    r = {n: full[n] for n in PT_REGS_NAMES}
     return {"pt_regs": regs_addr, "registers": r, "fault_pc": r["pc"], "fault_function": symbolize(r["pc"])}
 
 
@@ -286,7 +282,7 @@ def _oops_saved_registers(pc: int, msg: str, lines) -> dict:
         return {}
     f = gdb.newest_frame()
     regs = {}
-    for n in PT_REG_NAMES:
+    for n in PT_REGS_NAMES:
         v = f.read_register("cpsr" if n == "pstate" else n)
         regs[n] = int(v) & 0xFFFFFFFFFFFFFFFF
     out = {"registers": regs, "registers_from": f"the crashed CPU's saved registers (die() "

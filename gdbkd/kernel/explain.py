@@ -31,6 +31,7 @@ GENERIC_BUG_RELATIVE_POINTERS since 4.11).
 import gdb
 
 from ..analysis import fault as F
+from ..analysis import args as A
 from .memory import read_bytes
 from .symbols import vmlinux_symbol_address
 from .types import lookup_type
@@ -129,9 +130,9 @@ class Expr:
         self.also = []         # other variables DWARF puts in the same register
 
 
-def _name_register(reg, pc, insns, depth=0):
+def _name_register(reg, pc, insns, targets, depth=0):
     """Expr for the value of REG at PC (before the instruction at PC executes), or raise
-    _Unknown with the reason."""
+    _Unknown with the reason (INSNS: the function's code, TARGETS: its branch targets)."""
     names = F.vars_in_register(_scope(pc), pc, reg)
     if names:
         typ = _symbol_type(names[0], pc)
@@ -141,21 +142,22 @@ def _name_register(reg, pc, insns, depth=0):
         return e, names
     if depth >= 3:
         raise _Unknown(f"{reg} holds no variable at {pc:#x} (DWARF), and tracing it stops here")
-    d, why = F.reaching_def(insns, pc, reg)
-    if d is None:
+    kind, d = A.last_write(insns, pc, reg, targets=targets)
+    if kind != "def":
+        why = d if kind == "unknown" else f"no instruction before {pc:#x} in this function sets {reg}"
         raise _Unknown(f"{reg} holds no variable at {pc:#x} (DWARF); {why}")
     m = d.mnemonic
     if m == "mov" and len(d.reads) == 1 and d.reads[0]:
-        inner, _ = _name_register(d.reads[0], d.addr, insns, depth + 1)
+        inner, _ = _name_register(d.reads[0], d.addr, insns, targets, depth + 1)
         return Expr(inner.text, inner.type, f"{d.text} at {d.addr:#x}; {inner.how}"), []
     acc = F.decode_access(d.raw.bytes, d.addr) if m.startswith("ldr") else None
     if acc is not None and not acc.index and not acc.post_index and acc.base != "sp":
-        inner, _ = _name_register(acc.base, d.addr, insns, depth + 1)
+        inner, _ = _name_register(acc.base, d.addr, insns, targets, depth + 1)
         path, mtype = _member_at(inner, acc.disp, exact=True)
         return Expr(f"{inner.text}{path}", mtype,
                     f"{d.text} at {d.addr:#x} loads {inner.text}{path}; {inner.how}"), []
     if m == "add" and len(d.ops) == 3 and d.ops[2].type == 2 and d.reads and d.reads[0]:
-        inner, _ = _name_register(d.reads[0], d.addr, insns, depth + 1)
+        inner, _ = _name_register(d.reads[0], d.addr, insns, targets, depth + 1)
         path, mtype = _member_at(inner, d.ops[2].imm, exact=True)
         return Expr(f"&{inner.text}{path}", mtype.pointer() if mtype is not None else None,
                     f"{d.text} at {d.addr:#x}; {inner.how}"), []
@@ -305,7 +307,8 @@ def _explain(trap, res, ev):
     except gdb.MemoryError as e:
         raise _Unknown(f"the code of {fn.function.name} is unreadable ({e})")
     base_val = R[acc.base]
-    base, _names = _name_register(acc.base, pc, insns)
+    targets = A.branch_targets(insns)
+    base, _names = _name_register(acc.base, pc, insns, targets)
     ev.append(base.how)
     res["base"] = {"register": acc.base, "value": base_val, "expression": base.text,
                    "type": str(base.type) if base.type is not None else None}
@@ -316,7 +319,7 @@ def _explain(trap, res, ev):
     if acc.index:
         iv = acc.index_value(R)
         try:
-            ie, _ = _name_register(acc.index, pc, insns)
+            ie, _ = _name_register(acc.index, pc, insns, targets)
             iname = ie.text
             ev.append(ie.how)
         except _Unknown as e:

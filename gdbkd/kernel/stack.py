@@ -28,6 +28,8 @@ dump, whether or not gdb has a thread for it:
   ``overflow_stack``, ``sdei_stack_*_ptr``). Within one stack fp must grow.
 """
 
+import struct
+
 import gdb
 
 from .memory import read_bytes
@@ -37,13 +39,14 @@ from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
 from .stackranges import thread_size, stack_ranges, stack_of
 from .vabits import strip_pac
+from ..arm64.regs import (PT_REGS_6_1, PC, CPSR, decode_pt_regs, from_user, is_aarch32,
+                          saved_pstate_plausible)
 
 __all__ = ["Frame", "Unwind", "unwind", "unwind_task", "read_pt_regs", "pt_regs_valid",
            "scan_exception_frames", "text_words", "entry_text", "gdb_frames", "best_unwind",
-           "PSTATE_MODES", "CUT_SHORT", "entry_text_range", "forget_entry_text", "exception_regs"]
+           "CUT_SHORT", "entry_text_range", "forget_entry_text", "exception_regs"]
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
-PSTATE_MODES = {0x0: "EL0t", 0x4: "EL1t", 0x5: "EL1h", 0x8: "EL2t", 0x9: "EL2h"}
 FRAME_META_TYPE_FINAL = 1
 FRAME_META_TYPE_PT_REGS = 2
 #: in a stop reason: the walk ended at memory it could not read (a corrupt or excluded
@@ -88,7 +91,7 @@ def in_entry_text(pc: int) -> bool:
 def _pt_regs_layout():
     """struct pt_regs' size and the offsets read_pt_regs needs, from the model's layouts
     (the offsets cache under gdbkd core: a first gdb type lookup costs ~0.2 s); 6.1's
-    values when the vmlinux has no such type."""
+    (:data:`gdbkd.arm64.regs.PT_REGS_6_1`) when the vmlinux has no such type."""
     from .memory import kernel
     k = kernel()
     try:
@@ -97,23 +100,15 @@ def _pt_regs_layout():
     except gdb.error:
         lay = {}
     if not lay or None in lay.values():
-        return {"size": 8 * 42, "stackframe": 8 * 38, "orig_x0": 8 * 34, "syscallno": 8 * 35}
+        return PT_REGS_6_1
     return lay
 
 
 def read_pt_regs(addr: int) -> dict:
-    """struct pt_regs at ``addr``: x0..x30, sp, pc, pstate (regs[31]/sp/pc/pstate prefix
-    unchanged since 3.7), orig_x0, syscallno, and the embedded stackframe words."""
+    """struct pt_regs at ``addr`` (:func:`gdbkd.arm64.regs.decode_pt_regs`): x0..x30, sp,
+    pc, pstate, addr, orig_x0, syscallno, and the embedded stackframe words."""
     lay = _pt_regs_layout()
-    raw = read_bytes(addr, lay["stackframe"] + 24)
-    w = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
-    regs = {f"x{i}": w[i] for i in range(31)}
-    regs.update(sp=w[31], pc=w[32], pstate=w[33], addr=addr)
-    regs["orig_x0"] = int.from_bytes(raw[lay["orig_x0"]:lay["orig_x0"] + 8], "little")
-    regs["syscallno"] = int.from_bytes(raw[lay["syscallno"]:lay["syscallno"] + 4], "little", signed=True)
-    sf = lay["stackframe"]
-    regs["stackframe"] = [int.from_bytes(raw[sf + i:sf + i + 8], "little") for i in (0, 8, 16)]
-    return regs
+    return decode_pt_regs(read_bytes(addr, lay["stackframe"] + 24), lay, addr)
 
 
 def pt_regs_valid(regs: dict, strict=False) -> bool:
@@ -121,19 +116,13 @@ def pt_regs_valid(regs: dict, strict=False) -> bool:
     ``strict`` also wants the embedded stackframe to match (4.14–6.12 ``{x29, pc}``,
     6.13+ metadata ``{0, 0, 1|2}``)."""
     ps = regs["pstate"]
-    if ps >> 36:
+    if not saved_pstate_plausible(ps):
         return False
-    mode = ps & 0x1F
-    if mode & 0x10:                      # AArch32 EL0 (compat task)
-        ok = True
-        el1 = False
-    else:
-        if mode not in (0x0, 0x4, 0x5):
-            return False
-        el1 = mode != 0
-        ok = (not el1) or is_text(strip_pac(regs["pc"]))
-        if not el1 and regs["pc"] >> 55 & 1:
-            ok = False
+    el1 = not from_user(ps)
+    if el1:
+        ok = is_text(strip_pac(regs["pc"]))
+    else:                                # EL0 (AArch32 EL0: a compat task, any pc)
+        ok = is_aarch32(ps) or not regs["pc"] >> 55 & 1
     if not ok or not strict:
         return ok
     sf = regs["stackframe"]
@@ -251,8 +240,7 @@ def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256, e
             regs = exception_regs(cur.fp)
             if regs is not None:
                 cur.regs = regs
-                mode = regs["pstate"] & 0x1F
-                if mode == 0 or mode & 0x10:
+                if from_user(regs["pstate"]):
                     stop = "exception from user space (end of kernel stack)"
                     break
                 cur = Frame(strip_pac(regs["pc"]), regs["x29"], regs["sp"], "exact", regs["x30"])
@@ -420,20 +408,19 @@ def scan_exception_frames(task) -> list:
     size = thread_size()
     lay = _pt_regs_layout()
     data = read_bytes(task.stack, size)
+    words = struct.unpack(f"<{size // 8}Q", data)
     out = []
-    sf = lay["stackframe"]
-    for off in range(0, size - lay["size"] + 1, 8):
-        pstate = int.from_bytes(data[off + 33 * 8: off + 34 * 8], "little")
-        if pstate >> 36 or (pstate & 0x1F) not in (0x0, 0x4, 0x5) and not pstate & 0x10:
+    sf = lay["stackframe"] // 8
+    last = (size - lay["size"]) // 8
+    for i in range(last + 1):
+        if not saved_pstate_plausible(words[i + CPSR]):
             continue
-        x29 = int.from_bytes(data[off + 29 * 8: off + 30 * 8], "little")
-        pc = int.from_bytes(data[off + 32 * 8: off + 33 * 8], "little")
-        s0 = int.from_bytes(data[off + sf: off + sf + 8], "little")
-        s1 = int.from_bytes(data[off + sf + 8: off + sf + 16], "little")
-        top = off == size - lay["size"]
+        x29, pc = words[i + 29], words[i + PC]
+        s0, s1 = words[i + sf], words[i + sf + 1]
+        top = i == last
         if not ((s0 == x29 and s1 == pc and pc) or (s0 == 0 and s1 == 0 and top)):
             continue
-        regs = read_pt_regs(task.stack + off)
+        regs = read_pt_regs(task.stack + 8 * i)
         if pt_regs_valid(regs, strict=not top) or (top and pt_regs_valid(regs)):
             out.append(regs)
     return out

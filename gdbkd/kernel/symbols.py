@@ -2,15 +2,15 @@
 
 A symbol's run-time address is its link address in the vmlinux's ``.symtab`` plus
 the offset the symbols are loaded at (no gdb name lookup when one vmlinux symbol
-has the name). Live arm64 kernels (5.x–6.12): ``VBAR_EL1`` holds the runtime
-address of ``vectors``, so the KASLR offset is ``$VBAR - &vectors`` (QEMU names
-the register ``VBAR``). Dumps carry it as VMCOREINFO ``KERNELOFFSET``. Whether the
+has the name). Live, the KASLR offset is ``$VBAR - &vectors`` (QEMU names the
+register ``VBAR``; :func:`gdbkd.arm64.regs.kaslr_from_vbar`). Dumps carry it as VMCOREINFO ``KERNELOFFSET``. Whether the
 vmlinux matches the kernel in memory: :mod:`.banner`.
 """
 
 import gdb
 
 from ..errors import GdbkdError
+from ..arm64.regs import kaslr_from_vbar
 from .symcache import cache_per_symbols
 
 __all__ = ["current_offset", "relocate", "live_vbar_offset", "vmlinux_path", "link_address",
@@ -169,16 +169,11 @@ def vmlinux_symbol_address(name: str):
     return try_symbol_address(name)
 
 
-KASLR_ALIGN = 2 << 20   # arm64 KASLR moves the image in 2 MiB steps (MIN_KIMG_ALIGN)
-
-
 def live_vbar_offset():
-    """KASLR offset relative to the currently loaded symbols, from some CPU's $VBAR.
-
-    With KPTI (on when KASLR is, on cores without E0PD) a CPU in user mode or in the
-    entry trampoline has VBAR_EL1 = the trampoline vectors, not ``vectors``: such a
-    value gives an offset that is not a multiple of 2 MiB and is skipped. Returns
-    None if no CPU shows the kernel's own vectors."""
+    """KASLR offset relative to the currently loaded symbols, from some CPU's $VBAR
+    (:func:`gdbkd.arm64.regs.kaslr_from_vbar`: a CPU in user mode or in the KPTI entry
+    trampoline proves nothing and is skipped). Returns None if no CPU shows the kernel's
+    own vectors."""
     load_deferred()
     vectors = int(gdb.parse_and_eval("(unsigned long)&vectors"))
     from .selection import selection
@@ -189,13 +184,8 @@ def live_vbar_offset():
         if t is None:
             continue
         with selection(t):
-            vbar = sysreg("VBAR")
-        if vbar is None:
-            continue
-        delta = (vbar - vectors) & 0xFFFFFFFFFFFFFFFF
-        if delta >= 1 << 63:
-            delta -= 1 << 64
-        if vbar and delta % KASLR_ALIGN == 0:
+            delta = kaslr_from_vbar(sysreg("VBAR"), vectors)
+        if delta is not None:
             return delta
     return None
 

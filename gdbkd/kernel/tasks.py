@@ -19,6 +19,7 @@ from ..model.tasks import (Task, state_code, STATE_CODES, PF_KTHREAD, parse_task
                            select_tasks, is_state, IDLE_TID_BASE)
 from ..model.reader import MemoryFault
 from ..textutil import escape
+from ..arm64.regs import exception_level
 
 __all__ = ["Task", "all_tasks", "task_by_addr", "find_tasks", "active_tasks", "state_code",
            "STATE_CODES", "thread_task", "thread_regs", "PF_KTHREAD", "parse_task_spec",
@@ -165,9 +166,8 @@ def thread_task(thread=None):
     regs = thread_regs(thread)
     tasks = all_tasks()
     by_addr = {t.addr: t for t in tasks}
-    el = (regs.get("cpsr", 0) >> 2) & 3
     cur = regs.get("SP_EL0")
-    if el >= 1 and cur in by_addr:
+    if exception_level(regs.get("cpsr", 0)) >= 1 and cur in by_addr:
         return by_addr[cur], regs
     sp = regs.get("sp", 0)
     size = thread_size()

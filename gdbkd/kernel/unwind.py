@@ -9,10 +9,9 @@ arch/arm64/kernel/entry.S's vector handlers) the caller's registers are read
 from the pt_regs at that frame's SP. That continues the backtrace into the
 interrupted (faulting) function.
 
-Layout assumption: ``struct pt_regs`` starts with ``regs[31], sp, pc, pstate``
-(u64 each) — true for every arm64 kernel from 3.7 through 6.12 (the union
-with ``user_pt_regs``). An exception taken from EL0 (pstate.M[3:2] == 0)
-ends the trace, as there is no kernel caller.
+The pt_regs layout (``user_pt_regs`` first: x0..x30, sp, pc, pstate) and the
+exception level of its pstate are :mod:`gdbkd.arm64.regs`'s. An exception not taken
+from EL1 (from user space) ends the trace, as there is no kernel caller.
 """
 
 import gdb
@@ -20,10 +19,10 @@ from gdb.unwinder import Unwinder, register_unwinder
 
 from .memory import read_bytes
 from .stack import entry_text_range, forget_entry_text, exception_regs
+from ..arm64.regs import USER_PT_REGS, PT_REGS_NAMES, CPSR, decode_pt_regs, exception_level
 
-__all__ = ["register", "PT_REGS_WORDS", "exact_pc_function", "is_exception_frame"]
+__all__ = ["register", "exact_pc_function", "is_exception_frame"]
 
-PT_REGS_WORDS = 34  # x0..x30, sp, pc, pstate
 _M = 0xFFFFFFFFFFFFFFFF
 
 _irq_switch = None
@@ -134,23 +133,18 @@ class ExceptionFrameUnwinder(Unwinder):
             # the IRQ stack, so its sp is not the pt_regs there — else the pt_regs at sp
             regs = exception_regs(fp, sp, strict=True)
             if regs is None:
-                raw = read_bytes(sp, PT_REGS_WORDS * 8)
-                words = [int.from_bytes(raw[i * 8:(i + 1) * 8], "little") for i in range(PT_REGS_WORDS)]
-                regs = {**{f"x{i}": words[i] for i in range(31)}, "sp": words[31], "pc": words[32],
-                        "pstate": words[33]}
+                regs = decode_pt_regs(read_bytes(sp, USER_PT_REGS.size))
         except (gdb.error, gdb.MemoryError, ValueError, OverflowError):
             return None
-        if (regs["pstate"] >> 2) & 3 != 1:       # not taken from EL1: stop here
+        if exception_level(regs["pstate"]) != 1:       # not taken from EL1: stop here
             return None
         u64 = gdb.lookup_type("unsigned long")
         if regs["pc"] == 0:
             return None
         info = pending_frame.create_unwind_info(
             _FrameId(pending_frame.read_register("sp"), pending_frame.read_register("pc")))
-        for i in range(31):
-            info.add_saved_register(f"x{i}", gdb.Value(regs[f"x{i}"]).cast(u64))
-        info.add_saved_register("sp", gdb.Value(regs["sp"]).cast(u64))
-        info.add_saved_register("pc", gdb.Value(regs["pc"]).cast(u64))
+        for name in PT_REGS_NAMES[:CPSR]:         # x0..x30, sp, pc
+            info.add_saved_register(name, gdb.Value(regs[name]).cast(u64))
         return info
 
 

@@ -8,6 +8,7 @@ the kernel half, bit 55 set). Both unwinders use it: kd's frame-record walk
 
 import gdb
 
+from ..arm64.pac import strip_pac as _strip_pac
 from ..model.sysinfo import vmcoreinfo
 from .memory import kernel, read_bytes
 from .snapshot import stop_cached
@@ -15,8 +16,6 @@ from .symbols import vmlinux_symbol_address
 from .sysregs import sysreg
 
 __all__ = ["va_bits", "strip_pac"]
-
-MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
 @stop_cached
@@ -48,10 +47,6 @@ def va_bits() -> int:
 
 
 def strip_pac(v: int) -> int:
-    """Remove pointer-authentication bits: bit 55 selects the half of the address space."""
-    if v >> 48 == 0xFFFF and va_bits() <= 48:      # an unsigned kernel pointer: nothing to strip
-        return v
-    mask = (1 << va_bits()) - 1
-    if (v >> 55) & 1:
-        return (v | ~mask) & MASK64
-    return v & mask
+    """V without pointer-authentication bits, for this kernel's VA width
+    (:func:`gdbkd.arm64.pac.strip_pac`)."""
+    return _strip_pac(v, va_bits())

@@ -32,6 +32,7 @@ from .lists import walk_entries
 from .percpu import per_cpu_addr, possible_cpus, present_cpus
 from .reader import MemoryFault
 from ..textutil import escape
+from ..arm64.regs import decode_cpu_context
 
 __all__ = ["Task", "TaskList", "task_list", "all_tasks", "read_task", "active_tasks",
            "state_code", "STATE_CODES", "thread_size", "parse_task_spec", "select_tasks",
@@ -187,15 +188,9 @@ class Task:
 
     @property
     def cpu_context(self) -> dict:
-        """Callee-saved registers stored by cpu_switch_to (arm64 ``struct cpu_context``:
-        x19..x28, fp, sp, pc — unchanged from 3.7 through 6.12)."""
-        raw = self.fields.get("thread.cpu_context", b"")
-        words = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw) - 7, 8)]
-        if len(words) < 13:
-            return {}
-        d = {f"x{19 + i}": words[i] for i in range(10)}
-        d.update(fp=words[10], sp=words[11], pc=words[12])
-        return d
+        """Callee-saved registers stored by cpu_switch_to: x19..x28, fp, sp, pc
+        (:func:`gdbkd.arm64.regs.decode_cpu_context`); {} when not read."""
+        return decode_cpu_context(self.fields.get("thread.cpu_context", b""))
 
     def name_for_display(self) -> str:
         return f"[{self.comm}]" if self.is_kthread else self.comm

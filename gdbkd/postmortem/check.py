@@ -355,7 +355,7 @@ def _text_ranges(d, vm):
 
 def _prstatus(d, vm):
     from ..dump import NT_PRSTATUS
-    from ..target.regs import parse_prstatus
+    from ..arm64.regs import parse_prstatus, exception_level, from_user
     notes = [n for n in d.phys.notes if n.name == "CORE" and n.type == NT_PRSTATUS]
     if not notes:
         return [Finding("PRSTATUS", WARN, "the dump has no NT_PRSTATUS note: no CPU's registers "
@@ -376,8 +376,8 @@ def _prstatus(d, vm):
             out.append(Finding("PRSTATUS", WARN, f"{label} is all zeros: that CPU's registers "
                                                  f"were not saved"))
             continue
-        el = (pstate >> 2) & 3
-        if pstate & 0x10 or el == 0:
+        el = exception_level(pstate)
+        if from_user(pstate):
             out.append(Finding("PRSTATUS", OK, f"{label}: user mode, pc {st.pc:#x}"))
             continue
         where = next((name for name, lo, hi in text if lo <= st.pc < hi), None)

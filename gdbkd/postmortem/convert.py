@@ -27,15 +27,16 @@ from pathlib import Path
 
 from ..cache import atomic_write
 from ..errors import GdbkdError
+from ..dump.base import NT_PRSTATUS, NT_FPREGSET
 from ..dump.vmcoreinfo import vmci_number
 from ..arm64.mmu import M64
-from ..target.regs import PRSTATUS_SIZE
+from ..arm64.regs import encode_prstatus, encode_fpregset
 
 __all__ = ["convert", "core_segments"]
 
 EM_AARCH64 = 183
 PT_LOAD, PT_NOTE = 1, 4
-NT_PRSTATUS, NT_FPREGSET, NT_AUXV = 1, 2, 6
+NT_AUXV = 6
 AT_ENTRY, AT_NULL = 9, 0
 
 
@@ -45,23 +46,6 @@ def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     out += name0 + b"\0" * ((-len(name0)) % 4)
     out += desc + b"\0" * ((-len(desc)) % 4)
     return out
-
-
-def _prstatus(pid: int, regs) -> bytes:
-    b = bytearray(PRSTATUS_SIZE)
-    struct.pack_into("<iiii", b, 32, pid, 0, pid, pid)
-    vals = [(r or 0) for r in regs[:34]]
-    struct.pack_into("<34Q", b, 112, *[v & M64 for v in vals])
-    return bytes(b)
-
-
-def _fpregset(regs) -> bytes:
-    b = bytearray(528)
-    for i in range(32):
-        v = regs[34 + i] or 0
-        struct.pack_into("<QQ", b, 16 * i, v & M64, v >> 64)
-    struct.pack_into("<II", b, 512, regs[66] or 0, regs[67] or 0)
-    return bytes(b)
 
 
 def core_segments(dump):
@@ -149,9 +133,9 @@ def convert(dump, vmlinux, out, progress=None, written=None) -> dict:
             raise GdbkdError("nothing to convert: no kernel memory found in the dump")
         notes = bytearray()
         for th in threads:
-            notes += _note(b"CORE", NT_PRSTATUS, _prstatus(th.tid, th.regs))
+            notes += _note(b"CORE", NT_PRSTATUS, encode_prstatus(th.tid, th.regs))
             if th.active_cpu >= 0 and th.regs[34] is not None:
-                notes += _note(b"CORE", NT_FPREGSET, _fpregset(th.regs))
+                notes += _note(b"CORE", NT_FPREGSET, encode_fpregset(th.regs))
         entry = _vmlinux_entry(dump.vmlinux)
         if entry is not None:
             notes += _note(b"CORE", NT_AUXV, struct.pack("<QQQQ", AT_ENTRY,

@@ -45,15 +45,16 @@ from ..errors import GdbkdError
 from ..textutil import escape
 from ..model.reader import Reader, MemoryFault
 from ..model.tasks import ps_letter
+from ..arm64.regs import (REG_SIZES, CPSR, exception_level, kaslr_from_vbar,
+                          regs_from_cpu_context)
 from .rsp import (RspTarget, SessionEnded, MAX_PACKET, rsp_checksum, reg_hex,
                   regs_hex, threads_xml)
 
 __all__ = ["QemuLink", "RspReader", "LiveProxy", "connect_qemu"]
 
 IDLE_TID_BASE = 4194304
-KASLR_ALIGN = 2 << 20
 M64 = (1 << 64) - 1
-_CORE_SIZES = [8] * 33 + [4]           # x0-x30, sp, pc, cpsr: QEMU's `g` packet
+_CORE_SIZES = REG_SIZES[:CPSR + 1]     # x0-x30, sp, pc, cpsr: QEMU's `g` packet
 #: the longest packet kept from QEMU
 LINK_MAX_PACKET = 1 << 20
 
@@ -369,14 +370,9 @@ class LiveProxy(RspTarget):
         vectors = self.offsets["symbols"].get("vectors")
         kaslr = None
         for c in vcpus:
-            vbar = self._reg(c, "VBAR")
-            if vbar is None or vectors is None:
-                continue
-            delta = (vbar - vectors) & M64
-            if delta >= 1 << 63:
-                delta -= 1 << 64
-            if vbar and delta % KASLR_ALIGN == 0:
-                kaslr, v["kmap"] = delta, c
+            kaslr = kaslr_from_vbar(self._reg(c, "VBAR"), vectors)
+            if kaslr is not None:
+                v["kmap"] = c
                 break
         if kaslr is None:
             self._warn("kaslr", "gdbkd proxy: no vCPU shows the kernel's vectors yet; "
@@ -403,7 +399,7 @@ class LiveProxy(RspTarget):
                 continue
             v["cpu_of_vcpu"][c] = cpu
             cpsr = self._reg(c, "cpsr")
-            cur = self._reg(c, "SP_EL0") if cpsr is not None and (cpsr >> 2) & 3 >= 1 else None
+            cur = self._reg(c, "SP_EL0") if cpsr is not None and exception_level(cpsr) >= 1 else None
             t = by_addr.get(cur) or by_addr.get(active.get(cpu))
             if t is None:
                 continue
@@ -524,10 +520,8 @@ class LiveProxy(RspTarget):
 
     # -- registers --------------------------------------------------------------------------
     def _sleeping_regs(self, tid):
-        from ..target.regs import regs_from_cpu_context
         t = self.view()["by_tid"][tid]
-        cc = t.fields.get("thread.cpu_context", b"")
-        return regs_from_cpu_context(cc) if len(cc) >= 13 * 8 else [None] * 34
+        return regs_from_cpu_context(t.fields.get("thread.cpu_context", b""))
 
     def registers_reply(self):
         tid = self._selected()

@@ -29,7 +29,7 @@ from ..textutil import escape
 from ..dump import DumpError, PageExcluded, PageNotInDump
 from ..model.reader import DumpReader, MemoryFault, M64
 from ..model.tasks import ps_letter
-from ..target.regs import NUM_REGS, REG_SIZES
+from ..arm64.regs import NUM_REGS, REG_SIZES
 from .rsp import RspTarget, threads_xml, reg_hex, regs_hex
 
 __all__ = ["StubServer", "target_xml"]

@@ -10,8 +10,10 @@ the layers above it (tests/model/test_layers.py):
 - :mod:`.offsets`: the per-vmlinux offsets registry (struct layouts and symbol
   addresses asked of a separate gdb-multiarch once per build-id, then cached);
 - :mod:`.preload`: ``gdbkd core``'s second thread in gdb's Python, opening the dump
-  while gdb loads the vmlinux (it calls nothing in gdb);
-- :mod:`.regs`: arm64 register sets as gdb numbers them, from a dump's notes.
+  while gdb loads the vmlinux (it calls nothing in gdb).
+
+The register sets (a dump's notes, a task's cpu_context, as gdb numbers them) are
+arm64 facts: :mod:`gdbkd.arm64.regs`.
 
 ``Dump``, ``Task``, ``Thread`` and ``IDLE_TID_BASE`` come from :mod:`.dump`,
 imported on first use: the dump readers and the model are imports ``gdbkd core``

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GdbkdError
-from ..dump import open_physical, parse_vmcoreinfo, DumpError, NT_FPREGSET
+from ..dump import open_physical, parse_vmcoreinfo, DumpError, NT_PRSTATUS, NT_FPREGSET
 from ..dump.vmcoreinfo import vmci_hex, vmci_int, NOTE_SOURCE
 from ..arm64.mmu import mmu_from_vmcoreinfo, M64
 from .offsets import kernel_offsets, vmlinux_build_id
-from .regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, NUM_REGS
+from ..arm64.regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, PRSTATUS_SIZE
 from ..model.kernel import Kernel
 from ..model.layout import RecordedTypes
 from ..model.reader import DumpReader, MemoryFault
@@ -124,7 +124,7 @@ class Dump:
             raise GdbkdError(f"{self.path} is not an arm64 kernel dump (VMCOREINFO has no "
                              f"kimage_voffset)")
         notes = p.prstatus_notes()
-        if notes and len(notes[0].desc) != 392:
+        if notes and len(notes[0].desc) != PRSTATUS_SIZE:
             raise GdbkdError(f"{self.path} is not an arm64 dump (NT_PRSTATUS of "
                              f"{len(notes[0].desc)} bytes)")
         self.osrelease = self.vmcoreinfo.get("OSRELEASE", "")
@@ -309,7 +309,7 @@ class Dump:
         notes = self.phys.notes
         pr = []
         for i, n in enumerate(notes):
-            if n.name == "CORE" and n.type == 1:
+            if n.name == "CORE" and n.type == NT_PRSTATUS:
                 st = parse_prstatus(n.desc)
                 nxt = notes[i + 1] if i + 1 < len(notes) else None
                 if nxt is not None and nxt.name == "CORE" and nxt.type == NT_FPREGSET:
@@ -411,8 +411,7 @@ class Dump:
             if cpu >= 0:
                 regs = list(notes[cpu].regs)
             else:
-                cc = t.fields.get("thread.cpu_context", b"")
-                regs = regs_from_cpu_context(cc) if len(cc) >= 13 * 8 else [None] * NUM_REGS
+                regs = regs_from_cpu_context(t.fields.get("thread.cpu_context", b""))
             out.append(Thread(tid=t.tid, task=t, regs=regs, active_cpu=cpu))
         running = {th.active_cpu for th in out}
         for cpu in sorted(set(notes) - running):

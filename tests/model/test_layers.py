@@ -189,18 +189,21 @@ ABOVE_TARGET = ("gdbkd.kernel", "gdbkd.commands", "gdbkd.gdbext", "gdbkd.gdbmi",
 
 
 def test_target_layer_holds_the_target_pieces():
-    """Opening dumps, the offsets registry, preload and the register sets live in target/,
-    once: postmortem/ keeps no copy or forwarding module of them."""
+    """Opening dumps, the offsets registry and preload live in target/, once: postmortem/
+    keeps no copy or forwarding module of them. The register sets are arm64 facts, in
+    arm64/regs.py alone."""
     mods = set(_package_graph())
-    for m in ("dump", "offsets", "preload", "regs"):
+    for m in ("dump", "offsets", "preload"):
         assert f"gdbkd.target.{m}" in mods
         assert f"gdbkd.postmortem.{m}" not in mods
+    assert "gdbkd.arm64.regs" in mods
+    assert not {f"gdbkd.{p}.regs" for p in ("target", "postmortem", "model")} & mods
 
 
 @pytest.mark.parametrize("path", sorted((PKG / "target").rglob("*.py")),
                          ids=lambda p: str(p.relative_to(PKG)))
 def test_target_layer_imports_nothing_above_it(path):
-    """target/ (open_dump and the Dump, the offsets registry, preload, register sets) is
+    """target/ (open_dump and the Dump, the offsets registry, preload) is
     below the gdb layer and the frontends: it reaches, directly or through the gdbkd
     modules it imports, only the readers and the model (model/, dump/, arm64/) and the
     leaf modules; never kernel/, commands/, postmortem/, the dump server, the CLI or

@@ -56,3 +56,32 @@ def test_writes_err_towards_more():
     assert "sp" in A.writes(ins["ldp x29, x30, [sp], #0x30"])
     assert A.writes(next(i for t, i in ins.items() if t.startswith("bl "))) >= A.CALLER_SAVED
     assert A.add_imm(next(i for t, i in ins.items() if t.startswith("stp x29"))) is None
+
+
+def test_last_write_is_the_one_walk_for_args_and_the_fault_explanation():
+    """kd analyze's fault explanation (kernel/explain.py) and kd bt --args share last_write:
+    a conditional branch falls through (``b.ne`` at 0xd4 does not hide ``add x2`` from the
+    ``ldr w0, [x2, #4]`` after it), a branch target or an instruction after ``ret`` ends
+    the proof, and so does any indirect branch in the function."""
+    ins = F.decode(FIB_LOOKUP, 0x84)
+    kind, d = A.last_write(ins, 0xd8, "x2")
+    assert kind == "def" and d.text == "add x2, x1, x3"
+    assert A.last_write(ins, 0xd8, "x2", 0x84, False, A.branch_targets(ins)) == (kind, d)
+    kind, why = A.last_write(ins, 0xf8, "x19")
+    assert kind == "unknown" and "0xf4 is a branch target" in why
+    kind, why = A.last_write(ins, 0xf4, "x19", arrived_by_call=True)
+    assert kind == "unknown" and "follows `ret`" in why
+    assert A.last_write(ins, 0x9c, "x0") == ("entry", None)
+    with_br = F.decode(FIB_LOOKUP + bytes.fromhex("20001fd6"), 0x84)       # + br x1
+    assert A.branch_targets(with_br).indirect.text == "br x1"
+    kind, why = A.last_write(with_br, 0xd8, "x2")
+    assert kind == "unknown" and "indirect branch (`br x1` at 0x118)" in why
+
+
+def test_last_write_sees_writes_capstone_omits():
+    """``ldclrl x1, x1, [x19]`` (6.1's node_reclaim: clear_bit's LSE atomic) writes x1, which
+    capstone's register list leaves out: the walk finds it, not the ``mov x1, #4`` before."""
+    ins = F.decode(bytes.fromhex("810080d2611261f8"), 0x1000)
+    assert "x1" not in ins[1].writes
+    kind, d = A.last_write(ins, 0x1008, "x1")
+    assert kind == "def" and d.text == "ldclrl x1, x1, [x19]"
