@@ -7,25 +7,21 @@ import gdb
 from ._util import KernelCommand, problem_lines
 from . import KdError, command
 from ..kernel import modules
+from ..kernel.memory import kernel
 from ..kernel.types import has_field
+from ..model.sysinfo import taint_letters
 from ..textutil import escape
 
 __all__ = ["Mod"]
 
 
-def _taint_letters(mask: int) -> str:
-    """Module taint letters from the kernel's own ``taint_flags[]`` table (4.10+), flags
-    marked ``.module = true``; bit numbers as in include/linux/panic.h."""
-    out = ""
-    try:
-        tf = gdb.parse_and_eval("taint_flags")
-        n = tf.type.range()[1] + 1
-        for i in range(n):
-            if mask >> i & 1:
-                out += chr(int(tf[i]["c_true"]))
-    except gdb.error:
-        out = f"{mask:#x}" if mask else ""
-    return out
+def _taint_letters(k, mask: int) -> str:
+    """The module's taint letters (gdbkd/model/sysinfo.py), its mask in hex when the
+    kernel's letter table cannot be read."""
+    letters = taint_letters(k, mask)
+    if letters is None:
+        return f"{mask:#x}" if mask else ""
+    return letters
 
 
 def _state(mod) -> str:
@@ -56,12 +52,13 @@ and said in one line under the table ("problems" in --json)."""
 
     def _list(self):
         rows = []
+        k = kernel()
         for mod in modules.for_each_module():
             name = modules.module_name(mod)
             base, size = modules.module_base_size(mod)
             taints = int(mod["taints"]) if has_field(mod.type.target(), "taints") else 0
             rows.append({"module": f"{int(mod):#x}", "name": escape(name), "base": f"{base:#x}",
-                         "size": size, "state": _state(mod), "taints": _taint_letters(taints),
+                         "size": size, "state": _state(mod), "taints": _taint_letters(k, taints),
                          "symbols": modules.has_symbols(name), "_mod": mod})
         return rows
 

@@ -9,6 +9,8 @@ from ..kernel.tasks import all_tasks
 from ..kernel.percpu import online_cpus, nr_cpu_ids
 from ..kernel.printk import records
 from ..kernel.access import user_thread
+from ..kernel.memory import kernel
+from ..model import timekeeping, sysinfo as msysinfo
 
 __all__ = ["Sys"]
 
@@ -40,7 +42,9 @@ class Sys(KernelCommand):
 Like crash's banner. PANIC is the last "Kernel panic - not syncing" line of
 the log, or the first Oops line ("Internal error", "Unable to handle kernel",
 "kernel BUG at"), or — stopped at the entry of panic() before it printed —
-panic's format string; absent when the kernel has none of these."""
+panic's format string; absent when the kernel has none of these.
+--json also gives the wall clock of the last timer tick (wall_clock_s: seconds
+since the epoch, the kernel's xtime_sec), which gdbkd triage takes as the crash time."""
 
     name = "sys"
 
@@ -58,16 +62,18 @@ panic's format string; absent when the kernel has none of these."""
             fmt = sysinfo.panic_from_frames(user_thread())
             if fmt is not None:
                 panic = ("panic", "Kernel panic - not syncing: " + fmt.removesuffix("\\n").rstrip())
-        taint = sysinfo.tainted()
         cpus = online_cpus()
+        k = kernel()
+        taint = msysinfo.tainted(k)
         return {
             "release": uts.get("release"), "version": uts.get("version"),
             "nodename": uts.get("nodename"), "machine": uts.get("machine"),
-            "uptime_s": sysinfo.uptime_seconds(), "load_average": sysinfo.load_average(),
+            "uptime_s": timekeeping.uptime_seconds(k),
+            "wall_clock_s": timekeeping.wall_clock_sec(k), "load_average": sysinfo.load_average(),
             "tasks": tasks, "cpus": len(cpus), "cpus_possible": nr_cpu_ids(),
             "memory_bytes": sysinfo.memory_bytes(),
             "panic": {"kind": panic[0], "message": panic[1]} if panic else None,
-            "tainted": {"mask": taint[0], "flags": taint[1]} if taint else None,
+            "tainted": {"mask": taint[0], "flags": taint[1] or ""} if taint else None,
         }
 
     def render(self, d, args):

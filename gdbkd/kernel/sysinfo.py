@@ -1,10 +1,7 @@
 """System summary for ``kd sys``: release, uptime, load, memory, panic message.
 
 * utsname: ``init_uts_ns.name`` (2.6.19+).
-* Uptime: ``tk_core.timekeeper`` (3.17+): ``tkr_mono.base + offs_boot`` is
-  ``ktime_get_boottime()`` as of the last timer tick; fallback
-  ``(jiffies - INITIAL_JIFFIES) / HZ`` is not used because HZ is not in the
-  debug info.
+* Uptime and the wall clock: the timekeeper (gdbkd/model/timekeeping.py).
 * Load: ``avenrun[3]``, fixed point with FSHIFT = 11 (unchanged since 2.x).
 * Memory: ``memblock.memory.total_size`` (arm64 keeps memblock after boot,
   ARCH_KEEP_MEMBLOCK), else ``_totalram_pages`` (5.0+; ``totalram_pages`` before,
@@ -23,8 +20,8 @@ import gdb
 from .memory import read_cstring
 from ..textutil import escape
 
-__all__ = ["utsname", "uptime_seconds", "load_average", "memory_bytes", "page_size",
-           "panic_message", "panic_from_frames", "tainted"]
+__all__ = ["utsname", "load_average", "memory_bytes", "page_size",
+           "panic_message", "panic_from_frames"]
 
 
 def utsname() -> dict:
@@ -39,18 +36,6 @@ def utsname() -> dict:
         except (gdb.error, gdb.MemoryError):
             pass
     return out
-
-
-def uptime_seconds():
-    for expr in ("tk_core.timekeeper", "timekeeper"):
-        try:
-            tk = gdb.parse_and_eval(expr)
-            base = int(tk["tkr_mono"]["base"])
-            boot = int(tk["offs_boot"])
-            return (base + boot) / 1e9
-        except gdb.error:
-            continue
-    return None
 
 
 def load_average():
@@ -146,21 +131,3 @@ def panic_from_frames(thread=None):
         return on_thread(thread, look)
     except gdb.error:
         return None
-
-
-def tainted():
-    """(mask, letters) of the kernel taint, letters from the kernel's ``taint_flags``."""
-    try:
-        mask = int(gdb.parse_and_eval("tainted_mask"))
-    except gdb.error:
-        return None
-    letters = ""
-    try:
-        tf = gdb.parse_and_eval("taint_flags")
-        n = tf.type.range()[1] + 1
-        for i in range(n):
-            if mask >> i & 1:
-                letters += chr(int(tf[i]["c_true"]))
-    except gdb.error:
-        pass
-    return mask, letters

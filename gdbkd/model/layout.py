@@ -78,6 +78,12 @@ LAYOUTS = {
     "struct printk_log": ["ts_nsec", "len", "text_len", "dict_len", "facility"],
     # exception frames (gdbkd/kernel/stack.py read_pt_regs; regs[31]/sp/pc/pstate lead it)
     "struct pt_regs": ["stackframe", "orig_x0", "syscallno"],
+    # the clocks (gdbkd/model/timekeeping.py; struct tk_data is 6.11+)
+    "struct timekeeper": ["tkr_mono.base", "tkr_mono.xtime_nsec", "tkr_mono.shift", "xtime_sec",
+                          "offs_real", "offs_boot"],
+    "struct tk_data": ["timekeeper"],
+    # the taint letters (gdbkd/model/sysinfo.py)
+    "struct taint_flag": ["c_true"],
 }
 # enums whose names kd prints ({name: value} in declaration order): page flags (kd kmem ADDR,
 # -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12
@@ -87,7 +93,8 @@ SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "stru
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
          "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node",
          "struct printk_ringbuffer", "struct prb_desc", "struct printk_info", "struct pt_regs",
-         "struct rcu_node", "struct qnode", "struct mcs_spinlock"]
+         "struct rcu_node", "struct qnode", "struct mcs_spinlock", "seqcount_raw_spinlock_t",
+         "struct taint_flag", "taint_flags"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
@@ -102,7 +109,7 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts", "qnodes", "mcs_nodes",
            "log_buf", "log_buf_len", "log_first_idx", "log_next_idx", "log_first_seq",
            "log_next_seq", "__start_init_task", "__end_init_task", "__start_init_stack",
-           "__end_init_stack"]
+           "__end_init_stack", "tk_core", "taint_flags", "tainted_mask"]
 
 
 class Member:

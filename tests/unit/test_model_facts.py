@@ -1,0 +1,72 @@
+"""Kernel facts kept once, in the gdb-free model (issue 23): the timekeeper, the taint
+letters, the modules, over the real 6.1 test dump with the per-vmlinux offsets registry's
+layouts (what ``gdbkd core`` uses), against drgn 0.3.0 on the same dump."""
+
+import pytest
+
+from tests.conftest import module_dumps
+from gdbkd.model.kernel import Kernel
+from gdbkd.model.reader import DumpReader
+from gdbkd.model import sysinfo, timekeeping
+
+drgn = pytest.importorskip("drgn")
+
+TD = MDF = None
+_dumps = module_dumps(globals())
+
+
+@pytest.fixture(scope="module")
+def dump():
+    from gdbkd.target import open_dump
+    d = open_dump(TD.elf, TD.vmlinux)
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def k(dump):
+    return Kernel(DumpReader(dump), dump.kernel.types, dump.sym)
+
+
+@pytest.fixture(scope="module")
+def prog():
+    p = drgn.Program()
+    p.set_core_dump(str(TD.elf))
+    p.load_debug_info([str(TD.vmlinux)])
+    return p
+
+
+def test_timekeeper_equals_drgn(k, prog):
+    from drgn.helpers.linux.timekeeping import ktime_get_coarse_ns
+    tk = prog["tk_core"].timekeeper
+    assert timekeeping.ktime_now(k) == ktime_get_coarse_ns(prog).value_()
+    assert timekeeping.wall_clock_sec(k) == tk.xtime_sec.value_()
+    assert timekeeping.uptime_seconds(k) == (tk.tkr_mono.base.value_() + tk.offs_boot.value_()) / 1e9
+    assert timekeeping.boot_wall_clock(k) == (tk.offs_real.value_() - tk.offs_boot.value_()) / 1e9
+    assert timekeeping.uptime_seconds(k) > 0 and timekeeping.wall_clock_sec(k) > 0
+
+
+def test_no_timekeeper_is_unknown(dump):
+    k = Kernel(DumpReader(dump), dump.kernel.types, lambda n: None if n == "tk_core" else dump.sym(n))
+    assert timekeeping.uptime_seconds(k) is None
+    assert timekeeping.wall_clock_sec(k) is None and timekeeping.boot_wall_clock(k) is None
+
+
+def _drgn_letters(prog, mask):
+    return "".join(chr(t.c_true.value_()) for i, t in enumerate(prog["taint_flags"]) if mask >> i & 1)
+
+
+def test_taint_equals_drgn(k, prog):
+    mask = prog["tainted_mask"].value_()
+    assert sysinfo.tainted(k) == (mask, _drgn_letters(prog, mask))
+    every = (1 << len(prog["taint_flags"])) - 1
+    letters = sysinfo.taint_letters(k, every)
+    assert letters == _drgn_letters(prog, every) and len(letters) == len(prog["taint_flags"])
+    assert sysinfo.taint_letters(k, 0) == ""
+
+
+def test_taint_without_table_is_unknown(dump):
+    k = Kernel(DumpReader(dump), dump.kernel.types,
+               lambda n: None if n == "taint_flags" else dump.sym(n))
+    assert sysinfo.taint_letters(k, 1) is None
+    assert sysinfo.tainted(k)[1] is None
