@@ -40,7 +40,7 @@ LAYOUTS = {
     "struct module": [
         "list", "name", "state", "sect_attrs", "core_layout.base", "core_layout.size",
         "init_layout.base", "init_layout.size", "mem", "mem[0].base", "mem[0].size",
-        "kallsyms", "taints", "srcversion", "version", "refcnt"],
+        "kallsyms", "taints", "srcversion", "version", "refcnt", "bug_table", "num_bugs"],
     "struct module_sect_attrs": ["nsections", "attrs"],
     "struct module_sect_attr": ["battr.attr.name", "name", "address"],
     "struct module_memory": ["base", "size"],
@@ -86,8 +86,9 @@ LAYOUTS = {
     "struct taint_flag": ["c_true"],
 }
 # enums whose names kd prints ({name: value} in declaration order): page flags (kd kmem ADDR,
-# -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12
-ENUMS = ["enum pageflags", "enum zone_stat_item", "enum node_stat_item"]
+# -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12; a module's
+# state (kd mod; 3.x-6.12)
+ENUMS = ["enum pageflags", "enum zone_stat_item", "enum node_stat_item", "enum module_state"]
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
@@ -155,6 +156,11 @@ class RecordedTypes(TypeSource):
         self.layouts = layouts or {}
         self.sizes = dict(sizes or {})
         self.enums = dict(enums or {})
+
+    @classmethod
+    def from_offsets(cls, data: dict) -> "RecordedTypes":
+        """The recording in an offsets cache entry (gdbkd/target/offsets.py kernel_offsets)."""
+        return cls(data.get("layouts", {}), data.get("model_sizes", {}), data.get("enums", {}))
 
     def enum(self, name):
         return self.enums.get(name)

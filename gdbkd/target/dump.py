@@ -188,7 +188,7 @@ class Dump:
         self.offsets = off
         from ..arm64.pac import PacStripper
         self.kernel = Kernel(DumpReader(self, PacStripper.for_dump(self)),
-                             RecordedTypes(off.get("layouts", {}), off.get("model_sizes", {})),
+                             RecordedTypes.from_offsets(off),
                              self.sym)
         sym = off["symbols"]
         # The image's runtime range, for the translation fast path.

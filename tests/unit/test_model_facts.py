@@ -70,3 +70,24 @@ def test_taint_without_table_is_unknown(dump):
                lambda n: None if n == "taint_flags" else dump.sym(n))
     assert sysinfo.taint_letters(k, 1) is None
     assert sysinfo.tainted(k)[1] is None
+
+
+def test_modules_state_taints_bugs_equal_drgn(k, prog):
+    from drgn.helpers.linux.module import for_each_module, module_taints
+    from gdbkd.model.modules import module_list, module_state_name, module_bug_tables
+    want = {m.value_(): m for m in for_each_module(prog)}
+    mods = module_list(k)[0]
+    assert [m.addr for m in mods] == list(want) and mods
+    for m in mods:
+        d = want[m.addr]
+        state = prog.constant(f"MODULE_STATE_{module_state_name(k, m.state).upper()}")
+        assert state.value_() == d.state.value_()
+        assert sysinfo.taint_letters(k, m.taints) == module_taints(d)
+    assert [(m.addr, t, n) for m, t, n in module_bug_tables(k)] == \
+        [(a, d.bug_table.value_(), d.num_bugs.value_()) for a, d in want.items()]
+
+
+def test_read_module_is_the_list_entry(k):
+    from gdbkd.model.modules import module_list, read_module
+    for m in module_list(k)[0]:
+        assert read_module(k, m.addr) == m
