@@ -424,8 +424,7 @@ class LiveProxy(RspTarget):
             if self.ram is not None:
                 from ..model.reader import RamReader
                 reader = RamReader(self.ram, lambda k=kaslr: self._vmcoreinfo_text(k))
-            self.kernel = Kernel(reader, RecordedTypes(self.offsets.get("layouts", {}),
-                                                            self.offsets.get("model_sizes", {})),
+            self.kernel = Kernel(reader, RecordedTypes.from_offsets(self.offsets),
                                  lambda n, s=syms, k=kaslr: None if s.get(n) is None
                                  else (s[n] + k) & M64)
             self.kernel._kaslr = kaslr
