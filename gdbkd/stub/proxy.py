@@ -3,7 +3,7 @@
 QEMU's gdbstub shows one gdb thread per vCPU. This proxy speaks the remote
 protocol to gdb on one side and to QEMU on the other and, while the guest is
 stopped, shows every task as a thread — the same thread ids and names as the
-dump server (a task's pid; CPU n's idle task 4194304 + n):
+dump server (a task's pid; CPU n's idle task IDLE_TID_BASE + n, gdbkd/model/tasks.py):
 
 * a task running on a vCPU is that vCPU: its registers, run control and
   register writes go to QEMU for that vCPU;
@@ -50,7 +50,6 @@ from .rsp import (RspTarget, SessionEnded, MAX_PACKET, rsp_checksum, reg_hex,
 
 __all__ = ["QemuLink", "RspReader", "LiveProxy", "connect_qemu"]
 
-IDLE_TID_BASE = 4194304
 KASLR_ALIGN = 2 << 20
 M64 = (1 << 64) - 1
 _CORE_SIZES = [8] * 33 + [4]           # x0-x30, sp, pc, cpsr: QEMU's `g` packet
@@ -389,22 +388,19 @@ class LiveProxy(RspTarget):
             self._warn(("tasks", str(e)[:60]), f"gdbkd proxy: cannot read the task list ({e}); "
                                               f"showing vCPU threads")
             return v
-        from ..model.percpu import cpu_offsets
-        from ..model.tasks import active_tasks
-        offs = cpu_offsets(self.kernel)
-        by_addr = {t.addr: t for t in tasks}
-        active = active_tasks(self.kernel)
+        from ..model.percpu import cpu_offsets, cpu_of_percpu_offset
+        from ..model.tasks import current_task, kernel_mode
+        ncpus = len(cpu_offsets(self.kernel))
         for c in vcpus:
-            tp = self._reg(c, "TPIDR_EL1")
-            cpu = offs.index(tp) if tp is not None and offs.count(tp) == 1 else None
-            if cpu is None and len(offs) == len(vcpus):
+            cpu = cpu_of_percpu_offset(self.kernel, self._reg(c, "TPIDR_EL1"))
+            if cpu is None and ncpus == len(vcpus):
                 cpu = vcpus.index(c)
             if cpu is None:
                 continue
             v["cpu_of_vcpu"][c] = cpu
             cpsr = self._reg(c, "cpsr")
-            cur = self._reg(c, "SP_EL0") if cpsr is not None and (cpsr >> 2) & 3 >= 1 else None
-            t = by_addr.get(cur) or by_addr.get(active.get(cpu))
+            sp_el0 = self._reg(c, "SP_EL0") if kernel_mode(cpsr) else None
+            t = current_task(self.kernel, {"cpsr": cpsr, "SP_EL0": sp_el0}, cpu)
             if t is None:
                 continue
             t.active_cpu = cpu

@@ -91,3 +91,26 @@ def test_read_module_is_the_list_entry(k):
     from gdbkd.model.modules import module_list, read_module
     for m in module_list(k)[0]:
         assert read_module(k, m.addr) == m
+
+
+def test_cpu_of_percpu_offset_and_current_task_equal_drgn(k, prog):
+    from drgn.helpers.linux.cpumask import for_each_present_cpu, for_each_possible_cpu
+    from drgn.helpers.linux.sched import cpu_curr, idle_task
+    from gdbkd.model.percpu import cpu_offsets, cpu_of_percpu_offset
+    from gdbkd.model.tasks import current_task, tasks_by_addr, IDLE_TID_BASE
+    offs = cpu_offsets(k)
+    for cpu, off in enumerate(offs):
+        assert cpu_of_percpu_offset(k, off) == (cpu if offs.count(off) == 1 else None)
+    assert cpu_of_percpu_offset(k, None) is None
+    assert cpu_of_percpu_offset(k, max(offs) + 8) is None
+    for cpu in for_each_present_cpu(prog):
+        curr = cpu_curr(prog, cpu).value_()
+        assert current_task(k, {}, cpu).addr == curr
+        # in EL1, SP_EL0 (current) names the task; in EL0 it is a user pointer: rq->curr
+        other = next(a for a in tasks_by_addr(k) if a != curr)
+        assert current_task(k, {"cpsr": 0x5, "SP_EL0": other}, cpu).addr == other
+        assert current_task(k, {"cpsr": 0x0, "SP_EL0": other}, cpu).addr == curr
+    assert current_task(k, {"cpsr": 0x5, "SP_EL0": 8}) is None
+    by_addr = tasks_by_addr(k)
+    for cpu in for_each_possible_cpu(prog):
+        assert by_addr[idle_task(prog, cpu).value_()].tid == IDLE_TID_BASE + cpu
