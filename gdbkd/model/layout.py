@@ -62,7 +62,7 @@ LAYOUTS = {
                     "freelist", "counters"],
     # RAM ranges and vmalloc areas (gdbkd/model/memmap.py, addrinfo.py)
     "struct memblock": ["memory"],
-    "struct memblock_type": ["cnt", "regions"],
+    "struct memblock_type": ["cnt", "regions", "total_size"],
     "struct memblock_region": ["base", "size"],
     "struct vmap_area": ["va_start", "va_end", "list", "rb_node", "vm"],
     "struct vm_struct": ["caller", "flags", "size", "nr_pages", "phys_addr"],
@@ -82,8 +82,10 @@ LAYOUTS = {
     "struct timekeeper": ["tkr_mono.base", "tkr_mono.xtime_nsec", "tkr_mono.shift", "xtime_sec",
                           "offs_real", "offs_boot"],
     "struct tk_data": ["timekeeper"],
-    # the taint letters (gdbkd/model/sysinfo.py)
+    # the taint letters and utsname (gdbkd/model/sysinfo.py)
     "struct taint_flag": ["c_true"],
+    "struct uts_namespace": ["name"],
+    "struct new_utsname": ["sysname", "nodename", "release", "version", "machine", "domainname"],
 }
 # enums whose names kd prints ({name: value} in declaration order): page flags (kd kmem ADDR,
 # -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12; a module's
@@ -110,7 +112,8 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts", "qnodes", "mcs_nodes",
            "log_buf", "log_buf_len", "log_first_idx", "log_next_idx", "log_first_seq",
            "log_next_seq", "__start_init_task", "__end_init_task", "__start_init_stack",
-           "__end_init_stack", "tk_core", "taint_flags", "tainted_mask"]
+           "__end_init_stack", "tk_core", "taint_flags", "tainted_mask",
+           "init_uts_ns", "avenrun"]
 
 
 class Member:

@@ -1,5 +1,5 @@
-"""Machine facts without gdb: the kernel's own VMCOREINFO in memory, page size, total RAM,
-the taint.
+"""Machine facts without gdb (``kd sys``, ``kd ps``'s %MEM): the kernel's own VMCOREINFO in
+memory, page size, utsname, load average, memory, the taint.
 
 ``vmcoreinfo_data`` (a ``char *``, kernel/crash_core.c; ``vmcoreinfo_size``
 bytes of ``KEY=VALUE`` lines) is filled at boot on every kernel with
@@ -9,7 +9,12 @@ without a macro or a gdb expression (``PAGE_SHIFT`` is a macro gdb cannot see
 without -g3 debug info).
 
 Total RAM: ``_totalram_pages`` (``atomic_long_t``, v5.0+, commit ca79b0c211af)
-or ``totalram_pages`` (``unsigned long``, before).
+or ``totalram_pages`` (``unsigned long``, before). Memory size: ``memblock.memory.total_size``
+(arm64 keeps memblock after boot, ARCH_KEEP_MEMBLOCK), else total RAM in pages.
+
+utsname: ``init_uts_ns.name`` (``struct new_utsname``, six ``char[65]``; 2.6.19+; the
+namespace starts with a kref before v5.11, so the offset comes from the debug info).
+Load average: ``avenrun[3]``, fixed point with FSHIFT = 11 (unchanged since 2.x).
 
 Taint: ``tainted_mask`` (``unsigned long``, bit numbers as in include/linux/panic.h)
 and the letters of the kernel's own table, kernel/panic.c ``taint_flags[TAINT_FLAGS_COUNT]``
@@ -25,7 +30,11 @@ from .reader import MemoryFault
 from ..dump.vmcoreinfo import parse_vmcoreinfo
 
 __all__ = ["vmcoreinfo", "vmcoreinfo_text", "page_size", "totalram_pages", "taint_table",
-           "taint_letters", "tainted"]
+           "taint_letters", "tainted", "utsname", "load_average", "memory_bytes", "UTS_FIELDS"]
+
+#: the members of struct new_utsname, in order
+UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
+FSHIFT = 11
 
 
 def vmcoreinfo_text(reader, symbol) -> bytes:
@@ -107,3 +116,48 @@ def tainted(k):
     except MemoryFault:
         return None
     return mask, taint_letters(k, mask)
+
+
+def utsname(k) -> dict:
+    """{field: bytes up to the NUL} of ``init_uts_ns.name`` ({} when unreadable)."""
+    a = k.sym("init_uts_ns")
+    off = k.offset("struct uts_namespace", "name")
+    if a is None or off is None:
+        return {}
+    try:
+        f = k.layout("struct new_utsname").read(k.reader, a + off)
+    except MemoryFault:
+        return {}
+    return {n: f[n].split(b"\0", 1)[0] for n in UTS_FIELDS if n in f}
+
+
+def load_average(k):
+    """[1, 5, 15 minute] load averages rounded to hundredths as ``uptime`` prints them, or
+    None when ``avenrun`` cannot be read."""
+    a = k.sym("avenrun")
+    if a is None:
+        return None
+    try:
+        raw = k.reader.read(a, 24)
+    except MemoryFault:
+        return None
+    vals = [int.from_bytes(raw[i * 8:i * 8 + 8], "little") for i in range(3)]
+    return [round((v >> FSHIFT) + ((v & ((1 << FSHIFT) - 1)) * 100 >> FSHIFT) / 100, 2)
+            for v in vals]
+
+
+def memory_bytes(k):
+    """Bytes of memory: ``memblock.memory.total_size``, else total RAM pages times the page
+    size; None when neither can be read."""
+    a = k.sym("memblock")
+    off = k.offset("struct memblock", "memory")
+    tot = k.offset("struct memblock_type", "total_size")
+    if a is not None and off is not None and tot is not None:
+        try:
+            v = k.reader.u64(a + off + tot)
+        except MemoryFault:
+            v = 0
+        if v:
+            return v
+    n = totalram_pages(k)
+    return None if n is None else n * page_size(k)

@@ -114,3 +114,20 @@ def test_cpu_of_percpu_offset_and_current_task_equal_drgn(k, prog):
     by_addr = tasks_by_addr(k)
     for cpu in for_each_possible_cpu(prog):
         assert by_addr[idle_task(prog, cpu).value_()].tid == IDLE_TID_BASE + cpu
+
+
+def test_utsname_load_memory_equal_drgn(k, prog, dump):
+    name = prog["init_uts_ns"].name
+    assert sysinfo.utsname(k) == {f: getattr(name, f).string_() for f in sysinfo.UTS_FIELDS}
+    assert sysinfo.utsname(k)["release"].decode() == dump.osrelease
+    av = [v.value_() for v in prog["avenrun"]]
+    assert sysinfo.load_average(k) == [round((v >> 11) + ((v & 2047) * 100 >> 11) / 100, 2)
+                                       for v in av]
+    total = prog["memblock"].memory.total_size.value_()
+    assert total and sysinfo.memory_bytes(k) == total
+
+
+def test_memory_without_memblock_is_total_ram(dump, prog):
+    k = Kernel(DumpReader(dump), dump.kernel.types, lambda n: None if n == "memblock" else dump.sym(n))
+    pages = prog["_totalram_pages"].counter.value_()
+    assert sysinfo.memory_bytes(k) == pages * sysinfo.page_size(k)
