@@ -4,36 +4,26 @@ layouts (what ``gdbkd core`` uses), against drgn 0.3.0 on the same dump."""
 
 import pytest
 
-from tests.conftest import module_dumps
 from gdbkd.model.kernel import Kernel
 from gdbkd.model.reader import DumpReader
 from gdbkd.model import sysinfo, timekeeping
 
-drgn = pytest.importorskip("drgn")
-
-TD = MDF = None
-_dumps = module_dumps(globals())
+pytest.importorskip("drgn")
 
 
-@pytest.fixture(scope="module")
-def dump():
-    from gdbkd.target import open_dump
-    d = open_dump(TD.elf, TD.vmlinux)
-    yield d
-    d.close()
+@pytest.fixture
+def dump(td_dump):
+    return td_dump
+
+
+@pytest.fixture
+def prog(td_prog):
+    return td_prog
 
 
 @pytest.fixture
 def k(dump):
     return Kernel(DumpReader(dump), dump.kernel.types, dump.sym)
-
-
-@pytest.fixture(scope="module")
-def prog():
-    p = drgn.Program()
-    p.set_core_dump(str(TD.elf))
-    p.load_debug_info([str(TD.vmlinux)])
-    return p
 
 
 def test_timekeeper_equals_drgn(k, prog):
