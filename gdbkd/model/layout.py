@@ -14,6 +14,10 @@ both sources serve the same questions and a fact about a kernel version is
 learned in one place. Members a kernel does not have are simply absent
 (probe with ``"path" in layout``); the versions they exist in are documented
 where the model uses them (tasks.py, modules.py, percpu.py).
+
+This is the one registry: the offsets cache records exactly :data:`LAYOUTS`,
+:data:`SIZES`, :data:`ENUMS` and :data:`SYMBOLS` and is keyed by a digest of them,
+so a new struct layout (or member, size, enum, symbol) is a line here and nothing else.
 """
 
 import struct
