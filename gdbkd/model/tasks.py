@@ -205,9 +205,14 @@ class Task:
     def name_for_display(self) -> str:
         return f"[{self.comm}]" if self.is_kthread else self.comm
 
+    @property
+    def run_cpu(self) -> int:
+        """The CPU this task runs on (``active_cpu``), else the one it last ran or is queued
+        on (:attr:`cpu`): the CPU kd's headers and the thread lists show."""
+        return self.active_cpu if self.active_cpu is not None else self.cpu
+
     def header(self) -> str:
-        cpu = self.active_cpu if self.active_cpu is not None else self.cpu
-        return f'PID: {self.pid:<7} TASK: {self.addr:016x}  CPU: {cpu:<3} COMMAND: "{self.comm}"'
+        return f'PID: {self.pid:<7} TASK: {self.addr:016x}  CPU: {self.run_cpu:<3} COMMAND: "{self.comm}"'
 
     def brief(self) -> dict:
         return {"pid": self.pid, "tgid": self.tgid, "task": f"{self.addr:#x}", "comm": self.comm,

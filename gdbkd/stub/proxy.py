@@ -453,8 +453,7 @@ class LiveProxy(RspTarget):
             extra = f"pid {t.pid} {escape(t.name)} [{ps_letter(t.state)}]"
             if t.active_cpu is not None and t.tid in v["vcpu_of_tid"]:
                 extra += f" on cpu {t.active_cpu}"
-            core = t.active_cpu if t.active_cpu is not None else t.cpu
-            out.append((t.tid, t.name, extra, core))
+            out.append((t.tid, t.name, extra, t.run_cpu))
         order = {tid: i for i, tid in enumerate(v["vcpu_of_tid"])}
         out.sort(key=lambda x: (0, order[x[0]]) if x[0] in order else (1, 0))
         return out

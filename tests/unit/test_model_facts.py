@@ -95,13 +95,15 @@ def test_cpu_of_percpu_offset_and_current_task_equal_drgn(k, prog):
     assert cpu_of_percpu_offset(k, max(offs) + 8) is None
     for cpu in for_each_present_cpu(prog):
         curr = cpu_curr(prog, cpu).value_()
-        assert current_task(k, {}, cpu).addr == curr
+        assert current_task(k, {}, cpu).addr == curr and current_task(k, {}, cpu).run_cpu == cpu
         # in EL1, SP_EL0 (current) names the task; in EL0 it is a user pointer: rq->curr
         other = next(a for a in tasks_by_addr(k) if a != curr)
         assert current_task(k, {"cpsr": 0x5, "SP_EL0": other}, cpu).addr == other
         assert current_task(k, {"cpsr": 0x0, "SP_EL0": other}, cpu).addr == curr
     assert current_task(k, {"cpsr": 0x5, "SP_EL0": 8}) is None
     by_addr = tasks_by_addr(k)
+    for t in by_addr.values():
+        assert t.run_cpu == (t.active_cpu if t.active_cpu is not None else t.cpu)
     for cpu in for_each_possible_cpu(prog):
         assert by_addr[idle_task(prog, cpu).value_()].tid == IDLE_TID_BASE + cpu
 
