@@ -96,7 +96,8 @@ def _crashed_cpu_in_vectors(elf: Path, vmlinux: str) -> bool:
         if vec <= notes[cpu].pc < vec + 0x800:
             return True
         th = d.crashed_thread
-        size = d.offsets["sizes"].get("thread_size") or 16384
+        from gdbkd.model.tasks import thread_size
+        size = thread_size(d.kernel)
         return th is not None and bool(th.task.stack) and \
             not th.task.stack <= notes[cpu].sp < th.task.stack + size
     finally:

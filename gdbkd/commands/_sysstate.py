@@ -24,8 +24,7 @@ def pick_task(arg):
 
 
 def task_header(t) -> dict:
-    cpu = t.active_cpu if t.active_cpu is not None else t.cpu
-    return {"pid": t.pid, "task": t.addr, "cpu": cpu, "comm": t.comm}
+    return {"pid": t.pid, "task": t.addr, "cpu": t.run_cpu, "comm": t.comm}
 
 
 def render_header(h) -> str:

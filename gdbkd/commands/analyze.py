@@ -74,11 +74,13 @@ Same output live and on dumps."""
             from ..kernel.sysregs import sysreg
             task = sysreg("SP_EL0")
         if task:
+            from ..kernel.memory import kernel
+            from ..model.reader import MemoryFault
+            from ..model.tasks import read_task
             try:
-                t = gdb.Value(task).cast(gdb.lookup_type("struct task_struct").pointer())
-                data["task"] = {"address": task, "pid": int(t["pid"]),
-                                "comm": escape(t["comm"].string(length=16).split("\0")[0])}
-            except (gdb.error, gdb.MemoryError, UnicodeDecodeError):
+                t = read_task(kernel(), task)
+                data["task"] = {"address": task, "pid": t.pid, "comm": t.comm}
+            except MemoryFault:
                 pass
         data["damaged_lists"] = _damaged_lists()
         hang = _hang(trap)

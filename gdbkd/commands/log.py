@@ -6,7 +6,9 @@ import gdb
 
 from ._util import KernelCommand
 from . import KdError, command
-from ..kernel.printk import records, boot_wall_clock
+from ..kernel.memory import kernel
+from ..kernel.printk import records
+from ..model.timekeeping import boot_wall_clock
 from ..textutil import escape
 
 __all__ = ["Log"]
@@ -38,9 +40,9 @@ Control characters in messages are shown escaped."""
             raise KdError(f"cannot read the log buffer: {e}")
         except gdb.GdbError as e:
             raise KdError(str(e))
-        boot = boot_wall_clock() if args.human else None
+        boot = boot_wall_clock(kernel()) if args.human else None
         if args.human and boot is None:
-            raise KdError("-T: no timekeeper in this kernel's debug info")
+            raise KdError("-T: no readable timekeeper (tk_core) in this kernel")
         out = []
         for r in recs:
             d = {"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "facility": r.facility,

@@ -2,37 +2,25 @@
 
 from pathlib import Path
 
-import gdb
-
 from ._util import KernelCommand, problem_lines
 from . import KdError, command
 from ..kernel import modules
-from ..kernel.types import has_field
+from ..kernel.memory import kernel
+from ..model.modules import module_list, module_state_name
+from ..model.reader import MemoryFault
+from ..model.sysinfo import taint_letters
 from ..textutil import escape
 
 __all__ = ["Mod"]
 
 
-def _taint_letters(mask: int) -> str:
-    """Module taint letters from the kernel's own ``taint_flags[]`` table (4.10+), flags
-    marked ``.module = true``; bit numbers as in include/linux/panic.h."""
-    out = ""
-    try:
-        tf = gdb.parse_and_eval("taint_flags")
-        n = tf.type.range()[1] + 1
-        for i in range(n):
-            if mask >> i & 1:
-                out += chr(int(tf[i]["c_true"]))
-    except gdb.error:
-        out = f"{mask:#x}" if mask else ""
-    return out
-
-
-def _state(mod) -> str:
-    try:
-        return str(mod["state"]).replace("MODULE_STATE_", "").lower()
-    except gdb.error:
-        return "?"
+def _taint_letters(k, mask: int) -> str:
+    """The module's taint letters (gdbkd/model/sysinfo.py), its mask in hex when the
+    kernel's letter table cannot be read."""
+    letters = taint_letters(k, mask)
+    if letters is None:
+        return f"{mask:#x}" if mask else ""
+    return letters
 
 
 @command
@@ -54,22 +42,16 @@ and said in one line under the table ("problems" in --json)."""
         p.add_argument("-S", dest="load_all", nargs="?", const="", metavar="DIR",
                        help="load the symbols of every module found in DIR (or the search path)")
 
-    def _list(self):
-        rows = []
-        for mod in modules.for_each_module():
-            name = modules.module_name(mod)
-            base, size = modules.module_base_size(mod)
-            taints = int(mod["taints"]) if has_field(mod.type.target(), "taints") else 0
-            rows.append({"module": f"{int(mod):#x}", "name": escape(name), "base": f"{base:#x}",
-                         "size": size, "state": _state(mod), "taints": _taint_letters(taints),
-                         "symbols": modules.has_symbols(name), "_mod": mod})
-        return rows
-
     def run(self, args):
+        k = kernel()
         try:
-            rows = self._list()
-        except gdb.MemoryError as e:
+            mods = module_list(k)[0]
+        except MemoryFault as e:
             raise KdError(f"cannot read the module list: {e}")
+        rows = [{"module": f"{m.addr:#x}", "name": escape(m.name), "base": f"{m.base:#x}",
+                 "size": m.size, "state": module_state_name(k, m.state),
+                 "taints": _taint_letters(k, m.taints), "symbols": modules.has_symbols(m.name),
+                 "_mod": m} for m in mods]
         messages = []
         if args.load_one:
             name = args.load_one[0]
@@ -90,7 +72,7 @@ and said in one line under the table ("problems" in --json)."""
             r.pop("_mod")
             r["symbols"] = modules.has_symbols(r["name"])
         return {"modules": rows, "messages": messages,
-                "problems": [p.to_json() for p in modules.module_damage()]}
+                "problems": [p.to_json() for p in mods.damage]}
 
     def render(self, data, args):
         lines = list(data["messages"])

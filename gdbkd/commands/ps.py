@@ -3,8 +3,9 @@
 from . import KdError, command
 from ._util import KernelCommand, is_state, problem_lines
 from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks, state_code, STATE_CODES
+from ..kernel.memory import kernel
 from ..kernel.mm import mm_counters, task_rss_delta
-from ..kernel.sysinfo import totalram_pages, page_size
+from ..model.sysinfo import totalram_pages, page_size
 
 __all__ = ["Ps"]
 
@@ -41,8 +42,9 @@ back from its head, each task shown once, and said in one line under the table
         tasks = all_tasks()
         if not tasks:
             raise KdError("no tasks found (is init_task readable?)")
-        total = totalram_pages() or 0
-        kib_per_page = page_size() // 1024
+        k = kernel()
+        total = totalram_pages(k) or 0
+        kib_per_page = page_size(k) // 1024
         mm_cache = {}
         deltas = {}
         for t in tasks:

@@ -6,9 +6,12 @@ from ._util import KernelCommand
 from . import command
 from ..kernel import sysinfo
 from ..kernel.tasks import all_tasks
-from ..kernel.percpu import online_cpus, nr_cpu_ids
 from ..kernel.printk import records
 from ..kernel.access import user_thread
+from ..kernel.memory import kernel
+from ..model import timekeeping, sysinfo as msysinfo
+from ..model.percpu import online_cpus, nr_cpu_ids
+from ..textutil import escape
 
 __all__ = ["Sys"]
 
@@ -40,12 +43,15 @@ class Sys(KernelCommand):
 Like crash's banner. PANIC is the last "Kernel panic - not syncing" line of
 the log, or the first Oops line ("Internal error", "Unable to handle kernel",
 "kernel BUG at"), or — stopped at the entry of panic() before it printed —
-panic's format string; absent when the kernel has none of these."""
+panic's format string; absent when the kernel has none of these.
+--json also gives the wall clock of the last timer tick (wall_clock_s: seconds
+since the epoch, the kernel's xtime_sec), which gdbkd triage takes as the crash time."""
 
     name = "sys"
 
     def run(self, args):
-        uts = sysinfo.utsname()
+        k = kernel()
+        uts = {n: escape(v) for n, v in msysinfo.utsname(k).items()}
         try:
             tasks = len(all_tasks())
         except (gdb.error, gdb.MemoryError):
@@ -58,16 +64,17 @@ panic's format string; absent when the kernel has none of these."""
             fmt = sysinfo.panic_from_frames(user_thread())
             if fmt is not None:
                 panic = ("panic", "Kernel panic - not syncing: " + fmt.removesuffix("\\n").rstrip())
-        taint = sysinfo.tainted()
-        cpus = online_cpus()
+        cpus = online_cpus(k)
+        taint = msysinfo.tainted(k)
         return {
             "release": uts.get("release"), "version": uts.get("version"),
             "nodename": uts.get("nodename"), "machine": uts.get("machine"),
-            "uptime_s": sysinfo.uptime_seconds(), "load_average": sysinfo.load_average(),
-            "tasks": tasks, "cpus": len(cpus), "cpus_possible": nr_cpu_ids(),
-            "memory_bytes": sysinfo.memory_bytes(),
+            "uptime_s": timekeeping.uptime_seconds(k),
+            "wall_clock_s": timekeeping.wall_clock_sec(k), "load_average": msysinfo.load_average(k),
+            "tasks": tasks, "cpus": len(cpus), "cpus_possible": nr_cpu_ids(k),
+            "memory_bytes": msysinfo.memory_bytes(k),
             "panic": {"kind": panic[0], "message": panic[1]} if panic else None,
-            "tainted": {"mask": taint[0], "flags": taint[1]} if taint else None,
+            "tainted": {"mask": taint[0], "flags": taint[1] or ""} if taint else None,
         }
 
     def render(self, d, args):

@@ -5,6 +5,7 @@ from ._util import KernelCommand, problem_lines
 from ..model.lists import stop_problem
 from ._sysstate import kernel, symbol_name
 from ..model import timer as mtimer
+from ..model.timekeeping import ktime_now
 from ..model.percpu import present_cpus
 
 __all__ = ["Timer"]
@@ -37,7 +38,7 @@ monotonic now plus the clock's offset). Only CPUs present are shown."""
                 raise KdError(f"no CPU {bad[0]} (present: {','.join(map(str, cpus))})")
             cpus = want
         if args.hrtimers:
-            now = mtimer.ktime_now(k)
+            now = ktime_now(k)
             bases = mtimer.hrtimers(k, cpus)
             for b in bases:
                 for t in b["timers"]:

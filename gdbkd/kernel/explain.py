@@ -35,6 +35,7 @@ from ..analysis import args as A
 from .memory import read_bytes
 from .symbols import vmlinux_symbol_address
 from .types import lookup_type
+from ..model.reader import MemoryFault
 from .symbolize import lookup, describe
 
 __all__ = ["explain", "bug_entry", "fault_address"]
@@ -481,15 +482,15 @@ def _bug_tables():
     size = lookup_type("struct bug_entry").sizeof
     if s is not None and e is not None and e > s:
         out.append(("vmlinux __bug_table", s, (e - s) // size))
+    from .memory import kernel
+    from ..model.modules import module_bug_tables
     try:
-        from . import modules
-        for mod in modules.for_each_module():
-            n = int(mod["num_bugs"])
-            t = int(mod["bug_table"]) & M64
-            if t and 0 < n < 1 << 16:
-                out.append((f"{modules.module_name(mod)} bug_table", t, n))
-    except (gdb.error, gdb.MemoryError):
-        pass
+        tables = module_bug_tables(kernel())
+    except MemoryFault:
+        tables = []
+    for mod, t, n in tables:
+        if t and 0 < n < 1 << 16:
+            out.append((f"{mod.name} bug_table", t, n))
     return out
 
 

@@ -210,8 +210,7 @@ def use_layouts(path):
     import json
     from ..model.layout import RecordedTypes
     data = json.loads(open(path).read())
-    _recorded = RecordedTypes(data.get("layouts", {}), data.get("model_sizes", {}),
-                              data.get("enums", {}))
+    _recorded = RecordedTypes.from_offsets(data)
     _recorded_syms = {k: v for k, v in data.get("symbols", {}).items() if v is not None}
     _rebuild()
 

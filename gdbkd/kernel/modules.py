@@ -1,18 +1,11 @@
-"""Loaded kernel modules and their symbols inside gdb.
+"""Loaded kernel modules' symbols inside gdb.
 
-Module list: the global ``modules`` list_head, entries linked by
-``struct module.list``. Section addresses come from ``mod->sect_attrs``:
-since v5.8 (commit ed66f991bb19, "module: Refactor section attr into bin
-attribute") each ``struct module_sect_attr`` is ``{struct bin_attribute battr;
-unsigned long address;}`` with the name in ``battr.attr.name``; before that
-``{struct module_attribute mattr; char *name; unsigned long address;}``.
-Base/size: ``core_layout.base/size`` up to 6.3, ``mem[MOD_TEXT]`` from 6.4
-(commit ac3b43283923, "module: replace module_layout with module_memory").
-
-Symbols are loaded the way that works with gdb 13 (``add-symbol-file -s``
-mis-relocates a module's DWARF there): an objcopy copy of the .ko with every
-section address changed to where the kernel put it (gdbkd/kmods.py), then
-``add-symbol-file`` of that copy. Modules inserted later are caught by a silent breakpoint on
+The modules themselves (the list, names, bases, sections, state) are the gdb-free
+model's ``Module`` objects (gdbkd/model/modules.py, which has the versions); this
+module only loads their symbols into gdb. Symbols are loaded the way that works
+with gdb 13 (``add-symbol-file -s`` mis-relocates a module's DWARF there): an
+objcopy copy of the .ko with every section address changed to where the kernel put
+it (gdbkd/kmods.py), then ``add-symbol-file`` of that copy. Modules inserted later are caught by a silent breakpoint on
 ``do_init_module`` (as scripts/gdb's lx-symbols does).
 """
 
@@ -20,67 +13,15 @@ import os
 
 import gdb
 
-from .types import lookup_type, has_field
-from .memory import read_cstring
 from .. import kmods
 from ..textutil import escape
 
-__all__ = ["has_symbols", "for_each_module", "module_damage", "module_name", "module_base_size", "module_sections",
-           "find_ko", "load_module_symbols", "load_all_module_symbols", "search_dirs",
+__all__ = ["has_symbols", "find_ko", "load_module_symbols", "load_all_module_symbols", "search_dirs",
            "watch_module_loads", "register_events", "loaded"]
 
 search_dirs = [d for d in os.environ.get("GDBKD_MODULES_PATH", "").split(os.pathsep) if d]
 loaded = {}          # module name -> (base, objfile path)
 _watch = None
-
-
-def for_each_module():
-    """Every ``struct module *`` on the list, each once: the model's walk
-    (gdbkd/model/modules.py), which says what is wrong with a damaged list
-    (:func:`module_damage`)."""
-    from .memory import kernel
-    from ..model.modules import module_list
-    mods, _ = module_list(kernel())
-    t = lookup_type("struct module").pointer()
-    for m in mods:
-        yield gdb.Value(m.addr).cast(t)
-
-
-def module_damage() -> list:
-    """The module list's :class:`gdbkd.model.lists.ListProblem` (none when whole)."""
-    from .memory import kernel
-    from ..model.modules import module_list
-    return module_list(kernel())[0].damage
-
-
-def module_name(mod) -> str:
-    return read_cstring(int(mod["name"].address), 56).decode("utf-8", "replace")
-
-
-def module_base_size(mod):
-    if has_field(mod.type.target(), "core_layout"):
-        cl = mod["core_layout"]
-        return int(cl["base"]), int(cl["size"])
-    mem = mod["mem"][0]      # MOD_TEXT
-    return int(mem["base"]), int(mem["size"])
-
-
-def module_sections(mod) -> dict:
-    sa = mod["sect_attrs"]
-    if int(sa) == 0:
-        return {}
-    n = int(sa["nsections"])
-    attrs = sa["attrs"]
-    out = {}
-    for i in range(n):
-        a = attrs[i]
-        if has_field(a.type, "battr"):
-            name_p = a["battr"]["attr"]["name"]
-        else:
-            name_p = a["name"]
-        name = read_cstring(int(name_p), 64).decode("utf-8", "replace")
-        out[name] = int(a["address"])
-    return out
 
 
 def has_symbols(name: str) -> bool:
@@ -115,11 +56,10 @@ def _add_symbol_file(name, base, copy, quiet=True):
 
 
 def load_module_symbols(mod, ko=None, quiet=True) -> str:
-    """Load the symbols of one ``struct module *``; returns a one-line status (which
-    .ko for which module, or why none: gdbkd/kmods.py)."""
+    """Load the symbols of one module (a gdbkd/model/modules.py ``Module``); returns a
+    one-line status (which .ko for which module, or why none: gdbkd/kmods.py)."""
     from .memory import kernel
-    name = module_name(mod)
-    base, _ = module_base_size(mod)
+    name, base = mod.name, mod.base
     if ko is None and name in loaded and loaded[name][0] == base:
         return f"{escape(name)}: symbols already loaded"
     plans = kmods.plan_modules(kernel(), search_dirs, only=name)
@@ -127,7 +67,7 @@ def load_module_symbols(mod, ko=None, quiet=True) -> str:
         return f"{escape(name)}: not on the module list"
     p = plans[0]
     if ko is not None:
-        copy, status = kmods.symbol_file(name, p.base, _sections_of(name), search_dirs, ko,
+        copy, status = kmods.symbol_file(name, p.base, mod.sections, search_dirs, ko,
                                          build_id=p.build_id, live=_live_ranges(name))
     else:
         copy, status = p.copy, p.status
@@ -136,13 +76,6 @@ def load_module_symbols(mod, ko=None, quiet=True) -> str:
     if not _add_symbol_file(name, p.base, copy, quiet):
         return f"{escape(name)}: symbols already loaded"
     return status
-
-
-def _sections_of(name):
-    from .memory import kernel
-    from ..model.modules import module_list
-    mods, _ = module_list(kernel())
-    return next((m.sections for m in mods if m.name == name), {})
 
 
 def _live_ranges(name):
@@ -176,12 +109,14 @@ class _ModuleLoadBreakpoint(gdb.Breakpoint):
         self.silent = True
 
     def stop(self):
+        from .memory import kernel
+        from ..model.modules import read_module
         try:
             try:
-                mod = gdb.parse_and_eval("mod")
+                addr = int(gdb.parse_and_eval("mod"))
             except gdb.error:
-                mod = gdb.parse_and_eval("$x0").cast(lookup_type("struct module").pointer())
-            msg = load_module_symbols(mod)
+                addr = int(gdb.parse_and_eval("$x0"))
+            msg = load_module_symbols(read_module(kernel(), addr & 0xFFFFFFFFFFFFFFFF))
             gdb.write(f"kd: module {msg}\n")
         except Exception as e:  # boundary: never stop the guest because of symbol loading
             gdb.write(f"kd: module load hook: {e}\n")

@@ -5,9 +5,9 @@ layout, unchanged from 2.6 through 6.12). gdb itself cannot print a per-CPU
 variable (it reads the unrelocated ``.data..percpu`` address), so commands go
 through here.
 
-The CPU a gdb thread runs on: arm64 keeps the CPU's per-CPU offset in
-``TPIDR_EL1`` (``TPIDR_EL2`` when the kernel runs at EL2 with VHE, since
-4.16); QEMU's gdbstub exposes both.
+The CPU a gdb thread runs on: the CPU whose per-CPU offset its ``TPIDR_EL1`` or
+``TPIDR_EL2`` holds (gdbkd/model/percpu.py ``cpu_of_percpu_offset``); QEMU's
+gdbstub exposes both.
 When neither matches (dump stubs without system registers) the thread's number
 minus one is used, QEMU's numbering of vCPUs (only when there are no more
 threads than CPUs: a dump stub that shows every task as a thread gets None).
@@ -82,12 +82,13 @@ def _reg(frame, name):
 def cpu_of_thread(thread) -> int:
     """The CPU number a gdb thread stands for (see module docstring), or None."""
     offs = cpu_offsets()
+    k = kernel()
 
     def probe(fr):
         for reg in ("TPIDR_EL1", "TPIDR_EL2"):
-            v = _reg(fr, reg)
-            if v is not None and v in offs and (len(offs) == 1 or offs.count(v) == 1):
-                return offs.index(v)
+            c = _percpu.cpu_of_percpu_offset(k, _reg(fr, reg))
+            if c is not None:
+                return c
         return None
     try:
         c = on_thread(thread, probe)

@@ -18,7 +18,7 @@ from ..errors import GdbkdError
 from ..model.printk import Record, LEVELS, prb_records, log_buf_records
 from ..model.reader import MemoryFault
 
-__all__ = ["Record", "records", "boot_wall_clock", "LEVELS"]
+__all__ = ["Record", "records", "LEVELS"]
 
 
 def _model(fn, *args):
@@ -61,17 +61,3 @@ def records() -> list:
     if vmlinux_symbol_address("prb") is not None:
         return _prb_records()
     return _legacy_records()
-
-
-def boot_wall_clock():
-    """Wall-clock time (seconds since the epoch) at boot, as ``tk.offs_real - tk.offs_boot``
-    of the timekeeper (ktime_t ns; fields present 3.17 – 6.12), or None."""
-    for expr in ("tk_core.timekeeper", "timekeeper"):
-        try:
-            tk = gdb.parse_and_eval(expr)
-            real = int(tk["offs_real"])
-            boot = int(tk["offs_boot"])
-            return (real - boot) / 1e9
-        except gdb.error:
-            continue
-    return None

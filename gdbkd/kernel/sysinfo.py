@@ -1,15 +1,6 @@
-"""System summary for ``kd sys``: release, uptime, load, memory, panic message.
+"""The panic message for ``kd sys``; the kernel's own facts (utsname, uptime, load,
+memory, taint) are the gdb-free model's (gdbkd/model/sysinfo.py, timekeeping.py).
 
-* utsname: ``init_uts_ns.name`` (2.6.19+).
-* Uptime: ``tk_core.timekeeper`` (3.17+): ``tkr_mono.base + offs_boot`` is
-  ``ktime_get_boottime()`` as of the last timer tick; fallback
-  ``(jiffies - INITIAL_JIFFIES) / HZ`` is not used because HZ is not in the
-  debug info.
-* Load: ``avenrun[3]``, fixed point with FSHIFT = 11 (unchanged since 2.x).
-* Memory: ``memblock.memory.total_size`` (arm64 keeps memblock after boot,
-  ARCH_KEEP_MEMBLOCK), else ``_totalram_pages`` (5.0+; ``totalram_pages`` before,
-  commit ca79b0c211af "mm: convert totalram_pages and totalhigh_pages variables
-  to atomic") pages.
 * Panic: the last "Kernel panic - not syncing" line of the log, else the
   first Oops header ("Internal error:", "Unable to handle kernel"); when the
   log has neither but the selected thread is inside ``panic()`` (stopped at
@@ -23,71 +14,7 @@ import gdb
 from .memory import read_cstring
 from ..textutil import escape
 
-__all__ = ["utsname", "uptime_seconds", "load_average", "memory_bytes", "page_size",
-           "panic_message", "panic_from_frames", "tainted"]
-
-
-def utsname() -> dict:
-    out = {}
-    try:
-        name = gdb.parse_and_eval("init_uts_ns.name")
-    except gdb.error:
-        return out
-    for f in ("sysname", "nodename", "release", "version", "machine", "domainname"):
-        try:
-            out[f] = escape(read_cstring(int(name[f].address), 65))
-        except (gdb.error, gdb.MemoryError):
-            pass
-    return out
-
-
-def uptime_seconds():
-    for expr in ("tk_core.timekeeper", "timekeeper"):
-        try:
-            tk = gdb.parse_and_eval(expr)
-            base = int(tk["tkr_mono"]["base"])
-            boot = int(tk["offs_boot"])
-            return (base + boot) / 1e9
-        except gdb.error:
-            continue
-    return None
-
-
-def load_average():
-    try:
-        av = gdb.parse_and_eval("avenrun")
-        vals = [int(av[i]) for i in range(3)]
-    except gdb.error:
-        return None
-    return [round((v >> 11) + ((v & 2047) * 100 >> 11) / 100, 2) for v in vals]
-
-
-def page_size() -> int:
-    """PAGESIZE of the kernel's own VMCOREINFO (gdbkd/model/sysinfo.py)."""
-    from .memory import kernel
-    from ..model.sysinfo import page_size as ps
-    return ps(kernel())
-
-
-def memory_bytes():
-    try:
-        v = int(gdb.parse_and_eval("memblock.memory.total_size"))
-        if v:
-            return v
-    except gdb.error:
-        pass
-    for expr in ("_totalram_pages.counter", "totalram_pages"):
-        try:
-            return int(gdb.parse_and_eval(expr)) * page_size()
-        except gdb.error:
-            continue
-    return None
-
-
-def totalram_pages():
-    from .memory import kernel
-    from ..model.sysinfo import totalram_pages as trp
-    return trp(kernel())
+__all__ = ["panic_message", "panic_from_frames"]
 
 
 _PANIC_RE = re.compile(rb"^\s*Kernel panic - not syncing: ?(.*)")
@@ -146,21 +73,3 @@ def panic_from_frames(thread=None):
         return on_thread(thread, look)
     except gdb.error:
         return None
-
-
-def tainted():
-    """(mask, letters) of the kernel taint, letters from the kernel's ``taint_flags``."""
-    try:
-        mask = int(gdb.parse_and_eval("tainted_mask"))
-    except gdb.error:
-        return None
-    letters = ""
-    try:
-        tf = gdb.parse_and_eval("taint_flags")
-        n = tf.type.range()[1] + 1
-        for i in range(n):
-            if mask >> i & 1:
-                letters += chr(int(tf[i]["c_true"]))
-    except gdb.error:
-        pass
-    return mask, letters

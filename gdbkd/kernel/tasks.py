@@ -16,10 +16,9 @@ from .snapshot import stop_cached
 from .stackranges import thread_size, stack_ranges, stack_of
 from ..model import tasks as _model
 from ..model.tasks import (Task, state_code, STATE_CODES, PF_KTHREAD, parse_task_spec,
-                           select_tasks, is_state, IDLE_TID_BASE)
+                           select_tasks, is_state)
 from ..model.reader import MemoryFault
 from ..textutil import escape
-from ..arm64.regs import exception_level
 
 __all__ = ["Task", "all_tasks", "task_by_addr", "find_tasks", "active_tasks", "state_code",
            "STATE_CODES", "thread_task", "thread_regs", "PF_KTHREAD", "parse_task_spec",
@@ -107,8 +106,7 @@ def thread_regs(thread=None) -> dict:
 @stop_cached
 def threads_by_cpu() -> dict:
     """{cpu: gdb.InferiorThread}: live, the vCPU threads; on the dump stub (a thread per
-    task, thread id = pid; CPU n's idle task is ``IDLE_TID_BASE + n``), the thread of each
-    CPU's ``rq->curr``."""
+    task, thread id = ``Task.tid``), the thread of each CPU's ``rq->curr``."""
     out = {}
     inf = gdb.selected_inferior()
     threads = inf.threads()
@@ -118,7 +116,7 @@ def threads_by_cpu() -> dict:
             tk = task_by_addr(addr)
             if tk is None:
                 continue
-            th = by_tid.get(tk.pid if tk.pid else IDLE_TID_BASE + cpu)
+            th = by_tid.get(tk.tid)
             if th is not None:
                 out[cpu] = th
         return out
@@ -165,10 +163,9 @@ def thread_task(thread=None):
     thread = thread or user_thread()
     regs = thread_regs(thread)
     tasks = all_tasks()
-    by_addr = {t.addr: t for t in tasks}
-    cur = regs.get("SP_EL0")
-    if exception_level(regs.get("cpsr", 0)) >= 1 and cur in by_addr:
-        return by_addr[cur], regs
+    t = _model.current_task(kernel(), regs)
+    if t is not None:
+        return t, regs
     sp = regs.get("sp", 0)
     size = thread_size()
     for t in tasks:
@@ -178,7 +175,7 @@ def thread_task(thread=None):
     if cpu is None:
         cpu = cpu_of_thread(thread)
     if cpu is not None:
-        a = active_tasks().get(cpu)
-        if a in by_addr:
-            return by_addr[a], regs
+        t = _model.current_task(kernel(), regs, cpu)
+        if t is not None:
+            return t, regs
     raise gdb.GdbError("cannot tell which task the selected thread is running")

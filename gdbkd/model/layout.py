@@ -14,6 +14,10 @@ both sources serve the same questions and a fact about a kernel version is
 learned in one place. Members a kernel does not have are simply absent
 (probe with ``"path" in layout``); the versions they exist in are documented
 where the model uses them (tasks.py, modules.py, percpu.py).
+
+This is the one registry: the offsets cache records exactly :data:`LAYOUTS`,
+:data:`SIZES`, :data:`ENUMS` and :data:`SYMBOLS` and is keyed by a digest of them,
+so a new struct layout (or member, size, enum, symbol) is a line here and nothing else.
 """
 
 import struct
@@ -40,7 +44,7 @@ LAYOUTS = {
     "struct module": [
         "list", "name", "state", "sect_attrs", "core_layout.base", "core_layout.size",
         "init_layout.base", "init_layout.size", "mem", "mem[0].base", "mem[0].size",
-        "kallsyms", "taints", "srcversion", "version", "refcnt"],
+        "kallsyms", "taints", "srcversion", "version", "refcnt", "bug_table", "num_bugs"],
     "struct module_sect_attrs": ["nsections", "attrs"],
     "struct module_sect_attr": ["battr.attr.name", "name", "address"],
     "struct module_memory": ["base", "size"],
@@ -62,7 +66,7 @@ LAYOUTS = {
                     "freelist", "counters"],
     # RAM ranges and vmalloc areas (gdbkd/model/memmap.py, addrinfo.py)
     "struct memblock": ["memory"],
-    "struct memblock_type": ["cnt", "regions"],
+    "struct memblock_type": ["cnt", "regions", "total_size"],
     "struct memblock_region": ["base", "size"],
     "struct vmap_area": ["va_start", "va_end", "list", "rb_node", "vm"],
     "struct vm_struct": ["caller", "flags", "size", "nr_pages", "phys_addr"],
@@ -78,16 +82,26 @@ LAYOUTS = {
     "struct printk_log": ["ts_nsec", "len", "text_len", "dict_len", "facility"],
     # exception frames (gdbkd/kernel/stack.py read_pt_regs; regs[31]/sp/pc/pstate lead it)
     "struct pt_regs": ["stackframe", "orig_x0", "syscallno"],
+    # the clocks (gdbkd/model/timekeeping.py; struct tk_data is 6.11+)
+    "struct timekeeper": ["tkr_mono.base", "tkr_mono.xtime_nsec", "tkr_mono.shift", "xtime_sec",
+                          "offs_real", "offs_boot"],
+    "struct tk_data": ["timekeeper"],
+    # the taint letters and utsname (gdbkd/model/sysinfo.py)
+    "struct taint_flag": ["c_true"],
+    "struct uts_namespace": ["name"],
+    "struct new_utsname": ["sysname", "nodename", "release", "version", "machine", "domainname"],
 }
 # enums whose names kd prints ({name: value} in declaration order): page flags (kd kmem ADDR,
-# -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12
-ENUMS = ["enum pageflags", "enum zone_stat_item", "enum node_stat_item"]
+# -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12; a module's
+# state (kd mod; 3.x-6.12)
+ENUMS = ["enum pageflags", "enum zone_stat_item", "enum node_stat_item", "enum module_state"]
 # sizes: a struct type, or a variable (gdb: sizeof(NAME))
 SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "struct module_memory",
          "struct elf64_sym", "struct cpu_context", "init_stack", "linux_banner",
          "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node",
          "struct printk_ringbuffer", "struct prb_desc", "struct printk_info", "struct pt_regs",
-         "struct rcu_node", "struct qnode", "struct mcs_spinlock"]
+         "struct rcu_node", "struct qnode", "struct mcs_spinlock", "seqcount_raw_spinlock_t",
+         "struct taint_flag", "taint_flags"]
 SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
@@ -102,7 +116,8 @@ SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack
            "rcu_cpu_stall_timeout", "watchdog_touch_ts", "watchdog_report_ts", "qnodes", "mcs_nodes",
            "log_buf", "log_buf_len", "log_first_idx", "log_next_idx", "log_first_seq",
            "log_next_seq", "__start_init_task", "__end_init_task", "__start_init_stack",
-           "__end_init_stack"]
+           "__end_init_stack", "tk_core", "taint_flags", "tainted_mask",
+           "init_uts_ns", "avenrun"]
 
 
 class Member:
@@ -148,6 +163,11 @@ class RecordedTypes(TypeSource):
         self.layouts = layouts or {}
         self.sizes = dict(sizes or {})
         self.enums = dict(enums or {})
+
+    @classmethod
+    def from_offsets(cls, data: dict) -> "RecordedTypes":
+        """The recording in an offsets cache entry (gdbkd/target/offsets.py kernel_offsets)."""
+        return cls(data.get("layouts", {}), data.get("model_sizes", {}), data.get("enums", {}))
 
     def enum(self, name):
         return self.enums.get(name)

@@ -9,8 +9,13 @@ ed66f991bb19, "module: Refactor section attr into bin attribute") each
 address;}`` with the name in ``battr.attr.name``; before that ``{struct
 module_attribute mattr; char *name; unsigned long address;}``.
 
-Serves kd (``kd mod``, module symbols inside gdb), ``gdbkd core`` (module
-symbol files planned before gdb starts) and symbolization from the module's
+State: ``enum module_state`` (MODULE_STATE_LIVE, COMING, GOING, UNFORMED: 3.x to
+6.12), named from the kernel's own enum. Taints: ``mod->taints`` (3.15+), bits as
+in the kernel's ``tainted_mask``, lettered by gdbkd/model/sysinfo.py ``taint_letters``.
+BUG tables: ``bug_table``/``num_bugs`` (CONFIG_GENERIC_BUG, every version).
+
+Serves kd (``kd mod``, module symbols inside gdb, BUG explanations), ``gdbkd core``
+(module symbol files planned before gdb starts) and symbolization from the module's
 own kallsyms. The list is walked with :func:`gdbkd.model.lists.walk_entries`:
 a loop, NULL, poison or unreadable link is walked back from the head (each
 module kept once) and said in :attr:`ModuleList.damage`.
@@ -19,14 +24,19 @@ module kept once) and said in :attr:`ModuleList.damage`.
 from dataclasses import dataclass, field
 
 from .kernel import per_stop
+from .layout import LAYOUTS
 from .lists import Entries, walk_entries
 from .reader import MemoryFault
 from ..textutil import escape
 
-__all__ = ["Module", "ModuleList", "module_list", "MODULE_LIST"]
+__all__ = ["Module", "ModuleList", "module_list", "read_module", "module_state_name",
+           "module_bug_tables", "MODULE_LIST"]
 
 #: how the module list is named in what kd says about it
 MODULE_LIST = "module list (modules)"
+_BUGS = ["bug_table", "num_bugs"]
+#: what :func:`read_module` reads (the BUG table is read only when a BUG is explained)
+_MODULE = [p for p in LAYOUTS["struct module"] if p not in _BUGS]
 
 
 @dataclass
@@ -36,6 +46,8 @@ class Module:
     base: int                      # core text base
     size: int
     sections: dict = field(default_factory=dict)   # section name -> address
+    state: int = None              # enum module_state (None: not in this kernel's struct)
+    taints: int = 0                # mod->taints
 
     def contains(self, a: int) -> bool:
         return self.base <= a < self.base + self.size
@@ -63,6 +75,56 @@ def _read_sections(k, sa) -> dict:
     return out
 
 
+def read_module(k, addr: int) -> Module:
+    """The ``struct module`` at ADDR (raises MemoryFault when it cannot be read; a bad
+    section table leaves ``sections`` empty)."""
+    lay = k.layout("struct module", _MODULE)
+    f = lay.read(k.reader, addr)
+    name = f["name"].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if "core_layout.base" in f:
+        base, size = f["core_layout.base"], f.get("core_layout.size", 0)
+    elif "mem[0].base" in f:
+        base, size = f["mem[0].base"], f.get("mem[0].size", 0)
+    else:
+        base, size = 0, 0
+    secs = {}
+    if f.get("sect_attrs"):
+        try:
+            secs = _read_sections(k, f["sect_attrs"])
+        except MemoryFault:
+            secs = {}
+    return Module(addr, name, base, size, secs, f.get("state"), f.get("taints", 0))
+
+
+def module_state_name(k, state):
+    """"live", "coming", "going", "unformed" (the enumerator of ``enum module_state``
+    without MODULE_STATE_, lower case), the number when the enum has no such value,
+    "?" when unknown."""
+    if state is None:
+        return "?"
+    names = {v: n for n, v in (k.enum("enum module_state") or {}).items()}
+    n = names.get(state)
+    if n is None:
+        return str(state) if names else "?"
+    return n.replace("MODULE_STATE_", "").lower()
+
+
+def module_bug_tables(k) -> list:
+    """[(module, bug_table address, num_bugs)] of every module on the list whose
+    ``struct module`` has a BUG table (CONFIG_GENERIC_BUG); unreadable ones left out."""
+    lay = k.layout("struct module", _BUGS)
+    if "bug_table" not in lay or "num_bugs" not in lay:
+        return []
+    out = []
+    for m in module_list(k)[0]:
+        try:
+            f = lay.read(k.reader, m.addr)
+        except MemoryFault:
+            continue
+        out.append((m, f["bug_table"], f["num_bugs"]))
+    return out
+
+
 class ModuleList(Entries):
     """The modules in list order, with ``damage``: the list's
     :class:`gdbkd.model.lists.ListProblem` (none when it is whole)."""
@@ -73,7 +135,7 @@ def module_list(k, limit: int = 10000):
     """(modules, stop reason or None): every module on the ``modules`` list, once each
     (a :class:`ModuleList`; its ``damage`` says what was wrong with the list)."""
     head = k.sym("modules")
-    lay = k.layout("struct module")
+    lay = k.layout("struct module", _MODULE)
     if head is None or "list" not in lay or "name" not in lay:
         return ModuleList(), "this kernel's struct module is unknown"
     link = lay.offset("list")
@@ -83,25 +145,12 @@ def module_list(k, limit: int = 10000):
     names = {}
     for addr in w.entries():
         try:
-            f = lay.read(k.reader, addr)
+            m = read_module(k, addr)
         except MemoryFault as e:
             stops.append(f"module {addr:#x} unreadable: {e.reason}")
             continue
-        name = f["name"].split(b"\0", 1)[0].decode("utf-8", "replace")
-        if "core_layout.base" in f:
-            base, size = f["core_layout.base"], f.get("core_layout.size", 0)
-        elif "mem[0].base" in f:
-            base, size = f["mem[0].base"], f.get("mem[0].size", 0)
-        else:
-            base, size = 0, 0
-        secs = {}
-        if f.get("sect_attrs"):
-            try:
-                secs = _read_sections(k, f["sect_attrs"])
-            except MemoryFault:
-                secs = {}
-        out.append(Module(addr, name, base, size, secs))
-        names[addr] = f"module {escape(name)}"
+        out.append(m)
+        names[addr] = f"module {escape(m.name)}"
     out.damage = w.problems(MODULE_LIST, names.get)
     stop = "; ".join([p.line() for p in out.damage if p.kind != "prev"] + stops) or None
     return out, stop

@@ -8,13 +8,17 @@ before). On a dump the online mask is not what it was while the machine ran:
 panic() and crash_kexec() take the other CPUs offline before the dump is
 written, so "the CPUs that ran tasks" is the *present* mask
 (:func:`present_cpus`); the idle tasks exist for every possible CPU.
+
+Which CPU a register set belongs to: arm64 keeps the CPU's per-CPU offset in
+``TPIDR_EL1`` (``TPIDR_EL2`` when the kernel runs at EL2 with VHE, since 4.16):
+:func:`cpu_of_percpu_offset` (kd's gdb threads, the live proxy's vCPUs).
 """
 
 from .kernel import per_stop
 from .reader import MemoryFault
 
 __all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "cpu_mask", "possible_cpus",
-           "present_cpus", "online_cpus"]
+           "present_cpus", "online_cpus", "cpu_of_percpu_offset"]
 
 
 @per_stop
@@ -71,3 +75,12 @@ def present_cpus(k) -> list:
 
 def online_cpus(k) -> list:
     return cpu_mask(k, "online")
+
+
+def cpu_of_percpu_offset(k, value):
+    """The CPU whose ``__per_cpu_offset`` is VALUE (a ``TPIDR_EL1``/``TPIDR_EL2``), or None
+    when VALUE is None or not exactly one CPU's (an early-boot or offline CPU)."""
+    offs = cpu_offsets(k)
+    if value is None or offs.count(value) != 1:
+        return None
+    return offs.index(value)

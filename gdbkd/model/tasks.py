@@ -13,6 +13,10 @@ Version differences, all handled by probing members:
   in 5.14, commit 2f064a59a11f ("sched: Change task_struct::state").
 * The task's CPU lives in ``task->cpu`` from 4.9 (THREAD_INFO_IN_TASK) and
   back in ``task->thread_info.cpu`` from 5.16 (commit bcf9033e5449).
+* The task a CPU runs: arm64 keeps ``current`` in ``SP_EL0`` while the CPU is in
+  the kernel (v4.10, commit 6cdf9c7ca687, with THREAD_INFO_IN_TASK the thread_info
+  it stores is the task), else that CPU's ``rq->curr`` (:func:`current_task`).
+  An idle task's gdb thread id is ``IDLE_TID_BASE + cpu`` (:attr:`Task.tid`).
 * State bits (include/linux/sched.h), stable from 4.14 through 6.12:
   RUNNING 0, INTERRUPTIBLE 0x1, UNINTERRUPTIBLE 0x2, __TASK_STOPPED 0x4,
   __TASK_TRACED 0x8, EXIT_DEAD 0x10, EXIT_ZOMBIE 0x20, TASK_PARKED 0x40,
@@ -32,11 +36,12 @@ from .lists import walk_entries
 from .percpu import per_cpu_addr, possible_cpus, present_cpus
 from .reader import MemoryFault
 from ..textutil import escape
-from ..arm64.regs import decode_cpu_context
+from ..arm64.regs import decode_cpu_context, exception_level
 
 __all__ = ["Task", "TaskList", "task_list", "all_tasks", "read_task", "active_tasks",
            "state_code", "STATE_CODES", "thread_size", "parse_task_spec", "select_tasks",
-           "PF_KTHREAD", "IDLE_TID_BASE", "is_state", "ps_letter"]
+           "PF_KTHREAD", "IDLE_TID_BASE", "is_state", "ps_letter", "tasks_by_addr",
+           "current_task", "kernel_mode"]
 
 PF_KTHREAD = 0x00200000
 IDLE_TID_BASE = 4194304        # thread id of CPU n's idle task: PID_MAX_LIMIT + n
@@ -195,9 +200,14 @@ class Task:
     def name_for_display(self) -> str:
         return f"[{self.comm}]" if self.is_kthread else self.comm
 
+    @property
+    def run_cpu(self) -> int:
+        """The CPU this task runs on (``active_cpu``), else the one it last ran or is queued
+        on (:attr:`cpu`): the CPU kd's headers and the thread lists show."""
+        return self.active_cpu if self.active_cpu is not None else self.cpu
+
     def header(self) -> str:
-        cpu = self.active_cpu if self.active_cpu is not None else self.cpu
-        return f'PID: {self.pid:<7} TASK: {self.addr:016x}  CPU: {cpu:<3} COMMAND: "{self.comm}"'
+        return f'PID: {self.pid:<7} TASK: {self.addr:016x}  CPU: {self.run_cpu:<3} COMMAND: "{self.comm}"'
 
     def brief(self) -> dict:
         return {"pid": self.pid, "tgid": self.tgid, "task": f"{self.addr:#x}", "comm": self.comm,
@@ -259,6 +269,32 @@ def active_tasks(k) -> dict:
         except (MemoryFault, IndexError):
             pass
     return out
+
+
+@per_stop
+def tasks_by_addr(k) -> dict:
+    """{task address: Task} of :func:`task_list`."""
+    return {t.addr: t for t in task_list(k)}
+
+
+def kernel_mode(cpsr) -> bool:
+    """Whether a CPU with this ``cpsr`` (PSTATE) is in EL1 or above, where its ``SP_EL0``
+    is ``current``."""
+    return cpsr is not None and exception_level(cpsr) >= 1
+
+
+def current_task(k, regs: dict, cpu=None):
+    """The listed Task a CPU runs, from its registers (``cpsr``, ``SP_EL0``): ``SP_EL0``
+    while it is in EL1 or above, else ``rq->curr`` of CPU (when given); None when neither
+    names a task on the list."""
+    by_addr = tasks_by_addr(k)
+    if kernel_mode(regs.get("cpsr")):
+        t = by_addr.get(regs.get("SP_EL0"))
+        if t is not None:
+            return t
+    if cpu is None:
+        return None
+    return by_addr.get(active_tasks(k).get(cpu))
 
 
 @per_stop

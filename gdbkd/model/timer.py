@@ -14,19 +14,15 @@ keeps its timers in ``active`` (a ``timerqueue_head``: an ``rb_root_cached``
 since 5.1) of ``struct hrtimer`` linked by ``node.node``, expiring at
 ``node.expires`` (``_softexpires`` is the soft limit), running ``function``.
 Times of clock base *i* are in that clock: monotonic plus ``offset``
-(REALTIME/BOOTTIME/TAI). "Now" is the coarse monotonic time drgn's
-``ktime_get_coarse_ns`` reads: ``tk_core.timekeeper.tkr_mono.base +
-(tkr_mono.xtime_nsec >> tkr_mono.shift)`` (the time of the last tick);
-``tk_core`` is an anonymous struct {seqcount, timekeeper} up to 6.12's
-``struct tk_data`` (6.11, commit 8c4799b18a9b) — the timekeeper follows the
-8-byte-aligned seqcount either way. Unchanged members from 5.10 to 6.12.
+(REALTIME/BOOTTIME/TAI). "Now" is the coarse monotonic time of the last tick
+(gdbkd/model/timekeeping.py ``ktime_now``). Unchanged members from 5.10 to 6.12.
 """
 
 from .kernel import per_stop
 from .percpu import per_cpu_addr
 from .trees import hlist_entries, rbtree_inorder
 
-__all__ = ["timer_wheel", "hrtimers", "jiffies", "ktime_now", "CLOCK_BASES", "timer_base_names"]
+__all__ = ["timer_wheel", "hrtimers", "jiffies", "CLOCK_BASES", "timer_base_names"]
 
 CLOCK_BASES = ["MONOTONIC", "REALTIME", "BOOTTIME", "TAI", "MONOTONIC_SOFT", "REALTIME_SOFT",
                "BOOTTIME_SOFT", "TAI_SOFT"]
@@ -79,24 +75,6 @@ def timer_wheel(k, cpus) -> list:
             out.append({"cpu": cpu, "base": base, "name": name, "clk": b["clk"],
                         "next_expiry": b["next_expiry"], "timers": timers, "stop": stop})
     return out
-
-
-@per_stop
-def _tk_offset(k) -> int:
-    off = k.offset("struct tk_data", "timekeeper")
-    if off is not None:
-        return off
-    seq = k.sizeof("seqcount_raw_spinlock_t") or 4
-    return (seq + 7) & ~7
-
-
-def ktime_now(k) -> int:
-    """Coarse CLOCK_MONOTONIC now, in ns (the last tick's; drgn's ktime_get_coarse_ns)."""
-    tk = k.need_sym("tk_core") + _tk_offset(k)
-    lay = k.layout("struct timekeeper", ["tkr_mono.base", "tkr_mono.xtime_nsec", "tkr_mono.shift",
-                                         "offs_real", "offs_boot", "offs_tai"])
-    f = lay.read(k.reader, tk)
-    return f["tkr_mono.base"] + (f["tkr_mono.xtime_nsec"] >> f["tkr_mono.shift"])
 
 
 def hrtimers(k, cpus) -> list:

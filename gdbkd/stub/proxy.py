@@ -3,7 +3,7 @@
 QEMU's gdbstub shows one gdb thread per vCPU. This proxy speaks the remote
 protocol to gdb on one side and to QEMU on the other and, while the guest is
 stopped, shows every task as a thread — the same thread ids and names as the
-dump server (a task's pid; CPU n's idle task 4194304 + n):
+dump server (a task's pid; CPU n's idle task IDLE_TID_BASE + n, gdbkd/model/tasks.py):
 
 * a task running on a vCPU is that vCPU: its registers, run control and
   register writes go to QEMU for that vCPU;
@@ -45,14 +45,13 @@ from ..errors import GdbkdError
 from ..textutil import escape
 from ..model.reader import Reader, MemoryFault
 from ..model.tasks import ps_letter
-from ..arm64.regs import (REG_SIZES, CPSR, exception_level, kaslr_from_vbar,
+from ..arm64.regs import (REG_SIZES, CPSR, kaslr_from_vbar,
                           regs_from_cpu_context)
 from .rsp import (RspTarget, SessionEnded, MAX_PACKET, rsp_checksum, reg_hex,
                   regs_hex, threads_xml)
 
 __all__ = ["QemuLink", "RspReader", "LiveProxy", "connect_qemu"]
 
-IDLE_TID_BASE = 4194304
 M64 = (1 << 64) - 1
 _CORE_SIZES = REG_SIZES[:CPSR + 1]     # x0-x30, sp, pc, cpsr: QEMU's `g` packet
 #: the longest packet kept from QEMU
@@ -385,22 +384,19 @@ class LiveProxy(RspTarget):
             self._warn(("tasks", str(e)[:60]), f"gdbkd proxy: cannot read the task list ({e}); "
                                               f"showing vCPU threads")
             return v
-        from ..model.percpu import cpu_offsets
-        from ..model.tasks import active_tasks
-        offs = cpu_offsets(self.kernel)
-        by_addr = {t.addr: t for t in tasks}
-        active = active_tasks(self.kernel)
+        from ..model.percpu import cpu_offsets, cpu_of_percpu_offset
+        from ..model.tasks import current_task, kernel_mode
+        ncpus = len(cpu_offsets(self.kernel))
         for c in vcpus:
-            tp = self._reg(c, "TPIDR_EL1")
-            cpu = offs.index(tp) if tp is not None and offs.count(tp) == 1 else None
-            if cpu is None and len(offs) == len(vcpus):
+            cpu = cpu_of_percpu_offset(self.kernel, self._reg(c, "TPIDR_EL1"))
+            if cpu is None and ncpus == len(vcpus):
                 cpu = vcpus.index(c)
             if cpu is None:
                 continue
             v["cpu_of_vcpu"][c] = cpu
             cpsr = self._reg(c, "cpsr")
-            cur = self._reg(c, "SP_EL0") if cpsr is not None and exception_level(cpsr) >= 1 else None
-            t = by_addr.get(cur) or by_addr.get(active.get(cpu))
+            sp_el0 = self._reg(c, "SP_EL0") if kernel_mode(cpsr) else None
+            t = current_task(self.kernel, {"cpsr": cpsr, "SP_EL0": sp_el0}, cpu)
             if t is None:
                 continue
             t.active_cpu = cpu
@@ -420,8 +416,7 @@ class LiveProxy(RspTarget):
             if self.ram is not None:
                 from ..model.reader import RamReader
                 reader = RamReader(self.ram, lambda k=kaslr: self._vmcoreinfo_text(k))
-            self.kernel = Kernel(reader, RecordedTypes(self.offsets.get("layouts", {}),
-                                                            self.offsets.get("model_sizes", {})),
+            self.kernel = Kernel(reader, RecordedTypes.from_offsets(self.offsets),
                                  lambda n, s=syms, k=kaslr: None if s.get(n) is None
                                  else (s[n] + k) & M64)
             self.kernel._kaslr = kaslr
@@ -454,8 +449,7 @@ class LiveProxy(RspTarget):
             extra = f"pid {t.pid} {escape(t.name)} [{ps_letter(t.state)}]"
             if t.active_cpu is not None and t.tid in v["vcpu_of_tid"]:
                 extra += f" on cpu {t.active_cpu}"
-            core = t.active_cpu if t.active_cpu is not None else t.cpu
-            out.append((t.tid, t.name, extra, core))
+            out.append((t.tid, t.name, extra, t.run_cpu))
         order = {tid: i for i, tid in enumerate(v["vcpu_of_tid"])}
         out.sort(key=lambda x: (0, order[x[0]]) if x[0] in order else (1, 0))
         return out

@@ -38,7 +38,8 @@ from ..arm64.regs import parse_prstatus, parse_fpregset, regs_from_cpu_context, 
 from ..model.kernel import Kernel
 from ..model.layout import RecordedTypes
 from ..model.reader import DumpReader, MemoryFault
-from ..model.tasks import Task, TaskList, task_list, active_tasks, read_task, IDLE_TID_BASE
+from ..model.tasks import (Task, TaskList, task_list, active_tasks, read_task, thread_size,
+                           IDLE_TID_BASE)
 from ..model import percpu
 
 __all__ = ["Dump", "Task", "Thread", "IDLE_TID_BASE", "UNREADABLE_TID_BASE"]
@@ -188,7 +189,7 @@ class Dump:
         self.offsets = off
         from ..arm64.pac import PacStripper
         self.kernel = Kernel(DumpReader(self, PacStripper.for_dump(self)),
-                             RecordedTypes(off.get("layouts", {}), off.get("model_sizes", {})),
+                             RecordedTypes.from_offsets(off),
                              self.sym)
         sym = off["symbols"]
         # The image's runtime range, for the translation fast path.
@@ -231,9 +232,6 @@ class Dump:
         self._need_vmlinux()
         a = self.offsets["symbols"].get(name)
         return None if a is None else (a + self.kaslr_offset) & M64
-
-    def f(self, key):
-        return self.offsets["fields"].get(key)
 
     # -- per-CPU ----------------------------------------------------------------------------
     def online_cpus(self):
@@ -332,7 +330,7 @@ class Dump:
 
     def _match_kernel_notes(self, pr):
         tasks = self.tasks()
-        ts = self.offsets["sizes"]["thread_size"] or 16384
+        ts = thread_size(self.kernel)
         online = self.online_cpus()
         irq = {}
         if self.sym("irq_stack_ptr"):

@@ -31,7 +31,7 @@ class _Recorded:
 
     def __init__(self, data, offset):
         from ..model.layout import RecordedTypes
-        self.types = RecordedTypes(data.get("layouts", {}), data.get("model_sizes", {}))
+        self.types = RecordedTypes.from_offsets(data)
         self.syms = {k: v for k, v in data.get("symbols", {}).items() if v is not None}
         self.offset = offset
         self.missed = []

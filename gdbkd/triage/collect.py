@@ -7,8 +7,9 @@ a child process (gdb is a child of that one: a crash in it ends one row, not the
 never raises for a bad dump: the row then has ``ok: false`` and a one-line ``error``.
 
 The row holds no timing and no host name, so the same dump gives the same row wherever it
-runs. The crash time is the kernel's own wall clock (``tk_core.timekeeper.xtime_sec``, the
-last timekeeping tick before the dump), else the dump file's mtime.
+runs. The crash time is the kernel's own wall clock (``kd sys``'s ``wall_clock_s``: the
+timekeeper's ``xtime_sec``, the last timekeeping tick before the dump, gdbkd/model/timekeeping.py),
+else the dump file's mtime.
 """
 
 import json
@@ -32,7 +33,6 @@ KD_COMMANDS = {
     "deadlock": "kd deadlock --json --dot {dot}",
     "sys": "kd sys --json",
     "mod": "kd mod --json",
-    "xtime": 'printf "%d\\n", tk_core.timekeeper.xtime_sec',
 }
 _MARK = "@@gdbkd-triage "
 
@@ -132,8 +132,7 @@ def kd_reports(dump, vmlinux, modules_dirs=()) -> dict:
     notes = [f"kd {n} gave no report" for n, v in rep.items() if v is None]
     if notes:
         notes += _gdb_errors(r.stderr)
-    xt = next((l.strip() for l in secs.get("xtime", []) if l.strip().isdigit()), None)
-    rep.update(xtime=int(xt) if xt is not None else None, dot=dot, notes=notes)
+    rep.update(xtime=(rep["sys"] or {}).get("wall_clock_s"), dot=dot, notes=notes)
     return rep
 
 

@@ -84,7 +84,7 @@ def recorded_tasks():
     (16 bytes each: read uncached, as the reader's blocks would need whole pages)."""
     from gdbkd.target import open_dump
     with open_dump(MDF["mdf-zlib-d31.kdump"], TD.vmlinux) as d:
-        off = d.f("task.tasks")
+        off = d.kernel.offset("struct task_struct", "tasks")
         head = d.sym("init_task") + off
         real = walk_list(DumpReader(d), head, entry_offset=off)
         assert real.stop is None and len(real.nodes) > 20
