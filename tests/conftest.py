@@ -116,6 +116,17 @@ def td_dump():
     d.close()
 
 
+@pytest.fixture(scope="module")
+def td_drgn():
+    """drgn 0.3.0 on the real test dump of :func:`td_dump` (the oracle)."""
+    drgn = pytest.importorskip("drgn")
+    td, _ = real_dumps()
+    prog = drgn.Program()
+    prog.set_core_dump(str(td.elf))
+    prog.load_debug_info([str(td.vmlinux)])
+    return prog
+
+
 def module_dumps(module_globals):
     """An autouse module fixture setting the test module's TD and MDF to real_dumps():
     ``TD = MDF = None; _dumps = module_dumps(globals())``."""

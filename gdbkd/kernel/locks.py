@@ -30,8 +30,6 @@ from .lockrefs import acquisitions, spinning_on, SLOWPATHS
 
 __all__ = ["gather", "wait_graph", "wait_kind", "LOCK_FUNCS"]
 
-_M = 0xFFFFFFFFFFFFFFFF
-
 LOCK_FUNCS = {
     "mutex": ("__mutex_lock", "mutex_lock", "__mutex_lock_slowpath", "mutex_lock_interruptible",
               "mutex_lock_killable", "__mutex_lock_interruptible_slowpath",

@@ -6,7 +6,7 @@ what a lock whose words cannot be read or decoded shows: "unknown" and the reaso
 
 import pytest
 
-from tests.conftest import module_dumps
+from tests.unit.test_model import FaultyReader
 from gdbkd.model.kernel import Kernel
 from gdbkd.model.layout import TypeSource
 from gdbkd.model.reader import DumpReader, MemoryFault
@@ -14,49 +14,29 @@ from gdbkd.model import locks as mlocks
 from gdbkd.model.runqueue import runqueues
 from gdbkd.analysis import waitgraph
 
-TD = MDF = None
-_dumps = module_dumps(globals())
-
 _MUTEXES = ("module_mutex", "cgroup_mutex", "tty_mutex", "event_mutex", "oom_lock", "rtnl_mutex")
 _RWSEMS = ("uts_sem", "pernet_ops_rwsem", "namespace_sem", "umhelper_sem")
-
-
-@pytest.fixture(scope="module")
-def dump():
-    from gdbkd.target import open_dump
-    d = open_dump(TD.elf, TD.vmlinux)
-    yield d
-    d.close()
 
 
 def kernel_of(d, reader=None, types=None):
     return Kernel(reader or DumpReader(d), types or d.kernel.types, d.sym)
 
 
-@pytest.fixture(scope="module")
-def prog():
-    drgn = pytest.importorskip("drgn")
-    p = drgn.Program()
-    p.set_core_dump(str(TD.elf))
-    p.load_debug_info([str(TD.vmlinux)])
-    return p
-
-
-def test_runqueues_equal_drgn_through_the_offsets_cache(dump, prog):
+def test_runqueues_equal_drgn_through_the_offsets_cache(td_dump, td_drgn):
     from drgn import offsetof
     from drgn.helpers.linux.cpumask import for_each_present_cpu
     from drgn.helpers.linux.percpu import per_cpu
     from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
     from drgn.helpers.linux.sched import cpu_curr
-    got = runqueues(kernel_of(dump))
-    assert [rq["cpu"] for rq in got] == list(for_each_present_cpu(prog))
+    got = runqueues(kernel_of(td_dump))
+    assert [rq["cpu"] for rq in got] == list(for_each_present_cpu(td_drgn))
     for rq in got:
-        d = per_cpu(prog["runqueues"], rq["cpu"])
-        assert rq["rq"] == d.address_ and rq["curr"].addr == cpu_curr(prog, rq["cpu"]).value_()
+        d = per_cpu(td_drgn["runqueues"], rq["cpu"])
+        assert rq["rq"] == d.address_ and rq["curr"].addr == cpu_curr(td_drgn, rq["cpu"]).value_()
         assert rq["nr_running"] == int(d.nr_running) and rq["problems"] == []
         top = [se.value_() for se in rbtree_inorder_for_each_entry(
             "struct sched_entity", d.cfs.tasks_timeline.rb_root.address_of_(), "run_node")]
-        se = offsetof(prog.type("struct task_struct"), "se")
+        se = offsetof(td_drgn.type("struct task_struct"), "se")
         flat = [it["group"] if "group" in it else it["task"].addr + se for it in rq["cfs"]]
         # the tree in order, and before it at most the running group (cfs_rq->curr)
         assert flat[len(flat) - len(top):] == top
@@ -77,37 +57,27 @@ def _drgn_state(prog, kind, name):
             rwsem_owner(p).value_() if st != RwsemLocked.UNLOCKED else 0)
 
 
-def test_lock_owners_equal_drgn_through_the_offsets_cache(dump, prog):
-    k = kernel_of(dump)
+def test_lock_owners_equal_drgn_through_the_offsets_cache(td_dump, td_drgn):
+    k = kernel_of(td_dump)
     for kind, names in (("mutex", _MUTEXES), ("rwsem", _RWSEMS)):
         for n in names:
-            a = prog.symbol(n).address
+            a = td_drgn.symbol(n).address
             st = mlocks.lock_state(k, kind, a)
             assert st.unknown is None, (n, st.unknown)
             owner = st.owners[0] if st.owners else (st.hint or 0)
-            assert (st.state, owner) == _drgn_state(prog, kind, n), n
+            assert (st.state, owner) == _drgn_state(td_drgn, kind, n), n
             assert list(mlocks.lock_waiters(k, kind, a)) == []
-    sem = mlocks.lock_state(k, "semaphore", prog.symbol("console_sem").address)
-    assert sem.count == int(prog["console_sem"].count) and sem.probable
+    sem = mlocks.lock_state(k, "semaphore", td_drgn.symbol("console_sem").address)
+    assert sem.count == int(td_drgn["console_sem"].count) and sem.probable
 
 
-class _Faulty(DumpReader):
-    """The dump's memory with the 4 KiB blocks holding BAD made unreadable."""
-
-    def __init__(self, d, bad):
-        super().__init__(d)
-        self.bad = {a // self.block for a in bad}
-        self._direct = None
-
-    def _fetch(self, addr, n):
-        for b in range(addr // self.block, (addr + n - 1) // self.block + 1):
-            if b in self.bad:
-                raise MemoryFault(b * self.block, "corrupt page (injected)")
-        return super()._fetch(addr, n)
+def _faulty(d, addrs):
+    """The td_dump's memory with the 4 KiB blocks holding ADDRS made unreadable."""
+    return FaultyReader(d, {a // 4096 for a in addrs})
 
 
 class _Without(TypeSource):
-    """The dump's layouts less some members (a kernel that lacks them)."""
+    """The td_dump's layouts less some members (a kernel that lacks them)."""
 
     def __init__(self, inner, hidden):
         self.inner, self.hidden = inner, set(hidden)
@@ -121,35 +91,35 @@ class _Without(TypeSource):
 
 @pytest.mark.parametrize("kind,name", [("mutex", "module_mutex"), ("rwsem", "uts_sem"),
                                        ("semaphore", "console_sem")])
-def test_an_unreadable_lock_is_unknown_with_the_reason(dump, prog, kind, name):
-    a = prog.symbol(name).address
-    st = mlocks.lock_state(kernel_of(dump, _Faulty(dump, [a])), kind, a)
+def test_an_unreadable_lock_is_unknown_with_the_reason(td_dump, td_drgn, kind, name):
+    a = td_drgn.symbol(name).address
+    st = mlocks.lock_state(kernel_of(td_dump, _faulty(td_dump, [a])), kind, a)
     assert st.state == "unknown" and st.owners == [] and not st.probable
     assert "corrupt page (injected)" in st.unknown
     # its wait list: nothing found, and the walk says why (not "no waiters")
-    w = mlocks.lock_waiters(kernel_of(dump, _Faulty(dump, [a])), kind, a)
+    w = mlocks.lock_waiters(kernel_of(td_dump, _faulty(td_dump, [a])), kind, a)
     assert list(w) == [] and w.damage
     assert "corrupt page (injected)" in w.damage[0].line()
 
 
-def test_a_member_the_kernel_lacks_is_unknown_with_the_reason(dump, prog):
-    k = kernel_of(dump, types=_Without(dump.kernel.types, [("struct mutex", "owner")]))
-    st = mlocks.lock_state(k, "mutex", prog.symbol("module_mutex").address)
+def test_a_member_the_kernel_lacks_is_unknown_with_the_reason(td_dump, td_drgn):
+    k = kernel_of(td_dump, types=_Without(td_dump.kernel.types, [("struct mutex", "owner")]))
+    st = mlocks.lock_state(k, "mutex", td_drgn.symbol("module_mutex").address)
     assert st.state == "unknown" and st.owners == []
     assert st.unknown == "this kernel's struct mutex has no owner"
 
 
-def test_runqueue_without_its_members_says_which(dump):
-    k = kernel_of(dump, types=_Without(dump.kernel.types, [("struct rq", "cfs")]))
+def test_runqueue_without_its_members_says_which(td_dump):
+    k = kernel_of(td_dump, types=_Without(td_dump.kernel.types, [("struct rq", "cfs")]))
     with pytest.raises(MemoryFault, match="no cfs"):
         runqueues(k)
 
 
-def test_an_unreadable_stack_is_said_not_searched(dump):
-    k = kernel_of(dump)
+def test_an_unreadable_stack_is_said_not_searched(td_dump):
+    k = kernel_of(td_dump)
     scan = mlocks.StackScan(k)
     victim = next(t for t in scan.tasks if t.pid > 1 and t.stack)
-    k = kernel_of(dump, _Faulty(dump, [victim.stack]))
+    k = kernel_of(td_dump, _faulty(td_dump, [victim.stack]))
     scan = mlocks.StackScan(k)
     t = scan.by_addr[victim.addr]
     assert scan.find_wait_list(t) == (None, None)
