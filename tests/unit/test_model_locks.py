@@ -136,3 +136,50 @@ def test_the_wait_graph_says_unknown_owner_and_why():
     assert "owner unknown (cannot read 0x1000: corrupt page)" in text
     assert "none found" not in text
     assert "held by an unknown owner (cannot read 0x1000: corrupt page)" in text
+
+
+# -- the rw_semaphore words of both schemes: the layouts of 5.0 and 6.1 (as their DWARF
+# says: count at 0, owner at 8; 5.0's owner a pointer, 6.1's an atomic_long_t), words
+# written as each kernel's rwsem code leaves them ------------------------------------------
+_TASK = 0xffff000012345600
+_SEM = 0xffff800010000000
+
+
+def _rwsem_kernel(count, owner, new_scheme):
+    from gdbkd.model.layout import RecordedTypes
+    from gdbkd.model.reader import BytesReader
+    members = {"count": [0, 8, "s"], "owner": [8, 8, "s" if new_scheme else "u"],
+               "wait_list": [24, 16, "b"]}
+    if new_scheme:
+        members["owner.counter"] = [8, 8, "s"]
+    types = RecordedTypes({"struct rw_semaphore": {"size": 40, "members": members}})
+    raw = (count & (1 << 64) - 1).to_bytes(8, "little") + owner.to_bytes(8, "little") + bytes(24)
+    return Kernel(BytesReader({_SEM: raw}, cache=False), types, lambda name: None)
+
+
+@pytest.mark.parametrize("new,count,owner,state,owners,probable", [
+    # v5.3+: count bit 0 the writer; readers from bit 8, bit 63 (READ_FAILED) not one of them
+    (True, 0x1, _TASK, "write-locked", [_TASK], False),
+    (True, 0x3, _TASK | 0x2, "write-locked", [_TASK], False),
+    (True, (1 << 63) | 0x300, _TASK | 0x1, "read-locked", [_TASK], True),
+    (True, 0, _TASK | 0x1, "unlocked", [], False),
+    # v4.20-v5.2 (xadd): a writer is count -0xffffffff (WAITING_BIAS + 1) and owner = task;
+    # readers leave owner = last reader | READER_OWNED | ANONYMOUSLY_OWNED
+    (False, -0xffffffff, _TASK, "write-locked", [_TASK], False),
+    (False, -0x1ffffffff, _TASK, "write-locked", [_TASK], False),
+    (False, 2, _TASK | 0x3, "read-locked", [_TASK], True),
+    (False, -0x100000000 + 2, _TASK | 0x3, "read-locked", [_TASK], True),
+    (False, 0, _TASK | 0x3, "unlocked", [], False),
+])
+def test_rwsem_words_of_both_schemes(new, count, owner, state, owners, probable):
+    st = mlocks.lock_state(_rwsem_kernel(count, owner, new), "rwsem", _SEM)
+    assert (st.state, st.owners, st.probable, st.unknown) == (state, owners, probable, None)
+    if state == "read-locked":
+        assert st.detail.startswith(f"read-locked by {3 if new else 2} reader(s)")
+
+
+def test_an_xadd_count_without_an_owner_is_unknown():
+    # 5.0: one active locker with waiters queued (-0x100000000 + 1) and no owner recorded:
+    # a reader with waiters or a writer before it set the owner; the count cannot tell
+    st = mlocks.lock_state(_rwsem_kernel(-0x100000000 + 1, 0, False), "rwsem", _SEM)
+    assert st.state == "unknown" and st.owners == [] and "no owner is recorded" in st.unknown
