@@ -46,7 +46,7 @@ LAYOUTS = {
     "struct mutex_waiter": ["list", "task"],
     "struct rwsem_waiter": ["list", "task"],
     "struct semaphore_waiter": ["list", "task"],
-    "struct completion": ["done", "wait", "wait.task_list", "wait.head"],
+    "struct completion": ["wait", "wait.task_list", "wait.head"],
     "struct swait_queue_head": ["task_list"],
     "struct swait_queue": ["task", "task_list"],
     "struct wait_queue_head": ["head"],
