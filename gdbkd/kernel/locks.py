@@ -201,6 +201,16 @@ def gather():
         names = [f.sym(want_line=False).name for f in frames]
         kind, idx = wait_kind(names)
         tinfo(t, _where(names, idx, frames))
+        if not frames and t.addr in ctx.undecoded:
+            # said, not dropped: a blocked task whose frames cannot be read waits on
+            # something unknown (a node of its own, no owner)
+            ev = _synthetic(0xE0E0, t)
+            why = ctx.undecoded[t.addr]
+            locks[ev] = {"name": "", "kind": "event", "owners": [], "probable": False,
+                         "detail": f"what it waits for is unknown: {why}", "unknown": why,
+                         "waiters": [t.addr]}
+            waits[t.addr] = ev
+            continue
         if kind is None:
             # no lock function: a wait_event() (a macro, inlined into its caller) leaves
             # only its wait_queue_entry on the stack, linked into the queue's head
