@@ -19,7 +19,7 @@ where the model uses them (tasks.py, modules.py, percpu.py).
 import struct
 
 __all__ = ["Member", "StructLayout", "TypeSource", "RecordedTypes", "LAYOUTS", "SIZES",
-           "SYMBOLS", "ENUMS"]
+           "SYMBOLS", "ENUMS", "OFFSET_ONLY", "decoded_paths"]
 
 # members the model reads, per struct (dotted paths; anonymous unions looked through)
 LAYOUTS = {
@@ -97,6 +97,18 @@ LAYOUTS = {
     # exception frames (gdbkd/kernel/stack.py read_pt_regs; regs[31]/sp/pc/pstate lead it)
     "struct pt_regs": ["stackframe", "orig_x0", "syscallno"],
 }
+# members of LAYOUTS the model asks only the offset of (k.offset): recorded like the others,
+# but not decoded with every read of their struct (a task_struct is read for every task;
+# gdbkd/model/runqueue.py needs only where its run_node and run_list are)
+OFFSET_ONLY = {"struct task_struct": ("se.run_node", "rt.run_list")}
+
+
+def decoded_paths(typename: str) -> list:
+    """The members of LAYOUTS[typename] a struct read decodes (all but OFFSET_ONLY's)."""
+    skip = OFFSET_ONLY.get(typename, ())
+    return [p for p in LAYOUTS[typename] if p not in skip]
+
+
 # enums whose names kd prints ({name: value} in declaration order): page flags (kd kmem ADDR,
 # -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12
 ENUMS = ["enum pageflags", "enum zone_stat_item", "enum node_stat_item"]
