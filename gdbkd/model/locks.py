@@ -43,7 +43,7 @@ from .lists import Entries, walk_entries, walk_list
 from .reader import MemoryFault
 from .tasks import task_list, thread_size
 
-__all__ = ["LockState", "lock_state", "lock_struct", "waiter_layout", "lock_waiters",
+__all__ = ["LockState", "lock_state", "waiter_layout", "lock_waiters",
            "completion_layout", "wait_queue_layout", "StackScan", "KINDS"]
 
 M64 = (1 << 64) - 1
@@ -53,10 +53,6 @@ _WAITER = {"mutex": "struct mutex_waiter", "rwsem": "struct rwsem_waiter",
            "semaphore": "struct semaphore_waiter"}
 _MUTEX_FLAGS = ((1, "WAITERS"), (2, "HANDOFF"), (4, "PICKUP"))
 _RWSEM_READER_MASK = ((1 << 63) - 1) & ~0xFF        # count bits 8-62 (v5.3+)
-
-
-def lock_struct(kind: str) -> str:
-    return KINDS[kind]
 
 
 class LockState:
