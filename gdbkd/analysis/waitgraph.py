@@ -5,7 +5,7 @@ Input is plain data gathered by ``gdbkd.kernel.locks`` (live or from a dump):
 - ``tasks``: {task_addr: {"pid", "comm", "state", "where"[, "cpu"]}} ("cpu": a running
   task, e.g. one spinning on a spin lock)
 - ``locks``: {lock_addr: {"name", "kind", "owners": [task_addr…], "probable": bool,
-  "detail": str, "waiters": [task_addr…]}}
+  "detail": str, "waiters": [task_addr…][, "unknown": why the owner could not be read]}}
 - ``waits``: {task_addr: lock_addr} — what each blocked task waits on.
 
 A cycle (a strongly connected component of the task graph, edge = waiter →
@@ -159,7 +159,7 @@ def _behind(r, t):
     if last in waits and not locks.get(waits[last], {}).get("owners"):
         l = locks.get(waits[last], {})
         out += f" ({l['detail']})" if l.get("kind") in ("completion", "wait queue", "event") and l.get("detail") \
-            else " held by an unknown owner"
+            else " held by an unknown owner" + (f" ({l['unknown']})" if l.get("unknown") else "")
     return out
 
 
@@ -199,7 +199,8 @@ def render_text(r: dict) -> str:
         L.append(f"HARD LOCKUPS: {r['hard_lockup']}")
     L.append("LOCKS:")
     for a, l in locks.items():
-        owners = ", ".join(_tname(tasks, o) for o in l.get("owners", [])) or "none found"
+        owners = ", ".join(_tname(tasks, o) for o in l.get("owners", [])) \
+            or (f"unknown ({l['unknown']})" if l.get("unknown") else "none found")
         L.append(f"  {a:#018x} {l.get('kind')} {l.get('name') or ''}: owner {owners}"
                  + (" (probable)" if l.get("probable") else "") + (f"; {l['detail']}" if l.get("detail") else "")
                  + f"; waiters {len(l.get('waiters', []))}")

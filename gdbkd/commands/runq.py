@@ -2,8 +2,9 @@
 
 from ._util import KernelCommand, problem_lines
 from . import KdError, command
-from ..kernel.runqueue import runqueues
+from ..kernel.memory import kernel
 from ..kernel.percpu import present_cpus
+from ..model.runqueue import runqueues
 
 __all__ = ["Runq"]
 
@@ -18,7 +19,8 @@ def _cfs_json(items):
     out = []
     for it in items:
         if "group" in it:
-            out.append({"group": it["group"], "cfs_rq": it["cfs_rq"], "tasks": _cfs_json(it["tasks"])})
+            out.append({"group": f"{it['group']:#x}", "cfs_rq": f"{it['cfs_rq']:#x}",
+                        "tasks": _cfs_json(it["tasks"])})
         else:
             out.append(_tj(it["task"]))
     return out
@@ -50,7 +52,7 @@ under its CPU ("problems" in --json)."""
             if bad:
                 raise KdError(f"CPU {bad[0]} is not present (present: {present_cpus()})")
         out = []
-        for rq in runqueues(cpus):
+        for rq in runqueues(kernel(), cpus):
             out.append({"cpu": rq["cpu"], "online": rq["online"], "rq": f"{rq['rq']:#x}",
                         "nr_running": rq["nr_running"],
                         "current": _tj(rq["curr"]), "rt_array": f"{rq['rt_array']:#x}",

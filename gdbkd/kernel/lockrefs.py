@@ -25,7 +25,7 @@ from ..analysis.lockflow import ACQUIRE, RELEASE, SLOWPATHS
 from .symbolize import lookup
 from .memory import read_bytes
 
-__all__ = ["acquisitions", "spinning_on", "qspinlock_detail", "ACQUIRE", "RELEASE", "SLOWPATHS"]
+__all__ = ["acquisitions", "spinning_on", "ACQUIRE", "RELEASE", "SLOWPATHS"]
 
 _M = 0xFFFFFFFFFFFFFFFF
 _flows = {}          # function start -> lockflow.Flow (or None: unreadable)
@@ -206,22 +206,3 @@ def _spun_lock(frames, first, kind, i):
             return kind, None, f"the lock's address is not a constant in {label} (reached through a pointer)", i
     return kind, None, "no caller frame", i
 
-
-def qspinlock_detail(addr):
-    """The lock word in words, with the MCS queue when one has formed (model/qspinlock.py)."""
-    from ..model import qspinlock
-    from .memory import kernel
-    try:
-        w = int.from_bytes(read_bytes(addr, 4), "little")
-    except gdb.MemoryError as e:
-        return f"lock word unreadable ({e})"
-    d = qspinlock.decode(w)
-    s = f"val={w:#x}: {'locked' if d['locked'] else 'unlocked'}"
-    if d["pending"]:
-        s += ", pending"
-    if d["tail_cpu"] is not None:
-        s += f", queue tail CPU {d['tail_cpu']} (node {d['tail_idx']})"
-        q = qspinlock.mcs_queue(kernel(), d["tail_cpu"], d["tail_idx"])
-        if q:
-            s += ", MCS queue " + " -> ".join(f"CPU {c}" + (f" (node {i})" if i else "") for c, i in q)
-    return s

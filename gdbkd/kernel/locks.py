@@ -1,28 +1,20 @@
-"""Who waits for which lock, and who holds it (mutex, rw_semaphore, semaphore).
+"""Who waits for which lock, and who holds it (mutex, rw_semaphore, semaphore, completion,
+wait queue, spin locks): the in-gdb half, which unwinds the tasks and reads their code.
 
-A task blocked in a sleeping lock keeps its waiter record on its own stack,
-linked into the lock's ``wait_list``:
+The lock structs, their owner words and the waiter records a blocked task keeps on its
+own stack are read by the gdb-free model (gdbkd/model/locks.py, which has the layouts
+and versions; the qspinlock word: gdbkd/model/qspinlock.py). What needs gdb stays here:
+the lock kind comes from the task's backtrace (``__mutex_lock``,
+``rwsem_down_*_slowpath``, ``__down*``, ``wait_for_completion``), and holders that
+record no owner (semaphores, reader-held rwsems, spin locks) are found from the code of
+the live frames (kernel/lockrefs.py), else — *probable* only — as the tasks whose stack
+holds the lock's address.
 
-- ``struct mutex_waiter {struct list_head list; struct task_struct *task; …}``
-- ``struct rwsem_waiter {struct list_head list; struct task_struct *task; enum type; …}``
-- ``struct semaphore_waiter {struct list_head list; struct task_struct *task; bool up;}``
-
-(``task`` at offset 16 in all three, v4.x–6.12, without CONFIG_DEBUG_MUTEXES,
-which adds a magic pointer before ``task`` in mutex_waiter). The stack is
-scanned for a record whose ``task`` is the task itself and whose list links are
-consistent; the ring is followed to the node that is not on any task stack:
-the lock's ``wait_list``. The lock kind comes from the task's backtrace
-(``__mutex_lock``, ``rwsem_down_*_slowpath``, ``__down*``).
-
-Owners:
-- mutex: ``owner & ~0x7`` (flags 0x1 WAITERS, 0x2 HANDOFF, 0x4 PICKUP; the owner
-  word exists since v4.10, commit 3ca0ff571b09 "locking/mutex: Rework mutex::owner").
-- rw_semaphore (v5.3+ encoding, commit 94a9717b3c40): ``count`` bit 0 writer
-  locked, bits 8+ reader count; ``owner`` bit 0 READER_OWNED (then the owner
-  field only names the last reader to take it), bit 1 NONSPINNABLE.
-- semaphore: no owner field. Holders are tasks (other than its waiters) whose
-  stack holds the semaphore's address: *probable*. Reader-owned rwsems get the
-  same search, plus the owner-field hint.
+What cannot be read is said, never taken for "no owner" or "holds nothing": a lock
+whose words cannot be decoded carries ``unknown`` (the reason), a task whose frames or
+code cannot be read is named with the reason where holders were looked for, and a task
+blocked in a lock function whose waiter record is not found waits on a node of its own
+("address unknown").
 """
 
 import gdb
@@ -30,16 +22,13 @@ import gdb
 from . import tasks as ktasks
 from .stack import unwind_task
 from .symbolize import lookup
-from .memory import kernel, read_bytes
-from .stackranges import thread_size
-from .types import field_offset, lookup_type
-from ..model.lists import walk_list
+from .memory import kernel
+from ..model import qspinlock
+from ..model.locks import StackScan, lock_state
 from ..model.reader import MemoryFault
-from .lockrefs import acquisitions, spinning_on, qspinlock_detail, SLOWPATHS
+from .lockrefs import acquisitions, spinning_on, SLOWPATHS
 
 __all__ = ["gather", "wait_graph", "wait_kind", "LOCK_FUNCS"]
-
-_M = 0xFFFFFFFFFFFFFFFF
 
 LOCK_FUNCS = {
     "mutex": ("__mutex_lock", "mutex_lock", "__mutex_lock_slowpath", "mutex_lock_interruptible",
@@ -54,13 +43,8 @@ LOCK_FUNCS = {
               "wait_for_completion_interruptible", "wait_for_completion_killable",
               "wait_for_completion_timeout", "wait_for_completion_io"),
 }
-_STRUCT = {"mutex": "struct mutex", "rwsem": "struct rw_semaphore", "semaphore": "struct semaphore"}
 _SCHED = {"__switch_to", "__schedule", "schedule", "schedule_preempt_disabled", "schedule_timeout",
           "io_schedule", "do_wait_for_common", "io_schedule_timeout", "rt_mutex_schedule"}
-
-
-def _is_kptr(v):
-    return v >= 0xFFFF000000000000 and v & 7 == 0
 
 
 def wait_kind(names):
@@ -74,72 +58,17 @@ def wait_kind(names):
 
 
 class _Ctx:
+    """One analysis: the model's stack scan (task list, stacks, waiter records) and, per
+    task, its gdb frames and the locks its code holds."""
+
     def __init__(self):
-        self.tasks = [t for t in ktasks.all_tasks()]
-        self.size = thread_size()
-        self.ranges = [(t.stack, t.stack + self.size) for t in self.tasks if t.stack]
-        self.by_addr = {t.addr: t for t in self.tasks}
-        self._stacks = {}
+        self.scan = StackScan(kernel(), ktasks.all_tasks())
+        self.tasks = self.scan.tasks
+        self.size = self.scan.size
+        self.by_addr = self.scan.by_addr
         self.frames = {}
         self.held = {}
         self.undecoded = {}     # task -> why its held locks could not be read
-
-    def on_a_stack(self, a):
-        return any(lo <= a < hi for lo, hi in self.ranges)
-
-    def stack_bytes(self, t):
-        b = self._stacks.get(t.addr)
-        if b is None:
-            try:
-                b = read_bytes(t.stack, self.size) if t.stack else b""
-            except gdb.MemoryError:
-                b = b""
-            self._stacks[t.addr] = b
-        return b
-
-
-def _u64(b, i):
-    return int.from_bytes(b[i:i + 8], "little")
-
-
-def _find_wait_list(ctx, t, task_off=16, list_off=0):
-    """The wait list head reached from t's waiter record on its own stack, and the ring.
-    The record holds ``t`` at ``task_off`` and its list_head at ``list_off`` (a lock
-    waiter: 16 and 0; a completion's swait_queue: 0 and 8)."""
-    st = ctx.stack_bytes(t)
-    for i in range(0, len(st) - max(task_off, list_off + 8) - 8, 8):
-        if _u64(st, i + task_off) != t.addr:
-            continue
-        nxt, prv = _u64(st, i + list_off), _u64(st, i + list_off + 8)
-        if not (_is_kptr(nxt) and _is_kptr(prv)):
-            continue
-        me = t.stack + i + list_off
-        try:
-            if int.from_bytes(read_bytes(nxt + 8, 8), "little") != me:
-                continue
-        except gdb.MemoryError:
-            continue
-        # the one walker (gdbkd/model/lists.py): a ring that does not come back to the
-        # waiter (a loop elsewhere, NULL, poison, an unreadable link) is no wait list
-        w = walk_list(kernel().reader, me, limit=512)
-        if w.stop:
-            continue
-        ring = [me] + w.nodes
-        heads = [n for n in ring if not ctx.on_a_stack(n)]
-        if not heads:
-            # the head is on a stack too (a completion declared on its waker's or its own
-            # stack, DECLARE_COMPLETION_ONSTACK): the one node that is no waiter record
-            heads = [n for n in ring if not _is_waiter(ctx, n - list_off + task_off)]
-        if len(heads) == 1:
-            return heads[0], ring
-    return None, None
-
-
-def _is_waiter(ctx, task_field):
-    try:
-        return int.from_bytes(read_bytes(task_field, 8), "little") in ctx.by_addr
-    except gdb.MemoryError:
-        return False
 
 
 def _task_frames(ctx, t):
@@ -150,9 +79,15 @@ def _task_frames(ctx, t):
                 fr = unwind_task(t).frames
             else:                   # running: from its CPU's registers, through exceptions
                 _, regs = ktasks.cpu_thread_regs(t)
-                fr = unwind_task(t, regs).frames if regs else []
-        except gdb.error:
+                if regs:
+                    fr = unwind_task(t, regs).frames
+                else:
+                    fr = []
+                    ctx.undecoded[t.addr] = f"no registers for CPU {t.active_cpu}"
+        except gdb.error as e:
+            # said, not hidden: a task whose frames cannot be read holds "unknown", not nothing
             fr = []
+            ctx.undecoded[t.addr] = f"its frames cannot be read: {e}"
         ctx.frames[t.addr] = fr
     return fr
 
@@ -186,22 +121,6 @@ def _holders_by_code(ctx, lock_addr, exclude, running_only=False):
     return out
 
 
-def _holders_by_stack(ctx, lock_addr, exclude):
-    needle = lock_addr.to_bytes(8, "little")
-    out = []
-    for t in ctx.tasks:
-        if t.addr in exclude or t.pid == 0:
-            continue
-        st = ctx.stack_bytes(t)
-        i = st.find(needle)
-        while i != -1:
-            if i % 8 == 0:
-                out.append(t.addr)
-                break
-            i = st.find(needle, i + 1)
-    return out
-
-
 def _where(names, idx, frames):
     """The first frame outside the lock and scheduler code: where the task waits."""
     if idx is None:
@@ -212,69 +131,6 @@ def _where(names, idx, frames):
             s = frames[j].sym(want_line=False)
             return s.label()
     return ""
-
-
-def _read_lock(kind, addr):
-    s = _STRUCT[kind]
-    w = lambda f: int.from_bytes(read_bytes(addr + field_offset(s, f), 8), "little")
-    if kind == "mutex":
-        owner = w("owner")
-        flags = [n for b, n in ((1, "WAITERS"), (2, "HANDOFF"), (4, "PICKUP")) if owner & b]
-        return [owner & ~0x7 & _M] if owner & ~0x7 else [], False, \
-            f"owner={owner:#x}" + (f" flags={'|'.join(flags)}" if flags else "")
-    if kind == "rwsem":
-        count, owner = w("count"), w("owner")
-        readers = count >> 8
-        if count & 1:
-            return [owner & ~0x7 & _M], False, f"write-locked, count={count:#x}"
-        hint = [owner & ~0x7 & _M] if owner & 1 and owner & ~0x7 else []
-        return hint, True, f"read-locked by {readers} reader(s), count={count:#x}, owner hint={owner:#x}"
-    cnt = int.from_bytes(read_bytes(addr + field_offset(s, "count"), 4), "little", signed=True)
-    return [], True, f"count={cnt}"
-
-
-def _completion(ctx, t):
-    """The struct completion ``t`` waits for, from its waiter record on its own stack
-    linked into the completion's wait list; None when not found. struct completion is
-    {done; wait} throughout; ``wait`` is a swait_queue_head (waiter: struct swait_queue
-    {task; task_list}) since v5.7 (commit a5c6234e1028 "completion: Use simple wait
-    queues"), a wait_queue_head before (waiter: wait_queue_entry {flags; private; func;
-    entry})."""
-    try:
-        wait = field_offset("struct completion", "wait")
-        kind = lookup_type("struct completion")["wait"].type.strip_typedefs().tag
-        if kind == "swait_queue_head":
-            head = field_offset("struct swait_queue_head", "task_list")
-            task_off, list_off = field_offset("struct swait_queue", "task"), \
-                field_offset("struct swait_queue", "task_list")
-        else:
-            head = field_offset("struct wait_queue_head", "head")
-            task_off, list_off = field_offset("struct wait_queue_entry", "private"), \
-                field_offset("struct wait_queue_entry", "entry")
-    except gdb.error:
-        return None
-    h, _ = _find_wait_list(ctx, t, task_off, list_off)
-    return None if h is None else h - head - wait
-
-
-def _wait_queue(ctx, t):
-    """The struct wait_queue_head ``t`` sleeps on, from its wait_queue_entry {flags; private
-    (the task); func; entry} on its own stack linked into the head's list (v4.13+ names;
-    the layout is older), or None."""
-    try:
-        head = field_offset("struct wait_queue_head", "head")
-        task_off = field_offset("struct wait_queue_entry", "private")
-        list_off = field_offset("struct wait_queue_entry", "entry")
-    except gdb.error:
-        return None
-    h, _ = _find_wait_list(ctx, t, task_off, list_off)
-    return None if h is None else h - head
-
-
-def _on_stack_name(ctx, addr) -> str:
-    """``ADDR (on the stack of COMM (pid N))`` for an object on a task's stack, else ""."""
-    owner = next((x for x in ctx.tasks if x.stack and x.stack <= addr < x.stack + ctx.size), None)
-    return f"{addr:#x} (on the stack of {owner.comm} (pid {owner.pid}))" if owner else ""
 
 
 def _task_info(t, now):
@@ -345,19 +201,29 @@ def gather():
         names = [f.sym(want_line=False).name for f in frames]
         kind, idx = wait_kind(names)
         tinfo(t, _where(names, idx, frames))
+        if not frames and t.addr in ctx.undecoded:
+            # said, not dropped: a blocked task whose frames cannot be read waits on
+            # something unknown (a node of its own, no owner)
+            ev = _synthetic(0xE0E0, t)
+            why = ctx.undecoded[t.addr]
+            locks[ev] = {"name": "", "kind": "event", "owners": [], "probable": False,
+                         "detail": f"what it waits for is unknown: {why}", "unknown": why,
+                         "waiters": [t.addr]}
+            waits[t.addr] = ev
+            continue
         if kind is None:
             # no lock function: a wait_event() (a macro, inlined into its caller) leaves
             # only its wait_queue_entry on the stack, linked into the queue's head
-            wq = _wait_queue(ctx, t)
+            wq = ctx.scan.wait_queue(t)
             if wq is not None and not _waits_on(locks, waits, t, wq):
                 tasks[t.addr]["where"] = _where(names, 0, frames)
-                locks[wq] = {"name": _lock_name(wq) or _on_stack_name(ctx, wq), "kind": "wait queue",
+                locks[wq] = {"name": _lock_name(wq) or ctx.scan.on_stack_name(wq), "kind": "wait queue",
                              "owners": [], "probable": False,
                              "detail": "no owner is recorded: whoever would wake it up",
                              "waiters": [t.addr]}
             continue
         if kind == "event":
-            comp = _completion(ctx, t)
+            comp = ctx.scan.completion(t)
             if comp is None:
                 ev = _synthetic(0xE0E0, t)      # a node per waiter: no owner
                 locks[ev] = {"name": names[idx], "kind": "event", "owners": [], "probable": False,
@@ -368,27 +234,29 @@ def gather():
                 continue
             if _waits_on(locks, waits, t, comp):
                 continue
-            name = _lock_name(comp) or _on_stack_name(ctx, comp)
+            name = _lock_name(comp) or ctx.scan.on_stack_name(comp)
             locks[comp] = {"name": name, "kind": "completion", "owners": [], "probable": False,
                            "detail": "no owner is recorded: whoever would call complete()",
                            "waiters": [t.addr]}
             continue
-        head, ring = _find_wait_list(ctx, t)
-        if head is None:
+        try:
+            lock, waiters = ctx.scan.lock_wait(kind, t)
+        except MemoryFault as e:            # this kernel's types lack the lock's wait_list
+            lock, waiters, why = None, None, e.reason
+        else:
+            why = ctx.scan.unreadable.get(t.addr) or "no waiter record found on its stack"
+        if lock is None:
+            # said, not dropped: the task waits on a lock of this kind whose address is unknown
+            node = _synthetic(0xE2E2, t)
+            locks[node] = {"name": names[idx], "kind": kind, "owners": [], "probable": False,
+                           "detail": f"address unknown: {why}", "unknown": why,
+                           "waiters": [t.addr]}
+            waits[t.addr] = node
             continue
-        lock = head - field_offset(_STRUCT[kind], "wait_list")
         waits[t.addr] = lock
         if lock not in locks:
-            owners, probable, detail = _read_lock(kind, lock)
-            waiters = []
-            for n in ring:
-                if n == head:
-                    continue
-                try:
-                    wt = int.from_bytes(read_bytes(n + 16, 8), "little")
-                except gdb.MemoryError:
-                    continue
-                waiters.append(wt)
+            st = lock_state(kernel(), kind, lock)
+            owners, probable, detail = st.owners, st.probable, st.detail
             taken = {}
             if probable:
                 # the strongest evidence first: code that took this lock in a live frame
@@ -399,7 +267,8 @@ def gather():
                     detail += "; holder found by its code"
                     probable = False
                 else:
-                    owners = list(dict.fromkeys(owners + _holders_by_stack(ctx, lock, set(waiters))))
+                    owners = list(dict.fromkeys(owners + ctx.scan.holders_by_stack(lock, set(waiters))))
+                    detail += _not_searched(ctx, set(waiters))
             else:
                 for o in owners:
                     for h in _held_by_code(ctx, by_addr[o]) if o in by_addr else []:
@@ -409,6 +278,8 @@ def gather():
             locks[lock] = {"name": name, "kind": kind, "owners": owners, "probable": probable,
                            "detail": detail, "waiters": waiters,
                            "taken_at": {f"{a:#x}": at for a, at in taken.items()}}
+            if st.unknown and not owners:
+                locks[lock]["unknown"] = st.unknown
     _gather_spinners(ctx, tasks, locks, waits, tinfo)
     for l in locks.values():
         for o in l["owners"]:
@@ -417,15 +288,12 @@ def gather():
     return tasks, locks, waits
 
 
-def _spin_detail(kind, lock):
-    if kind == "spinlock":
-        return qspinlock_detail(lock)
-    try:
-        w = int.from_bytes(read_bytes(lock, 4), "little")
-    except gdb.MemoryError as e:
-        return f"lock word unreadable ({e})"
-    from ..model.qspinlock import describe_qrwlock
-    return describe_qrwlock(w)
+def _not_searched(ctx, exclude) -> str:
+    """"; not searched: T (why), …" for the tasks whose code or stack could not be read
+    while looking for a holder (``exclude``: the lock's waiters), else ""."""
+    why = {**ctx.scan.unreadable, **ctx.undecoded}
+    parts = [f"{by_addr_comm(ctx, a)}: {w}" for a, w in why.items() if a not in exclude]
+    return f"; not searched: {'; '.join(parts)}" if parts else ""
 
 
 def _gather_spinners(ctx, tasks, locks, waits, tinfo):
@@ -452,7 +320,7 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
             continue
         name = _lock_name(lock)
         by_code = _holders_by_code(ctx, lock, set(), running_only=True)
-        detail = _spin_detail(kind, lock)
+        detail = qspinlock.describe_spin(kernel(), kind, lock)
         if not by_code:
             why_not = "; ".join(f"{by_addr_comm(ctx, a)}: {e}" for a, e in ctx.undecoded.items())
             detail += "; no running task's code holds it" + (f" ({why_not})" if why_not else "")

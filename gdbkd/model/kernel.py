@@ -16,7 +16,7 @@ register write, new symbols).
 
 import functools
 
-from .layout import StructLayout, LAYOUTS
+from .layout import StructLayout, decoded_paths
 
 __all__ = ["Kernel", "per_stop"]
 
@@ -46,12 +46,13 @@ class Kernel:
         return a
 
     def layout(self, typename: str, paths=None) -> StructLayout:
-        """Layout of ``typename`` with ``paths`` (default: every member the model reads)."""
+        """Layout of ``typename`` with ``paths`` (default: every member the model decodes,
+        :func:`gdbkd.model.layout.decoded_paths`)."""
         key = (typename, tuple(paths) if paths is not None else None)
         lay = self._layouts.get(key)
         if lay is None:
             lay = self._layouts[key] = StructLayout.from_source(
-                self.types, typename, paths if paths is not None else LAYOUTS[typename])
+                self.types, typename, paths if paths is not None else decoded_paths(typename))
         return lay
 
     def offset(self, typename: str, path: str):

@@ -23,7 +23,7 @@ so a new struct layout (or member, size, enum, symbol) is a line here and nothin
 import struct
 
 __all__ = ["Member", "StructLayout", "TypeSource", "RecordedTypes", "LAYOUTS", "SIZES",
-           "SYMBOLS", "ENUMS"]
+           "SYMBOLS", "ENUMS", "OFFSET_ONLY", "decoded_paths"]
 
 # members the model reads, per struct (dotted paths; anonymous unions looked through)
 LAYOUTS = {
@@ -34,9 +34,27 @@ LAYOUTS = {
         "thread_info.cpu", "thread_info.flags", "prio", "static_prio", "normal_prio",
         "rt_priority", "policy", "thread.cpu_context", "se.sum_exec_runtime", "se.vruntime",
         "utime", "stime", "start_time", "nvcsw", "nivcsw", "sched_info.last_arrival", "cred",
-        "rss_stat"],
+        "rss_stat", "se.run_node", "rt.run_list"],
     "struct signal_struct": ["thread_head"],
-    "struct rq": ["curr", "idle", "nr_running", "clock"],
+    "struct rq": ["curr", "idle", "nr_running", "clock", "cfs", "rt"],
+    # runqueues (gdbkd/model/runqueue.py has the versions)
+    "struct cfs_rq": ["tasks_timeline", "curr"],
+    "struct sched_entity": ["run_node", "my_q"],
+    "struct rt_rq": ["active"],
+    "struct rt_prio_array": ["queue"],
+    # sleeping locks, their waiter records, completions and wait queues
+    # (gdbkd/model/locks.py, wait.py have the versions)
+    "struct mutex": ["owner", "wait_list"],
+    "struct rw_semaphore": ["count", "owner", "owner.counter", "wait_list"],
+    "struct semaphore": ["count", "wait_list"],
+    "struct mutex_waiter": ["list", "task"],
+    "struct rwsem_waiter": ["list", "task"],
+    "struct semaphore_waiter": ["list", "task"],
+    "struct completion": ["wait", "wait.task_list", "wait.head"],
+    "struct swait_queue_head": ["task_list"],
+    "struct swait_queue": ["task", "task_list"],
+    "struct wait_queue_head": ["head"],
+    "struct wait_queue_entry": ["flags", "private", "func", "entry"],
     "struct rcu_state": ["gp_seq", "gp_start", "jiffies_stall", "node"],
     "struct rcu_node": ["qsmask", "grplo", "grphi", "level", "blkd_tasks", "gp_tasks"],
     "struct qnode": ["mcs.next", "mcs.count"],
@@ -91,6 +109,18 @@ LAYOUTS = {
     "struct uts_namespace": ["name"],
     "struct new_utsname": ["sysname", "nodename", "release", "version", "machine", "domainname"],
 }
+# members of LAYOUTS the model asks only the offset of (k.offset): recorded like the others,
+# but not decoded with every read of their struct (a task_struct is read for every task;
+# gdbkd/model/runqueue.py needs only where its run_node and run_list are)
+OFFSET_ONLY = {"struct task_struct": ("se.run_node", "rt.run_list")}
+
+
+def decoded_paths(typename: str) -> list:
+    """The members of LAYOUTS[typename] a struct read decodes (all but OFFSET_ONLY's)."""
+    skip = OFFSET_ONLY.get(typename, ())
+    return [p for p in LAYOUTS[typename] if p not in skip]
+
+
 # enums whose names kd prints ({name: value} in declaration order): page flags (kd kmem ADDR,
 # -p), the zone and node vm stat items (kd kmem -i); all three exist in 5.10-6.12; a module's
 # state (kd mod; 3.x-6.12)

@@ -21,7 +21,7 @@ from the head, every entry once) and what the walk found wrong is gathered as
   the CFS tree (``rq->cfs.tasks_timeline``, an ``rb_root_cached`` since 4.14,
   commit bfb068892d30) walked without a loop, and the RT priority lists
   (``rq->rt.active.queue[MAX_RT_PRIO]``, linked by ``sched_rt_entity.run_list``;
-  their number is taken from ``sizeof(struct rt_prio_array)``).
+  their number is the ``queue`` array's size: :func:`gdbkd.model.runqueue.rt_layout`).
 
 A list this kernel does not have (a symbol or member the type source lacks) is
 reported as skipped with the reason, never as damaged. No gdb import.
@@ -148,6 +148,7 @@ def _runqueues(k):
     from .percpu import per_cpu_addr, possible_cpus
     from .tasks import read_task
     from .trees import rbtree_inorder, WrongType
+    from .runqueue import rt_layout
     rq_sym = k.sym("runqueues")
     off_curr, off_idle = k.offset("struct rq", "curr"), k.offset("struct rq", "idle")
     if rq_sym is None or off_curr is None or off_idle is None:
@@ -155,7 +156,7 @@ def _runqueues(k):
         return
     off_cfs = k.offset("struct rq", "cfs")
     off_tl = k.offset("struct cfs_rq", "tasks_timeline")
-    rt = _rt_layout(k)
+    rt = rt_layout(k)
     problems = []
     queued = 0
     cpus = possible_cpus(k)
@@ -194,22 +195,12 @@ def _runqueues(k):
     yield CheckedList(f"runqueues ({len(cpus)} CPUs: {', '.join(parts)})", queued, problems)
 
 
-def _rt_layout(k):
-    """(offset of rq->rt.active.queue, number of queues, run_list's offset in a task), or
-    None when this kernel's types do not say."""
-    offs = [k.offset("struct rq", "rt"), k.offset("struct rt_rq", "active"),
-            k.offset("struct rt_prio_array", "queue"), k.sizeof("struct rt_prio_array"),
-            k.offset("struct task_struct", "rt"), k.offset("struct sched_rt_entity", "run_list")]
-    if None in offs:
-        return None
-    rt, active, queue, size, task_rt, run_list = offs
-    return rt + active + queue, (size - queue) // 16, task_rt + run_list
-
-
 def _rt_queues(k, rq, layout, name, problems) -> int:
-    """Walk CPU's RT priority lists; returns how many tasks they hold."""
+    """Walk CPU's RT priority lists (:func:`gdbkd.model.runqueue.rt_layout`); returns how
+    many tasks they hold."""
     from .lists import walk_entries
-    qoff, n, link = layout
+    active, queue, n, link = layout
+    qoff = active + queue
     raw = k.reader.read(rq + qoff, 16 * n)
     queued = 0
     for prio in range(n):

@@ -13,7 +13,7 @@ from its head (the next to take the lock) through ``next`` to the tail the word 
 from .percpu import per_cpu_addr, possible_cpus
 from .reader import MemoryFault
 
-__all__ = ["decode", "mcs_queue", "describe_qrwlock"]
+__all__ = ["decode", "mcs_queue", "describe_qrwlock", "describe", "describe_spin"]
 
 
 def decode(word):
@@ -70,3 +70,33 @@ def describe_qrwlock(cnts):
     0xff, bit 8 a waiting writer, the readers from bit 9."""
     return (f"cnts={cnts:#x}: " + ("write-locked" if cnts & 0xFF else f"{cnts >> 9} reader(s)")
             + (", a writer waiting" if cnts & 0x100 else ""))
+
+
+def describe(k, addr):
+    """The qspinlock word at ``addr`` in words, with the MCS queue when one has formed; an
+    unreadable word is said ("lock word unreadable (why)")."""
+    try:
+        w = k.reader.u32(addr)
+    except MemoryFault as e:
+        return f"lock word unreadable ({e})"
+    d = decode(w)
+    s = f"val={w:#x}: {'locked' if d['locked'] else 'unlocked'}"
+    if d["pending"]:
+        s += ", pending"
+    if d["tail_cpu"] is not None:
+        s += f", queue tail CPU {d['tail_cpu']} (node {d['tail_idx']})"
+        q = mcs_queue(k, d["tail_cpu"], d["tail_idx"])
+        if q:
+            s += ", MCS queue " + " -> ".join(f"CPU {c}" + (f" (node {i})" if i else "") for c, i in q)
+    return s
+
+
+def describe_spin(k, kind, addr):
+    """A spin lock ("spinlock": a qspinlock) or rwlock (a qrwlock, whose ``cnts`` is its
+    first word) at ``addr`` in words."""
+    if kind == "spinlock":
+        return describe(k, addr)
+    try:
+        return describe_qrwlock(k.reader.u32(addr))
+    except MemoryFault as e:
+        return f"lock word unreadable ({e})"

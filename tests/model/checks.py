@@ -747,3 +747,136 @@ def _(k):
 def _(prog):
     from drgn.helpers.linux.block import for_each_disk, disk_name
     return sorted(disk_name(d).decode() for d in for_each_disk(prog))
+
+
+# -- runqueues (gdbkd/model/runqueue.py) -------------------------------------------------
+def _rq_cfs_json(items):
+    return [{"group": it["group"], "cfs_rq": it["cfs_rq"], "tasks": _rq_cfs_json(it["tasks"])}
+            if "group" in it else it["task"].addr for it in items]
+
+
+@check("runqueue.queued")
+def _(k):
+    from gdbkd.model.runqueue import runqueues
+    return [{"cpu": rq["cpu"], "online": rq["online"], "curr": rq["curr"].addr,
+             "nr_running": rq["nr_running"], "rt": [[x["prio"], x["task"].addr] for x in rq["rt"]],
+             "cfs": _rq_cfs_json(rq["cfs"])} for rq in runqueues(k)]
+
+
+@oracle("runqueue.queued")
+def _(prog):
+    from drgn import container_of
+    from drgn.helpers.linux.cpumask import for_each_online_cpu, for_each_present_cpu
+    from drgn.helpers.linux.list import list_for_each_entry
+    from drgn.helpers.linux.percpu import per_cpu
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+    from drgn.helpers.linux.sched import cpu_curr
+    has_myq = any(m.name == "my_q" for m in prog.type("struct sched_entity").members)
+
+    def cfs(cfs_rq, depth):
+        ses = list(rbtree_inorder_for_each_entry(
+            "struct sched_entity", cfs_rq.tasks_timeline.rb_root.address_of_(), "run_node"))
+        if has_myq and cfs_rq.curr and cfs_rq.curr.my_q:
+            ses.insert(0, cfs_rq.curr)
+        out = []
+        for se in ses:
+            if has_myq and se.my_q:
+                if depth < 16:
+                    out.append({"group": se.value_(), "cfs_rq": se.my_q.value_(),
+                                "tasks": cfs(se.my_q, depth + 1)})
+                continue
+            out.append(container_of(se, "struct task_struct", "se").value_())
+        return out
+
+    online = set(for_each_online_cpu(prog))
+    out = []
+    for cpu in for_each_present_cpu(prog):
+        rq = per_cpu(prog["runqueues"], cpu)
+        rt = []
+        for prio, head in enumerate(rq.rt.active.queue):
+            for rte in list_for_each_entry("struct sched_rt_entity", head.address_of_(), "run_list"):
+                rt.append([prio, container_of(rte, "struct task_struct", "rt").value_()])
+        out.append({"cpu": cpu, "online": cpu in online, "curr": cpu_curr(prog, cpu).value_(),
+                    "nr_running": int(rq.nr_running), "rt": rt, "cfs": cfs(rq.cfs, 0)})
+    return out
+
+
+# -- sleeping locks (gdbkd/model/locks.py): global locks every kernel here has most of ----
+_GLOBAL_LOCKS = (
+    ("mutex", ("module_mutex", "cgroup_mutex", "tty_mutex", "event_mutex", "kprobe_mutex",
+               "text_mutex", "oom_lock", "sched_domains_mutex", "cpu_add_remove_lock",
+               "rtnl_mutex", "dpm_list_mtx", "system_transition_mutex", "jump_label_mutex")),
+    ("rwsem", ("uts_sem", "pernet_ops_rwsem", "net_rwsem", "namespace_sem", "shrinker_rwsem",
+               "umhelper_sem")),
+    ("semaphore", ("console_sem",)))
+
+
+def _global_locks_model(k):
+    return [(kind, n, k.sym(n)) for kind, names in _GLOBAL_LOCKS for n in names
+            if k.sym(n) is not None]
+
+
+def _global_locks_drgn(prog):
+    from drgn import Object
+    out = []
+    for kind, names in _GLOBAL_LOCKS:
+        typ = {"mutex": "struct mutex", "rwsem": "struct rw_semaphore",
+               "semaphore": "struct semaphore"}[kind]
+        for n in names:
+            try:
+                a = prog.symbol(n).address
+            except LookupError:
+                continue
+            out.append((kind, n, Object(prog, typ, address=a)))
+    if not out:
+        raise Skip("none of the global locks")
+    return out
+
+
+@check("locks.global_owners")
+def _(k):
+    from gdbkd.model.locks import lock_state
+    out = []
+    for kind, n, a in _global_locks_model(k):
+        st = lock_state(k, kind, a)
+        if kind == "semaphore":
+            out.append([n, kind, st.count])
+            continue
+        state = {"write-locked": "write", "read-locked": "read"}.get(st.state, st.state)
+        owner = st.owners[0] if st.owners and not st.probable else (st.hint or 0)
+        out.append([n, kind, state, owner])
+    return out
+
+
+@oracle("locks.global_owners")
+def _(prog):
+    from drgn.helpers.linux.locking import RwsemLocked, mutex_owner, rwsem_locked, rwsem_owner
+    out = []
+    for kind, n, lock in _global_locks_drgn(prog):
+        if kind == "semaphore":
+            out.append([n, kind, int(lock.count)])
+        elif kind == "mutex":
+            o = mutex_owner(lock.address_of_()).value_()
+            out.append([n, kind, "locked" if o else "unlocked", o])
+        else:
+            st = rwsem_locked(lock.address_of_())
+            o = rwsem_owner(lock.address_of_()).value_() if st != RwsemLocked.UNLOCKED else 0
+            out.append([n, kind, {RwsemLocked.UNLOCKED: "unlocked", RwsemLocked.READ_LOCKED: "read",
+                                  RwsemLocked.WRITE_LOCKED: "write"}[st], o])
+    return out
+
+
+@check("locks.global_waiters")
+def _(k):
+    from gdbkd.model.locks import lock_waiters
+    return [[n, list(lock_waiters(k, kind, a))] for kind, n, a in _global_locks_model(k)]
+
+
+@oracle("locks.global_waiters")
+def _(prog):
+    from drgn.helpers.linux.list import list_for_each_entry
+    waiter = {"mutex": "struct mutex_waiter", "rwsem": "struct rwsem_waiter",
+              "semaphore": "struct semaphore_waiter"}
+    return [[n, [w.task.value_() for w in list_for_each_entry(
+        waiter[kind], lock.wait_list.address_of_(), "list")]]
+        for kind, n, lock in _global_locks_drgn(prog)]
