@@ -33,9 +33,6 @@ import gdb
 from ..analysis import fault as F
 from ..analysis import args as A
 from .memory import read_bytes
-from .symbols import vmlinux_symbol_address
-from .types import lookup_type
-from ..model.reader import MemoryFault
 from .symbolize import lookup, describe
 
 __all__ = ["explain", "bug_entry", "fault_address"]
@@ -475,59 +472,8 @@ def _explain_bug(pc, insn, res, ev):
     ev.append(f"struct bug_entry at {b['entry']:#x} ({b['table']}): {where}, flags {b['flags']:#x}")
 
 
-def _bug_tables():
-    """[(table name, start, count)]: the vmlinux's __bug_table and every module's bug_table."""
-    out = []
-    s, e = vmlinux_symbol_address("__start___bug_table"), vmlinux_symbol_address("__stop___bug_table")
-    size = lookup_type("struct bug_entry").sizeof
-    if s is not None and e is not None and e > s:
-        out.append(("vmlinux __bug_table", s, (e - s) // size))
-    from .memory import kernel
-    from ..model.modules import module_bug_tables
-    try:
-        tables = module_bug_tables(kernel())
-    except MemoryFault:
-        tables = []
-    for mod, t, n in tables:
-        if t and 0 < n < 1 << 16:
-            out.append((f"{mod.name} bug_table", t, n))
-    return out
-
-
 def bug_entry(pc: int):
-    """The ``struct bug_entry`` of the BUG()/WARN() brk at pc: {file, line, flags, warning,
-    entry, table}, or None. Entries hold 32-bit offsets relative to their own fields
-    (``bug_addr_disp``, ``file_disp``; CONFIG_GENERIC_BUG_RELATIVE_POINTERS)."""
-    t = lookup_type("struct bug_entry")
-    size = t.sizeof
-    fields = {f.name: f.bitpos // 8 for f in t.fields()}
-    if "bug_addr_disp" not in fields:
-        return None
-    for name, start, n in _bug_tables():
-        try:
-            raw = read_bytes(start, n * size)
-        except gdb.MemoryError:
-            continue
-        for k in range(n):
-            o = k * size
-            disp = int.from_bytes(raw[o + fields["bug_addr_disp"]:o + fields["bug_addr_disp"] + 4],
-                                  "little", signed=True)
-            if (start + o + fields["bug_addr_disp"] + disp) & M64 != pc:
-                continue
-            out = {"entry": start + o, "table": name, "file": None, "line": None}
-            if "file_disp" in fields:
-                fo = fields["file_disp"]
-                fd = int.from_bytes(raw[o + fo:o + fo + 4], "little", signed=True)
-                try:
-                    from .memory import read_cstring
-                    out["file"] = read_cstring((start + o + fo + fd) & M64, 200).decode("utf-8", "replace")
-                except gdb.MemoryError:
-                    pass
-            if "line" in fields:
-                lo = fields["line"]
-                out["line"] = int.from_bytes(raw[o + lo:o + lo + 2], "little")
-            fl = fields.get("flags")
-            out["flags"] = int.from_bytes(raw[o + fl:o + fl + 2], "little") if fl is not None else 0
-            out["warning"] = bool(out["flags"] & 1)        # BUGFLAG_WARNING
-            return out
-    return None
+    """The ``struct bug_entry`` of the BUG()/WARN() brk at pc (:func:`gdbkd.model.bug.bug_entry`)."""
+    from .memory import kernel
+    from ..model.bug import bug_entry as model_bug_entry
+    return model_bug_entry(kernel(), pc)

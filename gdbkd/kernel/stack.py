@@ -33,13 +33,14 @@ import struct
 import gdb
 
 from .memory import read_bytes
-from .snapshot import stop_cached
 from .percpu import on_thread
 from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
 from .stackranges import thread_size, stack_ranges, stack_of
 from .vabits import strip_pac
-from ..arm64.regs import (PT_REGS_6_1, PC, CPSR, decode_pt_regs, from_user, is_aarch32,
+from ..model.frames import pt_regs_layout, read_pt_regs as model_read_pt_regs
+from ..model.reader import MemoryFault
+from ..arm64.regs import (PC, CPSR, from_user, is_aarch32,
                           saved_pstate_plausible)
 
 __all__ = ["Frame", "Unwind", "unwind", "unwind_task", "read_pt_regs", "pt_regs_valid",
@@ -87,28 +88,18 @@ def in_entry_text(pc: int) -> bool:
     return a <= pc < b
 
 
-@stop_cached
 def _pt_regs_layout():
-    """struct pt_regs' size and the offsets read_pt_regs needs, from the model's layouts
-    (the offsets cache under gdbkd core: a first gdb type lookup costs ~0.2 s); 6.1's
-    (:data:`gdbkd.arm64.regs.PT_REGS_6_1`) when the vmlinux has no such type."""
     from .memory import kernel
-    k = kernel()
-    try:
-        lay = {"size": k.sizeof("struct pt_regs"),
-               **{m: k.offset("struct pt_regs", m) for m in ("stackframe", "orig_x0", "syscallno")}}
-    except gdb.error:
-        lay = {}
-    if not lay or None in lay.values():
-        return PT_REGS_6_1
-    return lay
+    return pt_regs_layout(kernel())
 
 
 def read_pt_regs(addr: int) -> dict:
-    """struct pt_regs at ``addr`` (:func:`gdbkd.arm64.regs.decode_pt_regs`): x0..x30, sp,
-    pc, pstate, addr, orig_x0, syscallno, and the embedded stackframe words."""
-    lay = _pt_regs_layout()
-    return decode_pt_regs(read_bytes(addr, lay["stackframe"] + 24), lay, addr)
+    """struct pt_regs at ``addr`` (:func:`gdbkd.model.frames.read_pt_regs`)."""
+    from .memory import kernel
+    try:
+        return model_read_pt_regs(kernel(), addr)
+    except MemoryFault as e:
+        raise gdb.MemoryError(str(e))
 
 
 def pt_regs_valid(regs: dict, strict=False) -> bool:

@@ -100,6 +100,8 @@ LAYOUTS = {
     "struct printk_log": ["ts_nsec", "len", "text_len", "dict_len", "facility"],
     # exception frames (gdbkd/kernel/stack.py read_pt_regs; regs[31]/sp/pc/pstate lead it)
     "struct pt_regs": ["stackframe", "orig_x0", "syscallno"],
+    # BUG()/WARN() sites (gdbkd/model/bug.py)
+    "struct bug_entry": ["bug_addr_disp", "file_disp", "line", "flags"],
     # the clocks (gdbkd/model/timekeeping.py; struct tk_data is 6.11+)
     "struct timekeeper": ["tkr_mono.base", "tkr_mono.xtime_nsec", "tkr_mono.shift", "xtime_sec",
                           "offs_real", "offs_boot"],
@@ -131,8 +133,8 @@ SIZES = ["struct task_struct", "struct module", "struct module_sect_attr", "stru
          "struct percpu_counter", "overflow_stack", "struct memblock_region", "struct vmap_node",
          "struct printk_ringbuffer", "struct prb_desc", "struct printk_info", "struct pt_regs",
          "struct rcu_node", "struct qnode", "struct mcs_spinlock", "seqcount_raw_spinlock_t",
-         "struct taint_flag", "taint_flags"]
-SYMBOLS = ["init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
+         "struct taint_flag", "taint_flags", "struct bug_entry"]
+SYMBOLS = ["__start___bug_table", "__stop___bug_table", "init_task", "runqueues", "__per_cpu_offset", "panic_cpu", "irq_stack_ptr",
            "__cpu_online_mask", "__cpu_present_mask", "__cpu_possible_mask", "cpu_online_bits",
            "cpu_present_bits", "cpu_possible_bits", "nr_cpu_ids", "linux_banner", "_text",
            "_stext", "_end", "vectors", "swapper_pg_dir", "crashing_cpu", "overflow_stack",

@@ -123,3 +123,38 @@ def test_memory_without_memblock_is_total_ram(dump, prog):
     k = Kernel(DumpReader(dump), dump.kernel.types, lambda n: None if n == "memblock" else dump.sym(n))
     pages = prog["_totalram_pages"].counter.value_()
     assert sysinfo.memory_bytes(k) == pages * sysinfo.page_size(k)
+
+
+def _drgn_bug(prog, entry):
+    """(brk address, file, line, flags) of one struct bug_entry, read by drgn."""
+    base = entry.address_
+    at = base + drgn_offsetof(entry, "bug_addr_disp")
+    fo = base + drgn_offsetof(entry, "file_disp")
+    file_ = prog.read(fo + entry.file_disp.value_(), 200).split(b"\0")[0].decode()
+    return ((at + entry.bug_addr_disp.value_()) & (1 << 64) - 1, file_, entry.line.value_(),
+            entry.flags.value_())
+
+
+def drgn_offsetof(obj, member):
+    import drgn
+    return drgn.offsetof(obj.type_, member)
+
+
+def test_bug_entries_equal_drgn(k, prog):
+    """The vmlinux's BUG()/WARN() table as the model reads it (kd analyze's BUG explanation)."""
+    from gdbkd.model.bug import bug_entry
+    import drgn
+    start = prog.symbol("__start___bug_table").address
+    stop = prog.symbol("__stop___bug_table").address
+    t = prog.type("struct bug_entry")
+    n = (stop - start) // drgn.sizeof(t)
+    assert n > 10
+    for i in (0, 1, n // 2, n - 1):
+        e = drgn.Object(prog, t, address=start + i * drgn.sizeof(t))
+        pc, file_, line, flags = _drgn_bug(prog, e)
+        b = bug_entry(k, pc)
+        assert b is not None, hex(pc)
+        assert (b["entry"], b["file"], b["line"], b["flags"]) == (e.address_, file_, line, flags)
+        assert b["warning"] == bool(flags & 1) and b["table"] == "vmlinux __bug_table"
+    # an address no entry names
+    assert bug_entry(k, start) is None
