@@ -45,6 +45,17 @@ class Kernel:
             raise MemoryFault(0, f"this kernel has no symbol {name}")
         return a
 
+    def sym_u64(self, name: str):
+        """The u64 at kernel symbol ``name``, or None: no such symbol, or unreadable."""
+        a = self.sym(name)
+        if a is None:
+            return None
+        from .reader import MemoryFault
+        try:
+            return self.reader.u64(a)
+        except MemoryFault:
+            return None
+
     def layout(self, typename: str, paths=None) -> StructLayout:
         """Layout of ``typename`` with ``paths`` (default: every member the model decodes,
         :func:`gdbkd.model.layout.decoded_paths`)."""

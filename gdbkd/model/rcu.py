@@ -31,13 +31,7 @@ __all__ = ["grace_period", "hz"]
 
 def hz(k):
     """The kernel's HZ from ``tick_nsec``, or None."""
-    a = k.sym("tick_nsec")
-    if a is None:
-        return None
-    try:
-        t = k.reader.u64(a)
-    except MemoryFault:
-        return None
+    t = k.sym_u64("tick_nsec")
     return round(1e9 / t) if t else None
 
 

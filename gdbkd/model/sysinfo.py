@@ -108,14 +108,8 @@ def taint_letters(k, mask: int):
 
 def tainted(k):
     """(mask, letters or None) of the kernel's ``tainted_mask``, or None when unreadable."""
-    a = k.sym("tainted_mask")
-    if a is None:
-        return None
-    try:
-        mask = k.reader.u64(a)
-    except MemoryFault:
-        return None
-    return mask, taint_letters(k, mask)
+    mask = k.sym_u64("tainted_mask")
+    return None if mask is None else (mask, taint_letters(k, mask))
 
 
 def utsname(k) -> dict:
