@@ -52,6 +52,10 @@ what hung: each cycle of kd deadlock's wait-for graph, spin locks included.
 Same output live and on dumps."""
 
     name = "analyze"
+    #: the trap's registers and addresses, the backtrace's pcs, the explanation's values
+    json_addresses = frozenset(("task", "pc", "pt_regs", "fault_pc", "far", "esr", "sp", "fp", "lr",
+                                "pstate", "cpsr", "orig_x0", "value", "address", "entry",
+                                *crash.PT_REG_NAMES))
 
     def add_arguments(self, p):
         p.add_argument("--log", type=int, default=12, metavar="N",
@@ -68,15 +72,15 @@ Same output live and on dumps."""
         try:
             from ..kernel import tasks
             t, _ = tasks.thread_task()
-            data["task"] = {"address": t.addr, "pid": t.pid, "comm": t.comm}
+            data.update(task=t.addr, pid=t.pid, comm=t.comm)
         except gdb.error:               # no task on this thread (e.g. its task_struct unreadable)
             from ..kernel.sysregs import sysreg
             task = sysreg("SP_EL0")
         if task:
             try:
                 t = gdb.Value(task).cast(gdb.lookup_type("struct task_struct").pointer())
-                data["task"] = {"address": task, "pid": int(t["pid"]),
-                                "comm": escape(t["comm"].string(length=16).split("\0")[0])}
+                data.update(task=task, pid=int(t["pid"]),
+                            comm=escape(t["comm"].string(length=16).split("\0")[0]))
             except (gdb.error, gdb.MemoryError, UnicodeDecodeError):
                 pass
         data["damaged_lists"] = _damaged_lists()
@@ -133,8 +137,7 @@ Same output live and on dumps."""
                      else f"EXPLANATION: unknown: {ex.get('unknown')}")
             L += [f"    - {e}" for e in ex.get("evidence", [])]
         if d.get("task"):
-            tk = d["task"]
-            L.append(f"TASK: {tk['address']:#x}  PID: {tk['pid']}  COMM: \"{tk['comm']}\"")
+            L.append(f"TASK: {d['task']:#x}  PID: {d['pid']}  COMM: \"{d['comm']}\"")
         if t and t.get("registers"):
             r = t["registers"]
             L.append("REGISTERS (pt_regs at %#x):" % t["pt_regs"] if t.get("pt_regs") is not None

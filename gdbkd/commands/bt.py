@@ -85,7 +85,7 @@ def _user_mode(task, regs, opts) -> dict:
     r = {f"x{i}": 0 for i in range(31)}
     r.update(x29=regs.get("fp", 0), x30=regs.get("lr", 0), sp=regs.get("sp", 0),
              pc=regs.get("pc", 0), pstate=regs.get("cpsr", 0), orig_x0=0, syscallno=-1, addr=0)
-    d = {"task": task.brief(), "source": "cpu registers (user mode)", "frames": [],
+    d = {**task.brief(), "source": "cpu registers (user mode)", "frames": [],
          "stop": "running in user mode", "stacks": [], "user_regs": _regs_json(r)}
     if getattr(opts, "exceptions", False):
         d["exception_frames"] = [_regs_json(x) for x in kstack.scan_exception_frames(task)]
@@ -112,7 +112,7 @@ def bt_data(task, regs=None, thread=None, opts=None) -> dict:
         fr["level"] = i
     if getattr(opts, "args", False):
         _add_args(u, task, thread, frames, owners)
-    d = {"task": task.brief(), "source": u.start.get("source"), "frames": frames, "stop": u.stop,
+    d = {**task.brief(), "source": u.start.get("source"), "frames": frames, "stop": u.stop,
          "stacks": [{"name": n, "lo": f"{lo:#x}", "hi": f"{hi:#x}"} for n, lo, hi in u.ranges
                     if n == "task" or any(fr["stack"] == n for fr in frames)]}
     if getattr(opts, "exceptions", False):
@@ -192,7 +192,7 @@ def _regs_block(r: dict, indent="    ") -> list:
 
 
 def bt_render(d: dict, opts=None) -> str:
-    t = d["task"]
+    t = d
     lines = [f'PID: {t["pid"]:<7} TASK: {int(t["task"], 16):016x}  CPU: {t["cpu"]:<3} '
              f'COMMAND: "{t["comm"]}"']
     if "user_regs" in d:
@@ -264,6 +264,7 @@ reason (kd args N spells out the evidence).
 Frame lines read: #N [frame record address] function at pc."""
 
     name = "bt"
+    json_addresses = frozenset(("value",))
 
     def add_arguments(self, p):
         p.add_argument("-a", dest="all_cpus", action="store_true",

@@ -52,7 +52,7 @@ def task_data(t, fields=()) -> dict:
         x = by_addr.get(addr)
         return {"task": f"{addr:#x}", "pid": x.pid if x else None, "comm": x.comm if x else None}
 
-    d = {"task": t.brief(), "state": t.st, "state_raw": f"{t.state:#x}",
+    d = {**t.brief(), "state": t.st, "state_raw": f"{t.state:#x}",
          "exit_state": f"{t.exit_state:#x}", "flags": f"{f['flags']:#x}",
          "flags_names": _flags(f["flags"]), "tgid": t.tgid,
          "real_parent": who(f.get("real_parent", 0)), "parent": who(f.get("parent", 0)),
@@ -73,7 +73,7 @@ def task_data(t, fields=()) -> dict:
 
 
 def task_render(d) -> str:
-    t = d["task"]
+    t = d
     cpu = t["cpu"]
     lines = [f'PID: {t["pid"]:<7} TASK: {int(t["task"], 16):016x}  CPU: {cpu:<3} COMMAND: "{t["comm"]}"'
              + ("  [ACTIVE]" if t["active"] else "")]
