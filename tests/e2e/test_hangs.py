@@ -152,7 +152,7 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
         # task (no argument: the crashed one) and kd analyze's backtrace name the same frames
         kbt = next(json.loads(l) for l in r.stdout.splitlines() if l.startswith("[{"))
         kfns = [f["function"] for f in kbt[0]["frames"]]
-        assert kbt[0]["task"]["pid"] == an["task"]["pid"]
+        assert kbt[0]["pid"] == an["pid"]
         assert _names(gfns) == _names(kfns) == _names(fns), (gfns, kfns, fns)
     # the report leads with what hung, not the detector's "softlockup: hung tasks"
     hang = an["hang"][0]

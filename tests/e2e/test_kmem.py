@@ -239,7 +239,7 @@ def test_search_finds_dangling_pointers(slab_guest, on_dump):
     r, _, _ = _core(slab_guest.dump, slab_guest.kernel.vmlinux,
                     [f"kd rd --json {some[0]:#x}", "kd search --json -c kdslab-vmalloc-marker",
                      f"kd search --json -p {some[1]:#x}"])
-    assert _json_of(r[f"kd rd --json {some[0]:#x}"])["values"] == [some[1]]
+    assert _json_of(r[f"kd rd --json {some[0]:#x}"])["values"] == [f"{some[1]:#x}"]
     s = _json_of(r["kd search --json -c kdslab-vmalloc-marker"])
     assert slab_guest.vbuf in [int(h["addr"], 16) for h in s["hits"]]
     p = _json_of(r[f"kd search --json -p {some[1]:#x}"])
