@@ -42,7 +42,7 @@ def test_open_warns_when_kerneloffset_misses_the_image(tmp_path):
 
 
 def _bt_json(stdout):
-    return next(json.loads(l) for l in stdout.splitlines() if l.startswith('[{"task"'))
+    return next(json.loads(l) for l in stdout.splitlines() if l.startswith('[{') and '"frames": ' in l)
 
 
 def test_backtrace_cut_by_a_corrupt_stack_page_is_marked(tmp_path):
