@@ -177,8 +177,7 @@ class Whatis(KernelCommand):
             text = gdb.execute(f"ptype /o {cand}", to_string=True) if \
                 t.strip_typedefs().code in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION) else \
                 gdb.execute(f"ptype {cand}", to_string=True)
-            return {"name": cand, "kind": "type", "size": t.sizeof,
-                         "definition": text.rstrip()}
+            return {"name": cand, "kind": "type", "size": t.sizeof, "definition": text.rstrip()}
         raise KdError(f"no symbol or type named {escape(name)}")
 
     def render(self, d, args):

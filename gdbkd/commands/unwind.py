@@ -24,7 +24,8 @@ bl/blr) continues the chain, and those frames are marked RECOVERED.
 Unlike kd bt, this is always the frame-record walk (no DWARF unwinding)."""
 
     name = "unwind"
-    json_addresses = frozenset(("pc", "fp", "start", "pt_regs", "x29", "lr", "sp", "at", "caller_fp"))
+    json_addresses = frozenset(("pc", "fp", "start", "pt_regs", "x29", "lr", "sp", "at",
+                                "caller_fp"))
 
     def add_arguments(self, p):
         p.add_argument("--explain", action="store_true",

@@ -32,7 +32,8 @@ VMAs come from the maple tree (mm->mm_mt, 6.1+) or the vm_next list (up to
 (special mappings), [anon]. FLAGS are vm_flags (decoded with --json or -f)."""
 
     name = "vm"
-    json_addresses = frozenset(("task", "mm", "pgd", "start_brk", "brk", "start_stack", "vma", "start", "end", "file", "va", "pa"))
+    json_addresses = frozenset(("task", "mm", "pgd", "start_brk", "brk", "start_stack", "vma",
+                                "start", "end", "file", "va", "pa"))
 
     def add_arguments(self, p):
         p.add_argument("-p", dest="phys", action="store_true",

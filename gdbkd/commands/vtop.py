@@ -119,8 +119,7 @@ AttrIndx, AF, nG, DBM, Cont, PXN, UXN, Linux's software bits)."""
              "pgd_pa": (pgd_pa if pgd_pa is not None else mmu.pgd_pa),
              "region": mm.region(va), "levels": levels, "error": err}
         if task is not None:
-            d["task"] = task.addr
-            d["pid"] = task.pid
+            d.update(task=task.addr, pid=task.pid, comm=task.comm)
         return d
 
     def render(self, d, args):

@@ -39,8 +39,8 @@ unreadable or disagreeing link) is said in one line ("problems" in --json)."""
             t = tasks.get(e["private"])
             rows.append({"entry": e["entry"], "flags": e["flags"], "func": e["func"],
                          "func_name": symbol_name(e["func"]), "private": e["private"],
-                         "task": t.addr if t else None, "pid": t.pid if t else None, "comm": t.comm if t else None,
-                         "state": t.st if t else None})
+                         "task": t.addr if t else None, "pid": t.pid if t else None,
+                         "comm": t.comm if t else None, "state": t.st if t else None})
         return {"wq": wq, "waiters": rows, "stop": stop,
                 "problems": [p.to_json() for p in ents.damage]}
 

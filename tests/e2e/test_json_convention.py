@@ -34,8 +34,9 @@ def _ram_start(elf) -> int:
         return min(s["p_paddr"] for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD")
 
 
-def _invocations(td) -> dict:
-    """{command name: [its invocations]}: each command with and without its options."""
+def _invocations(td, user_va) -> dict:
+    """{command name: [its invocations]}: each command with and without its options
+    (USER_VA: an address mapped in the sleeper's user space)."""
     s = td.meta["sleepers"]["busybox-sleeper"]
     r = td.meta["sleepers"]["busybox-reader"]
     return {
@@ -61,7 +62,7 @@ def _invocations(td) -> dict:
         "kmem": ["kd kmem -s", "kd kmem -i", "kd kmem -S task_struct", "kd kmem init_task",
                  "kd kmem $sp", "kd kmem init_task.tasks.next", "kd kmem -p init_task.tasks.next"],
         "search": ["kd search -k init_task"],
-        "vtop": ["kd vtop init_task", "kd vtop init_task.tasks.next"],
+        "vtop": ["kd vtop init_task", "kd vtop init_task.tasks.next", f"kd vtop -c {s} {user_va:#x}"],
         "ptov": [f"kd ptov {_ram_start(td.elf):#x}"],
         "struct": ["kd struct task_struct.pid,comm,stack init_task", "kd struct -o list_head init_task.tasks"],
         "union": ["kd union -o rcu_special"],
@@ -124,10 +125,11 @@ def test_violations_are_found():
 
 
 def test_every_command_follows_the_json_convention():
-    todo = _invocations(TD)
-    help_out, _ = _run_core(TD.elf, TD.vmlinux, ["help kd"])
-    registered = set(re.findall(r"^kd (\w+) -- ", help_out[0], re.M))
-    assert len(registered) > 30, help_out[0][:2000]
+    s = TD.meta["sleepers"]["busybox-sleeper"]
+    (help_kd, vm), _ = _run_core(TD.elf, TD.vmlinux, ["help kd", f"kd vm --json {s}"])
+    todo = _invocations(TD, int(json.loads(vm)["vmas"][0]["start"], 16))
+    registered = set(re.findall(r"^kd (\w+) -- ", help_kd, re.M))
+    assert len(registered) > 30, help_kd[:2000]
     assert registered <= set(todo), f"kd commands this test does not run: {registered - set(todo)}"
     cmds = [c + " --json" for name in todo for c in todo[name]]
     outs, r = _run_core(TD.elf, TD.vmlinux, cmds)
@@ -143,5 +145,6 @@ def test_every_command_follows_the_json_convention():
     # the documents that name tasks do name them: the convention is exercised, not skipped
     by_cmd = dict(zip(cmds, outs))
     for c in ("kd ps --json", "kd bt -a --json", "kd foreach task --json", "kd files --json",
-              "kd waitq oom_reaper_wait --json", "kd analyze --json"):
-        assert '"task": "0x' in by_cmd[c], (c, by_cmd[c][:500])
+              "kd waitq oom_reaper_wait --json", "kd analyze --json", f"kd vtop -c {s} "):
+        out = next(o for k, o in by_cmd.items() if k.startswith(c))
+        assert '"task": "0x' in out, (c, out[:500])
