@@ -52,9 +52,8 @@ def task_data(t, fields=()) -> dict:
         x = by_addr.get(addr)
         return {"task": f"{addr:#x}", "pid": x.pid if x else None, "comm": x.comm if x else None}
 
-    d = {**t.brief(), "state": t.st, "state_raw": f"{t.state:#x}",
-         "exit_state": f"{t.exit_state:#x}", "flags": f"{f['flags']:#x}",
-         "flags_names": _flags(f["flags"]), "tgid": t.tgid,
+    d = {**t.brief(), "state": t.st, "state_raw": t.state, "exit_state": t.exit_state,
+         "flags": f["flags"], "flags_names": _flags(f["flags"]), "tgid": t.tgid,
          "real_parent": who(f.get("real_parent", 0)), "parent": who(f.get("parent", 0)),
          "group_leader": who(f.get("group_leader", 0)),
          "mm": f"{t.mm:#x}", "active_mm": f"{f.get('active_mm', 0):#x}",
@@ -82,9 +81,9 @@ def task_render(d) -> str:
         return f'{int(w["task"], 16):016x} (pid {w["pid"]} "{w["comm"]}")' if w["pid"] is not None \
             else f'{int(w["task"], 16):016x}'
     rows = [
-        ("STATE", f'{d["state"]} ({STATE_CODES.get(d["state"], "?")}); state {d["state_raw"]}, '
-                  f'exit_state {d["exit_state"]}'),
-        ("FLAGS", f'{d["flags"]} {d["flags_names"]}'),
+        ("STATE", f'{d["state"]} ({STATE_CODES.get(d["state"], "?")}); state {d["state_raw"]:#x}, '
+                  f'exit_state {d["exit_state"]:#x}'),
+        ("FLAGS", f'{d["flags"]:#x} {d["flags_names"]}'),
         ("TGID", d["tgid"]),
         ("REAL_PARENT", who(d["real_parent"])),
         ("PARENT", who(d["parent"])),
