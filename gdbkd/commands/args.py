@@ -18,7 +18,7 @@ the call site that carry an argument register to a callee-saved one. A value
 is shown only when the chain is complete; otherwise the missing link is named."""
 
     name = "args"
-    json_addresses = frozenset(("value",))
+    json_addresses = frozenset(("task", "pc", "value"))
 
     def add_arguments(self, p):
         p.add_argument("frame", nargs="?", default="0", metavar="FRAME|FUNCTION",
@@ -55,7 +55,7 @@ is shown only when the chain is complete; otherwise the missing link is named.""
         where = "return address" if d["kind"] != "exact" else "exact pc"
         lines = [f'PID: {t["pid"]}  COMMAND: "{t["comm"]}"',
                  f'#{d["level"]} {d["function"]}{" [" + d["module"] + "]" if d["module"] else ""}'
-                 f' at {d["pc"]} ({where})']
+                 f' at {d["pc"]:#x} ({where})']
         if d["args_reason"]:
             lines.append(f"  ({d['args_reason']})")
         for a in d["args"]:

@@ -6,8 +6,8 @@ import gdb
 
 from . import KdError, command, _Parser
 from ._util import KernelCommand, is_state, current_task
-from .bt import bt_data, bt_render, add_bt_flags, regs_for_task
-from .task import task_data, task_render
+from .bt import bt_data, bt_render, add_bt_flags, regs_for_task, BT_ADDRESSES
+from .task import task_data, task_render, TASK_ADDRESSES
 from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks
 
 __all__ = ["Foreach"]
@@ -25,7 +25,7 @@ then runs the command for each: `kd foreach UN bt` shows where every
 D-state task sleeps. bt flags (-f -l -e -t --fp --args) follow `bt`."""
 
     name = "foreach"
-    json_addresses = frozenset(("value",))     # bt --args
+    json_addresses = BT_ADDRESSES | TASK_ADDRESSES        # the subcommands' own
 
     def add_arguments(self, p):
         # the grammar, for -h and `help kd foreach`: invoke gives argparse only --json or
@@ -107,7 +107,7 @@ D-state task sleeps. bt flags (-f -l -e -t --fp --args) follow `bt`."""
         if sub == "task":
             return task_render(r)
         p = r
-        return (f"{'>' if p['active'] else ' '}{p['pid']:>6}  {int(p['task'], 16):016x}  "
+        return (f"{'>' if p['active'] else ' '}{p['pid']:>6}  {p['task']:016x}  "
                 f"{p['state']}  {p['comm']}")
 
     def render(self, data, args):

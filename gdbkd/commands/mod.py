@@ -47,6 +47,7 @@ NULL, poison, an unreadable or disagreeing link) is listed once per module
 and said in one line under the table ("problems" in --json)."""
 
     name = "mod"
+    json_addresses = frozenset(("module", "base"))
 
     def add_arguments(self, p):
         p.add_argument("-s", dest="load_one", nargs="+", metavar=("NAME", "KO"),
@@ -60,7 +61,7 @@ and said in one line under the table ("problems" in --json)."""
             name = modules.module_name(mod)
             base, size = modules.module_base_size(mod)
             taints = int(mod["taints"]) if has_field(mod.type.target(), "taints") else 0
-            rows.append({"module": f"{int(mod):#x}", "name": escape(name), "base": f"{base:#x}",
+            rows.append({"module": int(mod), "name": escape(name), "base": base,
                          "size": size, "state": _state(mod), "taints": _taint_letters(taints),
                          "symbols": modules.has_symbols(name), "_mod": mod})
         return rows
@@ -98,7 +99,7 @@ and said in one line under the table ("problems" in --json)."""
             return "\n".join(lines)
         lines.append("     MODULE       NAME                      BASE           SIZE  STATE     TAINTS  SYMBOLS")
         for r in data["modules"]:
-            lines.append(f"{int(r['module'], 16):016x}  {r['name']:<20} {int(r['base'], 16):016x} "
+            lines.append(f"{r['module']:016x}  {r['name']:<20} {r['base']:016x} "
                          f"{r['size']:>8}  {r['state']:<8}  {r['taints'] or '-':<6}  "
                          f"{'loaded' if r['symbols'] else '-'}")
         if not data["modules"]:

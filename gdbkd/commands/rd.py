@@ -28,7 +28,7 @@ ADDR is a hex address (0x optional), a symbol (its address: `kd rd jiffies`)
 or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
 
     name = "rd"
-    json_addresses = frozenset(("values",))        # the words read
+    json_addresses = frozenset(("addr", "values"))        # where, and the words read
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
@@ -56,7 +56,7 @@ or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
                 s = read_cstring(addr, min(max(args.count, 256), 4096))
             except gdb.MemoryError:
                 raise KdError(f"cannot read memory at {addr:#x}")
-            return {"addr": f"{addr:#x}", "string": escape(s)}
+            return {"addr": addr, "string": escape(s)}
         bits = args.bits or 64
         if args.symbolic:
             bits = 64
@@ -69,13 +69,13 @@ or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
             raise KdError(f"cannot read {args.count * size} bytes at {addr:#x}")
         # the units as they are in memory ("0x…" in --json); -d signs them in the text only
         vals = [int.from_bytes(raw[i:i + size], "little") for i in range(0, len(raw), size)]
-        d = {"addr": f"{addr:#x}", "bits": bits, "values": vals, "bytes": raw.hex()}
+        d = {"addr": addr, "bits": bits, "values": vals, "bytes": raw.hex()}
         if args.symbolic:
             d["symbols"] = [_sym_of(v) for v in vals]
         return d
 
     def render(self, d, args):
-        addr = int(d["addr"], 16)
+        addr = d["addr"]
         if "string" in d:
             return f"{addr:016x}:  {d['string']}"
         bits = d["bits"]

@@ -24,7 +24,7 @@ bl/blr) continues the chain, and those frames are marked RECOVERED.
 Unlike kd bt, this is always the frame-record walk (no DWARF unwinding)."""
 
     name = "unwind"
-    json_addresses = frozenset(("pc", "fp", "start", "pt_regs", "x29", "lr", "sp", "at",
+    json_addresses = frozenset(("task", "pc", "fp", "start", "pt_regs", "x29", "lr", "sp", "at",
                                 "caller_fp"))
 
     def add_arguments(self, p):
@@ -40,7 +40,7 @@ Unlike kd bt, this is always the frame-record walk (no DWARF unwinding)."""
 
     def render(self, d, args):
         t = d
-        lines = [f'PID: {t["pid"]}  TASK: {int(t["task"], 16):016x}  COMMAND: "{t["comm"]}"  '
+        lines = [f'PID: {t["pid"]}  TASK: {t["task"]:016x}  COMMAND: "{t["comm"]}"  '
                  f'(start: {d["source"]})']
         for f in d["frames"]:
             mark = "  RECOVERED" if f["recovered"] else ""

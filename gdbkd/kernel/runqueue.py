@@ -67,7 +67,7 @@ def _cfs_tasks(cfs_rq: int, problems: list, depth=0) -> list:
         myq = read_ulong(se + myq_off) if has_myq else 0
         if myq:
             if depth < 16:
-                out.append({"group": f"{se:#x}", "cfs_rq": f"{myq:#x}",
+                out.append({"group": se, "cfs_rq": myq,
                             "tasks": _cfs_tasks(myq, problems, depth + 1)})
             continue
         t = _task(se - se_off)
