@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,21 @@ def no_leftover_qemu():
             return
         time.sleep(0.1)
     pytest.fail(f"QEMU processes left running: {sorted(left)}")
+
+
+_HEX = re.compile(r"0x[0-9a-f]+")
+
+
+def json_ints(data):
+    """kd --json data with every "0x…" string (an address: docs/commands.md "JSON
+    convention") an int again, to compare with drgn's ints."""
+    if isinstance(data, dict):
+        return {k: json_ints(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [json_ints(v) for v in data]
+    if isinstance(data, str) and _HEX.fullmatch(data):
+        return int(data, 16)
+    return data
 
 
 def real_dumps():

@@ -121,10 +121,11 @@ def _no_addresses(msg: str) -> str:
 
 
 def _oops_class(message: str, far=None):
-    """(kind, class) of an arm64 oops message, e.g. ("oops", "NULL pointer dereference")."""
+    """(kind, class) of an arm64 oops message, e.g. ("oops", "NULL pointer dereference");
+    FAR: kd analyze's "0x…" fault address, or None."""
     m = message or ""
     addr = re.search(r"at virtual address ([0-9a-fA-F]+)", m)
-    va = int(addr.group(1), 16) if addr else far
+    va = int(addr.group(1), 16) if addr else int(far, 16) if far is not None else None
     if va is not None and va in POISONS:
         return "list corruption", POISONS[va]
     if "NULL pointer dereference" in m:

@@ -3,7 +3,8 @@
 A command module defines a :class:`KdCommand` subclass decorated with
 :func:`command`. ``run(args)`` returns plain data (dicts/lists, JSON-ready);
 ``render(data, args)`` turns it into crash-like text. ``--json`` prints the
-data instead. Errors are raised as :class:`KdError` and shown as one line.
+data instead, through :func:`json_data` (docs/commands.md "JSON convention": every
+address a "0x…" string). Errors are raised as :class:`KdError` and shown as one line.
 """
 
 import argparse
@@ -16,7 +17,7 @@ import gdb
 from ..model.reader import MemoryFault
 from ..kdnames import SYMBOL_FREE_COMMANDS
 
-__all__ = ["KdCommand", "KdError", "command", "register_all", "COMMANDS"]
+__all__ = ["KdCommand", "KdError", "command", "register_all", "COMMANDS", "json_data"]
 
 COMMANDS = {}
 
@@ -46,6 +47,24 @@ class _Parser(argparse.ArgumentParser):
         raise KdError("")
 
 
+#: taken before the command modules load: list.py makes ``list`` the name of a module here
+_SEQUENCES = (list, tuple)
+
+
+def json_data(data, addresses, key=None):
+    """``data`` as ``--json`` prints it: the ints under the keys ADDRESSES (at any depth,
+    and the items of a list under such a key) as lowercase "0x…" strings, the rest as it
+    is (docs/commands.md "JSON convention": a kernel address does not survive JSON
+    readers that make every number a double). ``run()`` keeps ints for ``render()``."""
+    if isinstance(data, dict):
+        return {k: json_data(v, addresses, k) for k, v in data.items()}
+    if isinstance(data, _SEQUENCES):
+        return [json_data(v, addresses, key) for v in data]
+    if key in addresses and isinstance(data, int) and not isinstance(data, bool):
+        return f"{data & 0xFFFFFFFFFFFFFFFF:#x}"      # a negative word: its 64-bit pattern
+    return data
+
+
 def command(cls):
     COMMANDS[cls.name] = cls
     return cls
@@ -56,6 +75,10 @@ class KdCommand(gdb.Command):
     completer = gdb.COMPLETE_SYMBOL
     #: run with a thread selected whose CPU maps kernel memory (live KPTI: see kernel.access)
     needs_kernel_view = True
+    #: the keys whose int values in run()'s data are addresses (pointers, raw 64-bit words):
+    #: "0x…" strings in --json (json_data); each command names its own, as a key can be an
+    #: address in one command and a count in another
+    json_addresses = frozenset()
 
     def __init__(self, register=True):
         """REGISTER: make it a gdb command (False: a :class:`_Deferred` stand-in is
@@ -102,7 +125,11 @@ class KdCommand(gdb.Command):
                 gdb.write(h.text)
                 return
             data = self.run(args)
-            out = json.dumps(data) if args.json else self.render(data, args)
+            if args.json:
+                out = json.dumps(json_data(data, self.json_addresses) if self.json_addresses
+                                 else data)
+            else:
+                out = self.render(data, args)
         except KdError as e:
             raise gdb.GdbError(f"kd {self.name}: {e}" if str(e) else f"kd {self.name}: usage: {self.parser.format_usage().strip()}")
         except gdb.MemoryError as e:

@@ -53,6 +53,10 @@ what hung: each cycle of kd deadlock's wait-for graph, spin locks included.
 Same output live and on dumps."""
 
     name = "analyze"
+    #: the trap's registers and addresses, the backtrace's pcs, the explanation's values
+    json_addresses = frozenset(("task", "pc", "pt_regs", "fault_pc", "far", "esr", "sp", "fp", "lr",
+                                "pstate", "cpsr", "orig_x0", "value", "address", "entry",
+                                *PT_REGS_NAMES))
 
     def add_arguments(self, p):
         p.add_argument("--log", type=int, default=12, metavar="N",
@@ -69,7 +73,7 @@ Same output live and on dumps."""
         try:
             from ..kernel import tasks
             t, _ = tasks.thread_task()
-            data["task"] = {"address": t.addr, "pid": t.pid, "comm": t.comm}
+            data.update(task=t.addr, pid=t.pid, comm=t.comm)
         except gdb.error:               # no task on this thread (e.g. its task_struct unreadable)
             from ..kernel.sysregs import sysreg
             task = sysreg("SP_EL0")
@@ -79,7 +83,7 @@ Same output live and on dumps."""
             from ..model.tasks import read_task
             try:
                 t = read_task(kernel(), task)
-                data["task"] = {"address": task, "pid": t.pid, "comm": t.comm}
+                data.update(task=task, pid=t.pid, comm=t.comm)
             except MemoryFault:
                 pass
         data["damaged_lists"] = _damaged_lists()
@@ -136,8 +140,7 @@ Same output live and on dumps."""
                      else f"EXPLANATION: unknown: {ex.get('unknown')}")
             L += [f"    - {e}" for e in ex.get("evidence", [])]
         if d.get("task"):
-            tk = d["task"]
-            L.append(f"TASK: {tk['address']:#x}  PID: {tk['pid']}  COMM: \"{tk['comm']}\"")
+            L.append(f"TASK: {d['task']:#x}  PID: {d['pid']}  COMM: \"{d['comm']}\"")
         if t and t.get("registers"):
             r = t["registers"]
             L.append("REGISTERS (pt_regs at %#x):" % t["pt_regs"] if t.get("pt_regs") is not None

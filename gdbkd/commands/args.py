@@ -18,6 +18,7 @@ the call site that carry an argument register to a callee-saved one. A value
 is shown only when the chain is complete; otherwise the missing link is named."""
 
     name = "args"
+    json_addresses = frozenset(("task", "pc", "value"))
 
     def add_arguments(self, p):
         p.add_argument("frame", nargs="?", default="0", metavar="FRAME|FUNCTION",
@@ -44,16 +45,17 @@ is shown only when the chain is complete; otherwise the missing link is named.""
             f = next((x for x in frames if x["function"] == args.frame), None)
             if f is None:
                 raise KdError(f"no frame of function {args.frame!r} in the backtrace of pid {t.pid}")
-        return {"task": d["task"], "level": f["level"], "function": f["function"], "pc": f["pc"],
+        return {**{k: d[k] for k in ("pid", "tgid", "task", "comm", "state", "cpu", "active")},
+                "level": f["level"], "function": f["function"], "pc": f["pc"],
                 "kind": f["kind"], "module": f["module"], "args": f.get("args", []),
                 "args_reason": f.get("args_reason")}
 
     def render(self, d, args):
-        t = d["task"]
+        t = d
         where = "return address" if d["kind"] != "exact" else "exact pc"
         lines = [f'PID: {t["pid"]}  COMMAND: "{t["comm"]}"',
                  f'#{d["level"]} {d["function"]}{" [" + d["module"] + "]" if d["module"] else ""}'
-                 f' at {d["pc"]} ({where})']
+                 f' at {d["pc"]:#x} ({where})']
         if d["args_reason"]:
             lines.append(f"  ({d['args_reason']})")
         for a in d["args"]:

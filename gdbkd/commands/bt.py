@@ -12,7 +12,7 @@ from ..kernel.access import user_thread
 from ..kernel.vabits import strip_pac
 from ..arm64.regs import pt_regs_dict, exception_level, is_aarch32, mode_name
 
-__all__ = ["Bt", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_arg", "task_arg"]
+__all__ = ["Bt", "BT_ADDRESSES", "bt_data", "bt_render", "add_bt_flags", "regs_for_task", "fmt_arg", "task_arg"]
 
 
 def add_bt_flags(p):
@@ -54,15 +54,19 @@ def task_arg(arg=None):
     return cur[0], user_thread(), cur[1]
 
 
+#: kd bt's address keys (its frames, registers, stacks, words and --args values)
+BT_ADDRESSES = frozenset(("task", "pc", "fp", "sp", "lo", "hi", "addr", "value", "raw", "pstate",
+                          "orig_x0", *(f"x{i}" for i in range(31))))
+
+
 def _regs_json(r: dict) -> dict:
-    return {k: (v if k == "syscallno" else f"{v:#x}") for k, v in r.items() if k != "stackframe"}
+    return {k: v for k, v in r.items() if k != "stackframe"}
 
 
 def _frame_json(f, want_line):
     s = f.sym(want_line)
     name = f.gdb_name(s)
-    d = {"level": f.level, "pc": f"{f.pc:#x}", "fp": f"{f.fp:#x}" if f.fp else None,
-         "sp": f"{f.sp:#x}" if f.sp else None, "kind": f.kind, "stack": f.stack,
+    d = {"level": f.level, "pc": f.pc, "fp": f.fp or None, "sp": f.sp or None, "kind": f.kind, "stack": f.stack,
          "function": name or s.name, "offset": s.offset if not name else None,
          "module": s.module, "inlined": False, "file": s.file, "line": s.line,
          "debuginfo": s.debuginfo}
@@ -85,7 +89,7 @@ def _user_mode(task, regs, opts) -> dict:
     """The task runs in user mode on a CPU: no kernel frames; show the live registers."""
     r = pt_regs_dict([0] * 29 + [regs.get(n, 0) for n in ("fp", "lr", "sp", "pc", "cpsr")])
     r.update(orig_x0=0, syscallno=-1, addr=0)
-    d = {"task": task.brief(), "source": "cpu registers (user mode)", "frames": [],
+    d = {**task.brief(), "source": "cpu registers (user mode)", "frames": [],
          "stop": "running in user mode", "stacks": [], "user_regs": _regs_json(r)}
     if getattr(opts, "exceptions", False):
         d["exception_frames"] = [_regs_json(x) for x in kstack.scan_exception_frames(task)]
@@ -114,15 +118,14 @@ def bt_data(task, regs=None, thread=None, opts=None) -> dict:
         fr["level"] = i
     if getattr(opts, "args", False):
         _add_args(u, task, thread, frames, owners)
-    d = {"task": task.brief(), "source": u.start.get("source"), "frames": frames, "stop": u.stop,
-         "stacks": [{"name": n, "lo": f"{lo:#x}", "hi": f"{hi:#x}"} for n, lo, hi in u.ranges
+    d = {**task.brief(), "source": u.start.get("source"), "frames": frames, "stop": u.stop,
+         "stacks": [{"name": n, "lo": lo, "hi": hi} for n, lo, hi in u.ranges
                     if n == "task" or any(fr["stack"] == n for fr in frames)]}
     if getattr(opts, "exceptions", False):
         d["exception_frames"] = [_regs_json(r) for r in kstack.scan_exception_frames(task)]
     if getattr(opts, "text", False):
         start = u.start.get("sp") or (task.cpu_context or {}).get("sp")
-        d["text_words"] = [{"addr": f"{a:#x}", "value": f"{v:#x}",
-                            "symbol": describe(strip_pac(v))}
+        d["text_words"] = [{"addr": a, "value": v, "symbol": describe(strip_pac(v))}
                            for a, v in kstack.text_words(task, start)]
     return d
 
@@ -168,39 +171,38 @@ def _raw_words(u) -> dict:
             raw = read_bytes(f.fp, nxt - f.fp)
         except gdb.MemoryError:
             continue
-        out[i] = [[f"{f.fp + j:#x}", f"{int.from_bytes(raw[j:j + 8], 'little'):#x}"]
-                  for j in range(0, len(raw), 8)]
+        out[i] = [[f.fp + j, int.from_bytes(raw[j:j + 8], "little")] for j in range(0, len(raw), 8)]
     return out
 
 
 def _regs_block(r: dict, indent="    ") -> list:
     def sym(v):
         return f"  [{describe(strip_pac(v))}]" if v >> 48 == 0xFFFF else ""
-    ps = int(r["pstate"], 16)
+    ps = r["pstate"]
     mode = mode_name(ps)
-    pc, lr, sp = int(r["pc"], 16), int(r["x30"], 16), int(r["sp"], 16)
+    pc, lr, sp = r["pc"], r["x30"], r["sp"]
     lines = [f"{indent} PC: {pc:016x}{sym(pc)}",
              f"{indent} LR: {lr:016x}{sym(lr)}",
              f"{indent} SP: {sp:016x}  PSTATE: {ps:08x} ({mode})"]
     row = []
     for i in range(29, -1, -1):
-        row.append(f"X{i}: {int(r[f'x{i}'], 16):016x}".rjust(21))
+        row.append(f"X{i}: {r[f'x{i}']:016x}".rjust(21))
         if len(row) == 3 or i == 0:
             lines.append(indent + " ".join(row))
             row = []
-    lines.append(f"{indent}ORIG_X0: {int(r['orig_x0'], 16):016x}  SYSCALLNO: {r['syscallno']}"
-                 f"  (pt_regs at {int(r['addr'], 16):016x})")
+    lines.append(f"{indent}ORIG_X0: {r['orig_x0']:016x}  SYSCALLNO: {r['syscallno']}"
+                 f"  (pt_regs at {r['addr']:016x})")
     return lines
 
 
 def bt_render(d: dict, opts=None) -> str:
-    t = d["task"]
-    lines = [f'PID: {t["pid"]:<7} TASK: {int(t["task"], 16):016x}  CPU: {t["cpu"]:<3} '
+    t = d
+    lines = [f'PID: {t["pid"]:<7} TASK: {t["task"]:016x}  CPU: {t["cpu"]:<3} '
              f'COMMAND: "{t["comm"]}"']
     if "user_regs" in d:
         r = d["user_regs"]
-        lines.append(f"    (running in user mode)  PC: {int(r['pc'], 16):016x}  LR: {int(r['x30'], 16):016x}"
-                     f"  SP: {int(r['sp'], 16):016x}  PSTATE: {int(r['pstate'], 16):08x}")
+        lines.append(f"    (running in user mode)  PC: {r['pc']:016x}  LR: {r['x30']:016x}"
+                     f"  SP: {r['sp']:016x}  PSTATE: {r['pstate']:08x}")
     if d.get("source") == "thread.cpu_context" and t.get("active"):
         lines.append("    (running task without a gdb thread: shown from its last saved context)")
     prev_stack = None
@@ -215,8 +217,8 @@ def bt_render(d: dict, opts=None) -> str:
             name += " (inlined)"
         if f["module"] and not name.startswith("["):
             name += f" [{f['module']}]"
-        addr = f["fp"] or f["sp"] or "0x0"
-        lines.append(f" #{f['level']:<2} [{int(addr, 16):016x}] {name} at {int(f['pc'], 16):016x}")
+        addr = f["fp"] or f["sp"] or 0
+        lines.append(f" #{f['level']:<2} [{addr:016x}] {name} at {f['pc']:016x}")
         if opts is not None and getattr(opts, "lines", False) and f["file"]:
             lines.append(f"     {f['file']}: {f['line']}")
         if "args" in f:
@@ -230,8 +232,7 @@ def bt_render(d: dict, opts=None) -> str:
             words = f["raw"]
             for i in range(0, len(words), 2):
                 pair = words[i:i + 2]
-                lines.append(f"    {int(pair[0][0], 16):016x}: " +
-                             " ".join(f"{int(w[1], 16):016x}" for w in pair))
+                lines.append(f"    {pair[0][0]:016x}: " + " ".join(f"{w[1]:016x}" for w in pair))
     nodwarf = {}
     for f in d["frames"]:
         if f.get("module") and f.get("debuginfo") not in (None, "dwarf"):
@@ -244,12 +245,12 @@ def bt_render(d: dict, opts=None) -> str:
         lines.append("  EXCEPTION FRAMES ON THE STACK:" if d["exception_frames"]
                      else "  (no exception frames on the stack)")
         for r in d["exception_frames"]:
-            lines.append(f"  pt_regs at {int(r['addr'], 16):016x}:")
+            lines.append(f"  pt_regs at {r['addr']:016x}:")
             lines.extend(_regs_block(r))
     if "text_words" in d:
         lines.append("  TEXT ADDRESSES ON THE STACK:")
         for w in d["text_words"]:
-            lines.append(f"  [{int(w['addr'], 16):016x}] {w['symbol']} at {int(w['value'], 16):016x}")
+            lines.append(f"  [{w['addr']:016x}] {w['symbol']} at {w['value']:016x}")
     return "\n".join(lines)
 
 
@@ -266,6 +267,7 @@ reason (kd args N spells out the evidence).
 Frame lines read: #N [frame record address] function at pc."""
 
     name = "bt"
+    json_addresses = BT_ADDRESSES
 
     def add_arguments(self, p):
         p.add_argument("-a", dest="all_cpus", action="store_true",

@@ -75,7 +75,13 @@ def _conv(r, f):
 
 
 def _jsonable(r):
-    return _conv(r, lambda a: f"{a:#x}")
+    """The JSON: addresses as "0x…" strings, and pid and comm beside every ``task`` (null
+    for a task outside the graph's task table)."""
+    d = _conv(r, lambda a: f"{a:#x}")
+    for o in ([s for c in d["cycles"] for s in c["steps"]] + d["victims"] + d["blocked_behind"]):
+        t = d["tasks"].get(o["task"]) or {}
+        o["pid"], o["comm"] = t.get("pid"), t.get("comm")
+    return d
 
 
 def _unjson(d):

@@ -19,6 +19,8 @@ as /proc/diskstats counts them, and the requests in flight where the kernel keep
 counter for them (bio-based drivers; blk-mq queues count busy tags, shown as -)."""
 
     name = "dev"
+    json_addresses = frozenset(("char_device_struct", "cdev", "ops", "blk_major_name", "gendisk",
+                                "queue", "disk_stats"))
 
     def add_arguments(self, p):
         p.add_argument("-d", dest="disks", action="store_true",

@@ -71,6 +71,7 @@ COUNT instructions otherwise. Bytes come from guest memory, so patched code
 targets are annotated with symbols."""
 
     name = "dis"
+    json_addresses = frozenset(("addr",))
 
     def add_arguments(self, p):
         p.add_argument("-l", dest="lines", action="store_true", help="interleave source file:line")
@@ -107,7 +108,7 @@ targets are annotated with symbols."""
         texts = {}
         for ins in insns:
             s = lookup(ins.addr, want_line=args.lines)
-            d = {"addr": f"{ins.addr:#x}", "symbol": s.label(), "bytes": ins.bytes.hex(),
+            d = {"addr": ins.addr, "symbol": s.label(), "bytes": ins.bytes.hex(),
                  "mnemonic": ins.mnemonic, "operands": ins.op_str}
             tgt = ins.branch_target()
             if tgt is not None and (is_text(tgt) or lookup(tgt, want_line=False).name):
@@ -130,6 +131,6 @@ targets are annotated with symbols."""
                 lines.append("  " + "".join(c if c >= " " and c != "\x7f" else "?"      # a host file
                                             for c in d["text"].expandtabs(8)))
             ann = f"  <{d['target']}>" if "target" in d else ""
-            lines.append(f"0x{int(d['addr'], 16):016x} <{d['symbol']}>:{' ' * (width - len(d['symbol']))} "
+            lines.append(f"0x{d['addr']:016x} <{d['symbol']}>:{' ' * (width - len(d['symbol']))} "
                          f"{d['mnemonic']:<7} {d['operands']}{ann}")
         return "\n".join(lines)

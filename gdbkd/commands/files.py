@@ -45,6 +45,7 @@ sockets and anonymous inodes show the name /proc/PID/fd gives them
 fs->root and fs->pwd."""
 
     name = "files"
+    json_addresses = frozenset(("task", "dentry", "inode", "sb", "file", "f_op", "files_struct"))
 
     def add_arguments(self, p):
         p.add_argument("-d", dest="dentry", metavar="DENTRY",
@@ -66,7 +67,7 @@ fs->root and fs->pwd."""
                     "type": info["type"], "ino": info["ino"], "fstype": guest_str(info["fstype"]),
                     "name": guest_str(info["name"]), "path": guest_str(fs.dentry_path(k, addr))}
         t = pick_task(args.task)
-        out = {"task": task_header(t), "root": None, "cwd": None, "files": []}
+        out = {**task_header(t), "root": None, "cwd": None, "files": []}
         fs_off = k.offset("struct task_struct", "fs")
         fsp = k.reader.u64(t.addr + fs_off)
         if fsp:
@@ -89,7 +90,7 @@ fs->root and fs->pwd."""
             return ("    DENTRY           INODE           SUPERBLK     TYPE  PATH\n"
                     f"{d['dentry']:016x} {d['inode']:016x} {d['sb']:016x} {d['type'] or '-':<5} "
                     f"{d['path']}")
-        lines = [render_header(d["task"])]
+        lines = [render_header(d)]
         lines.append(f"ROOT: {d['root'] or '-'}    CWD: {d['cwd'] or '-'}")
         if not d["files_struct"]:
             lines.append("(no files_struct)")

@@ -6,8 +6,8 @@ import gdb
 
 from . import KdError, command, _Parser
 from ._util import KernelCommand, is_state, current_task
-from .bt import bt_data, bt_render, add_bt_flags, regs_for_task
-from .task import task_data, task_render
+from .bt import bt_data, bt_render, add_bt_flags, regs_for_task, BT_ADDRESSES
+from .task import task_data, task_render, TASK_ADDRESSES
 from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks
 
 __all__ = ["Foreach"]
@@ -25,6 +25,7 @@ then runs the command for each: `kd foreach UN bt` shows where every
 D-state task sleeps. bt flags (-f -l -e -t --fp --args) follow `bt`."""
 
     name = "foreach"
+    json_addresses = BT_ADDRESSES | TASK_ADDRESSES        # the subcommands' own
 
     def add_arguments(self, p):
         # the grammar, for -h and `help kd foreach`: invoke gives argparse only --json or
@@ -82,15 +83,16 @@ D-state task sleeps. bt flags (-f -l -e -t --fp --args) follow `bt`."""
         out = []
         sep = "\n" if sub == "ps" else "\n\n"
         for i, t in enumerate(chosen):
+            # each result is the subcommand's own JSON for one task (task, pid, comm in it)
             if sub == "bt":
                 th, regs = regs_for_task(t, cur)
-                r = {"bt": bt_data(t, regs, th, opts)}
+                r = bt_data(t, regs, th, opts)
             elif sub == "task":
-                r = {"task": task_data(t)}
+                r = task_data(t)
             else:
-                r = {"ps": t.brief()}
+                r = t.brief()
             if stream:
-                gdb.write((sep if i else "") + self._render_one(r))
+                gdb.write((sep if i else "") + self._render_one(sub, r))
             else:
                 out.append(r)
         if stream:
@@ -99,13 +101,13 @@ D-state task sleeps. bt flags (-f -l -e -t --fp --args) follow `bt`."""
             return {"command": sub, "results": None, "count": len(chosen)}
         return {"command": sub, "results": out}
 
-    def _render_one(self, r):
-        if "bt" in r:
-            return bt_render(r["bt"], self._opts)
-        if "task" in r:
-            return task_render(r["task"])
-        p = r["ps"]
-        return (f"{'>' if p['active'] else ' '}{p['pid']:>6}  {int(p['task'], 16):016x}  "
+    def _render_one(self, sub, r):
+        if sub == "bt":
+            return bt_render(r, self._opts)
+        if sub == "task":
+            return task_render(r)
+        p = r
+        return (f"{'>' if p['active'] else ' '}{p['pid']:>6}  {p['task']:016x}  "
                 f"{p['state']}  {p['comm']}")
 
     def render(self, data, args):
@@ -114,4 +116,4 @@ D-state task sleeps. bt flags (-f -l -e -t --fp --args) follow `bt`."""
         if not data["results"]:
             return "(no matching tasks)"
         sep = "\n" if data["command"] == "ps" else "\n\n"
-        return sep.join(self._render_one(r) for r in data["results"])
+        return sep.join(self._render_one(data["command"], r) for r in data["results"])

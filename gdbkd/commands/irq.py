@@ -17,6 +17,7 @@ handler), per-CPU counts and affinity (crash's irq). -s prints a summary like
 /proc/interrupts (irqs with an action only)."""
 
     name = "irq"
+    json_addresses = frozenset(("desc", "chip", "handle_irq", "action", "handler", "thread_fn"))
 
     def add_arguments(self, p):
         p.add_argument("-s", dest="summary", action="store_true",

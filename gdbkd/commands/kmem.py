@@ -2,7 +2,7 @@
 
 
 from . import KdError, command
-from ._mem import emit, address_arg, kernel
+from ._mem import address_arg, kernel, MEMORY_ADDRESSES
 from ._util import KernelCommand, problem_lines
 from ..kernel.symbolize import lookup
 from ..model import slab as slabm
@@ -63,6 +63,7 @@ Objects on a slab's freelist or on a CPU's per-CPU freelist are free; the freeli
 pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
 
     name = "kmem"
+    json_addresses = MEMORY_ADDRESSES
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
@@ -83,18 +84,18 @@ pointers are decoded for CONFIG_SLAB_FREELIST_HARDENED."""
         k = kernel()
         try:
             if args.caches:
-                return emit(self._caches(k, args.arg), args)
+                return self._caches(k, args.arg)
             if args.objects:
                 if not args.arg:
                     raise KdError("-S needs a slab cache name")
-                return emit(self._objects(k, args.arg), args)
+                return self._objects(k, args.arg)
             if args.info:
-                return emit(self._info(k), args)
+                return self._info(k)
             if not args.arg:
                 raise KdError("give an address, or one of -s, -S CACHE, -p ADDR, -i")
             if args.page:
-                return emit(self._page(k, args.arg), args)
-            return emit(self._what(k, address_arg(args.arg)), args)
+                return self._page(k, args.arg)
+            return self._what(k, address_arg(args.arg))
         except MemoryFault as e:
             raise KdError(str(e))
 

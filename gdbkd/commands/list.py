@@ -63,6 +63,7 @@ with -r), and the head's, is checked against the walk (drgn's validate_list,
 lx-list-check): the first that disagrees is reported after the entries."""
 
     name = "list"
+    json_addresses = frozenset(("head", "entries", "entry", "list_head", "value", "expected"))
 
     def add_arguments(self, p):
         p.add_argument("-o", dest="offset", metavar="OFFSET|STRUCT.MEMBER",
@@ -97,13 +98,12 @@ lx-list-check): the first that disagrees is reported after the entries."""
                       entry_offset=off, check_prev=True)
         entries = [n - off for n in w.nodes]
         bad = w.bad_link
-        d = {"head": f"{node0:#x}" if is_head else None, "offset": off,
-             "entries": [f"{e:#x}" for e in entries], "count": len(entries), "stop": w.stop,
+        d = {"head": node0 if is_head else None, "offset": off,
+             "entries": entries, "count": len(entries), "stop": w.stop,
              "link_error": w.link_error,
              "bad_link": None if bad is None else
-             {"entry": f"{bad['node'] - off:#x}", "list_head": f"{bad['node']:#x}",
-              "field": bad["field"], "value": f"{bad['value']:#x}",
-              "expected": f"{bad['expected']:#x}"}}
+             {"entry": bad["node"] - off, "list_head": bad["node"],
+              "field": bad["field"], "value": bad["value"], "expected": bad["expected"]}}
         if args.show:
             shown = []
             for e in entries:
@@ -117,7 +117,7 @@ lx-list-check): the first that disagrees is reported after the entries."""
     def render(self, d, args):
         lines = []
         for i, e in enumerate(d["entries"]):
-            lines.append(f"{int(e, 16):016x}")
+            lines.append(f"{e:016x}")
             if "shown" in d:
                 lines.append(d["shown"][i])
         if d["stop"]:

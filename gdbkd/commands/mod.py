@@ -35,6 +35,7 @@ NULL, poison, an unreadable or disagreeing link) is listed once per module
 and said in one line under the table ("problems" in --json)."""
 
     name = "mod"
+    json_addresses = frozenset(("module", "base"))
 
     def add_arguments(self, p):
         p.add_argument("-s", dest="load_one", nargs="+", metavar=("NAME", "KO"),
@@ -48,7 +49,7 @@ and said in one line under the table ("problems" in --json)."""
             mods = module_list(k)[0]
         except MemoryFault as e:
             raise KdError(f"cannot read the module list: {e}")
-        rows = [{"module": f"{m.addr:#x}", "name": escape(m.name), "base": f"{m.base:#x}",
+        rows = [{"module": m.addr, "name": escape(m.name), "base": m.base,
                  "size": m.size, "state": module_state_name(k, m.state),
                  "taints": _taint_letters(k, m.taints), "symbols": modules.has_symbols(m.name),
                  "_mod": m} for m in mods]
@@ -80,7 +81,7 @@ and said in one line under the table ("problems" in --json)."""
             return "\n".join(lines)
         lines.append("     MODULE       NAME                      BASE           SIZE  STATE     TAINTS  SYMBOLS")
         for r in data["modules"]:
-            lines.append(f"{int(r['module'], 16):016x}  {r['name']:<20} {int(r['base'], 16):016x} "
+            lines.append(f"{r['module']:016x}  {r['name']:<20} {r['base']:016x} "
                          f"{r['size']:>8}  {r['state']:<8}  {r['taints'] or '-':<6}  "
                          f"{'loaded' if r['symbols'] else '-'}")
         if not data["modules"]:

@@ -19,6 +19,7 @@ namespaces in use (mnt_namespace address and the pids in it), -t PID shows
 the namespace of that task. DIRNAME is the full path from the global root."""
 
     name = "mount"
+    json_addresses = frozenset(("ns", "mount", "sb", "parent"))
 
     def add_arguments(self, p):
         p.add_argument("-n", dest="namespaces", action="store_true",

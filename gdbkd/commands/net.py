@@ -15,6 +15,7 @@ class Net(KernelCommand):
 and remote address."""
 
     name = "net"
+    json_addresses = frozenset(("task", "net", "dev", "file", "socket", "sock"))
 
     def add_arguments(self, p):
         p.add_argument("-s", dest="sockets", metavar="PID|TASK|COMM",
@@ -24,7 +25,7 @@ and remote address."""
         k = kernel()
         if args.sockets:
             t = pick_task(args.sockets)
-            return {"task": task_header(t), "sockets": mnet.task_sockets(k, t.addr)}
+            return {**task_header(t), "sockets": mnet.task_sockets(k, t.addr)}
         nets, stop = mnet.net_namespaces(k)
         if not nets:
             raise KdError(f"no network namespaces ({stop or 'net_namespace_list is empty'})")
@@ -44,7 +45,7 @@ and remote address."""
 
     def render(self, d, args):
         if "sockets" in d:
-            lines = [render_header(d["task"]),
+            lines = [render_header(d),
                      " FD      SOCKET           SOCK         FAMILY:TYPE      STATE        "
                      "LOCAL                  REMOTE"]
             for s in d["sockets"]:

@@ -24,6 +24,7 @@ back from its head, each task shown once, and said in one line under the table
 ("problems" in --json), naming the task whose link is wrong."""
 
     name = "ps"
+    json_addresses = frozenset(("task",))
 
     def add_arguments(self, p):
         p.add_argument("-S", dest="summary", action="store_true",
@@ -64,7 +65,7 @@ back from its head, each task shown once, and said in one line under the table
             state, exit_state, active = t.state, t.exit_state, t.active_cpu
             rows.append({
                 "pid": t.pid, "ppid": t.ppid, "cpu": active if active is not None else t.cpu,
-                "task": f"{t.addr:#x}", "state": state_code(state, exit_state), "state_raw": state,
+                "task": t.addr, "state": state_code(state, exit_state), "state_raw": state,
                 "exit_state": exit_state, "active": active is not None,
                 "kthread": kthread, "comm": t.comm, "tgid": t.tgid,
                 "mem_pct": round(100.0 * rss / total, 1) if total else None,
@@ -91,6 +92,6 @@ back from its head, each task shown once, and said in one line under the table
             mark = ">" if r["active"] else " "
             comm = f"[{r['comm']}]" if r["kthread"] else r["comm"]
             pct = f"{r['mem_pct']:4.1f}" if r["mem_pct"] is not None else "   -"
-            lines.append(f"{mark}{r['pid']:>6} {r['ppid']:>7} {r['cpu']:>4}  {int(r['task'], 16):016x}"
+            lines.append(f"{mark}{r['pid']:>6} {r['ppid']:>7} {r['cpu']:>4}  {r['task']:016x}"
                          f"  {r['state']}  {pct} {r['vsz_kib']:>8} {r['rss_kib']:>8}  {comm}")
         return "\n".join(lines + damage)

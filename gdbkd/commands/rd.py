@@ -28,6 +28,7 @@ ADDR is a hex address (0x optional), a symbol (its address: `kd rd jiffies`)
 or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
 
     name = "rd"
+    json_addresses = frozenset(("addr", "values"))        # where, and the words read
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
@@ -55,7 +56,7 @@ or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
                 s = read_cstring(addr, min(max(args.count, 256), 4096))
             except gdb.MemoryError:
                 raise KdError(f"cannot read memory at {addr:#x}")
-            return {"addr": f"{addr:#x}", "string": escape(s)}
+            return {"addr": addr, "string": escape(s)}
         bits = args.bits or 64
         if args.symbolic:
             bits = 64
@@ -66,15 +67,15 @@ or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
             raw = read_bytes(addr, args.count * size)
         except gdb.MemoryError:
             raise KdError(f"cannot read {args.count * size} bytes at {addr:#x}")
-        vals = [int.from_bytes(raw[i:i + size], "little", signed=args.decimal)
-                for i in range(0, len(raw), size)]
-        d = {"addr": f"{addr:#x}", "bits": bits, "values": vals, "bytes": raw.hex()}
+        # the units as they are in memory ("0x…" in --json); -d signs them in the text only
+        vals = [int.from_bytes(raw[i:i + size], "little") for i in range(0, len(raw), size)]
+        d = {"addr": addr, "bits": bits, "values": vals, "bytes": raw.hex()}
         if args.symbolic:
             d["symbols"] = [_sym_of(v) for v in vals]
         return d
 
     def render(self, d, args):
-        addr = int(d["addr"], 16)
+        addr = d["addr"]
         if "string" in d:
             return f"{addr:016x}:  {d['string']}"
         bits = d["bits"]
@@ -88,7 +89,8 @@ or a gdb expression (`kd rd $sp 8`). COUNT units are shown (default 1)."""
                 cells = [(d["symbols"][i + j] or f"{v:016x}") for j, v in enumerate(chunk)]
                 cells = [c.ljust(24) for c in cells]
             elif args.decimal:
-                cells = [str(v).rjust(len(str(2 ** bits)) + 1) for v in chunk]
+                cells = [str(v - (v >> (bits - 1) << bits)).rjust(len(str(2 ** bits)) + 1)
+                         for v in chunk]
             else:
                 cells = [f"{v:0{size * 2}x}" for v in chunk]
             line = f"{addr + i * size:016x}:  " + " ".join(cells)

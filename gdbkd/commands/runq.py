@@ -19,8 +19,7 @@ def _cfs_json(items):
     out = []
     for it in items:
         if "group" in it:
-            out.append({"group": f"{it['group']:#x}", "cfs_rq": f"{it['cfs_rq']:#x}",
-                        "tasks": _cfs_json(it["tasks"])})
+            out.append({"group": it["group"], "cfs_rq": it["cfs_rq"], "tasks": _cfs_json(it["tasks"])})
         else:
             out.append(_tj(it["task"]))
     return out
@@ -37,6 +36,7 @@ loops or reaches an unreadable node, or a damaged RT list, is said in one line
 under its CPU ("problems" in --json)."""
 
     name = "runq"
+    json_addresses = frozenset(("rq", "task", "rt_array", "cfs_root", "group", "cfs_rq"))
 
     def add_arguments(self, p):
         p.add_argument("-c", dest="cpus", default="", metavar="CPU[,CPU...]", help="only these CPUs")
@@ -53,11 +53,11 @@ under its CPU ("problems" in --json)."""
                 raise KdError(f"CPU {bad[0]} is not present (present: {present_cpus()})")
         out = []
         for rq in runqueues(kernel(), cpus):
-            out.append({"cpu": rq["cpu"], "online": rq["online"], "rq": f"{rq['rq']:#x}",
+            out.append({"cpu": rq["cpu"], "online": rq["online"], "rq": rq["rq"],
                         "nr_running": rq["nr_running"],
-                        "current": _tj(rq["curr"]), "rt_array": f"{rq['rt_array']:#x}",
+                        "current": _tj(rq["curr"]), "rt_array": rq["rt_array"],
                         "rt": [_tj(x["task"], x["prio"]) for x in rq["rt"]],
-                        "cfs_root": f"{rq['cfs_root']:#x}", "cfs": _cfs_json(rq["cfs"]),
+                        "cfs_root": rq["cfs_root"], "cfs": _cfs_json(rq["cfs"]),
                         "problems": [p.to_json() for p in rq["problems"]]})
         return out
 
@@ -65,12 +65,12 @@ under its CPU ("problems" in --json)."""
         lines = []
 
         def task_line(t, indent):
-            return f"{indent}[{t['prio']:3}] PID: {t['pid']:<6} TASK: {int(t['task'], 16):016x}  COMMAND: \"{t['comm']}\""
+            return f"{indent}[{t['prio']:3}] PID: {t['pid']:<6} TASK: {t['task']:016x}  COMMAND: \"{t['comm']}\""
 
         def cfs_lines(items, indent):
             for it in items:
                 if "group" in it:
-                    lines.append(f"{indent}<group se {int(it['group'], 16):016x} cfs_rq {int(it['cfs_rq'], 16):016x}>")
+                    lines.append(f"{indent}<group se {it['group']:016x} cfs_rq {it['cfs_rq']:016x}>")
                     cfs_lines(it["tasks"], indent + "   ")
                 else:
                     lines.append(task_line(it, indent))
@@ -78,15 +78,15 @@ under its CPU ("problems" in --json)."""
         for rq in data:
             c = rq["current"]
             off = "" if rq.get("online", True) else "  [offline: stopped by the panic or hotplug]"
-            lines.append(f"CPU {rq['cpu']} RUNQUEUE: {int(rq['rq'], 16):016x}  (nr_running {rq['nr_running']}){off}")
-            lines.append(f"  CURRENT: PID: {c['pid']:<6} TASK: {int(c['task'], 16):016x}  COMMAND: \"{c['comm']}\"")
-            lines.append(f"  RT PRIO_ARRAY: {int(rq['rt_array'], 16):016x}")
+            lines.append(f"CPU {rq['cpu']} RUNQUEUE: {rq['rq']:016x}  (nr_running {rq['nr_running']}){off}")
+            lines.append(f"  CURRENT: PID: {c['pid']:<6} TASK: {c['task']:016x}  COMMAND: \"{c['comm']}\"")
+            lines.append(f"  RT PRIO_ARRAY: {rq['rt_array']:016x}")
             if rq["rt"]:
                 for t in rq["rt"]:
                     lines.append(task_line(t, "     "))
             else:
                 lines.append("     [no tasks queued]")
-            lines.append(f"  CFS RB_ROOT: {int(rq['cfs_root'], 16):016x}")
+            lines.append(f"  CFS RB_ROOT: {rq['cfs_root']:016x}")
             if rq["cfs"]:
                 cfs_lines(rq["cfs"], "     ")
             else:

@@ -3,7 +3,7 @@
 import sys
 
 from . import KdError, command
-from ._mem import emit, address_arg, kernel
+from ._mem import address_arg, kernel, MEMORY_ADDRESSES
 from ._util import KernelCommand
 from ..kernel.symbolize import lookup
 from .vtop import _task_pgd
@@ -36,6 +36,7 @@ With -u, a task's user memory: the pages present in its VMAs. Values are 64-bit 
 (cache + offset, allocated or free), task stack, vmalloc area."""
 
     name = "search"
+    json_addresses = MEMORY_ADDRESSES
 
     def add_arguments(self, p):
         g = p.add_mutually_exclusive_group()
@@ -132,7 +133,7 @@ With -u, a task's user memory: the pages present in its VMAs. Values are 64-bit 
              "skipped_pages": res["skipped_pages"], "scanned_bytes": res["scanned"]}
         if task is not None:
             d["user"] = {"pid": task.pid, "comm": escape(task.comm), "task": task.addr}
-        return emit(d, args)
+        return d
 
     def render(self, d, args):
         lines = []

@@ -7,7 +7,7 @@ decodes them (``gdb.Value(bytes, type)``).
 import gdb
 
 from . import KdError, command
-from ._mem import emit, address_arg, kernel
+from ._mem import address_arg, kernel, MEMORY_ADDRESSES
 from ._util import KernelCommand
 from ..kernel.types import lookup_type, member
 from ..model.reader import MemoryFault
@@ -54,6 +54,7 @@ def _fmt(v) -> str:
 
 class _Aggregate(KernelCommand):
     kind = "struct"
+    json_addresses = MEMORY_ADDRESSES
 
     def add_arguments(self, p):
         p.add_argument("-o", dest="offsets", action="store_true",
@@ -80,7 +81,7 @@ class _Aggregate(KernelCommand):
         if args.addr is None:
             if not args.offsets and not paths:
                 d["definition"] = gdb.execute(f"ptype {full}", to_string=True).rstrip()
-            return emit(d, args)
+            return d
         addr = address_arg(args.addr)
         if args.count < 1 or args.count * t.sizeof > MAX_SIZE:
             raise KdError(f"COUNT must be between 1 and {MAX_SIZE // max(t.sizeof, 1)}")
@@ -103,7 +104,7 @@ class _Aggregate(KernelCommand):
                 vals.append({"name": n, "offset": o, "addr": a + o, "value": _fmt(val)})
             objs.append({"addr": a, "members": vals})
         d["objects"] = objs
-        return emit(d, args)
+        return d
 
     def render(self, d, args):
         if "objects" not in d:
@@ -152,6 +153,7 @@ class Whatis(KernelCommand):
     """Show the type of a symbol, or the definition of a type (crash's whatis)."""
 
     name = "whatis"
+    json_addresses = MEMORY_ADDRESSES
 
     def add_arguments(self, p):
         p.add_argument("name", nargs="+", metavar="NAME",
@@ -166,7 +168,7 @@ class Whatis(KernelCommand):
         if sym is not None:
             d = {"name": name, "kind": "symbol", "type": str(sym.type),
                  "size": sym.type.sizeof if sym.type.code != gdb.TYPE_CODE_FUNC else None}
-            return emit(d, args)
+            return d
         for cand in (name, f"struct {name}", f"union {name}", f"enum {name}"):
             try:
                 t = gdb.lookup_type(cand)
@@ -175,8 +177,7 @@ class Whatis(KernelCommand):
             text = gdb.execute(f"ptype /o {cand}", to_string=True) if \
                 t.strip_typedefs().code in (gdb.TYPE_CODE_STRUCT, gdb.TYPE_CODE_UNION) else \
                 gdb.execute(f"ptype {cand}", to_string=True)
-            return emit({"name": cand, "kind": "type", "size": t.sizeof,
-                         "definition": text.rstrip()}, args)
+            return {"name": cand, "kind": "type", "size": t.sizeof, "definition": text.rstrip()}
         raise KdError(f"no symbol or type named {escape(name)}")
 
     def render(self, d, args):

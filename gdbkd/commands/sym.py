@@ -38,6 +38,7 @@ D data, R read-only data, B bss (lower case for file-local symbols). Module
 addresses are named from the module's kallsyms even without its .ko."""
 
     name = "sym"
+    json_addresses = frozenset(("addr",))
 
     def add_arguments(self, p):
         p.add_argument("what", nargs="+", metavar="ADDR|NAME",
@@ -75,7 +76,7 @@ addresses are named from the module's kallsyms even without its .ko."""
             if d["module"] and not d["name"].startswith("["):
                 name += f" [{d['module']}]"
             where = f"  {d['file']}: {d['line']}" if d["file"] else ""
-            lines.append(f"{int(d['addr'], 16):016x} ({d['type']}) {name}{where}")
+            lines.append(f"{d['addr']:016x} ({d['type']}) {name}{where}")
             if d["inlined"]:
                 lines.append(f"    inlined: {' <- '.join(d['inlined'])}")
         return "\n".join(lines)

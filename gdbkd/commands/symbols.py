@@ -17,6 +17,7 @@ directories (or $GDBKD_MODULES_PATH) gets its symbols; --watch also loads the
 symbols of modules inserted later (breakpoint on do_init_module, live only)."""
 
     name = "symbols"
+    json_addresses = frozenset(("kaslr_offset",))      # an address's displacement, "0x…"
     needs_kernel_view = False     # symbols may still be at the wrong address here
 
     def add_arguments(self, p):

@@ -8,7 +8,7 @@ from ..kernel.tasks import all_tasks, STATE_CODES
 from ..kernel.types import lookup_type
 from ..textutil import escape
 
-__all__ = ["TaskCmd", "task_data", "task_render"]
+__all__ = ["TaskCmd", "TASK_ADDRESSES", "task_data", "task_render"]
 
 PF_FLAGS = [(0x00000002, "PF_IDLE"), (0x00000004, "PF_EXITING"), (0x00000010, "PF_IO_WORKER"),
             (0x00000020, "PF_WQ_WORKER"), (0x00000040, "PF_FORKNOEXEC"),
@@ -19,6 +19,10 @@ PF_FLAGS = [(0x00000002, "PF_IDLE"), (0x00000004, "PF_EXITING"), (0x00000010, "P
             (0x04000000, "PF_NO_SETAFFINITY"), (0x20000000, "PF_SUSPEND_TASK")]
 POLICIES = {0: "SCHED_NORMAL", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE",
             6: "SCHED_DEADLINE"}
+
+
+#: kd task's address keys
+TASK_ADDRESSES = frozenset(("task", "mm", "active_mm", "stack", "pc", "sp", "fp"))
 
 
 def _flags(v):
@@ -50,15 +54,13 @@ def task_data(t, fields=()) -> dict:
 
     def who(addr):
         x = by_addr.get(addr)
-        return {"task": f"{addr:#x}", "pid": x.pid if x else None, "comm": x.comm if x else None}
+        return {"task": addr, "pid": x.pid if x else None, "comm": x.comm if x else None}
 
-    d = {"task": t.brief(), "state": t.st, "state_raw": f"{t.state:#x}",
-         "exit_state": f"{t.exit_state:#x}", "flags": f"{f['flags']:#x}",
-         "flags_names": _flags(f["flags"]), "tgid": t.tgid,
+    d = {**t.brief(), "state": t.st, "state_raw": t.state, "exit_state": t.exit_state,
+         "flags": f["flags"], "flags_names": _flags(f["flags"]), "tgid": t.tgid,
          "real_parent": who(f.get("real_parent", 0)), "parent": who(f.get("parent", 0)),
          "group_leader": who(f.get("group_leader", 0)),
-         "mm": f"{t.mm:#x}", "active_mm": f"{f.get('active_mm', 0):#x}",
-         "stack": f"{t.stack:#x}", "on_cpu": f.get("on_cpu"), "on_rq": f.get("on_rq"),
+         "mm": t.mm, "active_mm": f.get("active_mm", 0), "stack": t.stack, "on_cpu": f.get("on_cpu"), "on_rq": f.get("on_rq"),
          "prio": f.get("prio"), "static_prio": f.get("static_prio"),
          "normal_prio": f.get("normal_prio"), "rt_priority": f.get("rt_priority"),
          "policy": POLICIES.get(f.get("policy"), f.get("policy")),
@@ -66,31 +68,31 @@ def task_data(t, fields=()) -> dict:
          "start_time_ns": f.get("start_time"), "sum_exec_runtime_ns": f.get("se.sum_exec_runtime"),
          "last_arrival_ns": f.get("sched_info.last_arrival"), "nvcsw": f.get("nvcsw"),
          "nivcsw": f.get("nivcsw"),
-         "cpu_context": {k: f"{v:#x}" for k, v in cc.items() if k in ("pc", "sp", "fp")}}
+         "cpu_context": {k: v for k, v in cc.items() if k in ("pc", "sp", "fp")}}
     if fields:
         d["fields"] = _extra_fields(t, fields)
     return d
 
 
 def task_render(d) -> str:
-    t = d["task"]
+    t = d
     cpu = t["cpu"]
-    lines = [f'PID: {t["pid"]:<7} TASK: {int(t["task"], 16):016x}  CPU: {cpu:<3} COMMAND: "{t["comm"]}"'
+    lines = [f'PID: {t["pid"]:<7} TASK: {t["task"]:016x}  CPU: {cpu:<3} COMMAND: "{t["comm"]}"'
              + ("  [ACTIVE]" if t["active"] else "")]
 
     def who(w):
-        return f'{int(w["task"], 16):016x} (pid {w["pid"]} "{w["comm"]}")' if w["pid"] is not None \
-            else f'{int(w["task"], 16):016x}'
+        return f'{w["task"]:016x} (pid {w["pid"]} "{w["comm"]}")' if w["pid"] is not None \
+            else f'{w["task"]:016x}'
     rows = [
-        ("STATE", f'{d["state"]} ({STATE_CODES.get(d["state"], "?")}); state {d["state_raw"]}, '
-                  f'exit_state {d["exit_state"]}'),
-        ("FLAGS", f'{d["flags"]} {d["flags_names"]}'),
+        ("STATE", f'{d["state"]} ({STATE_CODES.get(d["state"], "?")}); state {d["state_raw"]:#x}, '
+                  f'exit_state {d["exit_state"]:#x}'),
+        ("FLAGS", f'{d["flags"]:#x} {d["flags_names"]}'),
         ("TGID", d["tgid"]),
         ("REAL_PARENT", who(d["real_parent"])),
         ("PARENT", who(d["parent"])),
         ("GROUP_LEADER", who(d["group_leader"])),
-        ("MM", f'{d["mm"]}  ACTIVE_MM: {d["active_mm"]}'),
-        ("STACK", d["stack"]),
+        ("MM", f'{d["mm"]:#x}  ACTIVE_MM: {d["active_mm"]:#x}'),
+        ("STACK", f'{d["stack"]:#x}'),
         ("ON_CPU/ON_RQ", f'{d["on_cpu"]} / {d["on_rq"]}'),
         ("PRIO", f'{d["prio"]} (static {d["static_prio"]}, normal {d["normal_prio"]}, '
                  f'rt {d["rt_priority"]}) {d["policy"]}'),
@@ -99,7 +101,7 @@ def task_render(d) -> str:
         ("START_TIME", f'{(d["start_time_ns"] or 0) / 1e9:.6f}s after boot'),
         ("LAST_ARRIVAL", f'{(d["last_arrival_ns"] or 0) / 1e9:.6f}s'),
         ("SWITCHES", f'{d["nvcsw"]} voluntary, {d["nivcsw"]} involuntary'),
-        ("CPU_CONTEXT", "  ".join(f"{k}={v}" for k, v in d["cpu_context"].items())),
+        ("CPU_CONTEXT", "  ".join(f"{k}={v:#x}" for k, v in d["cpu_context"].items())),
     ]
     lines += [f"  {k:>13}: {v}" for k, v in rows]
     for k, v in d.get("fields", {}).items():
@@ -116,6 +118,7 @@ flags, parent, mm, stack, priorities and policy, CPU times, context-switch
 counts and the saved cpu_context."""
 
     name = "task"
+    json_addresses = TASK_ADDRESSES
 
     def add_arguments(self, p):
         p.add_argument("-R", dest="fields", default="", metavar="FIELD[,FIELD...]",

@@ -20,6 +20,7 @@ hrtimers (-r) in ns of their clock (EXPIRES, and +NS relative to the coarse
 monotonic now plus the clock's offset). Only CPUs present are shown."""
 
     name = "timer"
+    json_addresses = frozenset(("base", "timer", "function", "hrtimer", "clock_base"))
 
     def add_arguments(self, p):
         p.add_argument("-r", dest="hrtimers", action="store_true", help="hrtimers instead of the wheel")

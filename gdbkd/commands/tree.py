@@ -29,6 +29,7 @@ entries are FIRST-LAST and the stored pointer. -s STRUCT[.FIELDS] prints each
 entry as that struct (or just the fields), as kd list -s does."""
 
     name = "tree"
+    json_addresses = frozenset(("root", "node", "entry", "first", "last"))
 
     def add_arguments(self, p):
         p.add_argument("-t", dest="type", required=True, choices=sorted(_WALKERS),

@@ -24,6 +24,8 @@ bl/blr) continues the chain, and those frames are marked RECOVERED.
 Unlike kd bt, this is always the frame-record walk (no DWARF unwinding)."""
 
     name = "unwind"
+    json_addresses = frozenset(("task", "pc", "fp", "start", "pt_regs", "x29", "lr", "sp", "at",
+                                "caller_fp"))
 
     def add_arguments(self, p):
         p.add_argument("--explain", action="store_true",
@@ -37,8 +39,8 @@ Unlike kd bt, this is always the frame-record walk (no DWARF unwinding)."""
         return explain_unwind(t, regs)
 
     def render(self, d, args):
-        t = d["task"]
-        lines = [f'PID: {t["pid"]}  TASK: {int(t["task"], 16):016x}  COMMAND: "{t["comm"]}"  '
+        t = d
+        lines = [f'PID: {t["pid"]}  TASK: {t["task"]:016x}  COMMAND: "{t["comm"]}"  '
                  f'(start: {d["source"]})']
         for f in d["frames"]:
             mark = "  RECOVERED" if f["recovered"] else ""

@@ -32,6 +32,8 @@ VMAs come from the maple tree (mm->mm_mt, 6.1+) or the vm_next list (up to
 (special mappings), [anon]. FLAGS are vm_flags (decoded with --json or -f)."""
 
     name = "vm"
+    json_addresses = frozenset(("task", "mm", "pgd", "start_brk", "brk", "start_stack", "vma",
+                                "start", "end", "file", "va", "pa"))
 
     def add_arguments(self, p):
         p.add_argument("-p", dest="phys", action="store_true",
@@ -45,7 +47,7 @@ VMAs come from the maple tree (mm->mm_mt, 6.1+) or the vm_next list (up to
     def run(self, args):
         k = kernel()
         t = pick_task(args.task)
-        out = {"task": task_header(t)}
+        out = task_header(t)
         if not t.mm:
             raise KdError(f"PID {t.pid} ({t.comm}) has no mm: "
                           + ("a kernel thread" if t.is_kthread else "an exited task"))
@@ -80,7 +82,7 @@ VMAs come from the maple tree (mm->mm_mt, 6.1+) or the vm_next list (up to
         return out
 
     def render(self, d, args):
-        lines = [render_header(d["task"]),
+        lines = [render_header(d),
                  "       MM               PGD          RSS    TOTAL_VM",
                  f"{d['mm']:016x}  {d['pgd']:016x}  {d['rss_kib']}k  {d['total_vm_kib']}k",
                  "      VMA           START       END     FLAGS FILE"]

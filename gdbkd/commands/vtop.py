@@ -9,7 +9,7 @@ PTE_PROT_NONE 58).
 """
 
 from . import KdError, command
-from ._mem import emit, address_arg, kernel
+from ._mem import address_arg, kernel, MEMORY_ADDRESSES
 from ._util import KernelCommand
 from ..arm64.mmu import AddressNotMapped
 from ..model.memmap import memory_map, kernel_mmu
@@ -81,6 +81,7 @@ UXNTable, APTable, NSTable) or the block/page attributes (AP as EL1/EL0 access, 
 AttrIndx, AF, nG, DBM, Cont, PXN, UXN, Linux's software bits)."""
 
     name = "vtop"
+    json_addresses = MEMORY_ADDRESSES
 
     def add_arguments(self, p):
         p.add_argument("-c", dest="task", metavar="PID|TASK",
@@ -118,9 +119,8 @@ AttrIndx, AF, nG, DBM, Cont, PXN, UXN, Linux's software bits)."""
              "pgd_pa": (pgd_pa if pgd_pa is not None else mmu.pgd_pa),
              "region": mm.region(va), "levels": levels, "error": err}
         if task is not None:
-            d["task"] = task.addr
-            d["pid"] = task.pid
-        return emit(d, args)
+            d.update(task=task.addr, pid=task.pid, comm=task.comm)
+        return d
 
     def render(self, d, args):
         lines = [f"{'VIRTUAL':16}  PHYSICAL"]
@@ -152,6 +152,7 @@ The linear-map address of a RAM address, and the kernel image address too when t
 physical address is inside the kernel image."""
 
     name = "ptov"
+    json_addresses = MEMORY_ADDRESSES
 
     def add_arguments(self, p):
         p.add_argument("addr", metavar="PADDR", help="physical address (hex)")
@@ -176,7 +177,7 @@ physical address is inside the kernel image."""
                     d["image_va"] = img
         except MemoryFault as ex:
             raise KdError(str(ex))
-        return emit(d, args)
+        return d
 
     def render(self, d, args):
         lines = [f"{'VIRTUAL':16}  PHYSICAL", f"{d['va']:016x}  {d['pa']:x}"]

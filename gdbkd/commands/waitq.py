@@ -21,6 +21,7 @@ is a task (pid, command, state). A damaged queue (a loop, NULL, poison, an
 unreadable or disagreeing link) is said in one line ("problems" in --json)."""
 
     name = "waitq"
+    json_addresses = frozenset(("wq", "entry", "func", "private", "task"))
 
     def add_arguments(self, p):
         p.add_argument("wq", metavar="ADDR|SYMBOL", help="a struct wait_queue_head")
@@ -38,8 +39,8 @@ unreadable or disagreeing link) is said in one line ("problems" in --json)."""
             t = tasks.get(e["private"])
             rows.append({"entry": e["entry"], "flags": e["flags"], "func": e["func"],
                          "func_name": symbol_name(e["func"]), "private": e["private"],
-                         "pid": t.pid if t else None, "comm": t.comm if t else None,
-                         "state": t.st if t else None})
+                         "task": t.addr if t else None, "pid": t.pid if t else None,
+                         "comm": t.comm if t else None, "state": t.st if t else None})
         return {"wq": wq, "waiters": rows, "stop": stop,
                 "problems": [p.to_json() for p in ents.damage]}
 

@@ -74,7 +74,7 @@ class Sym:
         return f"{self.file}: {self.line}" if self.file else ""
 
     def to_json(self) -> dict:
-        return {"addr": f"{self.addr:#x}", "name": self.name, "offset": self.offset,
+        return {"addr": self.addr, "name": self.name, "offset": self.offset,
                 "section": self.section, "module": self.module, "file": self.file,
                 "line": self.line, "inlined": list(self.inlined), "debuginfo": self.debuginfo}
 

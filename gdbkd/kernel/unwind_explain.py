@@ -251,7 +251,7 @@ def explain_unwind(task, regs=None):
     u = kstack.unwind_task(task, regs)
     ranges = u.ranges
     frames = _describe(u.frames, ranges, 0)
-    out = {"task": task.brief(), "source": u.start.get("source"), "frames": frames,
+    out = {**task.brief(), "source": u.start.get("source"), "frames": frames,
            "stop": u.stop, "broken": False, "recovery": None}
     if _clean_stop(u.stop) or not u.frames:
         return out

@@ -210,7 +210,7 @@ class Task:
         return f'PID: {self.pid:<7} TASK: {self.addr:016x}  CPU: {self.run_cpu:<3} COMMAND: "{self.comm}"'
 
     def brief(self) -> dict:
-        return {"pid": self.pid, "tgid": self.tgid, "task": f"{self.addr:#x}", "comm": self.comm,
+        return {"pid": self.pid, "tgid": self.tgid, "task": self.addr, "comm": self.comm,
                 "state": self.st, "cpu": self.cpu, "active": self.active_cpu is not None}
 
 

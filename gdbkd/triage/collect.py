@@ -112,10 +112,6 @@ def _gdb_errors(stderr: str) -> list:
     return list(dict.fromkeys(errs))[:5]
 
 
-def _hex(v):
-    return f"{v:#x}" if isinstance(v, int) else v
-
-
 def kd_reports(dump, vmlinux, modules_dirs=()) -> dict:
     """The kd JSON reports of one dump, by ``gdbkd core --batch``: {"analyze", "deadlock",
     "sys", "mod": JSON or None, "xtime": int or None, "dot": the wait-for graph's DOT,
@@ -164,8 +160,9 @@ def triage_dump(dump, vmlinux=None, vmlinux_dir=None, modules_dirs=()) -> dict:
         else:
             row.update(time=int(os.stat(dump).st_mtime), time_source="file mtime")
         row.update(classify(analyze, deadlock, sysinfo))
-        task = (analyze or {}).get("task")
-        row["panic_task"] = dict(task, address=_hex(task.get("address"))) if task else None
+        a = analyze or {}
+        row["panic_task"] = ({k: a.get(k) for k in ("task", "pid", "comm")} if a.get("task")
+                             else None)
         row["taint"] = ((sysinfo or {}).get("tainted") or {}).get("flags")
         row["panic"] = (sysinfo or {}).get("panic")
         row["modules"] = sorted(m["name"] for m in (mods or {}).get("modules", []))

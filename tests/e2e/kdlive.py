@@ -28,7 +28,7 @@ res.append({"cmd": "<source>", "out": gdb.execute(f"source {spec['kd_py']}", to_
 if spec["kaslr"]:
     # gdbkd's own KASLR finder (KPTI-safe: a CPU whose $VBAR - &vectors is 2 MiB aligned)
     off = json.loads(gdb.execute("kd symbols --no-modules --json", to_string=True))["kaslr_offset"]
-    res.append({"cmd": "<kaslr>", "out": hex(off), "err": None})
+    res.append({"cmd": "<kaslr>", "out": off, "err": None})
 for c in spec["commands"]:
     if c.startswith("!touch "):
         open(c[7:], "w").close()

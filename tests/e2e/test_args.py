@@ -158,7 +158,8 @@ def _check(chain, bt):
                 assert name not in LIVE_ACROSS[fn], (fn, a)
                 continue
             assert a["how"] and a["evidence"], a
-            assert a["value"] == truth[fn][name], (fn, name, a, truth[fn][name])
+            # JSON: the value's 64-bit pattern as "0x…" (docs/commands.md "JSON convention")
+            assert int(a["value"], 16) == truth[fn][name] & (2**64 - 1), (fn, name, a, truth[fn][name])
             shown += 1
     return shown
 
@@ -249,7 +250,7 @@ def test_lab6_args_from_the_source(kernel61, tmp_path, no_leftover_qemu):
             "lab6_fib_lookup": {"table": 0, "proto": 0x0b}, "lab6_poll_ring": {"budget": 8}}
     for fn, args in want.items():
         for name, v in args.items():
-            assert fr[fn][name]["value"] == v, (fn, fr[fn][name])
+            assert int(fr[fn][name]["value"], 16) == v, (fn, fr[fn][name])
     ring = fr["lab6_deliver"]["ring"]["value"]
     assert ring and fr["lab6_rx_one"]["ring"]["value"] == ring == fr["lab6_poll_ring"]["ring"]["value"]
     pkt = fr["lab6_deliver"]["pkt"]["value"]
@@ -286,13 +287,13 @@ def test_lab8_unwind_explain_recovers_past_the_smashed_record(kernel61, no_lefto
     k = names.index("lab8_submit")
     assert names[k - 1] == "lab8_decode_line"
     bad = u["frames"][k]["record"]
-    assert bad["broken"] and bad["caller_fp"] == int.from_bytes(b"FFFFFFFF", "little") \
-        and bad["lr"] == int.from_bytes(b"LLLLLLLL", "little")
+    assert bad["broken"] and int(bad["caller_fp"], 16) == int.from_bytes(b"FFFFFFFF", "little") \
+        and int(bad["lr"], 16) == int.from_bytes(b"LLLLLLLL", "little")
     assert names[k + 1:k + 4] == ["lab8_proc_write", "proc_reg_write", "vfs_write"], names
     assert [f["recovered"] for f in u["frames"][k + 1:k + 4]] == [True, True, False]
     assert not any(f["recovered"] for f in u["frames"][:k + 1])
     # lab8_submit's prologue gives its frame size; the record found is right above it
     p = u["frames"][k]["prologue"]
-    assert u["frames"][k + 1]["fp"] == u["frames"][k]["fp"] - p["x29_off"]
+    assert int(u["frames"][k + 1]["fp"], 16) == int(u["frames"][k]["fp"], 16) - p["x29_off"]
     assert "user space" in u["stop"]
     assert all(c["ok"] for f in u["frames"] for c in f["checks"])

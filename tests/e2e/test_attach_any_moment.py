@@ -73,7 +73,7 @@ def test_attach_shows_every_task_as_a_thread(profile, moment, tmp_path, no_lefto
     shell = int(re.search(r"GDBKD-SHELL=(\d+)", console).group(1))
     if moment == "panicked":
         assert res["stopped"].startswith("the guest had already panicked on CPU "), res["stopped"]
-    assert res["report"]["trap"]["trap"] == "panic" and res["report"]["task"]["pid"] == shell
+    assert res["report"]["trap"]["trap"] == "panic" and res["report"]["pid"] == shell
     threads, ps = (e["output"] for e in res["ex"])
     tasks = json.loads(ps)["tasks"]
     thread_pids = sorted(int(p) for p in THREAD.findall(threads))

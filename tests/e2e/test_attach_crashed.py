@@ -29,5 +29,5 @@ def test_attach_after_the_panic_reports_it_at_once(kernel61, tmp_path, no_leftov
     assert res["stopped"].startswith("the guest had already panicked on CPU "), res["stopped"]
     rep = res["report"]
     assert rep["trap"]["trap"] == "panic" and "sysrq triggered crash" in rep["trap"]["message"]
-    assert rep["task"]["pid"] == shell
+    assert rep["pid"] == shell
     assert "sysrq_handle_crash" in [f["function"] for f in rep["backtrace"]]

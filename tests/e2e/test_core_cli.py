@@ -18,7 +18,7 @@ def test_run_dump_then_core_shows_the_same_crash(tmp_path, kernel61, no_leftover
               "--dump-on-crash", str(dump), "--dump-format", fmt, "-ex", "p/x $SP_EL0")
     assert r.returncode == 0, r.stderr[-2000:]
     live = json.loads(r.stdout.strip().splitlines()[-1])
-    live_task = live["report"]["task"]
+    live_task = live["report"]
     assert dump.stat().st_size > 0
     r = gdbkd("core", str(dump), kernel61.vmlinux, "--batch", "-ex", "kd analyze --json", "-ex", "info threads")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -26,7 +26,7 @@ def test_run_dump_then_core_shows_the_same_crash(tmp_path, kernel61, no_leftover
     funcs = [f["function"] for f in rep["backtrace"]]
     assert "sysrq_handle_crash" in funcs
     # the crashing task is selected and is the one the live session saw
-    assert rep["task"]["pid"] == live_task["pid"] and rep["task"]["address"] == live_task["address"]
+    assert rep["pid"] == live_task["pid"] and rep["task"] == live_task["task"]
     assert f'(pid {live_task["pid"]} {live_task["comm"]}' in r.stdout
 
 

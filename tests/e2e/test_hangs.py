@@ -151,7 +151,7 @@ def test_spinlock_deadlock_live_and_on_its_dump(mode, tmp_path, profile, kern, n
     # task (no argument: the crashed one) and kd analyze's backtrace name the same frames
     kbt = next(json.loads(l) for l in r.stdout.splitlines() if l.startswith("[{"))
     kfns = [f["function"] for f in kbt[0]["frames"]]
-    assert kbt[0]["task"]["pid"] == an["task"]["pid"]
+    assert kbt[0]["pid"] == an["pid"]
     assert _names(kfns) == _names(fns), (kfns, fns)
     if profile in IRQ_STACK_ABOVE_TASKS and gfns[-1] != "ret_from_fork":
         # gdb 13 ends a backtrace where a frame's stack lies below its callee's ("previous

@@ -277,7 +277,7 @@ def test_sys_sym_dis_rd_task(guest):
     assert any(i["mnemonic"] == "ret" for i in dis)
     assert rd["string"] == guest.uname
     t = task[0]
-    assert t["task"]["pid"] == guest.dsleep_pid and t["state"] == "UN"
+    assert t["pid"] == guest.dsleep_pid and t["state"] == "UN"
     assert t["real_parent"]["pid"] == 1
     # sym of an address back to the same name, with offset
     back, = guest.kd_json(f"kd sym {int(s['addr'], 16) + 8:#x}")
@@ -325,10 +325,10 @@ def test_foreach_un_bt_and_errors(guest):
                      "kd task 999999", "help kd", "help kd bt"])
     r = {x["cmd"]: x for x in res}
     fe = json.loads(r["kd foreach UN bt --json"]["out"])
-    assert [x["bt"]["task"]["pid"] for x in fe["results"]] == [guest.dsleep_pid]
-    assert "kdtest_block" in [f["function"] for f in fe["results"][0]["bt"]["frames"]]
+    assert [x["pid"] for x in fe["results"]] == [guest.dsleep_pid]
+    assert "kdtest_block" in [f["function"] for f in fe["results"][0]["frames"]]
     fe2 = json.loads(r["kd foreach -u IN ps --json"]["out"])
-    assert guest.evil_pid in [x["ps"]["pid"] for x in fe2["results"]]
+    assert guest.evil_pid in [x["pid"] for x in fe2["results"]]
     for cmd in ("kd bt 999999", "kd rd nosuchsymbol", "kd ps --bogus", "kd foreach UN",
                 "kd dis schedule 0", "kd mod -s nosuchmod", "kd task 999999"):
         err = r[cmd]["err"]
@@ -353,4 +353,4 @@ def test_zz_panic_caught_at_breakpoint(guest, tmp_path):
     assert names[0] == "panic" and names[1] == "sysrq_handle_crash", names
     assert "write_sysrq_trigger" in names and names[-1] == "el0t_64_sync"
     active = json.loads(res["kd ps -A --json"]["out"])["tasks"]
-    assert bt["task"]["pid"] in [t["pid"] for t in active]
+    assert bt["pid"] in [t["pid"] for t in active]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import gdbkd
+from conftest import gdbkd, json_ints
 from kdlive import Guest
 
 pytestmark = pytest.mark.e2e
@@ -97,10 +97,10 @@ def state(kernel61, tmp_path_factory):
         g.qmp("stop")
         try:
             g.qmp("dump-guest-memory", paging=False, protocol=f"file:{dump}", format="elf")
-            live = g.kd_json(*cmds)
+            live = [json_ints(x) for x in g.kd_json(*cmds)]
         finally:
             g.qmp("cont")
-        post = [json.loads(x) for x in _run_core(dump, kernel61.vmlinux, [c + " --json" for c in cmds])]
+        post = [json_ints(json.loads(x)) for x in _run_core(dump, kernel61.vmlinux, [c + " --json" for c in cmds])]
         ref = subprocess.run([sys.executable, str(HERE / "drgn_state_ref.py"), str(dump),
                               str(kernel61.vmlinux), str(g.prog_pid), "1", str(g.waiter_pid), "disks",
                               *(f"{n}={g.addrs[n]:x}" for n in ("wq", "rbroot", "xa", "mt"))],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import json_ints
 from test_kd_state import _run_core
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _run_core_json(dump, vmlinux, cmds):
-    return [json.loads(x) for x in _run_core(dump, vmlinux, cmds)]
+    return [json_ints(json.loads(x)) for x in _run_core(dump, vmlinux, cmds)]
 
 
 #: the dumps (tests/testdumps.dumps_by_name) and whether their kernel predates the maple tree

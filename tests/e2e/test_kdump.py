@@ -112,7 +112,7 @@ def test_core_bt_shows_sysrq_crash_and_equals_drgn(sysrq, kernel61, drgn_crashed
     funcs = [f["function"] for f in rep["backtrace"]]
     assert "sysrq_handle_crash" in funcs and "panic" in funcs
     assert "sysrq_handle_crash" in r.stdout.split('"backtrace"')[-1]      # plain `bt` too
-    assert rep["task"]["pid"] == sysrq["pid"] and rep["task"]["comm"] == CRASHER
+    assert rep["pid"] == sysrq["pid"] and rep["comm"] == CRASHER
     assert drgn_crashed["tid"] == sysrq["pid"] and drgn_crashed["comm"] == CRASHER
     # the same frames as drgn's, named as the ELF symbol (crash's and the kernel's own name:
     # el0_svc_common.constprop.0) where drgn gives the DWARF function (el0_svc_common).
@@ -161,14 +161,14 @@ def test_lab1_through_run_kdump(tmp_path, kernel61, profile61):
     rep, _ = _analyze(out, kernel61.vmlinux, "--modules-dir", str(Path(ko).parent))
     funcs = [f["function"] for f in rep["backtrace"]]
     assert funcs[0] == lab.fault_function, funcs
-    assert rep["task"]["comm"] == "insmod"
+    assert rep["comm"] == "insmod"
     _check_oops_registers(rep)
     drgn = pytest.importorskip("drgn")
     prog = drgn.Program()
     prog.set_core_dump(str(out))
     prog.load_debug_info([kernel61.vmlinux, str(ko)])
     t = prog.crashed_thread()
-    assert t.tid == rep["task"]["pid"]
+    assert t.tid == rep["pid"]
     assert t.stack_trace()[0].name == lab.fault_function
 
 
@@ -181,7 +181,7 @@ def _check_oops_registers(rep):
     assert t["registers"]["pc"] == rep["backtrace"][0]["pc"] == t["fault_pc"]
     assert "crash_kexec" in t["registers_from"]
     assert (t["esr"] >> 26) & 0x3F == 0x25                 # a data abort taken at EL1
-    assert t["far"] < 0x10000 and "message" in t["far_from"]  # NULL + a member's offset
+    assert int(t["far"], 16) < 0x10000 and "message" in t["far_from"]  # NULL + a member's offset
     acc = rep["explanation"]
     assert acc["far"] == t["far"] and acc["instruction"]["pc"] == t["fault_pc"], acc
 

@@ -144,7 +144,6 @@ for i in range(20):
     cur = gdb.selected_thread()
     me = json.loads(gdb.execute("kd task --json", to_string=True))
     me = me[0] if isinstance(me, list) else me
-    me = me.get("task", me)
     res["cycles"].append({"tids": sorted(ths),
                           "ps": sorted(t["pid"] if t["pid"] else 4194304 + t["cpu"] for t in ps),
                           "stopped": tid_of(cur), "task_pid": me.get("pid"),
@@ -270,7 +269,6 @@ def test_memory_and_register_writes_of_a_vcpu_task_go_through(guest):
     body = """
 cur = json.loads(gdb.execute("kd task --json", to_string=True))
 cur = cur[0] if isinstance(cur, list) else cur
-cur = cur.get("task", cur)
 addr = int(cur["task"], 16)
 ps = lambda: [t for t in json.loads(gdb.execute("kd ps --json", to_string=True))["tasks"]
               if int(t["task"], 16) == addr][0]["comm"]

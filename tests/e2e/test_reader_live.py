@@ -59,8 +59,8 @@ def test_cache_never_serves_stale_memory_live(guest):
     outs = {i: r["out"] for i, r in enumerate(res)}
     assert json.loads(outs[0])["tasks"][0]["comm"] == "sleep"
     assert json.loads(outs[2])["tasks"][0]["comm"] == "Zleep"
-    j0 = json.loads(outs[4])["values"][0]
-    j1 = json.loads(outs[8])["values"][0]
+    j0 = int(json.loads(outs[4])["values"][0], 16)
+    j1 = int(json.loads(outs[8])["values"][0], 16)
     gdb_says = int(outs[9].strip())
     assert j1 > j0 and j1 == gdb_says, (j0, j1, gdb_says, outs[6])
     assert json.loads(outs[10])["tasks"][0]["comm"] == "sleep"

@@ -66,7 +66,7 @@ def test_report_finds_panic_below_the_interrupt(profile):
     assert rep["backtrace"][rep["trap"]["frame"]]["function"] == "panic"
     assert any(f["exception"] for f in rep["backtrace"][:rep["trap"]["frame"]])
     assert rep["trap"]["message"] == said
-    assert rep["task"]["pid"] == shell
+    assert rep["pid"] == shell
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -85,7 +85,7 @@ def test_dump_without_vmcoreinfo_note(profile, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rep, ps = _json_docs(r.stdout)[-2:]
     assert rep["vmcoreinfo"].startswith("the dump's RAM at physical")
-    assert rep["task"]["pid"] == shell
+    assert rep["pid"] == shell
     core = tmp_path / "core.elf"
     r = _gdbkd("convert", str(dump), kernel.vmlinux, "-o", str(core))
     assert r.returncode == 0, r.stderr[-2000:]

@@ -111,7 +111,7 @@ def test_run_with_no_variables_catches_the_panic(crashed, kernel50):
     res = crashed["res"]
     rep = res["report"]
     assert rep["trap"]["trap"] == "panic"
-    assert rep["task"]["pid"] == crashed["shell"]
+    assert rep["pid"] == crashed["shell"]
     funcs = [f["function"] for f in rep["backtrace"]]
     assert "sysrq_handle_crash" in funcs
     live_ps = json.loads(res["ex"][0]["output"])["tasks"]
@@ -172,7 +172,7 @@ def test_dump_log_has_the_marker_and_equals_drgn(crashed, on_dump, drgn50):
 
 def test_dump_report_names_the_vmcoreinfo_source(crashed, on_dump, drgn50, kernel50):
     rep = on_dump["analyze"]
-    assert rep["trap"]["trap"] == "panic" and rep["task"]["pid"] == crashed["shell"]
+    assert rep["trap"]["trap"] == "panic" and rep["pid"] == crashed["shell"]
     assert rep["vmcoreinfo"].startswith("the dump's RAM at physical")
     assert drgn50["release"] == kernel50.release
 

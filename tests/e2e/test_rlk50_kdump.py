@@ -83,7 +83,7 @@ def test_kdump_log_equals_drgn(on_kdump, drgn_kdump):
 
 def test_kdump_report_is_the_sysrq_panic(on_kdump, drgn_kdump):
     rep = on_kdump["analyze"]
-    assert rep["task"]["pid"] == drgn_kdump["crashed"]
+    assert rep["pid"] == drgn_kdump["crashed"]
     assert "sysrq_handle_crash" in [f["function"] for f in rep["backtrace"]]
 
 
@@ -104,7 +104,7 @@ def test_lab1_kdump_on_50(tmp_path):
     assert rep_run.returncode == 0, rep_run.stderr[-3000:]
     rep = _json_lines(rep_run.stdout)[-1]
     assert rep["backtrace"][0]["function"] == lab.fault_function, rep["backtrace"][:3]
-    assert rep["task"]["comm"] == "insmod"
+    assert rep["comm"] == "insmod"
     from test_kdump import _check_oops_registers
     _check_oops_registers(rep)
 
@@ -181,7 +181,7 @@ def test_every_backtrace_runq_sys_task_equal_drgn(name):
     for p in pids:
         if p:
             t = out[f"kd task --json {p}"][0]
-            assert t["task"]["pid"] == p and CRASH_STATE[t["state"]] == ref["state"][str(p)], \
+            assert t["pid"] == p and CRASH_STATE[t["state"]] == ref["state"][str(p)], \
                 (p, t["state"])
     sysd = out["kd sys --json"]
     assert (sysd["release"], sysd["nodename"], sysd["machine"]) == \

@@ -82,7 +82,7 @@ def test_tasks_and_backtraces_equal_drgn(dump, fmt):
     # the crashed task_struct is in the linear map: [PAGE_OFFSET, +2^(VA-1)), PAGE_OFFSET = -2^VA
     va = 52 if "52-bit Virtual Addressing (LPA2)" in (dump.dir / "serial.log").read_text() else 47
     page_offset = (1 << 64) - (1 << va)
-    assert page_offset <= int(bt[0]["task"]["task"], 16) < page_offset + (1 << (va - 1))
+    assert page_offset <= int(bt[0]["task"], 16) < page_offset + (1 << (va - 1))
     assert names(bt) == ref["crashed"]
     assert names(sbt) == ref["sleeper"]
 
