@@ -19,6 +19,7 @@ __all__ = ["bug_tables", "bug_entry", "BUGFLAG_WARNING"]
 M64 = (1 << 64) - 1
 BUGFLAG_WARNING = 1 << 0
 _MEMBERS = ("bug_addr_disp", "file_disp", "line", "flags")
+_CHUNK = 4096           # bytes of a table read at once
 
 
 def bug_tables(k) -> list:
@@ -50,26 +51,34 @@ def bug_entry(k, pc: int):
         return None
     size = k.sizeof("struct bug_entry")
     at = lay.offset("bug_addr_disp")
+    per = max(1, _CHUNK // size)
     for name, start, n in bug_tables(k):
-        try:
-            raw = k.reader.read(start, n * size)
-        except MemoryFault:
-            continue
-        for i in range(n):
-            o = i * size
-            (disp,) = struct.unpack_from("<i", raw, o + at)
-            if (start + o + at + disp) & M64 != pc:
+        # a piece at a time, up to the entry (the vmlinux's table is 80-115 KB on 5.0-6.12);
+        # an unreadable piece is passed over, not the rest of its table
+        for first in range(0, n, per):
+            base, cnt = start + first * size, min(per, n - first)
+            try:
+                raw = k.reader.read(base, cnt * size)
+            except MemoryFault:
                 continue
-            f = lay.decode(raw, o)
-            out = {"entry": start + o, "table": name, "file": None, "line": f.get("line")}
-            if "file_disp" in lay:
-                fo = lay.offset("file_disp")
-                (fd,) = struct.unpack_from("<i", raw, o + fo)
-                try:
-                    out["file"] = k.reader.cstring((start + o + fo + fd) & M64, 200).decode("utf-8", "replace")
-                except MemoryFault:
-                    pass
-            out["flags"] = f.get("flags", 0)
-            out["warning"] = bool(out["flags"] & BUGFLAG_WARNING)
-            return out
+            for i in range(cnt):
+                o = i * size
+                (disp,) = struct.unpack_from("<i", raw, o + at)
+                if (base + o + at + disp) & M64 == pc:
+                    return _entry(k, lay, name, base + o, raw, o)
     return None
+
+
+def _entry(k, lay, name, entry, raw, o) -> dict:
+    f = lay.decode(raw, o)
+    out = {"entry": entry, "table": name, "file": None, "line": f.get("line")}
+    if "file_disp" in lay:
+        fo = lay.offset("file_disp")
+        (fd,) = struct.unpack_from("<i", raw, o + fo)
+        try:
+            out["file"] = k.reader.cstring((entry + fo + fd) & M64, 200).decode("utf-8", "replace")
+        except MemoryFault:
+            pass
+    out["flags"] = f.get("flags", 0)
+    out["warning"] = bool(out["flags"] & BUGFLAG_WARNING)
+    return out

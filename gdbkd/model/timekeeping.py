@@ -61,9 +61,13 @@ def _or_none(k, fn):
 
 
 def uptime_seconds(k):
-    """Seconds since boot, sleep included (``ktime_get_boottime()`` of the last tick:
-    ``tkr_mono.base + offs_boot``), or None when the timekeeper cannot be read."""
-    return _or_none(k, lambda f: (f["tkr_mono.base"] + f["offs_boot"]) / 1e9)
+    """Seconds since boot, sleep included (the coarse ``ktime_get_boottime()`` of the last
+    tick: :func:`ktime_now` + ``offs_boot``; drgn's ``uptime``), or None when the
+    timekeeper cannot be read. ``tkr_mono.base`` alone is not the monotonic time: the
+    kernel keeps in it only whole seconds of xtime (plus wall_to_monotonic's nanoseconds,
+    ``tk_update_ktime_data``); the rest of the second is ``xtime_nsec >> shift``."""
+    return _or_none(k, lambda f: (f["tkr_mono.base"] + (f["tkr_mono.xtime_nsec"] >> f["tkr_mono.shift"])
+                                  + f["offs_boot"]) / 1e9)
 
 
 def wall_clock_sec(k):

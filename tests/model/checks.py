@@ -880,3 +880,559 @@ def _(prog):
     return [[n, [w.task.value_() for w in list_for_each_entry(
         waiter[kind], lock.wait_list.address_of_(), "list")]]
         for kind, n, lock in _global_locks_drgn(prog)]
+
+
+# -- BUG()/WARN() sites (gdbkd/model/bug.py) ---------------------------------------------
+def _drgn_bug_tables(prog):
+    from drgn.helpers.linux.module import for_each_module
+    size = prog.type("struct bug_entry").size
+    s, e = prog.symbol("__start___bug_table").address, prog.symbol("__stop___bug_table").address
+    out = [["vmlinux __bug_table", s, (e - s) // size]] if e > s else []
+    for m in for_each_module(prog):
+        t, n = m.bug_table.value_(), int(m.num_bugs)
+        if t and 0 < n < 1 << 16:
+            out.append([f"{m.name.string_().decode()} bug_table", t, n])
+    return out
+
+
+@check("bug.tables")
+def _(k):
+    from gdbkd.model import bug
+    return [list(t) for t in bug.bug_tables(k)]
+
+
+@oracle("bug.tables")
+def _(prog):
+    return _drgn_bug_tables(prog)
+
+
+def _bug_sample(tables):
+    """Three entries near the start of each table, (table name, entry address): the model
+    reads a table only up to the entry it looks for, and the snapshot keeps what it read
+    (the vmlinux's whole table is 80-115 KB)."""
+    return [(name, start + i * sz) for name, start, n, sz in tables for i in sorted({0, 1, min(n - 1, 100)})]
+
+
+@check("bug.entries")
+def _(k):
+    import struct
+    from gdbkd.model import bug
+    sz, at = k.sizeof("struct bug_entry"), k.offset("struct bug_entry", "bug_addr_disp")
+    out = []
+    for name, e in _bug_sample([(n, s, c, sz) for n, s, c in bug.bug_tables(k)]):
+        (disp,) = struct.unpack("<i", k.reader.read(e + at, 4))
+        pc = (e + at + disp) & (1 << 64) - 1
+        b = bug.bug_entry(k, pc)
+        out.append([pc, None if b is None else
+                    [b["entry"], b["table"], b["file"], b["line"], b["flags"], b["warning"]]])
+    return out
+
+
+@oracle("bug.entries")
+def _(prog):
+    from drgn import Object
+    sz = prog.type("struct bug_entry").size
+    out = []
+    for name, e in _bug_sample([(n, s, c, sz) for n, s, c in _drgn_bug_tables(prog)]):
+        b = Object(prog, "struct bug_entry", address=e)
+        pc = (b.bug_addr_disp.address_ + int(b.bug_addr_disp)) & (1 << 64) - 1
+        fn = prog.read(b.file_disp.address_ + int(b.file_disp), 200).split(b"\0")[0].decode()
+        flags = int(b.flags)
+        out.append([pc, [e, name, fn, int(b.line), flags, bool(flags & 1)]])
+    return out
+
+
+# -- exception frames (gdbkd/model/frames.py) --------------------------------------------
+@check("frames.pt_regs_layout")
+def _(k):
+    from gdbkd.model import frames
+    return frames.pt_regs_layout(k)
+
+
+@oracle("frames.pt_regs_layout")
+def _(prog):
+    from drgn import offsetof
+    t = prog.type("struct pt_regs")
+    return {"size": t.size, **{m: offsetof(t, m) for m in ("stackframe", "orig_x0", "syscallno")}}
+
+
+def _pt_regs_json(r):
+    return [[r[f"x{i}"] for i in range(31)], r["sp"], r["pc"], r["pstate"], r["orig_x0"],
+            r["syscallno"], r["stackframe"][:2]]
+
+
+@check("frames.user_pt_regs")
+def _(k):
+    """The user registers of the three lowest-pid user tasks: the struct pt_regs at the top
+    of each one's stack (task_pt_regs)."""
+    from gdbkd.model import frames, tasks
+    size, ts = frames.pt_regs_layout(k)["size"], tasks.thread_size(k)
+    return [[t.pid, _pt_regs_json(frames.read_pt_regs(k, t.stack + ts - size))]
+            for t in sorted(_user_tasks(k), key=lambda t: t.pid)[:3]]
+
+
+@oracle("frames.user_pt_regs")
+def _(prog):
+    from drgn import Object
+    out = []
+    size, ts = prog.type("struct pt_regs").size, int(prog["THREAD_SIZE"])
+    users = sorted((int(t.pid), t) for t in _drgn_tasks(prog).values()
+                   if t.mm and not int(t.flags) & 0x00200000)
+    for pid, t in users[:3]:
+        r = Object(prog, "struct pt_regs", address=t.stack.value_() + ts - size)
+        out.append([pid, [[int(r.regs[i]) for i in range(31)], int(r.sp), int(r.pc), int(r.pstate),
+                          int(r.orig_x0), int(r.syscallno), [int(r.stackframe[0]), int(r.stackframe[1])]]])
+    return out
+
+
+# -- module symbols (gdbkd/model/kallsyms.py) --------------------------------------------
+@check("kallsyms.module_symbols")
+def _(k):
+    from gdbkd.model import kallsyms
+    return [[name, sorted([s.addr, s.name] for s in ms.syms)]
+            for name, ms in kallsyms.module_symbols(k).items()]
+
+
+@oracle("kallsyms.module_symbols")
+def _(prog):
+    from drgn.helpers.linux.kallsyms import module_kallsyms
+    from drgn.helpers.linux.module import for_each_module
+    from drgn import SymbolKind
+    # what the model keeps: no section or file symbols, no ARM mapping symbols ($x, $d)
+    return [[m.name.string_().decode(),
+             sorted([s.address, s.name] for s in module_kallsyms(m)
+                    if s.address and s.kind not in (SymbolKind.SECTION, SymbolKind.FILE)
+                    and not s.name.startswith(("$x", "$d", "__UNIQUE_ID")))]
+            for m in for_each_module(prog)]
+
+
+def _drgn_module_funcs(prog):
+    """[(module name, symbol)]: each module's sized functions that no other symbol of the
+    module overlaps (their middle byte has one answer)."""
+    from drgn import SymbolKind
+    from drgn.helpers.linux.kallsyms import module_kallsyms
+    from drgn.helpers.linux.module import for_each_module
+    out = []
+    for m in for_each_module(prog):
+        syms = [s for s in module_kallsyms(m) if s.size]
+        for s in syms:
+            if s.kind != SymbolKind.FUNC:
+                continue
+            mid = s.address + s.size // 2
+            if sum(1 for o in syms if o.address <= mid < o.address + o.size) == 1:
+                out.append((m.name.string_().decode(), s))
+    return out
+
+
+@check("kallsyms.symbolize")
+def _(k):
+    """The module and symbol of the middle byte of every module function kallsyms holds
+    alone there (5.0 has no symbol sizes: skipped)."""
+    from gdbkd.model import kallsyms
+    out = []
+    for name, ms in kallsyms.module_symbols(k).items():
+        syms = [s for s in ms.syms if s.size]
+        for s in syms:
+            if s.type.lower() != "t":
+                continue
+            mid = s.addr + s.size // 2
+            if sum(1 for o in syms if o.addr <= mid < o.addr + o.size) != 1:
+                continue
+            hit = kallsyms.symbolize(k, mid)
+            out.append([mid, None if hit is None else
+                        [hit[0], None if hit[1] is None else hit[1].name, hit[2]]])
+    return sorted(out)
+
+
+@oracle("kallsyms.symbolize")
+def _(prog):
+    try:
+        prog.type("struct mod_kallsyms").member("typetab")
+    except LookupError:
+        raise Skip("no typetab (before v5.2): module symbols have no sizes")
+    return sorted([s.address + s.size // 2, [name, s.name, False]] for name, s in _drgn_module_funcs(prog))
+
+
+# -- soft lockups (gdbkd/model/lockup.py) -------------------------------------------------
+def _drgn_sched_clock(prog):
+    from drgn.helpers.linux.cpumask import for_each_online_cpu
+    from drgn.helpers.linux.percpu import per_cpu
+    return max(int(per_cpu(prog["runqueues"], c).clock) for c in for_each_online_cpu(prog))
+
+
+@check("lockup.sched_clock_now")
+def _(k):
+    from gdbkd.model import lockup
+    return lockup.sched_clock_now(k)
+
+
+@oracle("lockup.sched_clock_now")
+def _(prog):
+    return _drgn_sched_clock(prog)
+
+
+@check("lockup.softlockup_stuck")
+def _(k):
+    from gdbkd.model import lockup, percpu
+    now = lockup.sched_clock_now(k)
+    return [[c, lockup.softlockup_stuck_s(k, c, now)] for c in percpu.online_cpus(k)]
+
+
+@oracle("lockup.softlockup_stuck")
+def _(prog):
+    """now - watchdog_touch_ts per online CPU, in the watchdog's 2^30 ns units (from
+    v5.14, where the stamp is the watchdog's own: watchdog_report_ts exists)."""
+    from drgn.helpers.linux.cpumask import for_each_online_cpu
+    from drgn.helpers.linux.percpu import per_cpu
+    try:
+        prog.symbol("watchdog_report_ts")
+    except LookupError:
+        raise Skip("no watchdog_report_ts (before v5.14): the stamp is reset by every touch")
+    now = _drgn_sched_clock(prog) >> 30
+    out = []
+    for c in for_each_online_cpu(prog):
+        ts = int(per_cpu(prog["watchdog_touch_ts"], c))
+        out.append([c, now - ts if now >= ts else None])
+    return out
+
+
+# -- the address space (gdbkd/model/memmap.py) --------------------------------------------
+@check("memmap.linear")
+def _(k):
+    """virt -> phys -> page -> pfn -> virt of the first eight slab-allocated task_structs."""
+    from gdbkd.model import memmap
+    mm = memmap.memory_map(k)
+    out = []
+    for a in sorted(t.addr for t in _tasks(k) if t.addr != k.sym("init_task"))[:8]:
+        page = mm.virt_to_page(a)
+        out.append([a, mm.is_linear(a), mm.virt_to_phys(a), page, mm.page_to_pfn(page),
+                    mm.page_to_virt(page), mm.pfn_to_page(mm.page_to_pfn(page)),
+                    mm.phys_to_virt(mm.virt_to_phys(a))])
+    return out
+
+
+@oracle("memmap.linear")
+def _(prog):
+    from drgn.helpers.linux.mm import (page_to_pfn, page_to_virt, pfn_to_page, phys_to_virt,
+                                       virt_to_page, virt_to_phys)
+    init = prog["init_task"].address_
+    out = []
+    for a in sorted(a for a in _drgn_tasks(prog) if a != init)[:8]:
+        page = virt_to_page(prog, a)
+        pfn = page_to_pfn(page).value_()
+        pa = virt_to_phys(prog, a).value_()
+        out.append([a, True, pa, page.value_(), pfn, page_to_virt(page).value_(),
+                    pfn_to_page(prog, pfn).value_(), phys_to_virt(prog, pa).value_()])
+    return out
+
+
+@check("memmap.ram_ranges")
+def _(k):
+    from gdbkd.model import memmap
+    return [list(r) for r in memmap.memory_map(k).ram_ranges()]
+
+
+@oracle("memmap.ram_ranges")
+def _(prog):
+    mem = prog["memblock"].memory
+    return sorted([int(r.base), int(r.base) + int(r.size)]
+                  for r in (mem.regions[i] for i in range(int(mem.cnt))) if int(r.size))
+
+
+# -- queued spin locks (gdbkd/model/qspinlock.py) -----------------------------------------
+_GLOBAL_SPINLOCKS = ("css_set_lock", "mmlist_lock", "vmap_area_lock", "pgd_lock",
+                     "kernfs_open_node_lock", "rtc_lock", "pci_lock", "pidmap_lock",
+                     "sb_lock", "inode_hash_lock", "unix_gc_lock")
+
+
+@check("qspinlock.global_spinlocks")
+def _(k):
+    from gdbkd.model import qspinlock
+    out = []
+    for n in _GLOBAL_SPINLOCKS:
+        a = k.sym(n)
+        if a is None:
+            continue
+        w = k.reader.u32(a)          # raw_spinlock.raw_lock, the first member of spinlock_t
+        out.append([n, w, qspinlock.decode(w)])
+    return out
+
+
+@oracle("qspinlock.global_spinlocks")
+def _(prog):
+    """The kernel's own fields of the word (qspinlock_types.h: locked, pending, tail)."""
+    from drgn import Object
+    out = []
+    for n in _GLOBAL_SPINLOCKS:
+        try:
+            sym = prog.symbol(n)
+        except LookupError:
+            continue
+        raw = Object(prog, "spinlock_t", address=sym.address).rlock.raw_lock
+        tail = int(raw.tail)
+        out.append([n, int(raw.val.counter) & 0xFFFFFFFF,
+                    {"locked": int(raw.locked), "pending": int(raw.pending),
+                     "tail_cpu": (tail >> 2) - 1 if tail >> 2 else None,
+                     "tail_idx": tail & 3 if tail >> 2 else None}])
+    return out
+
+
+@check("qspinlock.tasklist_lock")
+def _(k):
+    from gdbkd.model import qspinlock
+    return qspinlock.describe_spin(k, "rwlock", k.sym("tasklist_lock"))
+
+
+@oracle("qspinlock.tasklist_lock")
+def _(prog):
+    """struct qrwlock's own fields: wlocked (the writer byte) and the reader count."""
+    q = prog["tasklist_lock"].raw_lock
+    cnts = int(q.cnts.counter) & 0xFFFFFFFF
+    return (f"cnts={cnts:#x}: " + ("write-locked" if int(q.wlocked) else f"{cnts >> 9} reader(s)")
+            + (", a writer waiting" if cnts & 0x100 else ""))
+
+
+# -- RCU grace periods (gdbkd/model/rcu.py) ------------------------------------------------
+@check("rcu.grace_period")
+def _(k):
+    from gdbkd.model import rcu
+    g = rcu.grace_period(k)
+    if g is None:
+        return None
+    return [g["gp_seq"], g["age_jiffies"], g["stalled"], sorted([c, t] for c, t in g["cpus"]),
+            sorted(g["tasks"]), g["problems"]]
+
+
+@oracle("rcu.grace_period")
+def _(prog):
+    """rcu_state's grace period: None when idle (gp_seq's low two bits 0), else its
+    gp_seq, age, whether the kernel's stall check is due or past rcu_cpu_stall_timeout,
+    the online CPUs the leaves' qsmask still waits for with their current task, and the
+    tasks blocked from gp_tasks on."""
+    from drgn import offsetof
+    from drgn.helpers.linux.cpumask import for_each_online_cpu
+    from drgn.helpers.linux.list import list_for_each
+    from drgn.helpers.linux.sched import cpu_curr
+    st = prog["rcu_state"]
+    seq = int(st.gp_seq)
+    if seq & 3 == 0:
+        return None
+    m = (1 << 64) - 1
+    jiffies = int(prog["jiffies"])
+    age = (jiffies - int(st.gp_start)) & m
+    tick = int(prog["tick_nsec"])
+    hz = round(1e9 / tick) if tick else None
+    timeout = int(prog["rcu_cpu_stall_timeout"])
+    stalled = ((jiffies - int(st.jiffies_stall)) & m) < 1 << 63 or (hz is not None and age >= timeout * hz)
+    online = set(for_each_online_cpu(prog))
+    lvls = int(prog["rcu_num_lvls"])
+    cpus, tasks = [], []
+    for i in range(int(prog["rcu_num_nodes"])):
+        node = st.node[i]
+        if int(node.level) != lvls - 1:
+            continue
+        qs, lo = int(node.qsmask), int(node.grplo)
+        cpus += [[lo + b, cpu_curr(prog, lo + b).value_()] for b in range(64)
+                 if qs >> b & 1 and lo + b in online]
+        try:
+            gp_tasks = node.gp_tasks.value_()
+        except AttributeError:
+            continue
+        if gp_tasks:
+            links = [p.value_() for p in list_for_each(node.blkd_tasks.address_of_())]
+            if gp_tasks in links:
+                off = offsetof(prog.type("struct task_struct"), "rcu_node_entry")
+                tasks += [l - off for l in links[links.index(gp_tasks):]]
+    return [seq - (1 << 64) if seq >> 63 else seq, age, stalled, sorted(cpus), sorted(tasks), []]
+
+
+@check("rcu.hz")
+def _(k):
+    from gdbkd.model import rcu
+    return rcu.hz(k)
+
+
+@oracle("rcu.hz")
+def _(prog):
+    """CONFIG_HZ: from the kernel's own .config (CONFIG_IKCONFIG) or, as none of these
+    kernels keeps it, the build's config beside the vmlinux drgn loaded (the kernel cache
+    keeps the package's /boot/config-* there)."""
+    import re
+    from pathlib import Path
+    from drgn.helpers.linux.kconfig import get_kconfig
+    try:
+        return int(get_kconfig(prog)["CONFIG_HZ"])
+    except LookupError:
+        pass
+    cfg = Path(prog.main_module().debug_file_path).parent / "config"
+    m = re.search(r"^CONFIG_HZ=(\d+)$", cfg.read_text() if cfg.exists() else "", re.M)
+    if m is None:
+        raise Skip("no kernel config: neither CONFIG_IKCONFIG nor a config beside the vmlinux")
+    return int(m.group(1))
+
+
+# -- memory search (gdbkd/model/search.py) ------------------------------------------------
+def _init_task_range(k):
+    from gdbkd.model import search
+    a = k.sym("init_task")
+    return a, search.clip(search.kernel_regions(k), a, a + k.sizeof("struct task_struct"))
+
+
+def _drgn_init_task(prog):
+    t = prog["init_task"]
+    return t.address_, prog.read(t.address_, t.type_.size)
+
+
+@check("search.value")
+def _(k):
+    """Words equal to &init_task inside init_task (group_leader, real_parent, parent…)."""
+    from gdbkd.model import search
+    a, regions = _init_task_range(k)
+    r = search.search(k, search.value_pattern(a), regions)
+    return [r["hits"], r["skipped_pages"], r["scanned"]]
+
+
+@oracle("search.value")
+def _(prog):
+    a, raw = _drgn_init_task(prog)
+    hits = [a + o for o in range(0, len(raw) - 7, 8) if int.from_bytes(raw[o:o + 8], "little") == a]
+    return [hits, 0, len(raw)]
+
+
+@check("search.masked")
+def _(k):
+    """Words pointing into init_task's first 4 KiB (a mask of the low 12 bits)."""
+    from gdbkd.model import search
+    a, regions = _init_task_range(k)
+    r = search.search(k, search.value_pattern(a, mask=0xFFF), regions)
+    return r["hits"]
+
+
+@oracle("search.masked")
+def _(prog):
+    a, raw = _drgn_init_task(prog)
+    return [a + o for o in range(0, len(raw) - 7, 8)
+            if int.from_bytes(raw[o:o + 8], "little") & ~0xFFF == a & ~0xFFF]
+
+
+@check("search.string")
+def _(k):
+    from gdbkd.model import search
+    _a, regions = _init_task_range(k)
+    s = b"swapper"
+    return search.search(k, search.string_pattern(s), regions, align=1, overlap=len(s) - 1)["hits"]
+
+
+@oracle("search.string")
+def _(prog):
+    import re
+    a, raw = _drgn_init_task(prog)
+    return [a + m.start() for m in re.finditer(re.escape(b"swapper"), raw)]
+
+
+# -- the timekeeper (gdbkd/model/timekeeping.py) ------------------------------------------
+@check("timekeeping.clocks")
+def _(k):
+    from gdbkd.model import timekeeping
+    return [timekeeping.ktime_now(k), timekeeping.uptime_seconds(k), timekeeping.wall_clock_sec(k),
+            timekeeping.boot_wall_clock(k)]
+
+
+@oracle("timekeeping.clocks")
+def _(prog):
+    """drgn's coarse monotonic clock and uptime (ktime_get_coarse_ns,
+    ktime_get_coarse_boottime_ns), tk_core's xtime_sec and offs_real - offs_boot."""
+    from drgn.helpers.linux.timekeeping import ktime_get_coarse_boottime_ns, ktime_get_coarse_ns
+    tk = prog["tk_core"].timekeeper
+    return [ktime_get_coarse_ns(prog).value_(), ktime_get_coarse_boottime_ns(prog).value_() / 1e9,
+            int(tk.xtime_sec), (int(tk.offs_real) - int(tk.offs_boot)) / 1e9]
+
+
+# -- wait queues (gdbkd/model/wait.py) -----------------------------------------------------
+#: DECLARE_WAIT_QUEUE_HEAD()s, and balloon_wq: one only its driver initialises (not here:
+#: all zero, so not recognised as a wait queue head)
+_GLOBAL_WAITQUEUES = ("oom_reaper_wait", "khugepaged_wait", "ksm_thread_wait", "log_wait",
+                      "kauditd_wait", "probe_waitqueue", "crng_init_wait", "balloon_wq")
+_NOT_A_WQ = "not a wait_queue_head"
+
+
+@check("wait.global_queues")
+def _(k):
+    from gdbkd.model import wait
+    from gdbkd.model.reader import MemoryFault
+    out = []
+    for n in _GLOBAL_WAITQUEUES:
+        a = k.sym(n)
+        if a is None:
+            continue
+        try:
+            ents, stop = wait.waitqueue_entries(k, a)
+        except MemoryFault:
+            out.append([n, _NOT_A_WQ])
+            continue
+        out.append([n, [[e["entry"], e["flags"], e["private"], e["func"]] for e in ents],
+                    len(ents.damage), stop])
+    return out
+
+
+@oracle("wait.global_queues")
+def _(prog):
+    from drgn import Object
+    from drgn.helpers.linux.wait import waitqueue_for_each_entry
+    out = []
+    for n in _GLOBAL_WAITQUEUES:
+        try:
+            a = prog.symbol(n).address
+        except LookupError:
+            continue
+        wq = Object(prog, "struct wait_queue_head", address=a).address_of_()
+        if wq.head.next.value_() == 0 or wq.head.next.prev.value_() != wq.head.address_:
+            out.append([n, _NOT_A_WQ])
+            continue
+        out.append([n, [[e.value_(), int(e.flags), e.private.value_(), e.func.value_()]
+                        for e in waitqueue_for_each_entry(wq)], 0, None])
+    return out
+
+
+# -- kd check's list walks (gdbkd/model/listcheck.py) -------------------------------------
+@check("listcheck.healthy")
+def _(k):
+    """Each list kd check walks: how many entries, how many problems, skipped or not."""
+    from gdbkd.model import listcheck
+    return [[c.entries, len(c.problems), c.skipped] for c in listcheck.check_lists(k)]
+
+
+@oracle("listcheck.healthy")
+def _(prog):
+    """The same lists counted by drgn's walks: tasks (with each CPU's idle task), modules,
+    slab caches, their nodes' partial slabs, init's mounts, network namespaces and their
+    devices, and what the runqueues queue (RT lists and the CFS trees' entities)."""
+    from drgn.helpers.linux.cpumask import for_each_possible_cpu
+    from drgn.helpers.linux.fs import for_each_mount
+    from drgn.helpers.linux.list import list_for_each
+    from drgn.helpers.linux.module import for_each_module
+    from drgn.helpers.linux.net import for_each_net, for_each_netdev
+    from drgn.helpers.linux.percpu import per_cpu
+    from drgn.helpers.linux.rbtree import rb_first, rb_next
+    from drgn.helpers.linux.slab import for_each_slab_cache
+    caches = list(for_each_slab_cache(prog))
+    partial = 0
+    for c in caches:
+        for i in range(int(prog["nr_node_ids"])):      # node[] is allocated that long
+            node = c.node[i]
+            if node:
+                partial += sum(1 for _ in list_for_each(node.partial.address_of_()))
+    nets = list(for_each_net(prog))
+    queued = 0
+    for cpu in for_each_possible_cpu(prog):
+        rq = per_cpu(prog["runqueues"], cpu)
+        for head in rq.rt.active.queue:
+            queued += sum(1 for _ in list_for_each(head.address_of_()))
+        n = rb_first(rq.cfs.tasks_timeline.rb_root.address_of_())
+        while n:
+            queued += 1
+            n = rb_next(n)
+    counts = [len(_drgn_tasks(prog)), len(list(for_each_module(prog))), len(caches), partial,
+              len(list(for_each_mount(prog))), len(nets),
+              sum(len(list(for_each_netdev(n))) for n in nets), queued]
+    return [[n, 0, None] for n in counts]
