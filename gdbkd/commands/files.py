@@ -5,34 +5,8 @@ from ._util import KernelCommand
 from ._sysstate import (kernel, pick_task, task_header, render_header, guest_str, address_arg,
                         symbol_name)
 from ..model import fs
-from ..model.reader import MemoryFault
 
 __all__ = ["Files"]
-
-
-def _looks_like_dentry(k, addr: int) -> str:
-    """Why the memory at ``addr`` is not a struct dentry, or "" when it looks like one: its
-    superblock's type has a name, its parent is a dentry of the same superblock, its
-    inode (if any) belongs to that superblock."""
-    try:
-        info = fs.dentry_info(k, addr)
-        if not info["sb"] or not info["fstype"] or not info["fstype"].isascii():
-            return "d_sb does not lead to a file system type"
-        psb = fs.dentry_info(k, info["parent"])["sb"] if info["parent"] else 0
-        if psb != info["sb"]:
-            return "its d_parent is not on the same superblock"
-        if info["inode"]:
-            isb = k.reader.u64(info["inode"] + k.offset("struct inode", "i_sb"))
-            if isb != info["sb"]:
-                return "its d_inode is not on its superblock"
-    except MemoryFault as e:
-        return str(e)
-    return ""
-
-
-def _path_of(k, path_addr: int) -> str:
-    mnt, dentry = k.reader.u64(path_addr), k.reader.u64(path_addr + 8)
-    return guest_str(fs.d_path(k, mnt, dentry)) if mnt and dentry else None
 
 
 @command
@@ -59,7 +33,7 @@ fs->root and fs->pwd."""
             if args.task:
                 raise KdError("-d DENTRY takes no task")
             addr = address_arg(args.dentry, "a struct dentry")
-            why = _looks_like_dentry(k, addr)
+            why = fs.not_a_dentry(k, addr)
             if why:
                 raise KdError(f"{addr:#x} is not a struct dentry: {why}")
             info = fs.dentry_info(k, addr)
@@ -68,12 +42,9 @@ fs->root and fs->pwd."""
                     "name": guest_str(info["name"]), "path": guest_str(fs.dentry_path(k, addr))}
         t = pick_task(args.task)
         out = {**task_header(t), "root": None, "cwd": None, "files": []}
-        fs_off = k.offset("struct task_struct", "fs")
-        fsp = k.reader.u64(t.addr + fs_off)
-        if fsp:
-            lay = k.layout("struct fs_struct", ["root", "pwd"])
-            out["root"] = _path_of(k, fsp + lay.offset("root"))
-            out["cwd"] = _path_of(k, fsp + lay.offset("pwd"))
+        root, cwd = fs.task_root_cwd(k, t.addr)
+        out["root"] = guest_str(root) if root is not None else None
+        out["cwd"] = guest_str(cwd) if cwd is not None else None
         files, fdt, fds = fs.task_files(k, t.addr)
         out["files_struct"] = files
         for fd, f in fds:

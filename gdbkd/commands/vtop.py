@@ -13,6 +13,7 @@ from ._mem import address_arg, kernel, MEMORY_ADDRESSES
 from ._util import KernelCommand
 from ..arm64.mmu import AddressNotMapped
 from ..model.memmap import memory_map, kernel_mmu
+from ..model.mm import mm_pgd
 from ..model.reader import MemoryFault
 from ..model.tasks import task_list, parse_task_spec, select_tasks
 from ..textutil import escape
@@ -67,9 +68,7 @@ def _task_pgd(k, spec):
     t = tasks[0]
     if not t.mm:
         raise KdError(f"PID {t.pid} ({t.comm}) is a kernel thread: it has no user address space")
-    lay = k.layout("struct mm_struct", ["pgd"])
-    pgd = lay.read(k.reader, t.mm)["pgd"]
-    return t, pgd
+    return t, mm_pgd(k, t.mm)
 
 
 @command

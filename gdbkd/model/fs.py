@@ -33,6 +33,7 @@ from .trees import rbtree_inorder
 from .lists import Entries, list_entries, tree_problem
 
 __all__ = ["FileInfo", "task_files", "file_info", "d_path", "dentry_info", "mount_list",
+           "not_a_dentry", "task_root_cwd",
            "mount_info", "mount_namespaces", "dentry_path", "init_mnt_ns", "file_type", "S_IFMT_NAMES", "MNT_INTERNAL"]
 
 S_IFMT = 0o170000
@@ -166,6 +167,39 @@ def dentry_info(k, dentry: int) -> dict:
             "sb": d["d_sb"], "fstype": _fstype(k, d["d_sb"])}
     info.update({key: v for key, v in inode_info(k, d["d_inode"]).items() if key != "sb"})
     return info
+
+
+def not_a_dentry(k, addr: int) -> str:
+    """Why the memory at ADDR is not a struct dentry, or "" when it looks like one: its
+    superblock's type has a name, its parent is a dentry of the same superblock, its
+    inode (if any) belongs to that superblock."""
+    try:
+        info = dentry_info(k, addr)
+        if not info["sb"] or not info["fstype"] or not info["fstype"].isascii():
+            return "d_sb does not lead to a file system type"
+        psb = dentry_info(k, info["parent"])["sb"] if info["parent"] else 0
+        if psb != info["sb"]:
+            return "its d_parent is not on the same superblock"
+        if info["inode"] and inode_info(k, info["inode"])["sb"] != info["sb"]:
+            return "its d_inode is not on its superblock"
+    except MemoryFault as e:
+        return str(e)
+    return ""
+
+
+def task_root_cwd(k, task: int):
+    """(root, cwd) of a task: the d_path of its ``fs->root`` and ``fs->pwd`` (each None
+    when unset); (None, None) for a task without ``fs`` (an exited task)."""
+    fsp = k.reader.u64(task + k.offset("struct task_struct", "fs"))
+    if not fsp:
+        return None, None
+    lay = _lay(k, "struct fs_struct", ["root", "pwd"])
+    out = []
+    for m in ("root", "pwd"):
+        path = fsp + lay.offset(m)          # struct path {vfsmount *mnt; dentry *dentry;}
+        mnt, dentry = k.reader.u64(path), k.reader.u64(path + 8)
+        out.append(d_path(k, mnt, dentry) if mnt and dentry else None)
+    return tuple(out)
 
 
 def _dname(k, fs: bytes, dentry: int, ino: int) -> bytes:

@@ -14,7 +14,7 @@ returns them so callers add them per mm, as crash does.
 from .kernel import per_stop
 from .reader import MemoryFault
 
-__all__ = ["mm_counters", "task_rss_delta"]
+__all__ = ["mm_counters", "task_rss_delta", "mm_pgd"]
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = 0, 1, 2, 3
 _COUNTERS = (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES)
@@ -67,3 +67,8 @@ def task_rss_delta(k, task) -> int:
         if o + 4 <= len(raw):
             total += int.from_bytes(raw[o:o + 4], "little", signed=True)
     return total
+
+
+def mm_pgd(k, mm: int) -> int:
+    """The page table root (``mm->pgd``, a virtual address) of the mm_struct at MM."""
+    return k.layout("struct mm_struct", ["pgd"]).read(k.reader, mm)["pgd"]
