@@ -1,6 +1,6 @@
 """Which locks a function holds at a pc, proven from its code: the pure half.
 
-No gdb here; the in-gdb half (frames, symbols, memory) is gdbkd/kernel/spinlocks.py.
+No gdb here; the in-gdb half (frames, symbols, memory) is gdbkd/kernel/lockrefs.py.
 The code is AArch64 as decoded by capstone (:func:`gdbkd.analysis.fault.decode`),
 the whole function from its first instruction.
 
@@ -15,11 +15,15 @@ from the function's entry to that pc. Along each path it tracks
 * constant stack slots (code built -O0, as the course's 5.0 tree builds modules: a
   lock's address is spilled to ``[sp, #n]`` and loaded back into x0 for the call):
   a 64-bit ``str``/``stp`` of a known register to ``[sp|x29, #n]`` makes the slot known,
-  ``ldr`` from it makes the register known; a local's address (``add xN, sp, #m``) is
-  tracked as that slot, so stores through it fill slots too; any other store that may
-  overlap it, a write to its base register, a store through an unknown pointer, and a
-  call that is passed a local's address (or any call, once a local's address was
-  stored to memory outside the stack slots) forget it;
+  ``ldr`` from it makes the register known; a narrower ``strb``/``strh``/``str wN`` of a
+  known value makes a slot of that size known, read back by the zero-extending load of the
+  same size (``ldrb``/``ldrh``/``ldr wN``: the unlock's 0 in 5.0's inlined
+  ``queued_spin_unlock``, ``smp_store_release`` through a byte local, its kernel being
+  built that way too); a local's address (``add xN, sp, #m``) is tracked as that slot,
+  so stores through it fill slots too; any other store that may overlap it, a write
+  to its base register, a store through an unknown pointer, and a call that is passed
+  a local's address (or any call, once a local's address was stored to memory outside
+  the stack slots) forget it;
 * acquisitions:
   - a ``bl`` to a lock-taking function (``_raw_spin_lock``, ``mutex_lock``,
     ``down``, … :data:`ACQUIRE`) or to a spin-lock slow path with ``x0`` known:
@@ -87,6 +91,8 @@ _SLOT = re.compile(r"^\[(sp|x29)(?:,#(-?0x[0-9a-f]+|-?\d+))?\]$")
 _MEM = re.compile(r"\[(\w+)")
 _STORE_SIZE = {"str": None, "stur": None, "strb": 1, "sturb": 1, "strh": 2, "sturh": 2,
                "stp": None, "stnp": None, "stlr": None, "stlrb": 1, "stlrh": 2}
+#: zero-extending loads from a slot: size in bytes (None: that of the destination register)
+_LOAD_SIZE = {"ldr": None, "ldur": None, "ldrb": 1, "ldurb": 1, "ldrh": 2, "ldurh": 2}
 
 
 def _num(v):
@@ -313,12 +319,26 @@ class Flow:
                     v = 0 if r == "zr" else s.consts.get(r)
                     if v is not None:
                         s.consts[(base, off + 8 * j)] = v
+            elif n < 8 and len(regs) == 1 and m not in ("stp", "stnp"):
+                # a narrow slot (base, off, size): -O0's inlined queued_spin_unlock stores
+                # the 0 it releases with to a byte local, then `ldrb w1` / `stlrb w1, [x0]`
+                v = 0 if regs[0] == "zr" else _num(s.consts.get(regs[0]))
+                if v is not None:
+                    s.consts[(base, off, n)] = v & ((1 << 8 * n) - 1)
             return
-        if m in ("ldr", "ldur"):
+        if m in _LOAD_SIZE:
             slot = _slot_operand(ops, s.consts)
             dst = ops.split(",")[0]
-            if slot is not None and dst.startswith("x"):
+            n = _LOAD_SIZE[m] or (8 if dst.startswith("x") else 4)
+            if slot is None or not dst.startswith(("x", "w")):
+                return
+            if n == 8:
                 self._load = (F.reg_norm(dst), s.consts.get(slot))
+                return
+            v = s.consts.get(slot + (n,))
+            if v is None and _num(s.consts.get(slot)) is not None:
+                v = s.consts[slot] & ((1 << 8 * n) - 1)      # the low bytes (little-endian)
+            self._load = (F.reg_norm(dst), v)     # zero-extended into the x register
         return
 
     def _edges(self, k, i, s):

@@ -2,10 +2,13 @@
 
 Input is plain data gathered by ``gdbkd.kernel.locks`` (live or from a dump):
 
-- ``tasks``: {task_addr: {"pid", "comm", "state", "where"[, "cpu"]}} ("cpu": a running
-  task, e.g. one spinning on a spin lock)
+- ``tasks``: {task_addr: {"pid", "comm", "state", "where"[, "cpu"][, "inner_spins"]}}
+  ("cpu": a running task, e.g. one spinning on a spin lock; "inner_spins": in words, the
+  slow paths of an interrupt taken while it spun, on locks whose words say nobody holds
+  them: not what it waits for)
 - ``locks``: {lock_addr: {"name", "kind", "owners": [task_addr…], "probable": bool,
-  "detail": str, "waiters": [task_addr…][, "unknown": why the owner could not be read]}}
+  "detail": str, "waiters": [task_addr…][, "unknown": why the owner could not be read]
+  [, "free": True (a spin lock whose word says nobody holds it)]}}
 - ``waits``: {task_addr: lock_addr} — what each blocked task waits on.
 
 A cycle (a strongly connected component of the task graph, edge = waiter →
@@ -159,6 +162,7 @@ def _behind(r, t):
     if last in waits and not locks.get(waits[last], {}).get("owners"):
         l = locks.get(waits[last], {})
         out += f" ({l['detail']})" if l.get("kind") in ("completion", "wait queue", "event") and l.get("detail") \
+            else " held by nobody (its word says unlocked)" if l.get("free") \
             else " held by an unknown owner" + (f" ({l['unknown']})" if l.get("unknown") else "")
     return out
 
@@ -193,6 +197,11 @@ def render_text(r: dict) -> str:
             t = b["task"]
             L.append(f"  {_tname(tasks, t)} waits for {_lname(locks, r['waits'][t])}"
                      + _behind(r, t))
+    inner = [(a, t) for a, t in tasks.items() if t.get("inner_spins")]
+    if inner:
+        L.append("INNER SPINS (in an interrupt taken while spinning; not waits: nobody holds these):")
+        for a, t in inner:
+            L.extend(f"  {_tname(tasks, a)} on {x}" for x in t["inner_spins"])
     if rcu:
         L.append(f"RCU STALL: {rcu}")
     if r.get("hard_lockup"):

@@ -171,13 +171,17 @@ def acquisitions(frames):
     return list(held.values())
 
 
-def spinning_on(frames):
+def spinning_on(frames, start=0):
     """(kind, lock address or None, why, frame index) of the innermost spin-lock slow path
-    in ``frames``, or None when no frame is one. ``why`` says how the lock was proven, or
-    why it could not be. A frame returning to a call of a slow path counts as well: the
-    slow path's own frame is missing from a walk that starts in the exception vectors (an
-    interrupt just taken, before pt_regs were saved), but the call has not returned."""
+    in ``frames[start:]``, or None when no frame is one. ``why`` says how the lock was
+    proven, or why it could not be. A frame returning to a call of a slow path counts as
+    well: the slow path's own frame is missing from a walk that starts in the exception
+    vectors (an interrupt just taken, before pt_regs were saved), but the call has not
+    returned. (An interrupt taken while spinning may spin again, on another lock: the
+    outer slow path is found from ``start`` past the inner one's caller.)"""
     for i, f in enumerate(frames):
+        if i < start:
+            continue
         site = _site(f)
         name = (lookup(site, want_line=False).name or "").split(".")[0]
         if name in SLOWPATHS:

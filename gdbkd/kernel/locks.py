@@ -296,9 +296,35 @@ def _not_searched(ctx, exclude) -> str:
     return f"; not searched: {'; '.join(parts)}" if parts else ""
 
 
+def _word_free(kind, lock):
+    """The lock word in words when it proves that nobody holds the lock, else None: a
+    qspinlock whose locked byte is 0 (its holder always has it set: pending and queued
+    waiters do not), a qrwlock with no writer and no reader (``cnts`` 0 but for the
+    waiting-writer bit)."""
+    k = kernel()
+    try:
+        w = k.reader.u32(lock)
+    except MemoryFault:
+        return None
+    if (w & 0xFF) if kind == "spinlock" else (w & ~0x100):
+        return None
+    return qspinlock.describe_spin(k, kind, lock)
+
+
+def _spin_site(frames, spin):
+    """(index of the frame that called the slow path, its label)."""
+    i = spin[3]
+    at = i + 1 if (frames[i].sym(want_line=False).name or "").split(".")[0] in SLOWPATHS else i
+    return at, frames[at].sym(want_line=False).label() if at < len(frames) else ""
+
+
 def _gather_spinners(ctx, tasks, locks, waits, tinfo):
     """Every CPU in a spin-lock slow path: the lock it spins on and who holds it, proven
-    from the running tasks' code (a spinner holding its own lock: AA)."""
+    from the running tasks' code (a spinner holding its own lock: AA). A CPU whose
+    innermost slow path runs in an interrupt taken while it spun in another (5.0's
+    soft-lockup report printing, queued on ``logbuf_lock``), on a lock whose word says
+    nobody holds it, waits for nobody there: it was about to take it when stopped, and
+    returns to the outer spin. Its wait is the outer one, and the inner is said."""
     for t in ctx.tasks:
         if t.active_cpu is None:
             continue
@@ -306,10 +332,21 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         spin = spinning_on(frames)
         if spin is None:
             continue
+        at, caller = _spin_site(frames, spin)
+        passed = []
+        while spin[1] is not None:
+            free = _word_free(spin[0], spin[1])
+            outer = spinning_on(frames, at + 1) if free is not None else None
+            if outer is None:
+                break
+            name = _lock_name(spin[1]) or f"{spin[1]:#x}"
+            passed.append(f"{spin[0]} {name} at {caller}, which nobody holds ({free})")
+            spin = outer
+            at, caller = _spin_site(frames, spin)
         kind, lock, why, i = spin
-        at = i + 1 if (frames[i].sym(want_line=False).name or "").split(".")[0] in SLOWPATHS else i
-        caller = frames[at].sym(want_line=False).label() if at < len(frames) else ""
-        tinfo(t, caller)
+        d = tinfo(t, caller)
+        if passed:
+            d["inner_spins"] = passed
         if lock is None:
             node = _synthetic(0xE1E1, t)        # a lock of unknown address: no owner
             locks[node] = {"name": "", "kind": kind, "owners": [], "probable": False,
@@ -321,7 +358,15 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         name = _lock_name(lock)
         by_code = _holders_by_code(ctx, lock, set(), running_only=True)
         detail = qspinlock.describe_spin(kernel(), kind, lock)
-        if not by_code:
+        free = _word_free(kind, lock) is not None
+        if by_code and free:
+            # the word is the lock: code that seems to hold it missed a release (or the
+            # holder dropped it as the CPUs stopped): no holder is proven
+            detail += ("; nobody holds it by its word, though the code analysis names "
+                       + ", ".join(f"{by_addr_comm(ctx, a)} (at {at})" for a, at in by_code)
+                       + ": not proven (a release the analysis did not see, or the word re-initialised)")
+            by_code = []
+        elif not by_code:
             why_not = "; ".join(f"{by_addr_comm(ctx, a)}: {e}" for a, e in ctx.undecoded.items())
             detail += "; no running task's code holds it" + (f" ({why_not})" if why_not else "")
         elif kind == "spinlock" and len(by_code) > 1:
@@ -333,6 +378,8 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         locks[lock] = {"name": name, "kind": kind, "owners": [a for a, _ in by_code],
                        "probable": False, "detail": detail, "waiters": [t.addr],
                        "taken_at": {f"{a:#x}": at for a, at in by_code}}
+        if free:
+            locks[lock]["free"] = True
 
 
 def by_addr_comm(ctx, addr):
