@@ -7,7 +7,7 @@ from ._util import KernelCommand, resolve_task, current_task
 from ..kernel import stack as kstack
 from ..kernel.tasks import all_tasks, cpu_thread_regs
 from ..kernel.symbolize import describe
-from ..kernel.memory import read_bytes
+from ..kernel.memory import read_bytes, kernel
 from ..kernel.access import user_thread
 from ..kernel.vabits import strip_pac
 from ..arm64.regs import pt_regs_dict, exception_level, is_aarch32, mode_name
@@ -284,8 +284,8 @@ Frame lines read: #N [frame record address] function at pc."""
             cur = None
         if args.all_cpus:
             by_addr = {t.addr: t for t in all_tasks()}
-            from ..kernel.tasks import active_tasks
-            for cpu, addr in sorted(active_tasks().items()):
+            from ..model.tasks import active_tasks
+            for cpu, addr in sorted(active_tasks(kernel()).items()):
                 t = by_addr.get(addr)
                 if t is None:
                     continue

@@ -4,7 +4,7 @@ from . import KdError, command
 from ._util import KernelCommand, is_state, problem_lines
 from ..kernel.tasks import all_tasks, parse_task_spec, select_tasks, state_code, STATE_CODES
 from ..kernel.memory import kernel
-from ..kernel.mm import mm_counters, task_rss_delta
+from ..model.mm import mm_counters, task_rss_delta
 from ..model.sysinfo import totalram_pages, page_size
 
 __all__ = ["Ps"]
@@ -50,7 +50,7 @@ back from its head, each task shown once, and said in one line under the table
         deltas = {}
         for t in tasks:
             if t.mm and not t.is_kthread:
-                deltas[t.mm] = deltas.get(t.mm, 0) + task_rss_delta(t)
+                deltas[t.mm] = deltas.get(t.mm, 0) + task_rss_delta(k, t)
         rows = []
         for t in select_tasks(tasks, specs, states, kernel=args.kernel, user=args.user,
                               active=args.active):
@@ -59,7 +59,7 @@ back from its head, each task shown once, and said in one line under the table
             if mm and not kthread:
                 c = mm_cache.get(mm)
                 if c is None:
-                    c = mm_counters(mm) or (0, 0)
+                    c = mm_counters(k, mm) or (0, 0)
                     c = mm_cache[mm] = (c[0], max(c[1] + deltas.get(mm, 0), 0))
                 vsz, rss = c
             state, exit_state, active = t.state, t.exit_state, t.active_cpu

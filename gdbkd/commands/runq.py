@@ -3,7 +3,7 @@
 from ._util import KernelCommand, problem_lines
 from . import KdError, command
 from ..kernel.memory import kernel
-from ..kernel.percpu import present_cpus
+from ..model.percpu import present_cpus
 from ..model.runqueue import runqueues
 
 __all__ = ["Runq"]
@@ -48,9 +48,9 @@ under its CPU ("problems" in --json)."""
                 cpus = [int(c) for c in args.cpus.split(",")]
             except ValueError:
                 raise KdError("-c wants CPU numbers, e.g. -c 0,1")
-            bad = [c for c in cpus if c not in present_cpus()]
+            bad = [c for c in cpus if c not in present_cpus(kernel())]
             if bad:
-                raise KdError(f"CPU {bad[0]} is not present (present: {present_cpus()})")
+                raise KdError(f"CPU {bad[0]} is not present (present: {present_cpus(kernel())})")
         out = []
         for rq in runqueues(kernel(), cpus):
             out.append({"cpu": rq["cpu"], "online": rq["online"], "rq": rq["rq"],

@@ -35,7 +35,7 @@ from ..analysis import args as A
 from .memory import read_bytes
 from .symbolize import lookup, describe
 
-__all__ = ["explain", "bug_entry", "fault_address"]
+__all__ = ["explain", "fault_address"]
 
 M64 = (1 << 64) - 1
 BUG_BRK_IMM = 0x800
@@ -462,7 +462,9 @@ def _explain_bug(pc, insn, res, ev):
     ev.append(f"{i.text} at {pc:#x}")
     if imm != BUG_BRK_IMM:
         raise _Unknown(f"brk #{imm:#x} is not BUG_BRK_IMM (#0x800): not a BUG/WARN")
-    b = bug_entry(pc)
+    from .memory import kernel
+    from ..model.bug import bug_entry
+    b = bug_entry(kernel(), pc)
     if b is None:
         raise _Unknown(f"no struct bug_entry for {pc:#x} in the kernel's or a module's bug table")
     res["bug"] = b
@@ -472,8 +474,3 @@ def _explain_bug(pc, insn, res, ev):
     ev.append(f"struct bug_entry at {b['entry']:#x} ({b['table']}): {where}, flags {b['flags']:#x}")
 
 
-def bug_entry(pc: int):
-    """The ``struct bug_entry`` of the BUG()/WARN() brk at pc (:func:`gdbkd.model.bug.bug_entry`)."""
-    from .memory import kernel
-    from ..model.bug import bug_entry as model_bug_entry
-    return model_bug_entry(kernel(), pc)

@@ -26,6 +26,7 @@ from .memory import kernel
 from ..model import qspinlock
 from ..model.locks import StackScan, lock_state
 from ..model.reader import MemoryFault
+from ..model.lockup import sched_clock_now
 from .lockrefs import acquisitions, spinning_on, SLOWPATHS
 
 __all__ = ["gather", "wait_graph", "wait_kind", "LOCK_FUNCS"]
@@ -151,11 +152,6 @@ def _task_info(t, now):
     return d
 
 
-def _now():
-    from ..model.lockup import sched_clock_now
-    return sched_clock_now(kernel())
-
-
 def _waits_on(locks, waits, t, addr) -> bool:
     """Record that ``t`` waits on ``addr``; True when the lock is already in the graph
     (``t`` joins its waiters), False when the caller describes it."""
@@ -184,7 +180,7 @@ def gather():
     by_addr = {t.addr: t for t in ctx.tasks}
     tasks, locks, waits = {}, {}, {}
 
-    now = _now()
+    now = sched_clock_now(kernel())
 
     def tinfo(t, where=""):
         d = tasks.get(t.addr)
@@ -395,7 +391,7 @@ def wait_graph() -> dict:
     tasks, lks, waits = gather()
     r = waitgraph.analyze(tasks, lks, waits)
     k = kernel()
-    now = _now()
+    now = sched_clock_now(kernel())
     try:
         gp = rcu.grace_period(k)
     except MemoryFault as e:

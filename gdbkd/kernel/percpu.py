@@ -23,18 +23,13 @@ from .selection import selection
 from ..model import percpu as _percpu
 from ..model.reader import MemoryFault
 
-__all__ = ["nr_cpu_ids", "cpu_offsets", "per_cpu_addr", "per_cpu", "online_cpus",
-           "possible_cpus", "present_cpus", "cpu_of_thread", "on_thread"]
+__all__ = ["cpu_offsets", "per_cpu_addr", "per_cpu", "cpu_of_thread", "on_thread"]
 
 
 def on_thread(thread, fn):
     """Run ``fn(newest_frame)`` with ``thread`` selected; restore thread and frame."""
     with selection(thread):
         return fn(gdb.newest_frame())
-
-
-def nr_cpu_ids() -> int:
-    return _percpu.nr_cpu_ids(kernel())
 
 
 def cpu_offsets() -> list:
@@ -58,18 +53,6 @@ def per_cpu(name: str, cpu: int, typename: str = None) -> gdb.Value:
     addr = per_cpu_addr(symbol_address(name), cpu)
     t = lookup_type(typename) if typename else gdb.parse_and_eval(name).type
     return gdb.Value(addr).cast(t.pointer()).dereference()
-
-
-def online_cpus() -> list:
-    return _percpu.online_cpus(kernel())
-
-
-def possible_cpus() -> list:
-    return _percpu.possible_cpus(kernel())
-
-
-def present_cpus() -> list:
-    return _percpu.present_cpus(kernel())
 
 
 def _reg(frame, name):

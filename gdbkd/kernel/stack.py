@@ -32,11 +32,12 @@ import struct
 
 import gdb
 
-from .memory import read_bytes
+from .memory import read_bytes, kernel
 from .percpu import on_thread
 from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
-from .stackranges import thread_size, stack_ranges, stack_of
+from .stackranges import stack_ranges, stack_of
+from ..model.tasks import thread_size
 from .vabits import strip_pac
 from ..model.frames import pt_regs_layout, read_pt_regs as model_read_pt_regs
 from ..model.reader import MemoryFault
@@ -88,11 +89,6 @@ def in_entry_text(pc: int) -> bool:
     return a <= pc < b
 
 
-def _pt_regs_layout():
-    from .memory import kernel
-    return pt_regs_layout(kernel())
-
-
 def read_pt_regs(addr: int) -> dict:
     """struct pt_regs at ``addr`` (:func:`gdbkd.model.frames.read_pt_regs`)."""
     from .memory import kernel
@@ -132,7 +128,7 @@ def exception_regs(fp: int, sp=None, strict=False):
     the unwinder gdbkd gives gdb all take an exception frame's registers from here. (x29
     matters where sp does not hold them: 5.0–5.10's ``el1_irq`` calls its handler on the
     IRQ stack, keeping the task stack's sp, the pt_regs, only in x19.)"""
-    off = _pt_regs_layout()["stackframe"]
+    off = pt_regs_layout(kernel())["stackframe"]
     for base in ((fp - off) if fp else None, sp):
         if not base:
             continue
@@ -396,8 +392,8 @@ def scan_exception_frames(task) -> list:
     registers at the top of the stack (``task_pt_regs``)."""
     if not task.stack:
         return []
-    size = thread_size()
-    lay = _pt_regs_layout()
+    size = thread_size(kernel())
+    lay = pt_regs_layout(kernel())
     data = read_bytes(task.stack, size)
     words = struct.unpack(f"<{size // 8}Q", data)
     out = []
@@ -422,7 +418,7 @@ def text_words(task, start: int = None) -> list:
     the saved sp) that points into kernel or module text (crash's ``bt -t``)."""
     if not task.stack:
         return []
-    size = thread_size()
+    size = thread_size(kernel())
     lo = task.stack
     if start is not None and lo <= start < lo + size:
         lo = start & ~7

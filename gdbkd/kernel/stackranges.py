@@ -9,18 +9,14 @@ thread's sp.
 
 import gdb
 
-from ..model import tasks as _model_tasks
+from ..model.tasks import thread_size
+from ..model.percpu import possible_cpus
 from .memory import kernel, read_bytes
-from .percpu import per_cpu_addr, possible_cpus
+from .percpu import per_cpu_addr
 from .snapshot import stop_cached
 from .symbols import vmlinux_symbol_address
 
-__all__ = ["thread_size", "stack_ranges", "stack_of"]
-
-
-def thread_size() -> int:
-    """THREAD_SIZE: sizeof(init_stack) (16 KiB on arm64 with 4K pages, 32 KiB with KASAN)."""
-    return _model_tasks.thread_size(kernel())
+__all__ = ["stack_ranges", "stack_of"]
 
 
 def _percpu_ptr_stacks(name, size, label):
@@ -28,7 +24,7 @@ def _percpu_ptr_stacks(name, size, label):
     a = vmlinux_symbol_address(name)
     if a is None:
         return out
-    for cpu in possible_cpus():
+    for cpu in possible_cpus(kernel()):
         try:
             base = int.from_bytes(read_bytes(per_cpu_addr(a, cpu), 8), "little")
         except (gdb.MemoryError, IndexError):
@@ -40,12 +36,12 @@ def _percpu_ptr_stacks(name, size, label):
 
 @stop_cached
 def _global_stacks():
-    size = thread_size()
+    size = thread_size(kernel())
     out = _percpu_ptr_stacks("irq_stack_ptr", size, "IRQ")
     a = vmlinux_symbol_address("overflow_stack")
     if a is not None:
         osz = kernel().sizeof("overflow_stack") or 4096
-        for cpu in possible_cpus():
+        for cpu in possible_cpus(kernel()):
             b = per_cpu_addr(a, cpu)
             out.append((f"overflow:{cpu}", b, b + osz))
     out += _percpu_ptr_stacks("sdei_stack_normal_ptr", size, "SDEI")
@@ -57,7 +53,7 @@ def stack_ranges(task=None) -> list:
     """[(name, lo, hi)]: the task's stack, then every CPU's IRQ/overflow/SDEI stacks."""
     out = []
     if task is not None and task.stack:
-        out.append(("task", task.stack, task.stack + thread_size()))
+        out.append(("task", task.stack, task.stack + thread_size(kernel())))
     return out + _global_stacks()
 
 

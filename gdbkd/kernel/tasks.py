@@ -13,14 +13,14 @@ from .memory import kernel
 from .percpu import cpu_of_thread, cpu_offsets, on_thread
 from .access import user_thread
 from .snapshot import stop_cached
-from .stackranges import thread_size, stack_ranges, stack_of
+from .stackranges import stack_ranges, stack_of
 from ..model import tasks as _model
 from ..model.tasks import (Task, state_code, STATE_CODES, PF_KTHREAD, parse_task_spec,
                            select_tasks, is_state)
 from ..model.reader import MemoryFault
 from ..textutil import escape
 
-__all__ = ["Task", "all_tasks", "task_by_addr", "find_tasks", "active_tasks", "state_code",
+__all__ = ["Task", "all_tasks", "task_by_addr", "find_tasks", "state_code",
            "STATE_CODES", "thread_task", "thread_regs", "PF_KTHREAD", "parse_task_spec",
            "task_from_arg", "select_tasks", "is_state", "read_task", "cpu_thread_regs",
            "threads_by_cpu"]
@@ -31,11 +31,6 @@ def read_task(addr: int) -> Task:
         return _model.read_task(kernel(), addr)
     except MemoryFault as e:
         raise gdb.MemoryError(str(e)) from None
-
-
-def active_tasks() -> dict:
-    """{cpu: task address} of ``rq->curr`` for every present CPU."""
-    return _model.active_tasks(kernel())
 
 
 def all_tasks() -> list:
@@ -112,7 +107,7 @@ def threads_by_cpu() -> dict:
     threads = inf.threads()
     if len(threads) > len(cpu_offsets()):
         by_tid = {(t.ptid[1] or t.ptid[2]): t for t in threads}
-        for cpu, addr in active_tasks().items():
+        for cpu, addr in _model.active_tasks(kernel()).items():
             tk = task_by_addr(addr)
             if tk is None:
                 continue
@@ -136,7 +131,7 @@ def cpu_thread_regs(task):
     if th is not None:
         return th, thread_regs(th)
     # a dump stub with one thread per task: the thread whose sp is on this task's stack
-    size = thread_size()
+    size = _model.thread_size(kernel())
     for th in gdb.selected_inferior().threads():
         try:
             r = thread_regs(th)
@@ -167,7 +162,7 @@ def thread_task(thread=None):
     if t is not None:
         return t, regs
     sp = regs.get("sp", 0)
-    size = thread_size()
+    size = _model.thread_size(kernel())
     for t in tasks:
         if t.stack and t.stack <= sp < t.stack + size:
             return t, regs
