@@ -36,7 +36,7 @@ from .memory import read_bytes, kernel
 from .percpu import on_thread
 from .symbolize import lookup, is_text
 from .disasm import frame_record_ready
-from .stackranges import stack_ranges, stack_of
+from ..model.stacks import stack_ranges, stack_of
 from ..model.tasks import thread_size
 from .vabits import strip_pac
 from ..model.frames import pt_regs_layout, read_pt_regs as model_read_pt_regs
@@ -212,7 +212,7 @@ def _in_vectors(pc: int) -> bool:
 def unwind(pc, fp, sp=None, lr=None, kind="return", task=None, max_frames=256, elr=None) -> Unwind:
     """Walk from ``pc``/``fp`` (``elr``: the CPU's ELR_EL1, live, for a walk that starts in
     the exception entry before pt_regs were saved)."""
-    ranges = stack_ranges(task)
+    ranges = stack_ranges(kernel(), task)
     frames = []
     cur = Frame(strip_pac(pc), fp, sp, kind, lr)
     seen = set()
@@ -338,7 +338,7 @@ def gdb_frames(thread, task, max_frames=256):
     frames, stop = on_thread(thread, walk)
     if not frames:
         return None
-    ranges = stack_ranges(task)
+    ranges = stack_ranges(kernel(), task)
     for f in frames:
         f.stack = stack_of(f.sp, ranges)
         if in_entry_text(f.pc) and not f.inline_of:

@@ -13,7 +13,7 @@ from .memory import kernel
 from .percpu import cpu_of_thread, cpu_offsets, on_thread
 from .access import user_thread
 from .snapshot import stop_cached
-from .stackranges import stack_ranges, stack_of
+from ..model.stacks import stack_ranges, stack_of
 from ..model import tasks as _model
 from ..model.tasks import (Task, state_code, STATE_CODES, PF_KTHREAD, parse_task_spec,
                            select_tasks, is_state)
@@ -145,7 +145,7 @@ def cpu_thread_regs(task):
 def _cpu_of_percpu_stack(sp):
     """The CPU whose IRQ, overflow or SDEI stack holds ``sp`` (a CPU that took an interrupt,
     e.g. the soft-lockup watchdog's panic in its hrtimer), or None."""
-    where = stack_of(sp, stack_ranges()) if sp else None
+    where = stack_of(sp, stack_ranges(kernel())) if sp else None
     return int(where.rsplit(":", 1)[1]) if where and ":" in where else None
 
 

@@ -34,7 +34,7 @@ from ..analysis import fault as F
 from . import stack as kstack
 from .symbolize import lookup, is_text, module_ranges
 from .memory import read_bytes
-from .stackranges import stack_of
+from ..model.stacks import stack_of
 from .vabits import strip_pac
 
 __all__ = ["explain_unwind"]

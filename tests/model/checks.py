@@ -956,6 +956,51 @@ def _(prog):
     return {"size": t.size, **{m: offsetof(t, m) for m in ("stackframe", "orig_x0", "syscallno")}}
 
 
+@check("stacks.per_cpu")
+def _(k):
+    """Every CPU's IRQ, overflow and SDEI stack ranges, and which range holds the middle of
+    each: what kd's frame walk tags frames with."""
+    from gdbkd.model import stacks
+    ranges = stacks.stack_ranges(k)
+    return [[n, lo, hi, stacks.stack_of((lo + hi) // 2, ranges)] for n, lo, hi in ranges]
+
+
+@oracle("stacks.per_cpu")
+def _(prog):
+    from drgn.helpers.linux.cpumask import for_each_possible_cpu
+    from drgn.helpers.linux.percpu import per_cpu
+    size = int(prog["THREAD_SIZE"])
+    out = []
+
+    def ptr_stacks(name, label):
+        try:
+            prog[name]
+        except KeyError:
+            return
+        for cpu in for_each_possible_cpu(prog):
+            base = per_cpu(prog[name], cpu).value_()
+            if base:
+                out.append([f"{label}:{cpu}", base, base + size, f"{label}:{cpu}"])
+    ptr_stacks("irq_stack_ptr", "IRQ")
+    # by the ELF symbol: the nVHE hypervisor's own per-CPU overflow_stack has the same name
+    # in the DWARF (only its ELF symbol is renamed __kvm_nvhe_overflow_stack), and
+    # prog["overflow_stack"] can find that one
+    try:
+        ov = prog.symbol("overflow_stack")
+    except LookupError:
+        ov = None
+    if ov is not None:
+        offs = prog["__per_cpu_offset"]
+        for cpu in for_each_possible_cpu(prog):
+            b = (ov.address + offs[cpu].value_()) & ((1 << 64) - 1)
+            out.append([f"overflow:{cpu}", b, b + ov.size, f"overflow:{cpu}"])
+    ptr_stacks("sdei_stack_normal_ptr", "SDEI")
+    ptr_stacks("sdei_stack_critical_ptr", "SDEI-critical")
+    if not out:
+        raise Skip("no per-CPU stacks")
+    return out
+
+
 def _pt_regs_json(r):
     return [[r[f"x{i}"] for i in range(31)], r["sp"], r["pc"], r["pstate"], r["orig_x0"],
             r["syscallno"], r["stackframe"][:2]]
