@@ -180,7 +180,7 @@ def _check_oops_registers(rep):
     assert t["trap"] == "die" and t["from_log"], t
     assert t["registers"]["pc"] == rep["backtrace"][0]["pc"] == t["fault_pc"]
     assert "crash_kexec" in t["registers_from"]
-    assert (t["esr"] >> 26) & 0x3F == 0x25                 # a data abort taken at EL1
+    assert (int(t["esr"], 16) >> 26) & 0x3F == 0x25       # a data abort taken at EL1
     assert int(t["far"], 16) < 0x10000 and "message" in t["far_from"]  # NULL + a member's offset
     acc = rep["explanation"]
     assert acc["far"] == t["far"] and acc["instruction"]["pc"] == t["fault_pc"], acc
