@@ -292,21 +292,6 @@ def _not_searched(ctx, exclude) -> str:
     return f"; not searched: {'; '.join(parts)}" if parts else ""
 
 
-def _word_free(kind, lock):
-    """The lock word in words when it proves that nobody holds the lock, else None: a
-    qspinlock whose locked byte is 0 (its holder always has it set: pending and queued
-    waiters do not), a qrwlock with no writer and no reader (``cnts`` 0 but for the
-    waiting-writer bit)."""
-    k = kernel()
-    try:
-        w = k.reader.u32(lock)
-    except MemoryFault:
-        return None
-    if (w & 0xFF) if kind == "spinlock" else (w & ~0x100):
-        return None
-    return qspinlock.describe_spin(k, kind, lock)
-
-
 def _spin_site(frames, spin):
     """(index of the frame that called the slow path, its label)."""
     i = spin[3]
@@ -331,7 +316,7 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         at, caller = _spin_site(frames, spin)
         passed = []
         while spin[1] is not None:
-            free = _word_free(spin[0], spin[1])
+            free = qspinlock.free_spin(kernel(), spin[0], spin[1])
             outer = spinning_on(frames, at + 1) if free is not None else None
             if outer is None:
                 break
@@ -354,7 +339,7 @@ def _gather_spinners(ctx, tasks, locks, waits, tinfo):
         name = _lock_name(lock)
         by_code = _holders_by_code(ctx, lock, set(), running_only=True)
         detail = qspinlock.describe_spin(kernel(), kind, lock)
-        free = _word_free(kind, lock) is not None
+        free = qspinlock.free_spin(kernel(), kind, lock) is not None
         if by_code and free:
             # the word is the lock: code that seems to hold it missed a release (or the
             # holder dropped it as the CPUs stopped): no holder is proven

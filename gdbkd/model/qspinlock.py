@@ -13,7 +13,7 @@ from its head (the next to take the lock) through ``next`` to the tail the word 
 from .percpu import per_cpu_addr, possible_cpus
 from .reader import MemoryFault
 
-__all__ = ["decode", "mcs_queue", "describe_qrwlock", "describe", "describe_spin"]
+__all__ = ["decode", "mcs_queue", "describe_qrwlock", "describe", "describe_spin", "free_spin"]
 
 
 def decode(word):
@@ -100,3 +100,17 @@ def describe_spin(k, kind, addr):
         return describe_qrwlock(k.reader.u32(addr))
     except MemoryFault as e:
         return f"lock word unreadable ({e})"
+
+
+def free_spin(k, kind, addr):
+    """The lock word in words when it proves that nobody holds the spin lock or rwlock at
+    ``addr``, else None (held, or unreadable): a qspinlock whose locked byte is 0 (its
+    holder always has it set: pending and queued waiters do not), a qrwlock with no writer
+    and no reader (``cnts`` 0 but for the waiting-writer bit)."""
+    try:
+        w = k.reader.u32(addr)
+    except MemoryFault:
+        return None
+    if (w & 0xFF) if kind == "spinlock" else (w & ~0x100):
+        return None
+    return describe_spin(k, kind, addr)

@@ -55,6 +55,15 @@ def _first_user_pid(prog):
     return pids[0]
 
 
+def _drgn_addresses(prog, names):
+    """(name, address) of each of NAMES this kernel has a symbol for, in order."""
+    for n in names:
+        try:
+            yield n, prog.symbol(n).address
+        except LookupError:
+            continue
+
+
 # -- tasks ------------------------------------------------------------------------------
 @check("tasks.addresses")
 def _(k):
@@ -822,11 +831,7 @@ def _global_locks_drgn(prog):
     for kind, names in _GLOBAL_LOCKS:
         typ = {"mutex": "struct mutex", "rwsem": "struct rw_semaphore",
                "semaphore": "struct semaphore"}[kind]
-        for n in names:
-            try:
-                a = prog.symbol(n).address
-            except LookupError:
-                continue
+        for n, a in _drgn_addresses(prog, names):
             out.append((kind, n, Object(prog, typ, address=a)))
     if not out:
         raise Skip("none of the global locks")
@@ -1208,12 +1213,8 @@ def _(prog):
     """The kernel's own fields of the word (qspinlock_types.h: locked, pending, tail)."""
     from drgn import Object
     out = []
-    for n in _GLOBAL_SPINLOCKS:
-        try:
-            sym = prog.symbol(n)
-        except LookupError:
-            continue
-        raw = Object(prog, "spinlock_t", address=sym.address).rlock.raw_lock
+    for n, a in _drgn_addresses(prog, _GLOBAL_SPINLOCKS):
+        raw = Object(prog, "spinlock_t", address=a).rlock.raw_lock
         tail = int(raw.tail)
         out.append([n, int(raw.val.counter) & 0xFFFFFFFF,
                     {"locked": int(raw.locked), "pending": int(raw.pending),
@@ -1425,11 +1426,7 @@ def _(prog):
     from drgn import Object
     from drgn.helpers.linux.wait import waitqueue_for_each_entry
     out = []
-    for n in _GLOBAL_WAITQUEUES:
-        try:
-            a = prog.symbol(n).address
-        except LookupError:
-            continue
+    for n, a in _drgn_addresses(prog, _GLOBAL_WAITQUEUES):
         wq = Object(prog, "struct wait_queue_head", address=a).address_of_()
         if wq.head.next.value_() == 0 or wq.head.next.prev.value_() != wq.head.address_:
             out.append([n, _NOT_A_WQ])
